@@ -1,0 +1,1 @@
+"""Business servers: the bank API over the data server."""

@@ -1,0 +1,1 @@
+"""The requests-based client: feature tour and concurrent bank check."""

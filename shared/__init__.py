@@ -1,0 +1,1 @@
+"""Code that the data server, the business servers and the client all use."""

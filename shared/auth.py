@@ -1,0 +1,40 @@
+"""Bearer-token authentication: tokens compared in constant time and never logged."""
+import hmac
+
+from flask import current_app
+from flask_httpauth import HTTPTokenAuth
+
+from shared.errors import error_response
+
+TOKENS_CONFIG_KEY = "BANK_BEARER_TOKENS"
+
+
+def bearer_auth():
+    """An HTTPTokenAuth whose current_user() is the owner of the presented token.
+
+    The app's config[TOKENS_CONFIG_KEY] is {token: owner}, set by its factory with configure_tokens.
+    """
+    auth = HTTPTokenAuth(scheme="Bearer", realm="bank")
+
+    @auth.verify_token
+    def verify_token(presented):
+        presented_bytes = presented.encode("utf-8", "surrogateescape")
+        owner_found = None
+        # Compare against every token so that the time taken does not reveal which one matched.
+        for token, owner in current_app.config[TOKENS_CONFIG_KEY]:
+            if hmac.compare_digest(token, presented_bytes):
+                owner_found = owner
+        return owner_found
+
+    @auth.error_handler
+    def auth_error(status):
+        if status == 401:
+            return error_response(401, "unauthorized", "a valid bearer token is required",
+                                  {"WWW-Authenticate": 'Bearer realm="bank"'})
+        return error_response(status, "forbidden", "this token may not do that")
+
+    return auth
+
+
+def configure_tokens(app, tokens):
+    app.config[TOKENS_CONFIG_KEY] = [(token.encode(), owner) for token, owner in tokens.items()]

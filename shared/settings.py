@@ -1,0 +1,178 @@
+"""Settings of each role, read from the environment and `.env` into frozen, validated objects."""
+import os
+import sys
+from dataclasses import dataclass
+
+from dotenv import find_dotenv, load_dotenv
+
+from shared.money import InvalidAmount, parse_cents
+from shared.validation import is_account_id
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    tokens: dict          # bearer token -> business id
+    lock_ttl: float       # seconds a lease lives without renewal
+    journal_path: str     # empty: memory only
+    fsync: str            # always | everysec | no
+    operation_limit: int  # recorded operation ids kept for idempotent replay
+    compact_min_records: int
+    max_body_bytes: int
+    log_level: str
+
+
+@dataclass(frozen=True)
+class BusinessSettings:
+    business_id: str
+    data_url: str
+    data_token: str
+    client_tokens: dict   # bearer token -> client name
+    lock_wait: float      # seconds an operation waits for a busy account before 503
+    data_timeout: float   # seconds for each call to the data server
+    max_amount_cents: int
+    queue_limit: int      # operations waiting on one account in one worker
+    batch_limit: int      # operations applied in one lock cycle
+    max_body_bytes: int
+    log_level: str
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    business_urls: tuple
+    token: str
+    timeout: float
+
+
+def load_data_settings(environ=None):
+    env = _environment(environ)
+    return DataSettings(
+        tokens=_token_map(env, "DATA_TOKENS"),
+        lock_ttl=_seconds(env, "LOCK_TTL", "5"),
+        journal_path=env.get("DATA_JOURNAL", "").strip(),
+        fsync=_choice(env, "DATA_FSYNC", "always", ("always", "everysec", "no")),
+        operation_limit=_positive_int(env, "DATA_OPERATION_LIMIT", "100000"),
+        compact_min_records=_positive_int(env, "DATA_COMPACT_MIN_RECORDS", "10000"),
+        max_body_bytes=_positive_int(env, "MAX_BODY_BYTES", "1048576"),
+        log_level=_choice(env, "LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
+    )
+
+
+def load_business_settings(environ=None):
+    env = _environment(environ)
+    business_id = _required(env, "BUSINESS_ID")
+    if not is_account_id(business_id):
+        raise SettingsError(f"BUSINESS_ID: must be 1 to 64 of A-Z a-z 0-9 _ -, got {business_id!r}")
+    return BusinessSettings(
+        business_id=business_id,
+        data_url=_url(env, "DATA_URL", "http://127.0.0.1:8000"),
+        data_token=_required(env, "DATA_TOKEN"),
+        client_tokens=_token_map(env, "CLIENT_TOKENS"),
+        lock_wait=_seconds(env, "LOCK_WAIT", "2"),
+        data_timeout=_seconds(env, "DATA_TIMEOUT", "1"),
+        max_amount_cents=_amount(env, "MAX_AMOUNT", "1000000000.00"),
+        queue_limit=_positive_int(env, "QUEUE_LIMIT", "256"),
+        batch_limit=_positive_int(env, "BATCH_LIMIT", "64"),
+        max_body_bytes=_positive_int(env, "MAX_BODY_BYTES", "65536"),
+        log_level=_choice(env, "LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
+    )
+
+
+def load_client_settings(environ=None):
+    env = _environment(environ)
+    urls = tuple(u.strip().rstrip("/") for u in env.get(
+        "BUSINESS_URLS", "http://127.0.0.1:8001,http://127.0.0.1:8002,http://127.0.0.1:8003").split(",") if u.strip())
+    for url in urls:
+        if not url.startswith(("http://", "https://")):
+            raise SettingsError(f"BUSINESS_URLS: {url!r} is not an http:// or https:// URL")
+    if not urls:
+        raise SettingsError("BUSINESS_URLS: at least one URL is needed")
+    return ClientSettings(business_urls=urls, token=env.get("CLIENT_TOKEN", ""),
+                          timeout=_seconds(env, "CLIENT_TIMEOUT", "5"))
+
+
+def exit_on_settings_error(loader):
+    """Run a settings loader at start-up; on a bad value print one line naming it and exit 2."""
+    try:
+        return loader()
+    except SettingsError as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _environment(environ):
+    if environ is not None:
+        return environ
+    # A real environment variable wins over the same name in .env.
+    load_dotenv(find_dotenv(usecwd=True), override=False)
+    return os.environ
+
+
+def _required(env, name):
+    value = env.get(name, "").strip()
+    if not value:
+        raise SettingsError(f"{name}: is required and not set (see .env.example)")
+    return value
+
+
+def _token_map(env, name):
+    """Parse "owner:token,owner:token" into {token: owner}."""
+    tokens = {}
+    for entry in _required(env, name).split(","):
+        owner, sep, token = entry.strip().partition(":")
+        if not sep or not owner or not token:
+            raise SettingsError(f"{name}: each entry must be owner:token, got an entry without both parts")
+        if not is_account_id(owner):
+            raise SettingsError(f"{name}: owner {owner!r} must be 1 to 64 of A-Z a-z 0-9 _ -")
+        if len(token) < 8:
+            raise SettingsError(f"{name}: the token of {owner!r} is shorter than 8 characters")
+        if token in tokens:
+            raise SettingsError(f"{name}: {owner!r} and {tokens[token]!r} share one token")
+        tokens[token] = owner
+    return tokens
+
+
+def _seconds(env, name, default):
+    text = env.get(name, default).strip()
+    try:
+        value = float(text)
+    except ValueError:
+        raise SettingsError(f"{name}: must be a number of seconds, got {text!r}") from None
+    if not 0 < value <= 3600:
+        raise SettingsError(f"{name}: must be more than 0 and at most 3600 seconds, got {text!r}")
+    return value
+
+
+def _positive_int(env, name, default):
+    text = env.get(name, default).strip()
+    if not text.isascii() or not text.isdigit() or int(text) < 1:
+        raise SettingsError(f"{name}: must be a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
+def _choice(env, name, default, choices):
+    text = env.get(name, default).strip()
+    if text not in choices:
+        raise SettingsError(f"{name}: must be one of {', '.join(choices)}, got {text!r}")
+    return text
+
+
+def _amount(env, name, default):
+    text = env.get(name, default).strip()
+    try:
+        cents = parse_cents(text)
+    except InvalidAmount:
+        raise SettingsError(f"{name}: must be a decimal amount such as 1000.00, got {text!r}") from None
+    if cents < 1:
+        raise SettingsError(f"{name}: must be more than 0")
+    return cents
+
+
+def _url(env, name, default):
+    text = env.get(name, default).strip().rstrip("/")
+    if not text.startswith(("http://", "https://")):
+        raise SettingsError(f"{name}: must be an http:// or https:// URL, got {text!r}")
+    return text

@@ -1,0 +1,15 @@
+"""Checks of identifiers that cross the wire between client, business and data servers."""
+import re
+
+_ACCOUNT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}", re.ASCII)
+# Printable ASCII without spaces: safe to log and to echo back.
+_OPAQUE_KEY = re.compile(r"[\x21-\x7e]+", re.ASCII)
+
+
+def is_account_id(text):
+    return isinstance(text, str) and _ACCOUNT_ID.fullmatch(text) is not None
+
+
+def is_opaque_key(text, max_length=128):
+    """An idempotency key, request id or operation id: 1 to max_length printable ASCII characters."""
+    return isinstance(text, str) and len(text) <= max_length and _OPAQUE_KEY.fullmatch(text) is not None

@@ -1,0 +1,77 @@
+"""What every Flask app of the system shares: JSON errors, body limit, request ids and one log line per request."""
+import logging
+import sys
+import time
+import uuid
+
+from flask import Flask, g, request
+
+from shared.errors import ApiError, register_error_handlers
+from shared.validation import is_opaque_key
+
+REQUEST_ID_HEADER = "X-Request-ID"
+
+
+def create_base_app(import_name, server_name, max_body_bytes, log_level):
+    app = Flask(import_name)
+    app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
+    app.json.sort_keys = False
+    register_error_handlers(app)
+    logger = _request_logger(server_name, log_level)
+
+    @app.before_request
+    def start_request():
+        g.started = time.perf_counter()
+        g.error_code = None
+        offered = request.headers.get(REQUEST_ID_HEADER, "")
+        g.request_id = offered if is_opaque_key(offered) else uuid.uuid4().hex
+
+    @app.after_request
+    def log_request(response):
+        response.headers[REQUEST_ID_HEADER] = g.get("request_id", "-")
+        if request.endpoint not in ("health", "static"):
+            elapsed_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
+            fields = [f"server={server_name}", f"rid={g.get('request_id', '-')}",
+                      f"op={(request.endpoint or request.method).rpartition('.')[2]}"]
+            fields += [f"{name}={_loggable(value)}" for name, value in (request.view_args or {}).items()]
+            fields += [f"status={response.status_code}", f"result={g.get('error_code') or 'ok'}",
+                       f"ms={elapsed_ms:.1f}"]
+            logger.info(" ".join(fields))
+        return response
+
+    return app
+
+
+def json_object():
+    """The request's JSON body, which must be an object; anything else is a 4xx ApiError."""
+    if not request.is_json:
+        raise ApiError(415, "unsupported_media_type", "send a JSON body with Content-Type: application/json")
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_json", "the body must be a JSON object")
+    return body
+
+
+def _request_logger(server_name, log_level):
+    logger = logging.getLogger(f"bank.{server_name}")
+    if not logger.handlers:
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+    logger.setLevel(log_level)
+    return logger
+
+
+def _loggable(value, limit=64):
+    """A path value as one safe, short log token: client input may hold newlines or be 10,000 characters."""
+    text = "".join(c if "!" <= c <= "~" else "?" for c in str(value))
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time, so that redirection and test capture both see the lines."""
+
+    def emit(self, record):
+        self.stream = sys.stderr
+        super().emit(record)

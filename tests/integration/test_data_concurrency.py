@@ -1,0 +1,71 @@
+"""Races on the data server with real threads: no lost update and never two live holders."""
+import random
+import threading
+import time
+
+from data.data_server import create_app as create_data_app
+from shared.settings import load_data_settings
+from tests.helpers import DATA_TOKENS, bearer, data_environ
+
+THREADS = 16
+INCREMENTS_PER_THREAD = 40
+
+
+def test_many_threads_locking_one_account_lose_no_update_and_never_share_the_lock():
+    app = create_data_app(load_data_settings(data_environ()))
+    holders = {"now": 0, "most": 0}
+    holders_mutex = threading.Lock()
+    failures = []
+
+    def increment_many(business):
+        client, headers = app.test_client(), bearer(DATA_TOKENS[business])
+        for _ in range(INCREMENTS_PER_THREAD):
+            while True:
+                response = client.post(f"/getLock/{business}/hot", headers=headers)
+                if response.status_code == 200:
+                    break
+                assert response.status_code == 423, response.json
+                time.sleep(random.uniform(0, 0.002))
+            with holders_mutex:
+                holders["now"] += 1
+                holders["most"] = max(holders["most"], holders["now"])
+            amount = response.json["amount"] or "0.00"
+            cents = int(amount.replace(".", "")) + 1
+            new_amount = f"{cents // 100}.{cents % 100:02d}"
+            with holders_mutex:
+                holders["now"] -= 1
+            written = client.post(f"/setAmount/{business}/hot", headers=headers,
+                                  json={"amount": new_amount, "token": response.json["token"], "unlock": True})
+            if written.status_code != 200:
+                failures.append(written.json)
+
+    workers = [threading.Thread(target=increment_many, args=(f"b{i % 3 + 1}",)) for i in range(THREADS)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+
+    assert failures == []
+    assert holders["most"] == 1
+    final = app.test_client().get("/getAmount/b1/hot", headers=bearer(DATA_TOKENS["b1"])).json["amount"]
+    assert final == f"{THREADS * INCREMENTS_PER_THREAD // 100}.{THREADS * INCREMENTS_PER_THREAD % 100:02d}"
+
+
+def test_concurrent_lock_requests_get_exactly_one_grant_each_round():
+    app = create_data_app(load_data_settings(data_environ()))
+    for round_number in range(20):
+        barrier = threading.Barrier(8)
+        statuses = []
+
+        def try_lock(business):
+            client = app.test_client()
+            barrier.wait()
+            statuses.append(client.post(f"/getLock/{business}/r{round_number}",
+                                        headers=bearer(DATA_TOKENS[business])).status_code)
+
+        workers = [threading.Thread(target=try_lock, args=(f"b{i % 3 + 1}",)) for i in range(8)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        assert sorted(statuses) == [200] + [423] * 7

@@ -1,0 +1,60 @@
+import pytest
+
+from shared.settings import (SettingsError, exit_on_settings_error, load_business_settings,
+                             load_client_settings, load_data_settings)
+from tests.helpers import data_environ
+
+
+def test_data_settings_read_tokens_and_defaults():
+    settings = load_data_settings(data_environ())
+    assert settings.tokens["test-data-token-b1"] == "b1"
+    assert settings.lock_ttl == 5 and settings.fsync == "always"
+
+
+def test_settings_are_frozen():
+    settings = load_data_settings(data_environ())
+    with pytest.raises(AttributeError):
+        settings.lock_ttl = 1
+
+
+@pytest.mark.parametrize("name, value", [
+    ("DATA_TOKENS", ""), ("DATA_TOKENS", "b1"), ("DATA_TOKENS", "b1:short"), ("DATA_TOKENS", "b 1:long-enough-token"),
+    ("DATA_TOKENS", "b1:same-token-x,b2:same-token-x"),
+    ("LOCK_TTL", "abc"), ("LOCK_TTL", "0"), ("LOCK_TTL", "-1"), ("LOCK_TTL", "nan"),
+    ("DATA_FSYNC", "sometimes"), ("DATA_OPERATION_LIMIT", "0"), ("DATA_OPERATION_LIMIT", "1.5"),
+])
+def test_a_bad_data_setting_names_its_variable(name, value):
+    with pytest.raises(SettingsError, match=f"^{name}:"):
+        load_data_settings(data_environ(**{name: value}))
+
+
+def business_environ(**overrides):
+    env = {"BUSINESS_ID": "b1", "DATA_TOKEN": "token-of-b1", "CLIENT_TOKENS": "alice:alice-token"}
+    env.update(overrides)
+    return env
+
+
+@pytest.mark.parametrize("name, value", [
+    ("BUSINESS_ID", ""), ("BUSINESS_ID", "b/1"), ("DATA_TOKEN", ""), ("DATA_URL", "ftp://x"),
+    ("MAX_AMOUNT", "1e9"), ("MAX_AMOUNT", "0"), ("LOCK_WAIT", "x"), ("QUEUE_LIMIT", "-3"),
+])
+def test_a_bad_business_setting_names_its_variable(name, value):
+    with pytest.raises(SettingsError, match=f"^{name}:"):
+        load_business_settings(business_environ(**{name: value}))
+
+
+def test_business_settings_convert_max_amount_to_cents():
+    assert load_business_settings(business_environ(MAX_AMOUNT="12.34")).max_amount_cents == 1234
+
+
+def test_client_settings_split_urls():
+    settings = load_client_settings({"BUSINESS_URLS": "http://a:1/, http://b:2", "CLIENT_TOKEN": "t"})
+    assert settings.business_urls == ("http://a:1", "http://b:2")
+
+
+def test_start_up_stops_with_one_line_naming_the_variable(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        exit_on_settings_error(lambda: load_data_settings(data_environ(LOCK_TTL="soon")))
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "LOCK_TTL" in err
