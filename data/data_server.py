@@ -116,6 +116,10 @@ class Journal:
         self.records_since_snapshot += 1
         return self._written_seq
 
+    @property
+    def last_seq(self):
+        return self._written_seq
+
     def sync(self, seq):
         """Return once record seq is on disk (policy always); one fsync covers every writer waiting for it."""
         if self.fsync_policy != "always":
@@ -194,6 +198,7 @@ class MemoryJournal:
     """The journal when DATA_JOURNAL is empty: nothing survives a restart."""
 
     records_since_snapshot = 0
+    last_seq = 0
 
     def replay(self):
         return iter(())
@@ -253,7 +258,10 @@ class Store:
                 self._sweep_expired_leases(now)
             self._leases[account] = (business, token, now + self._ttl)
             recorded = {op_id: self._operations[op_id] for op_id in lookup if op_id in self._operations}
-            return token, self._ttl, self._accounts.get(account), recorded
+            amount, seq = self._accounts.get(account), self._journal.last_seq
+        # What this reply shows must be durable before anyone sees it, or a crash could take back a value seen.
+        self._journal.sync(seq)
+        return token, self._ttl, amount, recorded
 
     def unlock(self, business, account, token):
         with self._mutex:
@@ -268,7 +276,9 @@ class Store:
                 raise LockHeld(account, lease[0], lease[2] - now)
             if account not in self._accounts:
                 raise UnknownAccount(account)
-            return self._accounts[account]
+            amount, seq = self._accounts[account], self._journal.last_seq
+        self._journal.sync(seq)
+        return amount
 
     def commit(self, business, writes, operations=(), unlock=False):
         """Apply writes {account: (cents, token)} all or nothing; return (replayed, recorded results).
@@ -277,29 +287,44 @@ class Store:
         request, nothing is applied and the first results come back; a partial or different match conflicts.
         """
         with self._mutex:
-            recorded = [self._operations.get(op["id"]) for op in operations]
-            if any(recorded):
-                if all(rec is not None and rec["request"] == op["request"] for rec, op in zip(recorded, operations)):
-                    if unlock:
-                        self._release_held(business, writes)
-                    return True, [rec["result"] for rec in recorded]
-                raise OperationConflict("an operation id of this commit is recorded for another request")
-            now = self._clock()
-            for account, (_, token) in writes.items():
-                self._require_holder(business, account, token, now)
-            new_amounts = {account: cents for account, (cents, _) in writes.items()}
-            record = {"t": "commit", "w": new_amounts}
-            if operations:
-                record["o"] = [{"id": op["id"], "request": op["request"], "result": op["result"]}
-                               for op in operations]
-            seq = self._journal.append(record)
-            self._apply_record(record)
-            if unlock:
-                for account in writes:
-                    del self._leases[account]
-            self._compact_if_due()
+            first_results = self._recorded_results(operations)
+            if first_results is None:
+                seq = self._apply_commit(business, writes, operations, unlock)
+            else:
+                if unlock:
+                    self._release_held(business, writes)
+                seq = self._journal.last_seq
         self._journal.sync(seq)
-        return False, [op["result"] for op in operations]
+        if first_results is None:
+            return False, [op["result"] for op in operations]
+        return True, first_results
+
+    def _recorded_results(self, operations):
+        """None if no operation id is recorded; the first results if all are, for the same requests."""
+        recorded = [self._operations.get(op["id"]) for op in operations]
+        if not any(recorded):
+            return None
+        if all(rec is not None and rec["request"] == op["request"] for rec, op in zip(recorded, operations)):
+            return [rec["result"] for rec in recorded]
+        raise OperationConflict("an operation id of this commit is recorded for another request")
+
+    def _apply_commit(self, business, writes, operations, unlock):
+        """Check every lease, journal the commit, apply it; return the journal sequence to sync."""
+        now = self._clock()
+        for account, (_, token) in writes.items():
+            self._require_holder(business, account, token, now)
+        new_amounts = {account: cents for account, (cents, _) in writes.items()}
+        record = {"t": "commit", "w": new_amounts}
+        if operations:
+            record["o"] = [{"id": op["id"], "request": op["request"], "result": op["result"]}
+                           for op in operations]
+        seq = self._journal.append(record)
+        self._apply_record(record)
+        if unlock:
+            for account in writes:
+                del self._leases[account]
+        self._compact_if_due()
+        return seq
 
     def account_count(self):
         with self._mutex:
