@@ -1,7 +1,5 @@
 """Gunicorn settings of the data server: one worker, so the in-memory store is one; threads for concurrency."""
-import os
-
-from shared.settings import exit_on_settings_error, load_data_settings
+from shared.settings import exit_on_settings_error, load_data_settings, positive_int_setting
 
 # Check the settings in the master so a bad value stops start-up with one line, before any worker forks.
 exit_on_settings_error(load_data_settings)
@@ -10,7 +8,7 @@ wsgi_app = "data.data_server:create_app()"
 bind = ["127.0.0.1:8000"]
 workers = 1                      # never more: a second worker would hold a second, different bank
 worker_class = "gthread"
-threads = int(os.environ.get("DATA_THREADS", "32"))
+threads = exit_on_settings_error(lambda: positive_int_setting("DATA_THREADS", "32", maximum=512))
 max_requests = 0                 # never recycle the worker: its memory is the bank
 keepalive = 30
 timeout = 30

@@ -75,7 +75,7 @@ def load_business_settings(environ=None):
         data_timeout=_seconds(env, "DATA_TIMEOUT", "1"),
         max_amount_cents=_amount(env, "MAX_AMOUNT", "1000000000.00"),
         queue_limit=_positive_int(env, "QUEUE_LIMIT", "256"),
-        batch_limit=_positive_int(env, "BATCH_LIMIT", "64"),
+        batch_limit=_positive_int(env, "BATCH_LIMIT", "64", maximum=100),
         max_body_bytes=_positive_int(env, "MAX_BODY_BYTES", "65536"),
         log_level=_choice(env, "LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
     )
@@ -146,10 +146,15 @@ def _seconds(env, name, default):
     return value
 
 
-def _positive_int(env, name, default):
+def positive_int_setting(name, default, maximum=1_000_000_000):
+    """One whole-number setting, for the gunicorn configuration files."""
+    return _positive_int(_environment(None), name, default, maximum)
+
+
+def _positive_int(env, name, default, maximum=1_000_000_000):
     text = env.get(name, default).strip()
-    if not text.isascii() or not text.isdigit() or int(text) < 1:
-        raise SettingsError(f"{name}: must be a whole number of at least 1, got {text!r}")
+    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= maximum:
+        raise SettingsError(f"{name}: must be a whole number from 1 to {maximum}, got {text!r}")
     return int(text)
 
 

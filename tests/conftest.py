@@ -1,8 +1,12 @@
-import pytest
+import threading
 
+import pytest
+from werkzeug.serving import make_server
+
+from business.business_server import create_app as create_business_app
 from data.data_server import create_app as create_data_app
-from shared.settings import load_data_settings
-from tests.helpers import DATA_TOKENS, FakeClock, bearer, data_environ
+from shared.settings import load_business_settings, load_data_settings
+from tests.helpers import CLIENT_TOKEN, DATA_TOKENS, FakeClock, bearer, business_environ, data_environ
 
 
 @pytest.fixture
@@ -28,3 +32,27 @@ def b1():
 @pytest.fixture
 def b2():
     return bearer(DATA_TOKENS["b2"])
+
+
+@pytest.fixture
+def live_data_url():
+    """A real data app served over HTTP in this process, for business apps to call."""
+    app = create_data_app(load_data_settings(data_environ()))
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(10)
+
+
+@pytest.fixture
+def make_business_app(live_data_url):
+    def make(business_id="b1", **overrides):
+        return create_business_app(load_business_settings(business_environ(business_id, live_data_url, **overrides)))
+    return make
+
+
+@pytest.fixture
+def client_headers():
+    return bearer(CLIENT_TOKEN)

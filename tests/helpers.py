@@ -26,3 +26,11 @@ def data_environ(**overrides):
            "DATA_JOURNAL": "", "LOG_LEVEL": "WARNING"}
     env.update(overrides)
     return env
+
+
+def business_environ(business_id, data_url, **overrides):
+    env = {"BUSINESS_ID": business_id, "DATA_URL": data_url, "DATA_TOKEN": DATA_TOKENS[business_id],
+           "CLIENT_TOKENS": f"tester:{CLIENT_TOKEN},other:other-client-token", "LOCK_WAIT": "5",
+           "DATA_TIMEOUT": "5", "LOG_LEVEL": "WARNING"}
+    env.update(overrides)
+    return env

@@ -1,0 +1,244 @@
+"""Every operation on an account passes through that account's queue in this worker.
+
+The operations waiting on one account are applied together in one lock cycle: lock once, read once, apply each
+in arrival order against the running balance, write once (releasing the locks), and each caller gets its own
+outcome. No extra threads: the first caller to find the queue idle leads the cycle, then hands leadership to
+the next caller still waiting.
+"""
+import collections
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass
+
+from business.application.errors import (AccountNotFound, BalanceLimitExceeded, BankError, IdempotencyConflict,
+                                         InsufficientFunds, ServiceUnavailable)
+from business.infra.amount_repository import AccountMissing, LeaseLost, OperationConflict
+from business.infra.data_client import DataRefused, DataUnavailable
+from business.infra.lock_repository import AccountLocked
+
+log = logging.getLogger("bank.business")
+
+MAX_BALANCE_CENTS = 10 ** 18
+FIRST_BACKOFF = 0.002       # seconds; doubles up to MAX_BACKOFF while an account stays locked
+MAX_BACKOFF = 0.05
+
+
+@dataclass(frozen=True)
+class Operation:
+    kind: str                  # deposit | withdrawal | transfer | balance
+    account: str               # the account credited, debited or read; the origin of a transfer
+    amount_cents: int = 0
+    target: str | None = None
+    operation_id: str = ""     # what the data server records it under
+    keyed: bool = False        # from a client's Idempotency-Key: an earlier result may exist
+
+    @property
+    def request(self):
+        """What the operation asks, to tell a retry from another request under the same key."""
+        return f"{self.kind} {self.account} {self.target or '-'} {self.amount_cents}"
+
+    @property
+    def writes(self):
+        return self.kind != "balance"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    result: dict               # {"balance": cents} and, for a transfer, {"target_balance": cents}
+    replayed: bool = False
+
+
+class _Waiter:
+    __slots__ = ("operation", "outcome", "leads", "wake")
+
+    def __init__(self, operation):
+        self.operation = operation
+        self.outcome = None
+        self.leads = False
+        self.wake = threading.Event()
+
+
+class _AccountQueue:
+    __slots__ = ("waiting", "busy")
+
+    def __init__(self):
+        self.waiting = collections.deque()
+        self.busy = False
+
+
+class QueueService:
+    def __init__(self, locks, amounts, lock_wait, queue_limit, batch_limit,
+                 clock=time.monotonic, sleep=time.sleep, jitter=random.random):
+        self._locks, self._amounts = locks, amounts
+        self._lock_wait, self._queue_limit, self._batch_limit = lock_wait, queue_limit, batch_limit
+        self._clock, self._sleep, self._jitter = clock, sleep, jitter
+        self._mutex = threading.Lock()
+        self._queues = {}
+
+    def submit(self, operation):
+        """Apply operation in its account's next lock cycle; return its Outcome or raise its BankError."""
+        waiter = _Waiter(operation)
+        with self._mutex:
+            queue = self._queues.setdefault(operation.account, _AccountQueue())
+            if len(queue.waiting) >= self._queue_limit:
+                raise ServiceUnavailable("queue_full", f"too many operations are waiting on {operation.account}")
+            queue.waiting.append(waiter)
+            if not queue.busy:
+                queue.busy = waiter.leads = True
+        if not waiter.leads:
+            waiter.wake.wait()
+        if waiter.leads:
+            self._lead(operation.account, queue)
+        if isinstance(waiter.outcome, BaseException):
+            raise waiter.outcome
+        return waiter.outcome
+
+    def pending(self, account):
+        """How many operations wait on account in this worker, not counting a lock cycle under way."""
+        with self._mutex:
+            queue = self._queues.get(account)
+            return len(queue.waiting) if queue else 0
+
+    def _lead(self, account, queue):
+        with self._mutex:
+            batch = [queue.waiting.popleft() for _ in range(min(len(queue.waiting), self._batch_limit))]
+        try:
+            outcomes = self._lock_cycle(account, [waiter.operation for waiter in batch])
+        except BankError as error:
+            outcomes = [error] * len(batch)
+        except Exception as error:
+            # Every waiter must hear back, even from a bug, or its request would hang.
+            log.exception("lock cycle of %s failed", account)
+            outcomes = [error] * len(batch)
+        for waiter, outcome in zip(batch, outcomes):
+            waiter.outcome = outcome
+        with self._mutex:
+            if queue.waiting:
+                successor = queue.waiting[0]
+                successor.leads = True
+                successor.wake.set()
+            else:
+                queue.busy = False
+                del self._queues[account]
+        for waiter in batch:
+            waiter.wake.set()
+
+    def _lock_cycle(self, account, operations):
+        if not any(operation.writes for operation in operations):
+            return [Outcome({"balance": self._read(account)})] * len(operations)
+        accounts = sorted({account} | {op.target for op in operations if op.target})
+        leases = self._acquire_all(accounts, [op.operation_id for op in operations if op.keyed])
+        outcomes, balances, records = _apply(operations, leases)
+        if not records:
+            self._release_all(leases.values())
+            return outcomes
+        writes = {a: (balances[a], leases[a]) for a in accounts if balances[a] is not None}
+        try:
+            self._amounts.commit(writes, records)
+        except (LeaseLost, OperationConflict):
+            self._release_all(leases.values())
+            raise ServiceUnavailable("account_busy", "the account changed hands before the write; nothing was "
+                                                     "applied, try again") from None
+        except (DataUnavailable, DataRefused) as error:
+            log.warning("commit on %s: %s", accounts, error)
+            raise ServiceUnavailable("data_unavailable", "the data server did not confirm the write; retry with "
+                                                         "the same Idempotency-Key to learn the outcome") from None
+        self._release_all(lease for a, lease in leases.items() if a not in writes)
+        return outcomes
+
+    def _acquire_all(self, accounts, lookup):
+        """Lock accounts in sorted order, so crossing transfers never wait on each other in a cycle."""
+        deadline = self._clock() + self._lock_wait
+        leases = {}
+        try:
+            for account in accounts:
+                # Look the keys up with the last lock, once no one else can commit these operations.
+                asked = lookup if account == accounts[-1] else ()
+                leases[account] = self._with_backoff(deadline, account, self._locks.acquire, account, asked)
+        except BaseException:
+            self._release_all(leases.values())
+            raise
+        return leases
+
+    def _read(self, account):
+        try:
+            return self._with_backoff(self._clock() + self._lock_wait, account, self._amounts.get, account)
+        except AccountMissing:
+            raise AccountNotFound(f"account {account} does not exist") from None
+
+    def _with_backoff(self, deadline, account, function, *args):
+        """Call function(*args) until account is not locked, with jittered exponential backoff up to deadline."""
+        delay = FIRST_BACKOFF
+        while True:
+            try:
+                return function(*args)
+            except AccountLocked as locked:
+                remaining = deadline - self._clock()
+                if remaining <= 0:
+                    raise ServiceUnavailable("account_busy", f"account {account} stayed busy; try again") from None
+                self._sleep(min(remaining, locked.retry_after, delay * (0.5 + self._jitter())))
+                delay = min(delay * 2, MAX_BACKOFF)
+            except (DataUnavailable, DataRefused) as error:
+                log.warning("%s: %s", account, error)
+                raise ServiceUnavailable("data_unavailable", "the data server is unavailable; nothing was "
+                                                             "applied") from None
+
+    def _release_all(self, leases):
+        for lease in leases:
+            try:
+                self._locks.release(lease)
+            except (DataUnavailable, DataRefused) as error:
+                # The lease expires by itself within LOCK_TTL; nothing was written under it.
+                log.warning("release of %s: %s", lease.account, error)
+
+
+def _apply(operations, leases):
+    """Apply operations in order to the leased balances; return (outcomes, balances, records to commit)."""
+    balances = {account: lease.amount_cents for account, lease in leases.items()}
+    earlier = {}
+    for lease in leases.values():
+        earlier.update(lease.recorded)
+    outcomes, records = [], []
+    for operation in operations:
+        first = earlier.get(operation.operation_id) if operation.keyed else None
+        if first is not None:
+            outcomes.append(Outcome(first["result"], replayed=True) if first["request"] == operation.request
+                            else IdempotencyConflict("this Idempotency-Key was used for another request"))
+            continue
+        outcome = _apply_one(operation, balances)
+        outcomes.append(outcome)
+        if isinstance(outcome, Outcome) and operation.writes:
+            record = {"id": operation.operation_id, "request": operation.request, "result": outcome.result}
+            records.append(record)
+            earlier[operation.operation_id] = record
+    return outcomes, balances, records
+
+
+def _apply_one(operation, balances):
+    """Apply one operation to balances; return its Outcome, or the BankError that refuses it."""
+    account, amount = operation.account, operation.amount_cents
+    current = balances[account]
+    if operation.kind == "deposit":
+        new_balance = (current or 0) + amount
+        if new_balance > MAX_BALANCE_CENTS:
+            return BalanceLimitExceeded(f"account {account} would exceed the largest balance")
+        balances[account] = new_balance
+        return Outcome({"balance": new_balance})
+    if current is None:
+        return AccountNotFound(f"account {account} does not exist")
+    if operation.kind == "balance":
+        return Outcome({"balance": current})
+    target = balances.get(operation.target)
+    if operation.kind == "transfer" and target is None:
+        return AccountNotFound(f"account {operation.target} does not exist")
+    if current < amount:
+        return InsufficientFunds(f"account {account} has not enough funds")
+    if operation.kind == "withdrawal":
+        balances[account] = current - amount
+        return Outcome({"balance": current - amount})
+    if target + amount > MAX_BALANCE_CENTS:
+        return BalanceLimitExceeded(f"account {operation.target} would exceed the largest balance")
+    balances[account], balances[operation.target] = current - amount, target + amount
+    return Outcome({"balance": current - amount, "target_balance": target + amount})

@@ -1,0 +1,126 @@
+"""Presentation: the bank's HTTP API. Parses and checks requests, calls BankService, maps results to HTTP."""
+from flask import Blueprint, current_app, g, has_request_context, jsonify, request
+
+from business.application.bank_service import BankService
+from business.application.errors import (AccountNotFound, BalanceLimitExceeded, BankError, IdempotencyConflict,
+                                         InsufficientFunds, InvalidRequest, ServiceUnavailable)
+from business.application.queue_service import QueueService
+from business.infra.amount_repository import HttpAmountRepository
+from business.infra.data_client import DataServerClient
+from business.infra.lock_repository import HttpLockRepository
+from shared.auth import bearer_auth, configure_tokens
+from shared.errors import ApiError, error_response
+from shared.money import InvalidAmount, format_cents, parse_cents
+from shared.settings import load_business_settings
+from shared.validation import is_account_id, is_opaque_key
+from shared.web import create_base_app
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+STATUS_OF = {InvalidRequest: 400, AccountNotFound: 404, InsufficientFunds: 422, BalanceLimitExceeded: 422,
+             IdempotencyConflict: 422, ServiceUnavailable: 503}
+
+bank = Blueprint("bank", __name__)
+auth = bearer_auth()
+
+
+@bank.before_request
+@auth.login_required
+def require_client_token():
+    """Every bank route but /health needs a client's bearer token."""
+
+
+@bank.errorhandler(BankError)
+def bank_error(error):
+    headers = {"Retry-After": str(error.retry_after)} if isinstance(error, ServiceUnavailable) else None
+    return error_response(STATUS_OF.get(type(error), 500), error.code, error.message, headers)
+
+
+def _service():
+    return current_app.extensions["bank.service"]
+
+
+def _account(text):
+    if not is_account_id(text):
+        raise ApiError(400, "invalid_account", "an account id is 1 to 64 of A-Z a-z 0-9 _ -")
+    return text
+
+
+def _amount(text):
+    try:
+        return parse_cents(text)
+    except InvalidAmount as error:
+        raise ApiError(400, "invalid_amount", str(error)) from None
+
+
+def _idempotency_key():
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is not None and not is_opaque_key(key):
+        raise ApiError(400, "invalid_idempotency_key",
+                       f"{IDEMPOTENCY_HEADER} must be 1 to 128 printable ASCII characters without spaces")
+    return key
+
+
+def _reply(receipt, body):
+    response = jsonify(body)
+    if receipt.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+def _movement(receipt):
+    return _reply(receipt, {"account": receipt.account, "amount": format_cents(receipt.amount_cents),
+                            "balance": format_cents(receipt.balance_cents)})
+
+
+@bank.post("/deposit/<account_id>/<amount>")
+def deposit(account_id, amount):
+    account, cents = _account(account_id), _amount(amount)
+    return _movement(_service().deposit(account, cents, auth.current_user(), _idempotency_key()))
+
+
+@bank.post("/withdrawal/<account_id>/<amount>")
+def withdrawal(account_id, amount):
+    account, cents = _account(account_id), _amount(amount)
+    return _movement(_service().withdraw(account, cents, auth.current_user(), _idempotency_key()))
+
+
+@bank.get("/balance/<account_id>")
+def balance(account_id):
+    receipt = _service().balance(_account(account_id))
+    return _reply(receipt, {"account": receipt.account, "balance": format_cents(receipt.balance_cents)})
+
+
+@bank.post("/transfer/<origin_account_id>/<target_account_id>/<amount>")
+def transfer(origin_account_id, target_account_id, amount):
+    origin, target = _account(origin_account_id), _account(target_account_id)
+    cents = _amount(amount)
+    receipt = _service().transfer(origin, target, cents, auth.current_user(), _idempotency_key())
+    return _reply(receipt, {"origin": receipt.account, "target": receipt.target,
+                            "amount": format_cents(receipt.amount_cents),
+                            "origin_balance": format_cents(receipt.balance_cents),
+                            "target_balance": format_cents(receipt.target_balance_cents)})
+
+
+def _current_request_id():
+    return g.get("request_id") if has_request_context() else None
+
+
+def create_app(settings=None, locks=None, amounts=None):
+    """The business app; locks and amounts default to the data server named in settings."""
+    settings = settings or load_business_settings()
+    app = create_base_app(__name__, f"business-{settings.business_id}", settings.max_body_bytes,
+                          settings.log_level)
+    configure_tokens(app, settings.client_tokens)
+    if locks is None or amounts is None:
+        data_client = DataServerClient(settings.data_url, settings.business_id, settings.data_token,
+                                       settings.data_timeout, _current_request_id)
+        locks, amounts = HttpLockRepository(data_client), HttpAmountRepository(data_client)
+    queues = QueueService(locks, amounts, settings.lock_wait, settings.queue_limit, settings.batch_limit)
+    app.extensions["bank.service"] = BankService(queues, settings.max_amount_cents)
+
+    @app.get("/health")
+    def health():
+        return jsonify(status="ok", business=settings.business_id)
+
+    app.register_blueprint(bank)
+    return app

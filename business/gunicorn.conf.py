@@ -1,0 +1,14 @@
+"""Gunicorn settings of a business server: stateless, so several workers, each with threads."""
+from shared.settings import exit_on_settings_error, load_business_settings, positive_int_setting
+
+# Check the settings in the master so a bad value stops start-up with one line, before any worker forks.
+exit_on_settings_error(load_business_settings)
+
+wsgi_app = "business.business_server:create_app()"
+bind = ["127.0.0.1:8001"]
+workers = exit_on_settings_error(lambda: positive_int_setting("BUSINESS_WORKERS", "3", maximum=64))
+worker_class = "gthread"
+threads = exit_on_settings_error(lambda: positive_int_setting("BUSINESS_THREADS", "16", maximum=256))
+keepalive = 30
+timeout = 30
+graceful_timeout = 10

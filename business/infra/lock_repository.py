@@ -1,0 +1,49 @@
+"""Leases on accounts, granted by the data server."""
+import abc
+from dataclasses import dataclass, field
+
+from shared.money import parse_cents
+
+
+class AccountLocked(Exception):
+    """Someone else holds the account's lease."""
+
+    def __init__(self, account, retry_after):
+        super().__init__(f"account {account} is locked")
+        self.account, self.retry_after = account, retry_after
+
+
+@dataclass(frozen=True)
+class Lease:
+    account: str
+    token: int
+    amount_cents: int | None        # None: the account does not exist yet
+    recorded: dict = field(default_factory=dict)   # operation id -> {"request", "result"}, as asked by lookup
+
+
+class LockRepository(abc.ABC):
+    @abc.abstractmethod
+    def acquire(self, account, lookup=()):
+        """Return a Lease; raise AccountLocked while someone else holds it."""
+
+    @abc.abstractmethod
+    def release(self, lease):
+        """Give the lease back; one already expired or taken over is no error."""
+
+
+class HttpLockRepository(LockRepository):
+    def __init__(self, data_client):
+        self._data = data_client
+        self._prefix = data_client.business_id
+
+    def acquire(self, account, lookup=()):
+        body = {"lookup": list(lookup)} if lookup else {}
+        status, payload = self._data.call("POST", f"/getLock/{self._prefix}/{account}", body)
+        if status == 423:
+            raise AccountLocked(account, payload.get("retry_after_ms", 100) / 1000)
+        amount = payload["amount"]
+        return Lease(account, payload["token"], None if amount is None else parse_cents(amount),
+                     payload.get("operations") or {})
+
+    def release(self, lease):
+        self._data.call("POST", f"/unLock/{self._prefix}/{lease.account}", {"token": lease.token})

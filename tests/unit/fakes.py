@@ -1,0 +1,98 @@
+"""Hand-written in-memory fakes of the repositories, with the data server's rules."""
+import threading
+
+from business.infra.amount_repository import (AccountMissing, AmountRepository, CommitResult, LeaseLost,
+                                              OperationConflict)
+from business.infra.data_client import DataUnavailable
+from business.infra.lock_repository import AccountLocked, Lease, LockRepository
+
+
+class FakeDataServer:
+    """Accounts, leases and recorded operations, plus switches to make it busy, slow or down."""
+
+    def __init__(self, accounts=None):
+        self.accounts = dict(accounts or {})
+        self.leases = {}                 # account -> token
+        self.operations = {}
+        self.next_token = 0
+        self.acquired = []               # accounts in the order they were locked
+        self.commits = []
+        self.released = []
+        self.locked_by_others = {}       # account -> attempts still refused with 423 (None: forever)
+        self.down = False
+        self.fail_commit = None          # an exception class to raise from the next commit
+        self.gate = None                 # an Event that the next acquire waits on
+        self.acquire_entered = threading.Event()
+        self.mutex = threading.Lock()
+
+    def check_up(self):
+        if self.down:
+            raise DataUnavailable("fake data server is down")
+
+
+class FakeLocks(LockRepository):
+    def __init__(self, server):
+        self.server = server
+
+    def acquire(self, account, lookup=()):
+        server = self.server
+        server.check_up()
+        server.acquire_entered.set()
+        gate, server.gate = server.gate, None
+        if gate is not None:
+            gate.wait(10)
+        with server.mutex:
+            if account in server.locked_by_others:
+                left = server.locked_by_others[account]
+                if left is None or left > 0:
+                    if left is not None:
+                        server.locked_by_others[account] = left - 1
+                    raise AccountLocked(account, 0.5)
+            assert account not in server.leases, "a second lease on one account"
+            server.next_token += 1
+            server.leases[account] = server.next_token
+            server.acquired.append(account)
+            recorded = {op_id: server.operations[op_id] for op_id in lookup if op_id in server.operations}
+            return Lease(account, server.next_token, server.accounts.get(account), recorded)
+
+    def release(self, lease):
+        self.server.check_up()
+        with self.server.mutex:
+            if self.server.leases.get(lease.account) == lease.token:
+                del self.server.leases[lease.account]
+                self.server.released.append(lease.account)
+
+
+class FakeAmounts(AmountRepository):
+    def __init__(self, server):
+        self.server = server
+
+    def get(self, account):
+        server = self.server
+        server.check_up()
+        with server.mutex:
+            if account in server.locked_by_others and server.locked_by_others[account] is None:
+                raise AccountLocked(account, 0.5)
+            if account not in server.accounts:
+                raise AccountMissing(account)
+            return server.accounts[account]
+
+    def commit(self, writes, operations):
+        server = self.server
+        server.check_up()
+        if server.fail_commit is not None:
+            failure, server.fail_commit = server.fail_commit, None
+            raise failure("fake commit failure")
+        with server.mutex:
+            if any(op["id"] in server.operations for op in operations):
+                raise OperationConflict("recorded")
+            for account, (_, lease) in writes.items():
+                if server.leases.get(account) != lease.token:
+                    raise LeaseLost(account)
+            for account, (cents, lease) in writes.items():
+                server.accounts[account] = cents
+                del server.leases[account]
+            for op in operations:
+                server.operations[op["id"]] = op
+            server.commits.append(dict((a, c) for a, (c, _) in writes.items()))
+        return CommitResult(False, [op["result"] for op in operations])

@@ -1,0 +1,253 @@
+"""BankService and QueueService on in-memory fakes: batching, refusals, bounds, backoff, idempotency."""
+import threading
+import time
+
+import pytest
+
+from business.application.bank_service import BankService
+from business.application.errors import (AccountNotFound, IdempotencyConflict, InsufficientFunds, InvalidRequest,
+                                         ServiceUnavailable)
+from business.application.queue_service import QueueService
+from business.infra.amount_repository import LeaseLost
+from business.infra.data_client import DataUnavailable
+from tests.helpers import FakeClock
+from tests.unit.fakes import FakeAmounts, FakeDataServer, FakeLocks
+
+
+class Harness:
+    def __init__(self, accounts=None, queue_limit=100, batch_limit=50, lock_wait=2.0):
+        self.server = FakeDataServer(accounts)
+        self.clock = FakeClock()
+        self.sleeps = []
+        self.queues = QueueService(FakeLocks(self.server), FakeAmounts(self.server), lock_wait, queue_limit,
+                                   batch_limit, clock=self.clock, sleep=self._sleep, jitter=lambda: 0.5)
+        self.bank = BankService(self.queues, max_amount_cents=1_000_000)
+
+    def _sleep(self, seconds):
+        self.sleeps.append(seconds)
+        self.clock.advance(seconds)
+
+    def in_thread(self, function, *args):
+        """Run function in a real thread; the returned dict gets its result or error."""
+        box = {}
+
+        def run():
+            try:
+                box["result"] = function(*args)
+            except Exception as error:
+                box["error"] = error
+
+        box["thread"] = threading.Thread(target=run)
+        box["thread"].start()
+        return box
+
+    def wait_pending(self, account, count):
+        deadline = time.monotonic() + 10
+        while self.queues.pending(account) != count:
+            assert time.monotonic() < deadline, f"{count} operations never queued on {account}"
+            time.sleep(0.001)
+
+
+def test_a_first_deposit_creates_the_account():
+    harness = Harness()
+    receipt = harness.bank.deposit("alice", 1050, "client")
+    assert receipt.balance_cents == 1050 and receipt.amount_cents == 1050
+    assert harness.bank.balance("alice").balance_cents == 1050
+
+
+def test_an_overdraft_is_refused_and_changes_nothing():
+    harness = Harness({"alice": 500})
+    with pytest.raises(InsufficientFunds):
+        harness.bank.withdraw("alice", 501, "client")
+    assert harness.server.accounts == {"alice": 500} and harness.server.leases == {}
+
+
+def test_unknown_accounts_are_not_found_and_leave_no_lock():
+    harness = Harness()
+    with pytest.raises(AccountNotFound):
+        harness.bank.withdraw("ghost", 1, "client")
+    with pytest.raises(AccountNotFound):
+        harness.bank.balance("ghost")
+    assert "ghost" not in harness.server.accounts and harness.server.leases == {}
+
+
+@pytest.mark.parametrize("amount", [0, 1_000_001])
+def test_amounts_out_of_range_are_invalid(amount):
+    with pytest.raises(InvalidRequest):
+        Harness().bank.deposit("alice", amount, "client")
+
+
+def test_a_transfer_to_the_same_account_is_invalid():
+    with pytest.raises(InvalidRequest) as refused:
+        Harness({"a": 100}).bank.transfer("a", "a", 1, "client")
+    assert refused.value.code == "same_account"
+
+
+def test_waiting_operations_share_one_lock_cycle_in_arrival_order_each_with_its_own_result():
+    harness = Harness()
+    gate = harness.server.gate = threading.Event()
+    first = harness.in_thread(harness.bank.deposit, "acc", 1000, "c")
+    assert harness.server.acquire_entered.wait(10)
+    calls = [(harness.bank.withdraw, 500), (harness.bank.withdraw, 10_000), (harness.bank.deposit, 100),
+             (harness.bank.withdraw, 600)]
+    boxes = []
+    for position, (operation, amount) in enumerate(calls, start=1):
+        boxes.append(harness.in_thread(operation, "acc", amount, "c"))
+        harness.wait_pending("acc", position)
+    gate.set()
+    for box in [first] + boxes:
+        box["thread"].join(10)
+
+    assert first["result"].balance_cents == 1000
+    assert [b.get("result").balance_cents if "result" in b else type(b["error"]) for b in boxes] == \
+        [500, InsufficientFunds, 600, 0]
+    assert harness.server.acquired == ["acc", "acc"]          # two lock cycles for five operations
+    assert harness.server.commits == [{"acc": 1000}, {"acc": 0}]
+
+
+def test_the_queue_is_bounded_and_refuses_at_once_past_its_limit():
+    harness = Harness({"acc": 0}, queue_limit=2)
+    gate = harness.server.gate = threading.Event()
+    leader = harness.in_thread(harness.bank.deposit, "acc", 1, "c")
+    assert harness.server.acquire_entered.wait(10)
+    waiting = [harness.in_thread(harness.bank.deposit, "acc", 1, "c") for _ in range(2)]
+    harness.wait_pending("acc", 2)
+    with pytest.raises(ServiceUnavailable) as refused:
+        harness.bank.deposit("acc", 1, "c")
+    assert refused.value.code == "queue_full" and refused.value.retry_after >= 1
+    gate.set()
+    for box in [leader] + waiting:
+        box["thread"].join(10)
+        assert "result" in box
+    assert harness.server.accounts["acc"] == 3
+
+
+def test_batches_are_capped_at_the_batch_limit():
+    harness = Harness({"acc": 0}, batch_limit=2)
+    gate = harness.server.gate = threading.Event()
+    leader = harness.in_thread(harness.bank.deposit, "acc", 1, "c")
+    assert harness.server.acquire_entered.wait(10)
+    waiting = [harness.in_thread(harness.bank.deposit, "acc", 1, "c") for _ in range(5)]
+    harness.wait_pending("acc", 5)
+    gate.set()
+    for box in [leader] + waiting:
+        box["thread"].join(10)
+    assert len(harness.server.commits) == 4 and harness.server.accounts["acc"] == 6
+
+
+def test_a_busy_account_is_retried_with_growing_jittered_backoff():
+    harness = Harness({"acc": 100})
+    harness.server.locked_by_others["acc"] = 4
+    assert harness.bank.deposit("acc", 1, "c").balance_cents == 101
+    assert len(harness.sleeps) == 4 and harness.sleeps == sorted(harness.sleeps) and harness.sleeps[0] > 0
+
+
+def test_an_account_busy_past_lock_wait_is_503_account_busy_and_changes_nothing():
+    harness = Harness({"acc": 100}, lock_wait=2.0)
+    harness.server.locked_by_others["acc"] = None
+    with pytest.raises(ServiceUnavailable) as refused:
+        harness.bank.deposit("acc", 1, "c")
+    assert refused.value.code == "account_busy"
+    assert 2.0 <= sum(harness.sleeps) < 2.1 and max(harness.sleeps) <= 0.05
+    assert harness.server.accounts == {"acc": 100}
+
+
+def test_a_transfer_locks_in_one_global_order_and_moves_the_money():
+    harness = Harness({"a": 100, "b": 100})
+    receipt = harness.bank.transfer("b", "a", 30, "c")
+    assert (receipt.balance_cents, receipt.target_balance_cents) == (70, 130)
+    assert harness.server.acquired == ["a", "b"]
+    assert harness.server.accounts == {"a": 130, "b": 70} and harness.server.leases == {}
+
+
+def test_a_transfer_while_the_second_account_stays_busy_releases_the_first_and_changes_nothing():
+    harness = Harness({"a": 100, "b": 100})
+    harness.server.locked_by_others["b"] = None
+    with pytest.raises(ServiceUnavailable):
+        harness.bank.transfer("a", "b", 30, "c")
+    assert harness.server.accounts == {"a": 100, "b": 100} and harness.server.leases == {}
+
+
+@pytest.mark.parametrize("origin, target, error", [("a", "ghost", AccountNotFound), ("a", "b", InsufficientFunds)])
+def test_a_refused_transfer_changes_neither_account(origin, target, error):
+    harness = Harness({"a": 10, "b": 0})
+    with pytest.raises(error):
+        harness.bank.transfer(origin, target, 11, "c")
+    assert harness.server.accounts == {"a": 10, "b": 0} and harness.server.leases == {}
+
+
+def test_a_lease_lost_before_the_commit_is_503_and_nothing_is_applied():
+    harness = Harness({"a": 100, "b": 0})
+    harness.server.fail_commit = LeaseLost
+    with pytest.raises(ServiceUnavailable) as refused:
+        harness.bank.transfer("a", "b", 50, "c")
+    assert refused.value.code == "account_busy"
+    assert harness.server.accounts == {"a": 100, "b": 0} and harness.server.leases == {}
+
+
+@pytest.mark.parametrize("where", ["acquire", "commit"])
+def test_an_unavailable_data_server_is_503_data_unavailable(where):
+    harness = Harness({"a": 100})
+    if where == "acquire":
+        harness.server.down = True
+    else:
+        harness.server.fail_commit = DataUnavailable
+    with pytest.raises(ServiceUnavailable) as refused:
+        harness.bank.deposit("a", 1, "c")
+    assert refused.value.code == "data_unavailable"
+    assert harness.server.accounts == {"a": 100}
+
+
+def test_a_retry_with_the_same_key_returns_the_first_result_and_applies_nothing():
+    harness = Harness({"a": 100})
+    first = harness.bank.withdraw("a", 40, "client", "key-1")
+    harness.bank.deposit("a", 5, "client")
+    again = harness.bank.withdraw("a", 40, "client", "key-1")
+    assert (first.balance_cents, first.replayed) == (60, False)
+    assert (again.balance_cents, again.replayed) == (60, True)
+    assert harness.server.accounts["a"] == 65
+
+
+def test_keys_belong_to_their_client():
+    harness = Harness({"a": 100})
+    harness.bank.withdraw("a", 40, "alice", "key-1")
+    assert harness.bank.withdraw("a", 40, "bob", "key-1").replayed is False
+    assert harness.server.accounts["a"] == 20
+
+
+def test_the_same_key_with_another_request_is_a_conflict():
+    harness = Harness({"a": 100})
+    harness.bank.withdraw("a", 40, "client", "key-1")
+    with pytest.raises(IdempotencyConflict):
+        harness.bank.withdraw("a", 41, "client", "key-1")
+    assert harness.server.accounts["a"] == 60
+
+
+def test_the_same_key_twice_in_one_batch_is_applied_once():
+    harness = Harness({"a": 100})
+    gate = harness.server.gate = threading.Event()
+    leader = harness.in_thread(harness.bank.deposit, "a", 1, "c")
+    assert harness.server.acquire_entered.wait(10)
+    twins = [harness.in_thread(harness.bank.withdraw, "a", 10, "c", "same-key") for _ in range(2)]
+    harness.wait_pending("a", 2)
+    gate.set()
+    for box in [leader] + twins:
+        box["thread"].join(10)
+    assert sorted(box["result"].replayed for box in twins) == [False, True]
+    assert harness.server.accounts["a"] == 91
+
+
+def test_a_bug_in_the_lock_cycle_reaches_every_waiter_and_hangs_no_one():
+    harness = Harness({"acc": 0})
+    gate = harness.server.gate = threading.Event()
+    leader = harness.in_thread(harness.bank.deposit, "acc", 1, "c")
+    assert harness.server.acquire_entered.wait(10)
+    waiting = [harness.in_thread(harness.bank.deposit, "acc", 1, "c") for _ in range(3)]
+    harness.wait_pending("acc", 3)
+    harness.server.fail_commit = RuntimeError
+    gate.set()
+    for box in [leader] + waiting:
+        box["thread"].join(10)
+        assert not box["thread"].is_alive()
+    errors = [type(box.get("error")) for box in [leader] + waiting]
+    assert errors.count(RuntimeError) >= 1 and harness.queues.pending("acc") == 0
