@@ -50,6 +50,11 @@ class Outcome:
     replayed: bool = False
 
 
+def _unavailable(accounts, error):
+    log.warning("%s: %s", " ".join(accounts), error)
+    return ServiceUnavailable("data_unavailable", "the data server is unavailable; nothing was applied")
+
+
 class _Waiter:
     __slots__ = ("operation", "outcome", "leads", "wake")
 
@@ -149,41 +154,46 @@ class QueueService:
         return outcomes
 
     def _acquire_all(self, accounts, lookup):
-        """Lock accounts in sorted order, so crossing transfers never wait on each other in a cycle."""
-        deadline = self._clock() + self._lock_wait
-        leases = {}
-        try:
-            for account in accounts:
-                # Look the keys up with the last lock, once no one else can commit these operations.
-                asked = lookup if account == accounts[-1] else ()
-                leases[account] = self._with_backoff(deadline, account, self._locks.acquire, account, asked)
-        except BaseException:
-            self._release_all(leases.values())
-            raise
-        return leases
+        """Lock accounts in sorted order, so crossing transfers never wait on each other in a cycle.
+
+        A busy account releases the locks already taken before the pause: holding them while waiting would
+        make every operation queued behind them wait too.
+        """
+        deadline, delay = self._clock() + self._lock_wait, FIRST_BACKOFF
+        while True:
+            leases = {}
+            try:
+                for account in accounts:
+                    # Look the keys up with the last lock, once no one else can commit these operations.
+                    asked = lookup if account == accounts[-1] else ()
+                    leases[account] = self._locks.acquire(account, asked)
+                return leases
+            except AccountLocked as locked:
+                self._release_all(leases.values())
+                delay = self._pause(deadline, delay, locked)
+            except (DataUnavailable, DataRefused) as error:
+                self._release_all(leases.values())
+                raise _unavailable(accounts, error) from None
 
     def _read(self, account):
-        try:
-            return self._with_backoff(self._clock() + self._lock_wait, account, self._amounts.get, account)
-        except AccountMissing:
-            raise AccountNotFound(f"account {account} does not exist") from None
-
-    def _with_backoff(self, deadline, account, function, *args):
-        """Call function(*args) until account is not locked, with jittered exponential backoff up to deadline."""
-        delay = FIRST_BACKOFF
+        deadline, delay = self._clock() + self._lock_wait, FIRST_BACKOFF
         while True:
             try:
-                return function(*args)
+                return self._amounts.get(account)
+            except AccountMissing:
+                raise AccountNotFound(f"account {account} does not exist") from None
             except AccountLocked as locked:
-                remaining = deadline - self._clock()
-                if remaining <= 0:
-                    raise ServiceUnavailable("account_busy", f"account {account} stayed busy; try again") from None
-                self._sleep(min(remaining, locked.retry_after, delay * (0.5 + self._jitter())))
-                delay = min(delay * 2, MAX_BACKOFF)
+                delay = self._pause(deadline, delay, locked)
             except (DataUnavailable, DataRefused) as error:
-                log.warning("%s: %s", account, error)
-                raise ServiceUnavailable("data_unavailable", "the data server is unavailable; nothing was "
-                                                             "applied") from None
+                raise _unavailable([account], error) from None
+
+    def _pause(self, deadline, delay, locked):
+        """Sleep a jittered delay (never past deadline) and return the next, doubled; 503 once past deadline."""
+        remaining = deadline - self._clock()
+        if remaining <= 0:
+            raise ServiceUnavailable("account_busy", f"account {locked.account} stayed busy; try again")
+        self._sleep(min(remaining, locked.retry_after, delay * (0.5 + self._jitter())))
+        return min(delay * 2, MAX_BACKOFF)
 
     def _release_all(self, leases):
         for lease in leases:
