@@ -18,11 +18,13 @@ $(STAMP): requirements.txt requirements-test.txt
 var:
 	mkdir -p var
 
+# The whole system; the client process runs the demo, then honcho stops everything with the client's status.
 demo: install .env var
-	$(VENV)/bin/honcho start
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" honcho start
 
+# The servers alone, left running for Postman and curl (Ctrl-C stops them).
 run: install .env var
-	$(VENV)/bin/honcho start
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" honcho start data business1 business2 business3
 
 test: install
 	$(PYTHON) -m pytest

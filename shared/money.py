@@ -32,3 +32,10 @@ def format_cents(cents):
 
 def _shorten(text, limit=40):
     return text if len(text) <= limit else text[:limit] + "…"
+
+
+def parse_signed_cents(text):
+    """Like parse_cents, but a leading "-" is allowed: for reading balances that must be checked, not trusted."""
+    if isinstance(text, str) and text.startswith("-"):
+        return -parse_cents(text[1:])
+    return parse_cents(text)

@@ -1,0 +1,61 @@
+"""python -m client tour | check | demo — exercise and verify the running bank."""
+import argparse
+import sys
+
+from client.check import BankCheck
+from client.infra.bank_api import BankApi, wait_until_healthy
+from client.tour import Tour
+from shared.settings import exit_on_settings_error, load_client_settings
+
+
+def main(argv=None):
+    settings = exit_on_settings_error(load_client_settings)
+    parser = argparse.ArgumentParser(prog="python -m client", description=__doc__)
+    parser.add_argument("--urls", default=",".join(settings.business_urls),
+                        help="business server URLs, comma separated (BUSINESS_URLS)")
+    parser.add_argument("--token", default=settings.token, help="client bearer token (CLIENT_TOKEN)")
+    parser.add_argument("--timeout", type=float, default=settings.timeout, help="seconds per request")
+    parser.add_argument("--wait", type=float, default=0, help="seconds to wait for every server's /health first")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("tour", help="exercise every feature, one PASS/FAIL line each")
+    for name, workers, accounts, operations in (("check", 16, 5, 2000), ("demo", 8, 4, 400)):
+        command = commands.add_parser(name, help="concurrent bank workload and checker" if name == "check"
+                                      else "the tour, then a short check")
+        command.add_argument("--workers", type=_positive, default=workers, help="concurrent client threads")
+        command.add_argument("--accounts", type=_at_least_two, default=accounts, help="accounts to spread over")
+        command.add_argument("--operations", type=_positive, default=operations, help="operations to send")
+        command.add_argument("--duration", type=float, default=None, help="seconds to run instead of a count")
+        command.add_argument("--seed", type=int, default=None, help="seed of the random workload")
+    args = parser.parse_args(argv)
+
+    apis = [BankApi(url.strip(), args.token, args.timeout) for url in args.urls.split(",") if url.strip()]
+    if args.wait:
+        missing = wait_until_healthy(apis, args.wait)
+        if missing:
+            print(f"client: no answer from {', '.join(missing)} within {args.wait:.0f} s", file=sys.stderr)
+            return 2
+    passed = True
+    if args.command in ("tour", "demo"):
+        passed = Tour(apis, sys.stdout).run()
+    if args.command in ("check", "demo"):
+        report = BankCheck(apis, args.workers, args.accounts, args.operations, args.duration, args.seed).run()
+        passed = passed and not report.violations
+    return 0 if passed else 1
+
+
+def _positive(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _at_least_two(text):
+    value = int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError("must be at least 2, so that transfers have a target")
+    return value
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,269 @@
+"""A Jepsen-style bank check: concurrent random operations over all business servers, then a checker.
+
+Every write carries an Idempotency-Key, so an operation whose outcome is unknown (no answer, data_unavailable)
+is sent again with the same key until an answer settles it; what stays unknown is reported and bounded.
+"""
+import collections
+import random
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from shared.money import format_cents, parse_signed_cents
+
+OPENING_CENTS = 100_00
+# 503 codes for which the servers promise that nothing was applied.
+NOTHING_APPLIED = {"account_busy", "queue_full"}
+KIND_WEIGHTS = {"deposit": 25, "withdrawal": 25, "transfer": 35, "balance": 15}
+
+
+@dataclass
+class Event:
+    kind: str
+    accounts: tuple
+    amount_cents: int
+    outcome: str = "unknown"         # ok | refused | unknown
+    status: int | None = None
+    seconds: float = 0.0
+    attempts: int = 0
+    balances: dict = field(default_factory=dict)
+
+
+@dataclass
+class Report:
+    events: list
+    opening: dict
+    final: dict
+    seconds: float
+    violations: list
+
+    @property
+    def unknown(self):
+        return [e for e in self.events if e.outcome == "unknown"]
+
+
+class BankCheck:
+    def __init__(self, apis, workers=8, accounts=5, operations=1000, duration=None, seed=None, out=sys.stdout,
+                 attempts=4, max_unknown_ratio=0.01):
+        self._apis = apis
+        self._workers, self._account_count = workers, accounts
+        self._operations, self._duration = operations, duration
+        self._seed = random.randrange(2 ** 32) if seed is None else seed
+        self._out = out
+        self._attempts = attempts
+        self._max_unknown_ratio = max_unknown_ratio
+        self._run_id = uuid.uuid4().hex[:8]
+        self._accounts = [f"chk-{self._run_id}-{i}" for i in range(accounts)]
+        self._events = []
+        self._events_mutex = threading.Lock()
+        self._started_count = 0
+        self._stop = threading.Event()
+
+    def run(self):
+        self._say(f"check {self._run_id}: {self._workers} workers, {self._account_count} accounts, "
+                  f"{self._budget()}, {len(self._apis)} servers, seed {self._seed}")
+        opening = self._open_accounts()
+        started = time.perf_counter()
+        progress = threading.Thread(target=self._show_progress, args=(started,), daemon=True)
+        progress.start()
+        workers = [threading.Thread(target=self._work, args=(i,)) for i in range(self._workers)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        seconds = time.perf_counter() - started
+        self._stop.set()
+        progress.join()
+        final = {account: self._settled_balance(account) for account in self._accounts}
+        report = Report(self._events, opening, final, seconds, [])
+        report.violations = self._verify(report)
+        self._print(report)
+        return report
+
+    def _budget(self):
+        return f"{self._duration} s" if self._duration else f"{self._operations} operations"
+
+    def _open_accounts(self):
+        opening = {}
+        for account in self._accounts:
+            event = self._send(Event("deposit", (account,), OPENING_CENTS), random.Random(account), f"open-{account}")
+            if event.outcome != "ok":
+                raise SystemExit(f"check: could not open {account}: {event.status} {event.outcome}")
+            opening[account] = OPENING_CENTS
+        return opening
+
+    def _work(self, worker):
+        rng = random.Random(self._seed * 1000 + worker)
+        kinds, weights = zip(*KIND_WEIGHTS.items())
+        deadline = time.monotonic() + self._duration if self._duration else None
+        number = 0
+        while self._claim(deadline):
+            kind = rng.choices(kinds, weights)[0]
+            accounts = tuple(rng.sample(self._accounts, 2 if kind == "transfer" else 1))
+            amount = rng.randint(1, 50_00) if kind != "balance" else 0
+            event = self._send(Event(kind, accounts, amount), rng, f"{worker}-{number}")
+            number += 1
+            with self._events_mutex:
+                self._events.append(event)
+
+    def _claim(self, deadline):
+        if deadline is not None:
+            return time.monotonic() < deadline
+        with self._events_mutex:
+            if self._started_count >= self._operations:
+                return False
+            self._started_count += 1
+            return True
+
+    def _send(self, event, rng, name):
+        """Send event's operation, again with the same key while its outcome is open; fill in the outcome."""
+        key = f"chk-{self._run_id}-{name}" if event.kind != "balance" else None
+        ambiguous = False
+        amount = format_cents(event.amount_cents)
+        started = time.perf_counter()
+        for attempt in range(1, self._attempts + 1):
+            api = rng.choice(self._apis)
+            if event.kind == "deposit":
+                reply = api.deposit(event.accounts[0], amount, key)
+            elif event.kind == "withdrawal":
+                reply = api.withdraw(event.accounts[0], amount, key)
+            elif event.kind == "transfer":
+                reply = api.transfer(*event.accounts, amount, key)
+            else:
+                reply = api.balance(event.accounts[0])
+            event.status, event.attempts = reply.status, attempt
+            if reply.status == 200:
+                event.outcome = "ok"
+                event.balances = _observed_balances(event, reply.body)
+                break
+            if reply.status is not None and 400 <= reply.status < 500:
+                event.outcome = "refused"
+                break
+            if reply.status == 503 and reply.error in NOTHING_APPLIED:
+                event.outcome = "unknown" if ambiguous else "refused"
+            else:
+                ambiguous = True
+                event.outcome = "unknown"
+            time.sleep(0.02 * attempt)
+        event.seconds = time.perf_counter() - started
+        return event
+
+    def _settled_balance(self, account):
+        rng = random.Random(account)
+        for _ in range(50):
+            reply = rng.choice(self._apis).balance(account)
+            if reply.status == 200:
+                return parse_signed_cents(reply.body["balance"])
+            time.sleep(0.1)
+        raise SystemExit(f"check: no balance of {account} could be read at the end")
+
+    def _verify(self, report):
+        violations = []
+        expected = dict(report.opening)
+        slack = collections.Counter()
+        total_expected, total_slack = sum(report.opening.values()), 0
+        for event in report.events:
+            for account, cents in event.balances.items():
+                if cents < 0:
+                    violations.append(f"negative balance {format_cents(cents)} of {account} seen in {event.kind}")
+            effects = _effects(event)
+            if event.outcome == "ok":
+                for account, delta in effects.items():
+                    expected[account] += delta
+                total_expected += sum(effects.values())
+            elif event.outcome == "unknown":
+                for account, delta in effects.items():
+                    slack[account] += abs(delta)
+                total_slack += abs(sum(effects.values()))
+            if event.status is not None and event.status >= 500 and event.status != 503:
+                violations.append(f"server error {event.status} on {event.kind} {event.accounts}")
+        for account in self._accounts:
+            difference = report.final[account] - expected[account]
+            if abs(difference) > slack[account]:
+                violations.append(f"{account}: final {format_cents(report.final[account])}, expected "
+                                  f"{format_cents(expected[account])} (unknown operations explain at most "
+                                  f"{format_cents(slack[account])})")
+        total = sum(report.final.values())
+        if abs(total - total_expected) > total_slack:
+            violations.append(f"total {format_cents(total)} is not the expected {format_cents(total_expected)}")
+        allowed_unknown = max(1, int(len(report.events) * self._max_unknown_ratio))
+        if len(report.unknown) > allowed_unknown:
+            violations.append(f"{len(report.unknown)} operations have an unknown outcome (at most "
+                              f"{allowed_unknown} allowed)")
+        return violations
+
+    def _show_progress(self, started):
+        interactive = self._out.isatty()
+        while not self._stop.wait(0.25 if interactive else 2.0):
+            done = len(self._events)
+            elapsed = time.perf_counter() - started
+            if self._duration:
+                fraction = min(1.0, elapsed / self._duration)
+            else:
+                fraction = done / max(1, self._operations)
+            bar = "#" * int(fraction * 30)
+            line = f"[{bar:<30}] {done} operations, {done / max(elapsed, 1e-9):.0f} op/s"
+            print(f"\r{line}" if interactive else line, end="" if interactive else "\n", file=self._out, flush=True)
+        if interactive:
+            print(file=self._out)
+
+    def _print(self, report):
+        say = self._say
+        count = len(report.events)
+        say(f"{count} operations in {report.seconds:.2f} s: {count / max(report.seconds, 1e-9):.0f} op/s")
+        say(f"{'operation':<11}{'count':>7}{'ok':>7}{'refused':>9}{'unknown':>9}{'p50 ms':>9}{'p95 ms':>9}"
+            f"{'p99 ms':>9}")
+        by_kind = collections.defaultdict(list)
+        for event in report.events:
+            by_kind[event.kind].append(event)
+        for kind in KIND_WEIGHTS:
+            events = by_kind.get(kind, [])
+            if not events:
+                continue
+            outcomes = collections.Counter(e.outcome for e in events)
+            times = sorted(e.seconds * 1000 for e in events)
+            say(f"{kind:<11}{len(events):>7}{outcomes['ok']:>7}{outcomes['refused']:>9}{outcomes['unknown']:>9}"
+                f"{percentile(times, 50):>9.1f}{percentile(times, 95):>9.1f}{percentile(times, 99):>9.1f}")
+        statuses = collections.Counter(e.status for e in report.events)
+        say("answers: " + ", ".join(f"{status}: {n}" for status, n in sorted(statuses.items(), key=str)))
+        retried = sum(1 for e in report.events if e.attempts > 1)
+        say(f"retried with the same Idempotency-Key: {retried}; still unknown: {len(report.unknown)}")
+        say(f"total: opening {format_cents(sum(report.opening.values()))}, final "
+            f"{format_cents(sum(report.final.values()))}")
+        if report.violations:
+            for violation in report.violations:
+                say(f"VIOLATION  {violation}")
+        else:
+            say("no violations: every balance is its opening plus its acknowledged operations, the total is "
+                "conserved by transfers, no balance was ever negative")
+
+    def _say(self, text):
+        print(text, file=self._out, flush=True)
+
+
+def percentile(sorted_values, percent):
+    """Nearest-rank percentile of an ascending list."""
+    if not sorted_values:
+        return 0.0
+    rank = max(1, -(-len(sorted_values) * percent // 100))
+    return sorted_values[int(rank) - 1]
+
+
+def _effects(event):
+    """{account: change in cents} that event has if it was applied."""
+    if event.kind == "deposit":
+        return {event.accounts[0]: event.amount_cents}
+    if event.kind == "withdrawal":
+        return {event.accounts[0]: -event.amount_cents}
+    if event.kind == "transfer":
+        return {event.accounts[0]: -event.amount_cents, event.accounts[1]: event.amount_cents}
+    return {}
+
+
+def _observed_balances(event, body):
+    if event.kind == "transfer":
+        return {event.accounts[0]: parse_signed_cents(body["origin_balance"]),
+                event.accounts[1]: parse_signed_cents(body["target_balance"])}
+    return {event.accounts[0]: parse_signed_cents(body["balance"])}

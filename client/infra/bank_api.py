@@ -1,0 +1,83 @@
+"""HTTP access to the business servers: one keep-alive session per thread, a timeout on every call."""
+import threading
+import time
+from dataclasses import dataclass
+
+import requests
+from requests.adapters import HTTPAdapter
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int | None          # None: no answer (timeout, refused connection)
+    body: dict
+    seconds: float
+    url: str
+    replayed: bool = False
+
+    @property
+    def error(self):
+        return self.body.get("error")
+
+
+class BankApi:
+    """One business server's API, as a client with a bearer token sees it."""
+
+    def __init__(self, base_url, token, timeout):
+        self.base_url = base_url.rstrip("/")
+        self._token = token
+        self._timeout = timeout
+        self._local = threading.local()
+
+    def deposit(self, account, amount, key=None, token=None):
+        return self._send("POST", f"/deposit/{account}/{amount}", key, token)
+
+    def withdraw(self, account, amount, key=None, token=None):
+        return self._send("POST", f"/withdrawal/{account}/{amount}", key, token)
+
+    def transfer(self, origin, target, amount, key=None, token=None):
+        return self._send("POST", f"/transfer/{origin}/{target}/{amount}", key, token)
+
+    def balance(self, account, token=None):
+        return self._send("GET", f"/balance/{account}", None, token)
+
+    def health(self):
+        return self._send("GET", "/health", None, None)
+
+    def _send(self, method, path, key, token):
+        token = self._token if token is None else token
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        if key is not None:
+            headers["Idempotency-Key"] = key
+        url = self.base_url + path
+        started = time.perf_counter()
+        try:
+            response = self._session().request(method, url, headers=headers, timeout=self._timeout)
+        except requests.RequestException as error:
+            return Reply(None, {"error": "no_answer", "message": type(error).__name__}, time.perf_counter() - started,
+                         url)
+        try:
+            body = response.json()
+        except ValueError:
+            body = {"error": "not_json", "message": response.text[:200]}
+        return Reply(response.status_code, body if isinstance(body, dict) else {"value": body},
+                     time.perf_counter() - started, url, response.headers.get("Idempotent-Replayed") == "true")
+
+    def _session(self):
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            session.mount("http://", HTTPAdapter(pool_connections=1, pool_maxsize=2, max_retries=0))
+            self._local.session = session
+        return session
+
+
+def wait_until_healthy(apis, timeout):
+    """Return the base URLs that did not answer /health with 200 within timeout seconds."""
+    deadline = time.monotonic() + timeout
+    waiting = list(apis)
+    while waiting and time.monotonic() < deadline:
+        waiting = [api for api in waiting if api.health().status != 200]
+        if waiting:
+            time.sleep(0.2)
+    return [api.base_url for api in waiting]
