@@ -26,8 +26,13 @@ demo: install .env var
 run: install .env var
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" honcho start data business1 business2 business3
 
-test: install
+# newman, for the Postman collection, pinned in package.json and package-lock.json.
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+test: install node_modules/.installed
 	$(PYTHON) -m pytest
 
 clean:
-	rm -rf $(VENV) var .pytest_cache
+	rm -rf $(VENV) var .pytest_cache node_modules

@@ -1,7 +1,10 @@
+from dataclasses import dataclass
+
 import pytest
 
+from client.infra.bank_api import BankApi
 from tests.e2e.processes import Server, free_port
-from tests.helpers import DATA_TOKENS
+from tests.helpers import CLIENT_TOKEN, DATA_TOKENS
 
 
 @pytest.fixture
@@ -24,3 +27,37 @@ def data_server_env(journal, **overrides):
            "DATA_FSYNC": "always", "LOCK_TTL": "5", "DATA_THREADS": "16", "LOG_LEVEL": "WARNING"}
     env.update(overrides)
     return env
+
+
+def business_server_env(business_id, data_url, **overrides):
+    env = {"BUSINESS_ID": business_id, "DATA_TOKEN": DATA_TOKENS[business_id], "DATA_URL": data_url,
+           "CLIENT_TOKENS": f"tester:{CLIENT_TOKEN}", "BUSINESS_WORKERS": "3", "BUSINESS_THREADS": "16",
+           "LOCK_WAIT": "2", "DATA_TIMEOUT": "1", "LOG_LEVEL": "WARNING"}
+    env.update(overrides)
+    return env
+
+
+@dataclass
+class System:
+    data: object
+    businesses: list
+
+    def apis(self, timeout=5):
+        return [BankApi(server.url, CLIENT_TOKEN, timeout) for server in self.businesses]
+
+
+@pytest.fixture
+def start_system(servers, tmp_path):
+    """Start a data server with a journal and three business servers, as the Procfile does, on free ports."""
+    def start(data_env=None, business_env=None):
+        data = servers("data", "data/gunicorn.conf.py", data_server_env(tmp_path / "bank.journal",
+                                                                        **(data_env or {})), tmp_path).start()
+        businesses = [servers(f"business{i}", "business/gunicorn.conf.py",
+                              business_server_env(f"b{i}", data.url, **(business_env or {})), tmp_path)
+                      for i in (1, 2, 3)]
+        for business in businesses:
+            business.start(wait=False)
+        for business in businesses:
+            business.wait_healthy()
+        return System(data, businesses)
+    return start

@@ -1,0 +1,20 @@
+"""The Postman collection, run by newman against a stack this test starts."""
+import subprocess
+
+from tests.e2e.processes import ROOT
+from tests.helpers import CLIENT_TOKEN
+
+NEWMAN = ROOT / "node_modules" / ".bin" / "newman"
+
+
+def test_the_postman_collection_passes_under_newman(start_system):
+    assert NEWMAN.exists(), "newman is not installed: `make test` runs `npm ci` first"
+    system = start_system()
+    for server in system.businesses:
+        result = subprocess.run(
+            [str(NEWMAN), "run", "postman/bank.postman_collection.json", "-e", "postman/local.postman_environment.json",
+             "--env-var", f"baseUrl={server.url}", "--env-var", f"clientToken={CLIENT_TOKEN}", "--color", "off"],
+            cwd=ROOT, capture_output=True, text=True, timeout=120)
+        print(result.stdout[-3000:], result.stderr[-2000:])
+        assert result.returncode == 0
+        assert "AssertionError" not in result.stdout

@@ -1,0 +1,57 @@
+"""The system as users run it: the Procfile under honcho, the tour, and concurrent checks on real processes."""
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from client.check import BankCheck
+from client.tour import Tour
+from tests.e2e.processes import ROOT, free_port
+
+
+def test_make_demo_runs_the_procfile_under_honcho_and_exits_with_the_clients_status(tmp_path):
+    ports = {name: free_port() for name in ("DATA_PORT", "BUSINESS1_PORT", "BUSINESS2_PORT", "BUSINESS3_PORT")}
+    settings = (ROOT / ".env.example").read_text() + "".join(f"{name}={port}\n" for name, port in ports.items())
+    settings += f"DATA_URL=http://127.0.0.1:{ports['DATA_PORT']}\nDATA_JOURNAL={tmp_path / 'bank.journal'}\n"
+    settings += "BUSINESS_URLS=" + ",".join(f"http://127.0.0.1:{ports[f'BUSINESS{i}_PORT']}" for i in (1, 2, 3))
+    env_file = tmp_path / "demo.env"
+    env_file.write_text(settings + "\n")
+    bin_dir = str(Path(sys.executable).parent)
+    honcho = subprocess.Popen([os.path.join(bin_dir, "honcho"), "start", "-e", str(env_file)], cwd=ROOT,
+                              env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        output, _ = honcho.communicate(timeout=180)
+    finally:
+        if honcho.poll() is None:
+            os.killpg(honcho.pid, signal.SIGKILL)
+            honcho.wait(10)
+    print(output[-6000:])
+    assert honcho.returncode == 0
+    assert "FAIL" not in output and output.count("PASS") >= 15
+    assert "no violations" in output
+    for process, server in (("data.1", "data"), ("business1.1", "business-b1"), ("business2.1", "business-b2"),
+                            ("business3.1", "business-b3")):
+        assert re.search(rf"{re.escape(process)}\s+\| server={server} rid=\S+ op=", output), process
+
+
+def test_the_tour_passes_against_three_business_servers(start_system):
+    system = start_system()
+    assert Tour(system.apis(), sys.stdout).run()
+
+
+def test_dozens_of_workers_on_a_few_hot_accounts_across_all_servers_find_no_violation(start_system):
+    system = start_system()
+    report = BankCheck(system.apis(), workers=32, accounts=3, operations=1500, seed=7).run()
+    assert report.violations == []
+    assert sum(1 for event in report.events if event.outcome == "ok") > 500
+
+
+def test_crossing_transfers_between_two_accounts_never_deadlock_or_lose_money(start_system):
+    system = start_system()
+    report = BankCheck(system.apis(), workers=24, accounts=2, operations=800, seed=11).run()
+    assert report.violations == []
+    directions = {event.accounts for event in report.events if event.kind == "transfer" and event.outcome == "ok"}
+    assert len(directions) == 2, "transfers went both ways between the two accounts"
