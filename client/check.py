@@ -28,6 +28,7 @@ class Event:
     status: int | None = None
     seconds: float = 0.0
     attempts: int = 0
+    finished_at: float = 0.0         # time.monotonic() when its last answer came
     balances: dict = field(default_factory=dict)
 
 
@@ -46,13 +47,13 @@ class Report:
 
 class BankCheck:
     def __init__(self, apis, workers=8, accounts=5, operations=1000, duration=None, seed=None, out=sys.stdout,
-                 attempts=4, max_unknown_ratio=0.01):
+                 attempts=4, retry_pause=0.02, max_unknown_ratio=0.01):
         self._apis = apis
         self._workers, self._account_count = workers, accounts
         self._operations, self._duration = operations, duration
         self._seed = random.randrange(2 ** 32) if seed is None else seed
         self._out = out
-        self._attempts = attempts
+        self._attempts, self._retry_pause = attempts, retry_pause
         self._max_unknown_ratio = max_unknown_ratio
         self._run_id = uuid.uuid4().hex[:8]
         self._accounts = [f"chk-{self._run_id}-{i}" for i in range(accounts)]
@@ -81,6 +82,11 @@ class BankCheck:
         report.violations = self._verify(report)
         self._print(report)
         return report
+
+    @property
+    def completed(self):
+        """Operations finished so far, for watching a run from another thread."""
+        return len(self._events)
 
     def _budget(self):
         return f"{self._duration} s" if self._duration else f"{self._operations} operations"
@@ -146,8 +152,9 @@ class BankCheck:
             else:
                 ambiguous = True
                 event.outcome = "unknown"
-            time.sleep(0.02 * attempt)
+            time.sleep(min(self._retry_pause * attempt, 1.0))
         event.seconds = time.perf_counter() - started
+        event.finished_at = time.monotonic()
         return event
 
     def _settled_balance(self, account):

@@ -1,0 +1,82 @@
+"""The client's checker finds the violations it exists to find, and none in a correct bank."""
+import io
+import threading
+
+from client.check import BankCheck, percentile
+from client.infra.bank_api import Reply
+from shared.money import format_cents, parse_cents
+
+
+class FakeBank:
+    """An in-memory bank API; `flaw` makes it wrong in one way."""
+
+    def __init__(self, flaw=None):
+        self.balances, self.flaw, self.calls = {}, flaw, 0
+        self.mutex = threading.Lock()
+
+    def _reply(self, status, **body):
+        return Reply(status, body, 0.001, "fake")
+
+    def deposit(self, account, amount, key=None):
+        with self.mutex:
+            self.calls += 1
+            if self.flaw == "silent" and account in self.balances:
+                return self._reply(None, error="no_answer")
+            new = self.balances.get(account, 0) + parse_cents(amount)
+            if not (self.flaw == "lose_deposits" and self.calls % 7 == 0 and account in self.balances):
+                self.balances[account] = new
+            return self._reply(200, balance=format_cents(new))
+
+    def withdraw(self, account, amount, key=None):
+        with self.mutex:
+            if account not in self.balances:
+                return self._reply(404, error="account_not_found")
+            new = self.balances[account] - parse_cents(amount)
+            if new < 0 and self.flaw != "overdraw":
+                return self._reply(422, error="insufficient_funds")
+            self.balances[account] = new
+            return self._reply(200, balance=format_cents(new))
+
+    def transfer(self, origin, target, amount, key=None):
+        with self.mutex:
+            cents = parse_cents(amount)
+            if self.balances[origin] < cents:
+                return self._reply(422, error="insufficient_funds")
+            self.balances[origin] -= cents
+            self.balances[target] += cents
+            return self._reply(200, origin_balance=format_cents(self.balances[origin]),
+                               target_balance=format_cents(self.balances[target]))
+
+    def balance(self, account):
+        with self.mutex:
+            return self._reply(200, balance=format_cents(self.balances[account]))
+
+
+def run_check(bank, **options):
+    return BankCheck([bank], workers=4, accounts=3, operations=300, seed=3, out=io.StringIO(), **options).run()
+
+
+def test_a_correct_bank_has_no_violation():
+    report = run_check(FakeBank())
+    assert report.violations == [] and len(report.events) == 300
+
+
+def test_acknowledged_deposits_that_were_lost_are_violations():
+    report = run_check(FakeBank("lose_deposits"))
+    assert any("expected" in violation for violation in report.violations)
+
+
+def test_a_negative_balance_is_a_violation():
+    report = run_check(FakeBank("overdraw"))
+    assert any("negative balance" in violation for violation in report.violations)
+
+
+def test_operations_without_an_answer_are_unknown_and_bounded():
+    report = BankCheck([FakeBank("silent")], workers=2, accounts=2, operations=50, seed=1, out=io.StringIO(),
+                       attempts=2, retry_pause=0).run()
+    assert report.unknown and any("unknown outcome" in violation for violation in report.violations)
+
+
+def test_percentile_is_nearest_rank():
+    values = list(range(1, 101))
+    assert (percentile(values, 50), percentile(values, 99), percentile([5], 95)) == (50, 99, 5)
