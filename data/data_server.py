@@ -586,9 +586,12 @@ def get_amount(business_id, account_id):
 def commit(business_id):
     business = _caller(business_id)
     body = json_object()
+    operations = _operations(body)
     items = body.get("writes")
-    if not isinstance(items, list) or not 1 <= len(items) <= MAX_WRITES_PER_COMMIT:
-        raise ApiError(400, "invalid_writes", f"writes must be a list of 1 to {MAX_WRITES_PER_COMMIT} objects")
+    # Operations alone may be recorded (a refusal under an idempotency key); otherwise a commit writes something.
+    fewest = 0 if operations else 1
+    if not isinstance(items, list) or not fewest <= len(items) <= MAX_WRITES_PER_COMMIT:
+        raise ApiError(400, "invalid_writes", f"writes must be a list of {fewest} to {MAX_WRITES_PER_COMMIT} objects")
     writes = {}
     for item in items:
         if not isinstance(item, dict) or not is_account_id(item.get("account")):
@@ -596,7 +599,6 @@ def commit(business_id):
         if item["account"] in writes:
             raise ApiError(400, "invalid_writes", f"account {item['account']} is written twice")
         writes[item["account"]] = (_amount(item.get("amount")), _token(item.get("token")))
-    operations = _operations(body)
     unlock = _flag(body, "unlock")
     replayed, results = _store_call(_store().commit, business, writes, operations, unlock)
     return jsonify(replayed=replayed, results=results,

@@ -21,6 +21,8 @@ from business.infra.lock_repository import AccountLocked
 log = logging.getLogger("bank.business")
 
 MAX_BALANCE_CENTS = 10 ** 18
+REFUSALS = (AccountNotFound, InsufficientFunds, BalanceLimitExceeded)
+REFUSALS_BY_CODE = {refusal.code: refusal for refusal in REFUSALS}
 FIRST_BACKOFF = 0.002       # seconds; doubles up to MAX_BACKOFF while an account stays locked
 MAX_BACKOFF = 0.05
 
@@ -214,16 +216,41 @@ def _apply(operations, leases):
     for operation in operations:
         first = earlier.get(operation.operation_id) if operation.keyed else None
         if first is not None:
-            outcomes.append(Outcome(first["result"], replayed=True) if first["request"] == operation.request
-                            else IdempotencyConflict("this Idempotency-Key was used for another request"))
+            outcomes.append(_replay(first, operation))
             continue
         outcome = _apply_one(operation, balances)
         outcomes.append(outcome)
-        if isinstance(outcome, Outcome) and operation.writes:
-            record = {"id": operation.operation_id, "request": operation.request, "result": outcome.result}
+        result = _recordable_result(operation, outcome)
+        if result is not None:
+            record = {"id": operation.operation_id, "request": operation.request, "result": result}
             records.append(record)
             earlier[operation.operation_id] = record
     return outcomes, balances, records
+
+
+def _recordable_result(operation, outcome):
+    """What the data server records for operation: every applied write, and a keyed write's refusal.
+
+    A refusal is recorded too, because an earlier attempt under the same key may still be on its way to some
+    server; without the record it could be applied after the client was told it was refused.
+    """
+    if not operation.writes:
+        return None
+    if isinstance(outcome, Outcome):
+        return outcome.result
+    if operation.keyed and isinstance(outcome, REFUSALS):
+        return {"refused": outcome.code, "message": outcome.message}
+    return None
+
+
+def _replay(first, operation):
+    """The first outcome recorded under operation's key, or a conflict if the key was used for another request."""
+    if first["request"] != operation.request:
+        return IdempotencyConflict("this Idempotency-Key was used for another request")
+    refused = first["result"].get("refused")
+    if refused is not None:
+        return REFUSALS_BY_CODE[refused](first["result"]["message"])
+    return Outcome(first["result"], replayed=True)
 
 
 def _apply_one(operation, balances):

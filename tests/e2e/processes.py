@@ -70,5 +70,17 @@ class Server:
         except subprocess.TimeoutExpired:
             self.kill()
 
-    def log(self):
-        return self.log_path.read_text(errors="replace")[-4000:] if self.log_path.exists() else ""
+    def worker_pids(self):
+        """The gunicorn workers: the master's children."""
+        pids = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[1]) == self.process.pid:
+                pids.append(int(stat.parent.name))
+        return sorted(pids)
+
+    def log(self, tail=4000):
+        return self.log_path.read_text(errors="replace")[-tail:] if self.log_path.exists() else ""

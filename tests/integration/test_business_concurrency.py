@@ -66,15 +66,16 @@ def test_crossing_transfers_conserve_the_sum_and_never_deadlock(make_business_ap
             origin, target = rng.sample(accounts, 2)
             response = client.post(f"/transfer/{origin}/{target}/7.00", headers=client_headers)
             with mutex:
-                statuses[response.status_code] += 1
+                statuses[response.json.get("error", response.status_code)] += 1
                 if response.status_code == 200:
                     moved[origin] -= 700
                     moved[target] += 700
 
     run_threads(THREADS, work)
-    assert set(statuses) <= {200, 422}, statuses
+    # account_busy promises that nothing was applied: the balances below check that promise too.
+    assert set(statuses) <= {200, "insufficient_funds", "account_busy"}, statuses
     balances = {a: parse_cents(banks[1].test_client().get(f"/balance/{a}", headers=client_headers).json["balance"])
                 for a in accounts}
     assert balances == {a: 5000 + moved[a] for a in accounts}
     assert sum(balances.values()) == 4 * 5000 and min(balances.values()) >= 0
-    assert statuses[200] > 0
+    assert statuses[200] > THREADS * OPERATIONS_PER_THREAD // 2

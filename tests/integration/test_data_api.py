@@ -181,6 +181,14 @@ def test_a_recorded_operation_id_with_another_request_is_409_and_applies_nothing
     assert data_client.get(f"/getAmount/b1/acc?token={token}", headers=b1).json["amount"] == "105.00"
 
 
+def test_a_commit_may_record_operations_without_writing(data_client, b1):
+    operation = {"id": "op-refused", "request": "withdraw ghost 1", "result": {"refused": "account_not_found"}}
+    response = data_client.post("/commit/b1", headers=b1, json={"writes": [], "operations": [operation]})
+    assert response.status_code == 200 and response.json["replayed"] is False
+    recorded = lock(data_client, b1, "ghost", lookup=["op-refused"]).json["operations"]
+    assert recorded == {"op-refused": {"request": "withdraw ghost 1", "result": {"refused": "account_not_found"}}}
+
+
 @pytest.mark.parametrize("body", [
     {}, {"writes": []}, {"writes": "x"}, {"writes": [{"account": "a/b", "amount": "1.00", "token": 1}]},
     {"writes": [{"account": "a", "amount": "1.00", "token": 1}, {"account": "a", "amount": "2.00", "token": 1}]},

@@ -251,3 +251,30 @@ def test_a_bug_in_the_lock_cycle_reaches_every_waiter_and_hangs_no_one():
         assert not box["thread"].is_alive()
     errors = [type(box.get("error")) for box in [leader] + waiting]
     assert errors.count(RuntimeError) >= 1 and harness.queues.pending("acc") == 0
+
+
+def test_a_refusal_under_a_key_is_final_even_after_the_funds_arrive():
+    harness = Harness({"a": 100})
+    with pytest.raises(InsufficientFunds):
+        harness.bank.withdraw("a", 200, "client", "key-r")
+    harness.bank.deposit("a", 500, "client")
+    with pytest.raises(InsufficientFunds):
+        harness.bank.withdraw("a", 200, "client", "key-r")
+    assert harness.server.accounts["a"] == 600
+
+
+def test_a_keyed_operation_on_a_missing_account_stays_refused_after_the_account_is_created():
+    harness = Harness()
+    with pytest.raises(AccountNotFound):
+        harness.bank.withdraw("ghost", 1, "client", "key-g")
+    harness.bank.deposit("ghost", 5, "client")
+    with pytest.raises(AccountNotFound):
+        harness.bank.withdraw("ghost", 1, "client", "key-g")
+    assert harness.server.accounts["ghost"] == 5 and harness.server.leases == {}
+
+
+def test_a_refusal_without_a_key_is_not_recorded():
+    harness = Harness({"a": 100})
+    with pytest.raises(InsufficientFunds):
+        harness.bank.withdraw("a", 200, "client")
+    assert harness.server.operations == {} and harness.server.commits == []

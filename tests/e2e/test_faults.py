@@ -1,0 +1,133 @@
+"""Faults injected while the check workload runs across all three business servers; the checker finds nothing.
+
+Each test prints what it injected and what the checker found.
+"""
+import os
+import re
+import signal
+import sys
+import threading
+import time
+
+from client.check import BankCheck
+
+LOCK_TTL = 2
+LOCK_WAIT = 2
+
+
+class BackgroundCheck:
+    """A BankCheck running in a thread while the test injects faults."""
+
+    def __init__(self, apis, **options):
+        self.check = BankCheck(apis, out=sys.stdout, **options)
+        self.report = None
+        self._thread = threading.Thread(target=self._run)
+        self._thread.start()
+
+    def _run(self):
+        self.report = self.check.run()
+
+    def wait_for(self, operations, timeout=60):
+        deadline = time.monotonic() + timeout
+        while self.check.completed < operations:
+            assert self._thread.is_alive() and time.monotonic() < deadline, \
+                f"the workload stopped at {self.check.completed} operations"
+            time.sleep(0.05)
+
+    def join(self, timeout=180):
+        self._thread.join(timeout)
+        assert self.report is not None, "the workload did not finish"
+        return self.report
+
+
+def written_after(report, moment):
+    return {account for event in report.events if event.outcome == "ok" and event.kind != "balance"
+            and event.finished_at > moment for account in event.accounts}
+
+
+def test_kill_9_of_a_business_worker_then_of_a_whole_business_server(start_system):
+    system = start_system(data_env={"LOCK_TTL": str(LOCK_TTL)}, business_env={"LOCK_WAIT": str(LOCK_WAIT)})
+    run = BackgroundCheck(system.apis(timeout=3), workers=16, accounts=4, duration=16, seed=21, attempts=40,
+                          retry_pause=0.1)
+    run.wait_for(200)
+    worker = system.businesses[0].worker_pids()[0]
+    os.kill(worker, signal.SIGKILL)
+    print(f"INJECTED kill -9 of business1's worker {worker} after {run.check.completed} operations")
+    run.wait_for(run.check.completed + 200)
+    system.businesses[1].kill()
+    killed_at = time.monotonic()
+    print(f"INJECTED kill -9 of the whole business2 server after {run.check.completed} operations")
+    report = run.join()
+    print(f"FOUND {len(report.violations)} violations, {len(report.unknown)} unknown outcomes")
+    assert report.violations == []
+    # The dead server's locks expired within LOCK_TTL: every account was written again after that.
+    assert written_after(report, killed_at + LOCK_TTL + LOCK_WAIT) == set(report.final)
+
+
+def test_a_paused_business_server_loses_its_leases_and_its_late_writes_are_fenced_off(start_system):
+    system = start_system(data_env={"LOCK_TTL": "1", "LOG_LEVEL": "INFO"}, business_env={"LOCK_WAIT": "1"})
+    run = BackgroundCheck(system.apis(timeout=2), workers=16, accounts=3, duration=14, seed=5, attempts=40,
+                          retry_pause=0.1)
+    run.wait_for(200)
+    paused, fenced = system.businesses[0], None
+    for _ in range(3):
+        paused.signal(signal.SIGSTOP)
+        print(f"INJECTED SIGSTOP of business1 for 2.5 s (2.5 leases) after {run.check.completed} operations")
+        time.sleep(2.5)
+        resumed_at = len(system.data.log(tail=10 ** 9))
+        paused.signal(signal.SIGCONT)
+        print("INJECTED SIGCONT of business1")
+        deadline = time.monotonic() + 3
+        while fenced is None and time.monotonic() < deadline:
+            fenced = re.search(r"op=commit business_id=b1 status=409 result=\w+",
+                               system.data.log(tail=10 ** 9)[resumed_at:])
+            time.sleep(0.1)
+        if fenced:
+            break
+        import collections
+        after = system.data.log(tail=10 ** 9)[resumed_at:]
+        print("DEBUG", collections.Counter(re.findall(r"op=(\w+) business_id=b1 (?:account_id=\S+ )?status=(\d+)", after)).most_common())
+    report = run.join()
+    print(f"FOUND the data server refusing business1's late commit: {fenced and fenced.group(0)}")
+    print(f"FOUND {len(report.violations)} violations, {len(report.unknown)} unknown outcomes")
+    assert fenced, "business1 was never caught holding a lease while paused"
+    assert report.violations == []
+
+
+def test_kill_9_of_the_data_server_then_a_restart_from_its_journal(start_system):
+    system = start_system(business_env={"DATA_TIMEOUT": "0.5"})
+    run = BackgroundCheck(system.apis(timeout=3), workers=16, accounts=4, duration=12, seed=8, attempts=60,
+                          retry_pause=0.1)
+    run.wait_for(300)
+    system.data.kill()
+    print(f"INJECTED kill -9 of the data server after {run.check.completed} operations")
+    while_down = system.apis()[0].deposit("while-down", "1.00")
+    print(f"while it is down a deposit gets {while_down.status} {while_down.body} in {while_down.seconds:.2f} s")
+    assert (while_down.status, while_down.error) == (503, "data_unavailable") and while_down.seconds < 3
+    system.data.start()
+    restarted_at = time.monotonic()
+    print("INJECTED restart of the data server from its journal")
+    report = run.join()
+    print(f"FOUND {len(report.violations)} violations, {len(report.unknown)} unknown outcomes")
+    assert report.violations == []
+    assert written_after(report, restarted_at) == set(report.final), "the business servers did not recover"
+
+
+def test_a_hung_data_server_gets_503_within_the_timeout_and_nothing_half_applied(start_system):
+    system = start_system(business_env={"DATA_TIMEOUT": "0.5"})
+    run = BackgroundCheck(system.apis(timeout=3), workers=16, accounts=4, duration=10, seed=13, attempts=60,
+                          retry_pause=0.1)
+    run.wait_for(300)
+    system.data.signal(signal.SIGSTOP)
+    print(f"INJECTED SIGSTOP of the data server after {run.check.completed} operations")
+    try:
+        replies = [api.deposit("while-hung", "1.00") for api in system.apis()]
+    finally:
+        system.data.signal(signal.SIGCONT)
+    print("INJECTED SIGCONT of the data server")
+    for reply in replies:
+        print(f"while it hangs a deposit gets {reply.status} {reply.body} in {reply.seconds:.2f} s")
+        assert (reply.status, reply.error) == (503, "data_unavailable") and reply.seconds < 2.5
+    report = run.join()
+    print(f"FOUND {len(report.violations)} violations, {len(report.unknown)} unknown outcomes")
+    assert report.violations == []
