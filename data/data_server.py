@@ -24,6 +24,7 @@ log = logging.getLogger("bank.data")
 
 FENCE_BLOCK = 10_000        # fencing tokens reserved in the journal at a time, so a lock costs no fsync
 MAX_TOKEN = 2 ** 63 - 1
+MAX_WAIT_MS = 10_000        # longest a getLock or getAmount may wait for its turn on a held account
 MAX_WRITES_PER_COMMIT = 100
 MAX_OPERATIONS_PER_COMMIT = 100
 MAX_OPERATION_ID = 200
@@ -222,13 +223,18 @@ class MemoryJournal:
 class Store:
     """Accounts, leases, recorded operations and the fencing counter, behind one mutex."""
 
-    def __init__(self, journal, lock_ttl, operation_limit, compact_min_records, clock=time.monotonic):
+    def __init__(self, journal, lock_ttl, operation_limit, compact_min_records, max_waiters=16,
+                 clock=time.monotonic):
         self._journal = journal
         self._ttl = lock_ttl
         self._operation_limit = operation_limit
         self._compact_min_records = compact_min_records
         self._clock = clock
         self._mutex = threading.Lock()
+        self._turn_changed = threading.Condition(self._mutex)   # a lease was released or a waiter left
+        self._max_waiters = max_waiters                     # waiting requests hold server threads: keep some free
+        self._waiters = 0
+        self._queues = {}                                   # account id -> deque of waiting requests, oldest first
         self._accounts = {}                                 # account id -> cents
         self._leases = {}                                   # account id -> (business, token, expires_at)
         self._operations = collections.OrderedDict()        # operation id -> {"request", "result"}
@@ -244,16 +250,19 @@ class Store:
     def ttl(self):
         return self._ttl
 
-    def lock(self, business, account, token=None, lookup=()):
-        """Grant or renew a lease; return (token, remaining seconds, cents or None, recorded operations)."""
+    def lock(self, business, account, token=None, lookup=(), wait=0.0):
+        """Grant or renew a lease; return (token, remaining seconds, cents or None, recorded operations).
+
+        While someone else holds it, wait up to `wait` seconds for this request's turn, in arrival order.
+        """
         with self._mutex:
-            now = self._clock()
-            lease = self._live_lease(account, now)
-            if lease is not None and not (token is not None and lease[:2] == (business, token)):
-                raise LockHeld(account, lease[0], lease[2] - now)
-            if lease is None and token is not None:
-                raise NotLockHolder(f"the lease on {account} with token {token} is no longer held")
-            if lease is None:
+            if token is not None:
+                now = self._clock()
+                if self._live_lease(account, now) is None:
+                    raise NotLockHolder(f"the lease on {account} with token {token} is no longer held")
+                self._require_holder(business, account, token, now)
+            else:
+                now = self._wait_turn(account, wait)
                 token = self._next_token()
                 self._sweep_expired_leases(now)
             self._leases[account] = (business, token, now + self._ttl)
@@ -266,14 +275,15 @@ class Store:
     def unlock(self, business, account, token):
         with self._mutex:
             self._require_holder(business, account, token, self._clock())
-            del self._leases[account]
+            self._release(account)
 
-    def read(self, business, account, token=None):
+    def read(self, business, account, token=None, wait=0.0):
+        """The account's cents; the holder reads with its token, anyone else waits its turn as in lock()."""
         with self._mutex:
-            now = self._clock()
-            lease = self._live_lease(account, now)
-            if lease is not None and lease[:2] != (business, token):
-                raise LockHeld(account, lease[0], lease[2] - now)
+            if token is not None:
+                self._require_holder(business, account, token, self._clock())
+            else:
+                self._wait_turn(account, wait)
             if account not in self._accounts:
                 raise UnknownAccount(account)
             amount, seq = self._accounts[account], self._journal.last_seq
@@ -322,13 +332,57 @@ class Store:
         self._apply_record(record)
         if unlock:
             for account in writes:
-                del self._leases[account]
+                self._release(account)
         self._compact_if_due()
         return seq
 
-    def account_count(self):
+    def counts(self):
+        """How many accounts, live leases and waiting requests there are now."""
         with self._mutex:
-            return len(self._accounts)
+            now = self._clock()
+            live = sum(1 for lease in self._leases.values() if lease[2] > now)
+            return {"accounts": len(self._accounts), "leases": live, "waiting": self._waiters}
+
+    def _wait_turn(self, account, wait):
+        """Return the time once no live lease is on account and no earlier request waits for it.
+
+        Waits up to `wait` seconds in arrival order, or raises LockHeld. Called with the mutex held.
+        """
+        now = self._clock()
+        lease = self._live_lease(account, now)
+        if lease is None and account not in self._queues:
+            return now
+        if wait <= 0 or self._waiters >= self._max_waiters:
+            raise self._held(account, lease, now)
+        queue = self._queues.setdefault(account, collections.deque())
+        turn = object()
+        queue.append(turn)
+        self._waiters += 1
+        deadline = now + wait
+        try:
+            while not (queue[0] is turn and lease is None):
+                if now >= deadline:
+                    raise self._held(account, lease, now)
+                # Wake at the latest when the lease would expire: expiry notifies no one.
+                self._turn_changed.wait(deadline - now if lease is None else min(deadline, lease[2]) - now)
+                now = self._clock()
+                lease = self._live_lease(account, now)
+            return now
+        finally:
+            queue.remove(turn)
+            if not queue:
+                del self._queues[account]
+            self._waiters -= 1
+            self._turn_changed.notify_all()
+
+    def _held(self, account, lease, now):
+        if lease is None:
+            return LockHeld(account, "earlier waiting requests", 0.01)
+        return LockHeld(account, lease[0], lease[2] - now)
+
+    def _release(self, account):
+        del self._leases[account]
+        self._turn_changed.notify_all()
 
     def _live_lease(self, account, now):
         lease = self._leases.get(account)
@@ -343,7 +397,7 @@ class Store:
         for account, (_, token) in writes.items():
             lease = self._leases.get(account)
             if lease is not None and lease[:2] == (business, token):
-                del self._leases[account]
+                self._release(account)
 
     def _next_token(self):
         self._fence += 1
@@ -505,6 +559,14 @@ def _operations(body):
     return operations
 
 
+def _wait_seconds(value):
+    if value is None:
+        return 0.0
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_WAIT_MS:
+        raise ApiError(400, "invalid_wait", f"wait_ms must be a whole number of milliseconds from 0 to {MAX_WAIT_MS}")
+    return value / 1000
+
+
 def _lookup_ids(body):
     ids = body.get("lookup", [])
     if not isinstance(ids, list) or len(ids) > MAX_OPERATIONS_PER_COMMIT or not all(
@@ -547,7 +609,8 @@ def get_lock(business_id, account_id):
     business = _caller(business_id, account_id)
     body = _optional_body()
     token, ttl, cents, recorded = _store_call(
-        _store().lock, business, account_id, _token(body.get("token"), required=False), _lookup_ids(body))
+        _store().lock, business, account_id, _token(body.get("token"), required=False), _lookup_ids(body),
+        _wait_seconds(body.get("wait_ms")))
     return jsonify(account=account_id, token=token, ttl=ttl, amount=_amount_or_none(cents), operations=recorded)
 
 
@@ -572,13 +635,17 @@ def set_amount(business_id, account_id):
 @api.get("/getAmount/<business_id>/<account_id>")
 def get_amount(business_id, account_id):
     business = _caller(business_id, account_id)
-    token_text = request.args.get("token")
+    token_text, wait_text = request.args.get("token"), request.args.get("wait_ms")
     token = None
     if token_text is not None:
         if not (token_text.isascii() and token_text.isdigit() and len(token_text) <= 19):
             raise ApiError(400, "invalid_token", "token must be the positive integer that getLock returned")
         token = _token(int(token_text))
-    cents = _store_call(_store().read, business, account_id, token)
+    wait = 0.0
+    if wait_text is not None:
+        wait = _wait_seconds(int(wait_text) if wait_text.isascii() and wait_text.isdigit() and len(wait_text) <= 6
+                             else -1)
+    cents = _store_call(_store().read, business, account_id, token, wait)
     return jsonify(account=account_id, amount=format_cents(cents))
 
 
@@ -611,13 +678,14 @@ def create_app(settings=None, clock=time.monotonic):
     app = create_base_app(__name__, "data", settings.max_body_bytes, settings.log_level)
     configure_tokens(app, settings.tokens)
     journal = Journal(settings.journal_path, settings.fsync) if settings.journal_path else MemoryJournal()
-    store = Store(journal, settings.lock_ttl, settings.operation_limit, settings.compact_min_records, clock)
+    store = Store(journal, settings.lock_ttl, settings.operation_limit, settings.compact_min_records,
+                  settings.lock_waiters, clock)
     app.extensions["bank.store"] = store
     app.extensions["bank.journal"] = journal
 
     @app.get("/health")
     def health():
-        return jsonify(status="ok", accounts=store.account_count())
+        return jsonify(status="ok", **store.counts())
 
     app.register_blueprint(api)
     return app

@@ -21,6 +21,7 @@ class DataSettings:
     fsync: str            # always | everysec | no
     operation_limit: int  # recorded operation ids kept for idempotent replay
     compact_min_records: int
+    lock_waiters: int     # requests that may wait at once for a held account (each holds a server thread)
     max_body_bytes: int
     log_level: str
 
@@ -56,6 +57,7 @@ def load_data_settings(environ=None):
         fsync=_choice(env, "DATA_FSYNC", "always", ("always", "everysec", "no")),
         operation_limit=_positive_int(env, "DATA_OPERATION_LIMIT", "100000"),
         compact_min_records=_positive_int(env, "DATA_COMPACT_MIN_RECORDS", "10000"),
+        lock_waiters=_positive_int(env, "DATA_LOCK_WAITERS", "16"),
         max_body_bytes=_positive_int(env, "MAX_BODY_BYTES", "1048576"),
         log_level=_choice(env, "LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
     )

@@ -25,6 +25,7 @@ REFUSALS = (AccountNotFound, InsufficientFunds, BalanceLimitExceeded)
 REFUSALS_BY_CODE = {refusal.code: refusal for refusal in REFUSALS}
 FIRST_BACKOFF = 0.002       # seconds; doubles up to MAX_BACKOFF while an account stays locked
 MAX_BACKOFF = 0.05
+SERVER_WAIT = 0.5           # seconds the data server may queue one lock or read request for a held account
 
 
 @dataclass(frozen=True)
@@ -156,10 +157,10 @@ class QueueService:
         return outcomes
 
     def _acquire_all(self, accounts, lookup):
-        """Lock accounts in sorted order, so crossing transfers never wait on each other in a cycle.
+        """Lock accounts in sorted order, waiting in the data server's queue for each.
 
-        A busy account releases the locks already taken before the pause: holding them while waiting would
-        make every operation queued behind them wait too.
+        The sorted order means crossing transfers never wait on each other in a cycle. An account still held
+        after its wait releases the locks already taken before the pause, so no one waits behind them for long.
         """
         deadline, delay = self._clock() + self._lock_wait, FIRST_BACKOFF
         while True:
@@ -168,7 +169,7 @@ class QueueService:
                 for account in accounts:
                     # Look the keys up with the last lock, once no one else can commit these operations.
                     asked = lookup if account == accounts[-1] else ()
-                    leases[account] = self._locks.acquire(account, asked)
+                    leases[account] = self._locks.acquire(account, asked, self._server_wait(deadline))
                 return leases
             except AccountLocked as locked:
                 self._release_all(leases.values())
@@ -181,13 +182,16 @@ class QueueService:
         deadline, delay = self._clock() + self._lock_wait, FIRST_BACKOFF
         while True:
             try:
-                return self._amounts.get(account)
+                return self._amounts.get(account, self._server_wait(deadline))
             except AccountMissing:
                 raise AccountNotFound(f"account {account} does not exist") from None
             except AccountLocked as locked:
                 delay = self._pause(deadline, delay, locked)
             except (DataUnavailable, DataRefused) as error:
                 raise _unavailable([account], error) from None
+
+    def _server_wait(self, deadline):
+        return max(0.0, min(SERVER_WAIT, deadline - self._clock()))
 
     def _pause(self, deadline, delay, locked):
         """Sleep a jittered delay (never past deadline) and return the next, doubled; 503 once past deadline."""

@@ -27,8 +27,8 @@ class CommitResult:
 
 class AmountRepository(abc.ABC):
     @abc.abstractmethod
-    def get(self, account):
-        """Return the account's cents; raise AccountMissing, or AccountLocked while someone holds it."""
+    def get(self, account, wait=0.0):
+        """Return the account's cents; raise AccountMissing, or AccountLocked if still held after `wait` s."""
 
     @abc.abstractmethod
     def commit(self, writes, operations):
@@ -44,8 +44,9 @@ class HttpAmountRepository(AmountRepository):
         self._prefix = data_client.business_id
         self._commit_attempts = commit_attempts
 
-    def get(self, account):
-        status, payload = self._data.call("GET", f"/getAmount/{self._prefix}/{account}")
+    def get(self, account, wait=0.0):
+        status, payload = self._data.call("GET", f"/getAmount/{self._prefix}/{account}",
+                                          params={"wait_ms": int(wait * 1000)}, server_wait=wait)
         if status == 404:
             raise AccountMissing(account)
         if status == 423:

@@ -26,15 +26,18 @@ class DataServerClient:
         self._request_id_source = request_id_source
         self._local = threading.local()
 
-    def call(self, method, path, body=None, params=None):
-        """Send one request; return (status, JSON body) for 2xx, 404, 409 and 423, raise otherwise."""
+    def call(self, method, path, body=None, params=None, server_wait=0.0):
+        """Send one request; return (status, JSON body) for 2xx, 404, 409 and 423, raise otherwise.
+
+        server_wait: seconds the data server was asked to wait for a held account, added to the timeout.
+        """
         headers = {"Authorization": self._authorization}
         request_id = self._request_id_source()
         if request_id:
             headers["X-Request-ID"] = request_id
         try:
             response = self._session().request(method, self._base_url + path, json=body, params=params,
-                                                headers=headers, timeout=self._timeout)
+                                                headers=headers, timeout=self._timeout + server_wait)
             payload = response.json()
         except (requests.RequestException, ValueError) as error:
             raise DataUnavailable(f"data server {method} {path}: {type(error).__name__}") from None

@@ -23,8 +23,8 @@ class Lease:
 
 class LockRepository(abc.ABC):
     @abc.abstractmethod
-    def acquire(self, account, lookup=()):
-        """Return a Lease; raise AccountLocked while someone else holds it."""
+    def acquire(self, account, lookup=(), wait=0.0):
+        """Return a Lease; raise AccountLocked if someone else still holds it after `wait` seconds."""
 
     @abc.abstractmethod
     def release(self, lease):
@@ -36,9 +36,9 @@ class HttpLockRepository(LockRepository):
         self._data = data_client
         self._prefix = data_client.business_id
 
-    def acquire(self, account, lookup=()):
-        body = {"lookup": list(lookup)} if lookup else {}
-        status, payload = self._data.call("POST", f"/getLock/{self._prefix}/{account}", body)
+    def acquire(self, account, lookup=(), wait=0.0):
+        body = {"lookup": list(lookup), "wait_ms": int(wait * 1000)}
+        status, payload = self._data.call("POST", f"/getLock/{self._prefix}/{account}", body, server_wait=wait)
         if status == 423:
             raise AccountLocked(account, payload.get("retry_after_ms", 100) / 1000)
         amount = payload["amount"]

@@ -34,7 +34,7 @@ class FakeLocks(LockRepository):
     def __init__(self, server):
         self.server = server
 
-    def acquire(self, account, lookup=()):
+    def acquire(self, account, lookup=(), wait=0.0):
         server = self.server
         server.check_up()
         server.acquire_entered.set()
@@ -67,7 +67,7 @@ class FakeAmounts(AmountRepository):
     def __init__(self, server):
         self.server = server
 
-    def get(self, account):
+    def get(self, account, wait=0.0):
         server = self.server
         server.check_up()
         with server.mutex:
