@@ -1,10 +1,12 @@
 """What every Flask app of the system shares: JSON errors, body limit, request ids and one log line per request."""
+import json
 import logging
 import sys
 import time
 import uuid
+from pathlib import Path
 
-from flask import Flask, g, request
+from flask import Flask, g, jsonify, request
 
 from shared.errors import ApiError, register_error_handlers
 from shared.validation import is_opaque_key
@@ -13,11 +15,17 @@ REQUEST_ID_HEADER = "X-Request-ID"
 
 
 def create_base_app(import_name, server_name, max_body_bytes, log_level):
+    """A Flask app with the system's common parts; it serves its package's openapi.json at /openapi.json."""
     app = Flask(import_name)
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
     app.json.sort_keys = False
     register_error_handlers(app)
     logger = _request_logger(server_name, log_level)
+    description = json.loads((Path(app.root_path) / "openapi.json").read_text())
+
+    @app.get("/openapi.json")
+    def openapi():
+        return jsonify(description)
 
     @app.before_request
     def start_request():
@@ -29,7 +37,7 @@ def create_base_app(import_name, server_name, max_body_bytes, log_level):
     @app.after_request
     def log_request(response):
         response.headers[REQUEST_ID_HEADER] = g.get("request_id", "-")
-        if request.endpoint not in ("health", "static"):
+        if request.endpoint not in ("health", "openapi", "static"):
             elapsed_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
             fields = [f"server={server_name}", f"rid={g.get('request_id', '-')}",
                       f"op={(request.endpoint or request.method).rpartition('.')[2]}"]
