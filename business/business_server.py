@@ -26,7 +26,9 @@ auth = bearer_auth()
 @bank.before_request
 @auth.login_required
 def require_client_token():
-    """Every bank route but /health needs a client's bearer token."""
+    """Every bank route but /health needs a client's bearer token, and takes everything from its path."""
+    if request.content_length:
+        raise ApiError(400, "unexpected_body", "these routes take no body: the account and amount are in the path")
 
 
 @bank.errorhandler(BankError)

@@ -1,8 +1,11 @@
 """Gunicorn settings of a business server: stateless, so several workers, each with threads."""
+from shared.gunicorn_errors import answer_errors_in_json
 from shared.settings import exit_on_settings_error, load_business_settings, positive_int_setting
 
 # Check the settings in the master so a bad value stops start-up with one line, before any worker forks.
 exit_on_settings_error(load_business_settings)
+
+answer_errors_in_json()
 
 wsgi_app = "business.business_server:create_app()"
 bind = ["127.0.0.1:8001"]

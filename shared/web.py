@@ -7,6 +7,7 @@ import uuid
 from pathlib import Path
 
 from flask import Flask, g, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from shared.errors import ApiError, register_error_handlers
 from shared.validation import is_opaque_key
@@ -33,6 +34,9 @@ def create_base_app(import_name, server_name, max_body_bytes, log_level):
         g.error_code = None
         offered = request.headers.get(REQUEST_ID_HEADER, "")
         g.request_id = offered if is_opaque_key(offered) else uuid.uuid4().hex
+        # Refuse by the declared length, also on routes that never read the body.
+        if (request.content_length or 0) > max_body_bytes:
+            raise RequestEntityTooLarge(f"the body is larger than {max_body_bytes} bytes")
 
     @app.after_request
     def log_request(response):
@@ -54,7 +58,11 @@ def json_object():
     """The request's JSON body, which must be an object; anything else is a 4xx ApiError."""
     if not request.is_json:
         raise ApiError(415, "unsupported_media_type", "send a JSON body with Content-Type: application/json")
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:
+        # Deeply nested JSON ("[[[[...") exhausts the parser's stack: it is malformed input, not a failure.
+        body = None
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_json", "the body must be a JSON object")
     return body

@@ -1,0 +1,81 @@
+"""The inputs people and attackers actually send: each gets a clear 4xx JSON error and changes nothing."""
+import pytest
+
+from tests.helpers import CLIENT_TOKEN, DATA_TOKENS, bearer
+
+CLIENT = bearer(CLIENT_TOKEN)
+LONG = "9" * 10_000
+
+BUSINESS_CASES = [
+    # (method, path, headers, body keyword arguments, expected statuses)
+    *[("POST", f"/deposit/alice/{amount}", CLIENT, {}, {400}) for amount in
+      ["-0.00", "+5", "%205", "5.", ".5", "%EF%BC%91%EF%BC%92", "1_000", "0x10", "1e3", "NaN", "Infinity", LONG]],
+    *[("POST", f"/withdrawal/alice/{amount}", CLIENT, {}, {400}) for amount in ["-0.00", "5.", LONG]],
+    ("POST", f"/deposit/{'a' * 10_000}/1.00", CLIENT, {}, {400}),
+    ("POST", "/deposit/%C3%BCn%C3%AF/1.00", CLIENT, {}, {400}),
+    ("POST", "/deposit/a%2Fb/1.00", CLIENT, {}, {404}),
+    ("POST", "/deposit/..%2Falice/1.00", CLIENT, {}, {404}),
+    ("POST", "/transfer/alice/alice%2F..%2Fbob/1.00", CLIENT, {}, {404}),
+    ("POST", "/deposit/alice/1.00", {}, {}, {401}),
+    ("POST", "/deposit/alice/1.00", {"Authorization": ""}, {}, {401}),
+    ("POST", "/deposit/alice/1.00", {"Authorization": "Bearer "}, {}, {401}),
+    ("POST", "/deposit/alice/1.00", {"Authorization": "Bearer a b c"}, {}, {401}),
+    ("POST", "/deposit/alice/1.00", {"Authorization": f"Basic {CLIENT_TOKEN}"}, {}, {401}),
+    ("POST", "/deposit/alice/1.00", bearer(DATA_TOKENS["b1"]), {}, {401}),
+    ("POST", "/deposit/alice/1.00", {**CLIENT, "Idempotency-Key": "k" * 10_000}, {}, {400}),
+    ("POST", "/deposit/alice/1.00", CLIENT, {"data": "amount=1000", "content_type": "text/plain"}, {400}),
+    ("POST", "/deposit/alice/1.00", CLIENT, {"json": {"amount": "1000.00"}}, {400}),
+    ("POST", "/deposit/alice/1.00", CLIENT, {"data": "x" * 100_000, "content_type": "application/json"}, {413}),
+    ("DELETE", "/balance/alice", CLIENT, {}, {405}),
+    ("GET", "/balance/alice/../bob", CLIENT, {}, {404}),
+]
+
+
+@pytest.fixture
+def bank(make_business_app):
+    client = make_business_app().test_client()
+    assert client.post("/deposit/alice/100.00", headers=CLIENT).status_code == 200
+    return client
+
+
+@pytest.mark.parametrize("method, path, headers, body, statuses", BUSINESS_CASES,
+                         ids=[f"{c[0]} {c[1][:40]} {sorted(c[2])}" for c in BUSINESS_CASES])
+def test_hostile_requests_to_a_business_server(bank, method, path, headers, body, statuses):
+    response = bank.open(path, method=method, headers=headers, **body)
+    assert response.status_code in statuses, response.data[:200]
+    assert response.is_json and set(response.json) >= {"error", "message"}
+    assert bank.get("/balance/alice", headers=CLIENT).json["balance"] == "100.00"
+
+
+DATA = bearer(DATA_TOKENS["b1"])
+DATA_CASES = [
+    ("POST", "/getLock/b1/acc", bearer(CLIENT_TOKEN), {}, {401}),
+    ("POST", "/getLock/b1/acc", bearer(DATA_TOKENS["b2"]), {}, {403}),
+    ("POST", f"/getLock/b1/{'a' * 10_000}", DATA, {}, {400}),
+    ("POST", "/getLock/b1/%C3%BC", DATA, {}, {400}),
+    ("POST", "/getLock/b1/a%2Fb", DATA, {}, {404}),
+    ("POST", "/setAmount/b1/acc", DATA, {"data": "amount=5&token=1", "content_type": "application/x-www-form-urlencoded"},
+     {415}),
+    ("POST", "/setAmount/b1/acc", DATA, {"data": "{not json", "content_type": "application/json"}, {400}),
+    ("POST", "/setAmount/b1/acc", DATA, {"data": "null", "content_type": "application/json"}, {400}),
+    ("POST", "/setAmount/b1/acc", DATA, {"json": {"amount": LONG, "token": 1}}, {400}),
+    ("POST", "/setAmount/b1/acc", DATA, {"json": {"amount": "5.00", "token": LONG}}, {400}),
+    ("POST", "/setAmount/b1/acc", DATA, {"data": "[" * 100_000, "content_type": "application/json"}, {400, 413}),
+    ("POST", "/commit/b1", DATA, {"json": {"writes": [{"account": "acc", "amount": "1.00", "token": 1}],
+                                           "operations": [{"id": "k" * 10_000, "request": "r", "result": 1}]}}, {400}),
+    ("POST", "/commit/b1", DATA, {"data": "x" * 2_000_000, "content_type": "application/json"}, {413}),
+    ("GET", f"/getAmount/b1/acc?token={LONG}", DATA, {}, {400}),
+    ("GET", "/getAmount/b1/acc?wait_ms=-1", DATA, {}, {400}),
+]
+
+
+@pytest.mark.parametrize("method, path, headers, body, statuses", DATA_CASES,
+                         ids=[f"{c[0]} {c[1][:40]}" for c in DATA_CASES])
+def test_hostile_requests_to_the_data_server(data_client, b1, method, path, headers, body, statuses):
+    token = data_client.post("/getLock/b1/acc", headers=b1).json["token"]
+    data_client.post("/setAmount/b1/acc", headers=b1, json={"amount": "100.00", "token": token, "unlock": True})
+    response = data_client.open(path, method=method, headers=headers, **body)
+    assert response.status_code in statuses, response.data[:200]
+    assert response.is_json and set(response.json) >= {"error", "message"}
+    assert data_client.get("/getAmount/b1/acc", headers=b1).json["amount"] == "100.00"
+    assert data_client.get("/health").json["accounts"] == 1
