@@ -223,16 +223,17 @@ class MemoryJournal:
 class Store:
     """Accounts, leases, recorded operations and the fencing counter, behind one mutex."""
 
-    def __init__(self, journal, lock_ttl, operation_limit, compact_min_records, max_waiters=16,
-                 clock=time.monotonic):
+    def __init__(self, journal, settings, clock=time.monotonic, wall_clock=time.time):
         self._journal = journal
-        self._ttl = lock_ttl
-        self._operation_limit = operation_limit
-        self._compact_min_records = compact_min_records
+        self._ttl = settings.lock_ttl
+        self._operation_limit = settings.operation_limit
+        self._operation_retention = settings.operation_retention
+        self._compact_min_records = settings.compact_min_records
         self._clock = clock
+        self._wall_clock = wall_clock                       # for retention, which must hold across restarts
         self._mutex = threading.Lock()
         self._turn_changed = threading.Condition(self._mutex)   # a lease was released or a waiter left
-        self._max_waiters = max_waiters                     # waiting requests hold server threads: keep some free
+        self._max_waiters = settings.lock_waiters           # waiting requests hold server threads: keep some free
         self._waiters = 0
         self._queues = {}                                   # account id -> deque of waiting requests, oldest first
         self._accounts = {}                                 # account id -> cents
@@ -266,7 +267,9 @@ class Store:
                 token = self._next_token()
                 self._sweep_expired_leases(now)
             self._leases[account] = (business, token, now + self._ttl)
-            recorded = {op_id: self._operations[op_id] for op_id in lookup if op_id in self._operations}
+            self._forget_old_operations()
+            recorded = {op_id: {"request": self._operations[op_id]["request"], "result": self._operations[op_id]["result"]}
+                        for op_id in lookup if op_id in self._operations}
             amount, seq = self._accounts.get(account), self._journal.last_seq
         # What this reply shows must be durable before anyone sees it, or a crash could take back a value seen.
         self._journal.sync(seq)
@@ -311,6 +314,7 @@ class Store:
 
     def _recorded_results(self, operations):
         """None if no operation id is recorded; the first results if all are, for the same requests."""
+        self._forget_old_operations()
         recorded = [self._operations.get(op["id"]) for op in operations]
         if not any(recorded):
             return None
@@ -326,7 +330,8 @@ class Store:
         new_amounts = {account: cents for account, (cents, _) in writes.items()}
         record = {"t": "commit", "w": new_amounts}
         if operations:
-            record["o"] = [{"id": op["id"], "request": op["request"], "result": op["result"]}
+            at = int(self._wall_clock())
+            record["o"] = [{"id": op["id"], "request": op["request"], "result": op["result"], "at": at}
                            for op in operations]
         seq = self._journal.append(record)
         self._apply_record(record)
@@ -431,8 +436,14 @@ class Store:
             raise JournalCorrupt(f"unknown journal record type {kind!r}")
 
     def _record_operation(self, op):
-        self._operations[op["id"]] = {"request": op["request"], "result": op["result"]}
+        self._operations[op["id"]] = {"request": op["request"], "result": op["result"], "at": op["at"]}
         while len(self._operations) > self._operation_limit:
+            self._operations.popitem(last=False)
+
+    def _forget_old_operations(self):
+        """Drop records past their retention; they are in time order, so only the oldest need a look."""
+        oldest_kept = self._wall_clock() - self._operation_retention
+        while self._operations and next(iter(self._operations.values()))["at"] < oldest_kept:
             self._operations.popitem(last=False)
 
     def _compact_if_due(self):
@@ -673,13 +684,12 @@ def commit(business_id):
                    unlocked=unlock and not replayed)
 
 
-def create_app(settings=None, clock=time.monotonic):
+def create_app(settings=None, clock=time.monotonic, wall_clock=time.time):
     settings = settings or load_data_settings()
     app = create_base_app(__name__, "data", settings.max_body_bytes, settings.log_level)
     configure_tokens(app, settings.tokens)
     journal = Journal(settings.journal_path, settings.fsync) if settings.journal_path else MemoryJournal()
-    store = Store(journal, settings.lock_ttl, settings.operation_limit, settings.compact_min_records,
-                  settings.lock_waiters, clock)
+    store = Store(journal, settings, clock, wall_clock)
     app.extensions["bank.store"] = store
     app.extensions["bank.journal"] = journal
 

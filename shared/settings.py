@@ -20,6 +20,7 @@ class DataSettings:
     journal_path: str     # empty: memory only
     fsync: str            # always | everysec | no
     operation_limit: int  # recorded operation ids kept for idempotent replay
+    operation_retention: float  # seconds a recorded operation id is kept
     compact_min_records: int
     lock_waiters: int     # requests that may wait at once for a held account (each holds a server thread)
     max_body_bytes: int
@@ -56,6 +57,7 @@ def load_data_settings(environ=None):
         journal_path=env.get("DATA_JOURNAL", "").strip(),
         fsync=_choice(env, "DATA_FSYNC", "always", ("always", "everysec", "no")),
         operation_limit=_positive_int(env, "DATA_OPERATION_LIMIT", "100000"),
+        operation_retention=_positive_int(env, "DATA_OPERATION_RETENTION", "86400"),
         compact_min_records=_positive_int(env, "DATA_COMPACT_MIN_RECORDS", "10000"),
         lock_waiters=_positive_int(env, "DATA_LOCK_WAITERS", "16"),
         max_body_bytes=_positive_int(env, "MAX_BODY_BYTES", "1048576"),

@@ -5,7 +5,7 @@ import pytest
 
 from data.data_server import JournalCorrupt, create_app as create_data_app
 from shared.settings import load_data_settings
-from tests.helpers import DATA_TOKENS, bearer, data_environ
+from tests.helpers import DATA_TOKENS, FakeClock, bearer, data_environ
 
 B1 = bearer(DATA_TOKENS["b1"])
 
@@ -114,3 +114,30 @@ def test_fencing_tokens_keep_growing_across_many_restarts(tmp_path):
             seen.append(token)
         stop(app)
     assert seen == sorted(set(seen))
+
+
+def test_idempotency_records_are_forgotten_after_their_retention_also_across_a_restart(tmp_path):
+    journal, wall = tmp_path / "bank.journal", FakeClock()
+    settings = load_data_settings(data_environ(DATA_JOURNAL=str(journal), DATA_OPERATION_RETENTION="60"))
+    app = create_data_app(settings, wall_clock=wall)
+    client = app.test_client()
+    deposit(client, "acc", "1.00", [{"id": "old", "request": "r", "result": 1}])
+    wall.advance(30)
+    deposit(client, "acc", "2.00", [{"id": "new", "request": "r", "result": 2}])
+    wall.advance(31)
+    granted = client.post("/getLock/b1/acc", headers=B1, json={"lookup": ["old", "new"]}).json
+    assert set(granted["operations"]) == {"new"}
+    client.post("/unLock/b1/acc", headers=B1, json={"token": granted["token"]})
+    stop(app)
+    wall.advance(30)
+    client = create_data_app(settings, wall_clock=wall).test_client()
+    assert client.post("/getLock/b1/acc", headers=B1, json={"lookup": ["old", "new"]}).json["operations"] == {}
+
+
+def test_idempotency_records_are_capped_oldest_first(tmp_path):
+    app = start(tmp_path / "bank.journal", DATA_OPERATION_LIMIT="3")
+    client = app.test_client()
+    for i in range(5):
+        deposit(client, "acc", f"{i}.00", [{"id": f"op-{i}", "request": "r", "result": i}])
+    recorded = client.post("/getLock/b1/acc", headers=B1, json={"lookup": [f"op-{i}" for i in range(5)]}).json
+    assert set(recorded["operations"]) == {"op-2", "op-3", "op-4"}
