@@ -3,7 +3,7 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo run test clean
+.PHONY: install demo run test bench clean
 
 install: $(STAMP)
 
@@ -33,6 +33,12 @@ node_modules/.installed: package.json package-lock.json
 
 test: install node_modules/.installed
 	$(PYTHON) -m pytest
+
+# The benchmark (wrk from Debian, the chart from matplotlib); results in bench/results/.
+bench: install
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
+	$(PYTHON) -m bench.run
 
 clean:
 	rm -rf $(VENV) var .pytest_cache node_modules

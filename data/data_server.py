@@ -123,7 +123,8 @@ class Journal:
 
     def sync(self, seq):
         """Return once record seq is on disk (policy always); one fsync covers every writer waiting for it."""
-        if self.fsync_policy != "always":
+        # Already on disk: no need to queue behind an fsync under way for later records.
+        if self.fsync_policy != "always" or self._synced_seq >= seq:
             return
         with self._sync_lock:
             if self._synced_seq >= seq:
@@ -510,6 +511,23 @@ auth = bearer_auth()
 @auth.login_required
 def require_business_token():
     """Every data route but /health needs a business's bearer token."""
+    current_app.extensions["bank.requests"].add()
+
+
+class RequestCounter:
+    """Authenticated requests served, reported by /health, so a benchmark can count data calls per operation."""
+
+    def __init__(self):
+        self._count = 0
+        self._mutex = threading.Lock()
+
+    def add(self):
+        with self._mutex:
+            self._count += 1
+
+    @property
+    def count(self):
+        return self._count
 
 
 def _store():
@@ -692,10 +710,11 @@ def create_app(settings=None, clock=time.monotonic, wall_clock=time.time):
     store = Store(journal, settings, clock, wall_clock)
     app.extensions["bank.store"] = store
     app.extensions["bank.journal"] = journal
+    requests_served = app.extensions["bank.requests"] = RequestCounter()
 
     @app.get("/health")
     def health():
-        return jsonify(status="ok", **store.counts())
+        return jsonify(status="ok", requests=requests_served.count, **store.counts())
 
     app.register_blueprint(api)
     return app

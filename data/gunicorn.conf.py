@@ -11,7 +11,7 @@ wsgi_app = "data.data_server:create_app()"
 bind = ["127.0.0.1:8000"]
 workers = 1                      # never more: a second worker would hold a second, different bank
 worker_class = "gthread"
-threads = exit_on_settings_error(lambda: positive_int_setting("DATA_THREADS", "32", maximum=512))
+threads = exit_on_settings_error(lambda: positive_int_setting("DATA_THREADS", "64", maximum=512))
 max_requests = 0                 # never recycle the worker: its memory is the bank
 keepalive = 30
 timeout = 30

@@ -59,7 +59,7 @@ def load_data_settings(environ=None):
         operation_limit=_positive_int(env, "DATA_OPERATION_LIMIT", "100000"),
         operation_retention=_positive_int(env, "DATA_OPERATION_RETENTION", "86400"),
         compact_min_records=_positive_int(env, "DATA_COMPACT_MIN_RECORDS", "10000"),
-        lock_waiters=_positive_int(env, "DATA_LOCK_WAITERS", "16"),
+        lock_waiters=_positive_int(env, "DATA_LOCK_WAITERS", "48"),
         max_body_bytes=_positive_int(env, "MAX_BODY_BYTES", "1048576"),
         log_level=_choice(env, "LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
     )

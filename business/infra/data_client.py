@@ -51,6 +51,8 @@ class DataServerClient:
         session = getattr(self._local, "session", None)
         if session is None:
             session = requests.Session()
+            # The data server is named in settings: no proxy or .netrc lookups on every call.
+            session.trust_env = False
             # No retries inside requests: a write is retried only where it is known to be idempotent.
             adapter = HTTPAdapter(pool_connections=1, pool_maxsize=2, max_retries=0)
             session.mount("http://", adapter)

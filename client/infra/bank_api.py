@@ -67,6 +67,7 @@ class BankApi:
         session = getattr(self._local, "session", None)
         if session is None:
             session = requests.Session()
+            session.trust_env = False      # the servers are named in settings: no proxy or .netrc lookups per call
             session.mount("http://", HTTPAdapter(pool_connections=1, pool_maxsize=2, max_retries=0))
             self._local.session = session
         return session

@@ -1,0 +1,288 @@
+"""make bench: the system's throughput, latency and scale, against the data server's own capacity in one run.
+
+Results go to bench/results/ (latest.md, latest.json, throughput.png). BENCH_SECONDS sets each measurement's
+length (default 5).
+"""
+import concurrent.futures
+import datetime
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+from dotenv import dotenv_values
+
+from data.data_server import Journal, SNAPSHOT_CHUNK
+from tests.e2e.processes import ROOT, Server, free_port
+
+CLIENTS = (1, 8, 32, 128)
+SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
+SPREAD_ACCOUNTS = 10_000
+TRANSFER_ACCOUNTS = 10
+RESULTS = ROOT / "bench" / "results"
+SCALE_ACCOUNTS = (10_000, 100_000, 1_000_000)
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+class Stack:
+    """A data server with its journal and some business servers, started with .env.example's settings."""
+
+    def __init__(self, workdir, business_count=3):
+        Path(workdir).mkdir(parents=True, exist_ok=True)
+        settings = {k: v for k, v in dotenv_values(ROOT / ".env.example").items() if v is not None}
+        self.settings = settings
+        tokens = {f"b{i}": settings[f"DATA_TOKEN_B{i}"] for i in (1, 2, 3)}
+        data_env = {**settings, "DATA_JOURNAL": str(Path(workdir) / "bench.journal"), "LOG_LEVEL": "WARNING",
+                    "DATA_TOKENS": ",".join(f"{b}:{t}" for b, t in tokens.items())}
+        self.data = Server("data", "data/gunicorn.conf.py", free_port(), data_env, workdir).start()
+        self.businesses = []
+        for i in range(1, business_count + 1):
+            env = {**settings, "BUSINESS_ID": f"b{i}", "DATA_TOKEN": tokens[f"b{i}"], "DATA_URL": self.data.url,
+                   "LOG_LEVEL": "WARNING"}
+            self.businesses.append(Server(f"business{i}", "business/gunicorn.conf.py", free_port(), env,
+                                          workdir).start(wait=False))
+        for business in self.businesses:
+            business.wait_healthy()
+        self.data_token, self.client_token = tokens["b1"], settings["CLIENT_TOKEN"]
+
+    def servers(self):
+        return [self.data, *self.businesses]
+
+    def stop(self):
+        for server in self.servers():
+            server.stop()
+
+
+def cpu_seconds(servers):
+    total = 0
+    for server in servers:
+        for pid in [server.process.pid, *server.worker_pids()]:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += (int(fields[11]) + int(fields[12])) / TICKS
+    return total
+
+
+def data_requests(stack):
+    return requests.get(f"{stack.data.url}/health", timeout=5).json()["requests"]
+
+
+def run_wrk(stack, mode, clients, hosts, token, prefix, accounts):
+    threads = 1 if clients == 1 else min(clients, 8)
+    env = {**os.environ, "BENCH_MODE": mode, "BENCH_TOKEN": token, "BENCH_PREFIX": prefix,
+           "BENCH_ACCOUNTS": str(accounts), "BENCH_HOSTS": ",".join(h.split("//")[1] for h in hosts)}
+    calls_before, server_cpu_before = data_requests(stack), cpu_seconds(stack.servers())
+    usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    output = subprocess.run(["wrk", "-t", str(threads), "-c", str(clients), "-d", f"{int(SECONDS)}s", "--timeout", "10s",
+                             "-s", str(ROOT / "bench" / "load.lua"), hosts[0]],
+                            env=env, capture_output=True, text=True, timeout=SECONDS * 4 + 30, check=True).stdout
+    wall = time.perf_counter() - started
+    usage_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result = json.loads(output.strip().splitlines()[-1])
+    operations = max(result["requests"], 1)
+    generator_cpu = (usage_after.ru_utime - usage_before.ru_utime) + (usage_after.ru_stime - usage_before.ru_stime)
+    return {
+        "mode": mode, "clients": clients, "ops_per_s": result["requests"] / (result["duration_us"] / 1e6),
+        "p50_ms": result["p50_us"] / 1000, "p95_ms": result["p95_us"] / 1000, "p99_ms": result["p99_us"] / 1000,
+        "errors": result["errors"], "data_calls_per_op": (data_requests(stack) - calls_before) / operations,
+        "generator_cpu": generator_cpu / wall / os.cpu_count(),
+        "servers_cpu": (cpu_seconds(stack.servers()) - server_cpu_before) / wall / os.cpu_count(),
+    }
+
+
+def seed_accounts(stack, prefix, count, amount):
+    """Create accounts directly on the data server: setting up, not measuring."""
+    session_headers = {"Authorization": f"Bearer {stack.data_token}"}
+
+    def create(index):
+        with requests.Session() as session:
+            account = f"{prefix}{index}"
+            token = session.post(f"{stack.data.url}/getLock/b1/{account}", headers=session_headers,
+                                 json={"wait_ms": 5000}, timeout=10).json()["token"]
+            session.post(f"{stack.data.url}/setAmount/b1/{account}", headers=session_headers, timeout=10,
+                         json={"amount": amount, "token": token, "unlock": True}).raise_for_status()
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        list(pool.map(create, range(count)))
+
+
+def measure_operations(stack):
+    seed_accounts(stack, "spread-", SPREAD_ACCOUNTS, "1000.00")
+    seed_accounts(stack, "tr-", TRANSFER_ACCOUNTS, "1000000.00")
+    business = [server.url for server in stack.businesses]
+    phases = [
+        ("baseline", [stack.data.url], stack.data_token, "spread-", SPREAD_ACCOUNTS),
+        ("deposit", business, stack.client_token, "spread-", SPREAD_ACCOUNTS),
+        ("hot", business, stack.client_token, "hot-", 1),
+        ("transfer", business, stack.client_token, "tr-", TRANSFER_ACCOUNTS),
+        ("balance", business, stack.client_token, "spread-", SPREAD_ACCOUNTS),
+    ]
+    results = []
+    for mode, hosts, token, prefix, accounts in phases:
+        for clients in CLIENTS:
+            result = run_wrk(stack, mode, clients, hosts, token, prefix, accounts)
+            print(f"{mode:>9} {clients:>4} clients: {result['ops_per_s']:8.0f} op/s  p50 {result['p50_ms']:7.1f} ms  "
+                  f"p99 {result['p99_ms']:7.1f} ms  errors {result['errors']}  "
+                  f"data calls/op {result['data_calls_per_op']:.2f}", flush=True)
+            results.append(result)
+    return results
+
+
+def measure_business_scale(workdir):
+    scale = []
+    for count in (1, 2, 3):
+        stack = Stack(Path(workdir) / f"scale{count}", count)
+        try:
+            seed_accounts(stack, "spread-", 1000, "1.00")
+            result = run_wrk(stack, "deposit", 32, [s.url for s in stack.businesses], stack.client_token, "spread-",
+                             1000)
+        finally:
+            stack.stop()
+        print(f"{count} business servers, 32 clients, deposits: {result['ops_per_s']:.0f} op/s", flush=True)
+        scale.append({"business_servers": count, **result})
+    return scale
+
+
+def measure_data_server_size(workdir):
+    sizes = []
+    for accounts in SCALE_ACCOUNTS:
+        folder = Path(workdir) / f"size{accounts}"
+        folder.mkdir(parents=True)
+        journal_path = folder / "bank.journal"
+        journal = Journal(str(journal_path), "no")
+        list(journal.replay())
+        journal.open()
+        journal.rewrite(_snapshot(accounts))
+        journal.close()
+        settings = {k: v for k, v in dotenv_values(ROOT / ".env.example").items() if v is not None}
+        env = {**settings, "DATA_JOURNAL": str(journal_path), "LOG_LEVEL": "WARNING",
+               "DATA_TOKENS": f"b1:{settings['DATA_TOKEN_B1']}"}
+        server = Server("data", "data/gunicorn.conf.py", free_port(), env, folder)
+        started = time.perf_counter()
+        server.start(wait=False)
+        try:
+            server.wait_healthy(timeout=300)
+            recovery = time.perf_counter() - started
+            worker = server.worker_pids()[0]
+            status = dict(line.split(":", 1) for line in Path(f"/proc/{worker}/status").read_text().splitlines())
+            resident_mb = int(status["VmRSS"].split()[0]) / 1024
+            assert requests.get(f"{server.url}/health", timeout=5).json()["accounts"] == accounts
+        finally:
+            server.stop()
+        size_mb = journal_path.stat().st_size / 1e6
+        print(f"{accounts:>9} accounts: resident {resident_mb:.0f} MB, start and recovery {recovery:.1f} s, "
+              f"journal {size_mb:.0f} MB", flush=True)
+        sizes.append({"accounts": accounts, "resident_mb": resident_mb, "recovery_s": recovery, "journal_mb": size_mb})
+    return sizes
+
+
+def _snapshot(accounts):
+    yield {"t": "fence", "upto": 10_000}
+    for start in range(0, accounts, SNAPSHOT_CHUNK):
+        yield {"t": "accounts", "a": {f"acc-{i}": 100_00 for i in range(start, min(start + SNAPSHOT_CHUNK, accounts))}}
+
+
+def machine():
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.machine())
+    memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30
+    return f"{os.cpu_count()} cores ({model}), {memory_gb:.0f} GiB, Linux {platform.release()}, Python {platform.python_version()}"
+
+
+def write_results(operations, scale, sizes):
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    baseline = {r["clients"]: r["ops_per_s"] for r in operations if r["mode"] == "baseline"}
+    for result in operations:
+        result["ratio"] = result["ops_per_s"] / baseline[result["clients"]]
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    (RESULTS / "latest.json").write_text(json.dumps(
+        {"when": when, "machine": machine(), "seconds": SECONDS, "operations": operations, "scale": scale,
+         "sizes": sizes}, indent=2))
+    lines = [f"# Benchmark, {when}", "", f"Machine: {machine()}. Each figure: wrk for {SECONDS:.0f} s; the "
+             "stack as `make run` starts it (journal on, fsync always, 3 business servers of 3 workers).", "",
+             "| phase | clients | op/s | ratio to baseline | p50 ms | p95 ms | p99 ms | errors | data calls/op "
+             "| wrk CPU | servers CPU |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in operations:
+        lines.append(f"| {r['mode']} | {r['clients']} | {r['ops_per_s']:.0f} | {r['ratio']:.2f} | {r['p50_ms']:.1f} "
+                     f"| {r['p95_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} | {r['data_calls_per_op']:.2f} "
+                     f"| {r['generator_cpu']:.0%} | {r['servers_cpu']:.0%} |")
+    lines += ["", "CPU shares are of all cores of the machine over the measurement.", "",
+              "| business servers | deposits at 32 clients, op/s |", "| ---: | ---: |"]
+    lines += [f"| {s['business_servers']} | {s['ops_per_s']:.0f} |" for s in scale]
+    lines += ["", "| accounts | data server resident MB | start and journal recovery s | journal MB |",
+              "| ---: | ---: | ---: | ---: |"]
+    lines += [f"| {s['accounts']:,} | {s['resident_mb']:.0f} | {s['recovery_s']:.1f} | {s['journal_mb']:.0f} |"
+              for s in sizes]
+    lines += ["", "## Targets", ""] + [f"- {line}" for line in targets(operations, sizes)]
+    (RESULTS / "latest.md").write_text("\n".join(lines) + "\n")
+    chart(operations)
+
+
+def targets(operations, sizes):
+    at = {(r["mode"], r["clients"]): r for r in operations}
+
+    def verdict(ok):
+        return "reached" if ok else "NOT reached"
+
+    lines = []
+    for mode, goal in (("deposit", 0.40), ("hot", 1.0), ("transfer", 0.25)):
+        ratio = at[(mode, 32)]["ratio"]
+        lines.append(f"{mode} at 32 clients, ratio to baseline {ratio:.2f} (target {goal:.2f}): {verdict(ratio >= goal)}")
+    for mode in ("deposit", "hot", "transfer", "balance"):
+        p99, p50 = at[(mode, 32)]["p99_ms"], at[(mode, 1)]["p50_ms"]
+        lines.append(f"{mode} p99 at 32 clients {p99:.1f} ms is {p99 / p50:.1f}x its p50 at 1 client (target 10x): "
+                     f"{verdict(p99 <= 10 * p50)}")
+    largest = sizes[-1]
+    lines.append(f"{largest['accounts']:,} accounts: {largest['resident_mb']:.0f} MB resident (target 300), recovery "
+                 f"{largest['recovery_s']:.1f} s (target 10): "
+                 f"{verdict(largest['resident_mb'] < 300 and largest['recovery_s'] < 10)}")
+    return lines
+
+
+def chart(operations):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    figure, (throughput, latency) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for mode in ("baseline", "deposit", "hot", "transfer", "balance"):
+        rows = [r for r in operations if r["mode"] == mode]
+        clients = [r["clients"] for r in rows]
+        throughput.plot(clients, [r["ops_per_s"] for r in rows], marker="o", label=mode)
+        latency.plot(clients, [r["p99_ms"] for r in rows], marker="o", label=mode)
+    for axes, title, unit in ((throughput, "Throughput", "operations per second"), (latency, "p99 latency", "ms")):
+        axes.set_xscale("log", base=2)
+        axes.set_xticks(CLIENTS, [str(c) for c in CLIENTS])
+        axes.set_xlabel("concurrent clients")
+        axes.set_ylabel(unit)
+        axes.set_title(title)
+        axes.grid(alpha=0.3)
+        axes.legend()
+    figure.tight_layout()
+    figure.savefig(RESULTS / "throughput.png", dpi=110)
+
+
+def main():
+    with tempfile.TemporaryDirectory(prefix="bank-bench-") as workdir:
+        stack = Stack(workdir)
+        try:
+            operations = measure_operations(stack)
+        finally:
+            stack.stop()
+        scale = measure_business_scale(workdir)
+        sizes = measure_data_server_size(workdir)
+    write_results(operations, scale, sizes)
+    print((RESULTS / "latest.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
