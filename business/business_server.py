@@ -10,10 +10,10 @@ from business.infra.data_client import DataServerClient
 from business.infra.lock_repository import HttpLockRepository
 from shared.auth import bearer_auth, configure_tokens
 from shared.errors import ApiError, error_response
-from shared.money import InvalidAmount, format_cents, parse_cents
+from shared.money import format_cents
 from shared.settings import load_business_settings
-from shared.validation import is_account_id, is_opaque_key
-from shared.web import create_base_app
+from shared.validation import is_opaque_key
+from shared.web import amount_cents, create_base_app, valid_account_id
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 STATUS_OF = {InvalidRequest: 400, AccountNotFound: 404, InsufficientFunds: 422, BalanceLimitExceeded: 422,
@@ -41,19 +41,6 @@ def _service():
     return current_app.extensions["bank.service"]
 
 
-def _account(text):
-    if not is_account_id(text):
-        raise ApiError(400, "invalid_account", "an account id is 1 to 64 of A-Z a-z 0-9 _ -")
-    return text
-
-
-def _amount(text):
-    try:
-        return parse_cents(text)
-    except InvalidAmount as error:
-        raise ApiError(400, "invalid_amount", str(error)) from None
-
-
 def _idempotency_key():
     key = request.headers.get(IDEMPOTENCY_HEADER)
     if key is not None and not is_opaque_key(key):
@@ -76,26 +63,26 @@ def _movement(receipt):
 
 @bank.post("/deposit/<account_id>/<amount>")
 def deposit(account_id, amount):
-    account, cents = _account(account_id), _amount(amount)
+    account, cents = valid_account_id(account_id), amount_cents(amount)
     return _movement(_service().deposit(account, cents, auth.current_user(), _idempotency_key()))
 
 
 @bank.post("/withdrawal/<account_id>/<amount>")
 def withdrawal(account_id, amount):
-    account, cents = _account(account_id), _amount(amount)
+    account, cents = valid_account_id(account_id), amount_cents(amount)
     return _movement(_service().withdraw(account, cents, auth.current_user(), _idempotency_key()))
 
 
 @bank.get("/balance/<account_id>")
 def balance(account_id):
-    receipt = _service().balance(_account(account_id))
+    receipt = _service().balance(valid_account_id(account_id))
     return _reply(receipt, {"account": receipt.account, "balance": format_cents(receipt.balance_cents)})
 
 
 @bank.post("/transfer/<origin_account_id>/<target_account_id>/<amount>")
 def transfer(origin_account_id, target_account_id, amount):
-    origin, target = _account(origin_account_id), _account(target_account_id)
-    cents = _amount(amount)
+    origin, target = valid_account_id(origin_account_id), valid_account_id(target_account_id)
+    cents = amount_cents(amount)
     receipt = _service().transfer(origin, target, cents, auth.current_user(), _idempotency_key())
     return _reply(receipt, {"origin": receipt.account, "target": receipt.target,
                             "amount": format_cents(receipt.amount_cents),

@@ -15,10 +15,10 @@ from flask import Blueprint, current_app, jsonify, request
 
 from shared.auth import bearer_auth, configure_tokens
 from shared.errors import ApiError
-from shared.money import InvalidAmount, format_cents, parse_cents
+from shared.money import format_cents
 from shared.settings import load_data_settings
 from shared.validation import is_account_id, is_opaque_key
-from shared.web import create_base_app, json_object
+from shared.web import amount_cents, create_base_app, json_object, valid_account_id
 
 log = logging.getLogger("bank.data")
 
@@ -539,8 +539,8 @@ def _caller(business_id, account_id=None):
     caller = auth.current_user()
     if business_id != caller:
         raise ApiError(403, "wrong_business", "the path's business id is not the one this token belongs to")
-    if account_id is not None and not is_account_id(account_id):
-        raise ApiError(400, "invalid_account", "an account id is 1 to 64 of A-Z a-z 0-9 _ -")
+    if account_id is not None:
+        valid_account_id(account_id)
     return caller
 
 
@@ -554,13 +554,6 @@ def _token(value, required=True):
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_TOKEN:
         raise ApiError(400, "invalid_token", "token must be the positive integer that getLock returned")
     return value
-
-
-def _amount(value):
-    try:
-        return parse_cents(value)
-    except InvalidAmount as error:
-        raise ApiError(400, "invalid_amount", str(error)) from None
 
 
 def _flag(body, name):
@@ -655,7 +648,7 @@ def un_lock(business_id, account_id):
 def set_amount(business_id, account_id):
     business = _caller(business_id, account_id)
     body = json_object()
-    writes = {account_id: (_amount(body.get("amount")), _token(body.get("token")))}
+    writes = {account_id: (amount_cents(body.get("amount")), _token(body.get("token")))}
     unlock = _flag(body, "unlock")
     _store_call(_store().commit, business, writes, unlock=unlock)
     return jsonify(account=account_id, amount=format_cents(writes[account_id][0]), unlocked=unlock)
@@ -694,7 +687,7 @@ def commit(business_id):
             raise ApiError(400, "invalid_writes", "each write needs an account id, an amount and a token")
         if item["account"] in writes:
             raise ApiError(400, "invalid_writes", f"account {item['account']} is written twice")
-        writes[item["account"]] = (_amount(item.get("amount")), _token(item.get("token")))
+        writes[item["account"]] = (amount_cents(item.get("amount")), _token(item.get("token")))
     unlock = _flag(body, "unlock")
     replayed, results = _store_call(_store().commit, business, writes, operations, unlock)
     return jsonify(replayed=replayed, results=results,

@@ -10,7 +10,8 @@ from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from shared.errors import ApiError, register_error_handlers
-from shared.validation import is_opaque_key
+from shared.money import InvalidAmount, parse_cents
+from shared.validation import is_account_id, is_opaque_key
 
 REQUEST_ID_HEADER = "X-Request-ID"
 
@@ -77,6 +78,21 @@ def _request_logger(server_name, log_level):
         logger.propagate = False
     logger.setLevel(log_level)
     return logger
+
+
+def valid_account_id(text):
+    """text if it is a well-formed account id; a 400 ApiError otherwise."""
+    if not is_account_id(text):
+        raise ApiError(400, "invalid_account", "an account id is 1 to 64 of A-Z a-z 0-9 _ -")
+    return text
+
+
+def amount_cents(text):
+    """The integer cents of a decimal amount string; a 400 ApiError otherwise."""
+    try:
+        return parse_cents(text)
+    except InvalidAmount as error:
+        raise ApiError(400, "invalid_amount", str(error)) from None
 
 
 def _loggable(value, limit=64):
