@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from business.application.errors import (AccountNotFound, BalanceLimitExceeded, BankError, IdempotencyConflict,
                                          InsufficientFunds, ServiceUnavailable)
 from business.infra.amount_repository import AccountMissing, LeaseLost, OperationConflict
-from business.infra.data_client import DataRefused, DataUnavailable
+from business.infra.errors import DataRefused, DataUnavailable
 from business.infra.lock_repository import AccountLocked
 
 log = logging.getLogger("bank.business")

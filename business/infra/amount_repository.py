@@ -2,7 +2,7 @@
 import abc
 from dataclasses import dataclass
 
-from business.infra.data_client import DataRefused, DataUnavailable
+from business.infra.errors import DataRefused, DataUnavailable
 from business.infra.lock_repository import AccountLocked
 from shared.money import format_cents, parse_cents
 

@@ -4,17 +4,7 @@ import threading
 import requests
 from requests.adapters import HTTPAdapter
 
-
-class DataUnavailable(Exception):
-    """The data server did not answer in time, refused the connection or failed (5xx)."""
-
-
-class DataRefused(Exception):
-    """The data server answered 4xx to a request this client built: a bug, or a lease that ran out."""
-
-    def __init__(self, status, body):
-        super().__init__(f"data server answered {status}: {body.get('error')}: {body.get('message')}")
-        self.status, self.code = status, body.get("error")
+from business.infra.errors import DataRefused, DataUnavailable
 
 
 class DataServerClient:

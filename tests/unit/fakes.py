@@ -3,7 +3,7 @@ import threading
 
 from business.infra.amount_repository import (AccountMissing, AmountRepository, CommitResult, LeaseLost,
                                               OperationConflict)
-from business.infra.data_client import DataUnavailable
+from business.infra.errors import DataUnavailable
 from business.infra.lock_repository import AccountLocked, Lease, LockRepository
 
 

@@ -9,7 +9,7 @@ from business.application.errors import (AccountNotFound, IdempotencyConflict, I
                                          ServiceUnavailable)
 from business.application.queue_service import QueueService
 from business.infra.amount_repository import LeaseLost
-from business.infra.data_client import DataUnavailable
+from business.infra.errors import DataUnavailable
 from tests.helpers import FakeClock
 from tests.unit.fakes import FakeAmounts, FakeDataServer, FakeLocks
 
