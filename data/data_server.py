@@ -248,10 +248,6 @@ class Store:
         self._fence = self._fence_reserved
         journal.open()
 
-    @property
-    def ttl(self):
-        return self._ttl
-
     def lock(self, business, account, token=None, lookup=(), wait=0.0):
         """Grant or renew a lease; return (token, remaining seconds, cents or None, recorded operations).
 
