@@ -256,8 +256,6 @@ class Store:
         with self._mutex:
             if token is not None:
                 now = self._clock()
-                if self._live_lease(account, now) is None:
-                    raise NotLockHolder(f"the lease on {account} with token {token} is no longer held")
                 self._require_holder(business, account, token, now)
             else:
                 now = self._wait_turn(account, wait)
@@ -265,8 +263,11 @@ class Store:
                 self._sweep_expired_leases(now)
             self._leases[account] = (business, token, now + self._ttl)
             self._forget_old_operations()
-            recorded = {op_id: {"request": self._operations[op_id]["request"], "result": self._operations[op_id]["result"]}
-                        for op_id in lookup if op_id in self._operations}
+            recorded = {}
+            for op_id in lookup:
+                record = self._operations.get(op_id)
+                if record is not None:
+                    recorded[op_id] = {"request": record["request"], "result": record["result"]}
             amount, seq = self._accounts.get(account), self._journal.last_seq
         # What this reply shows must be durable before anyone sees it, or a crash could take back a value seen.
         self._journal.sync(seq)
@@ -577,6 +578,12 @@ def _operations(body):
     return operations
 
 
+def _query_number(name):
+    """A query parameter as an int if it is plain digits, else as sent, for the body's validators to judge."""
+    text = request.args.get(name)
+    return int(text) if text is not None and text.isascii() and text.isdigit() and len(text) <= 19 else text
+
+
 def _wait_seconds(value):
     if value is None:
         return 0.0
@@ -653,16 +660,8 @@ def set_amount(business_id, account_id):
 @api.get("/getAmount/<business_id>/<account_id>")
 def get_amount(business_id, account_id):
     business = _caller(business_id, account_id)
-    token_text, wait_text = request.args.get("token"), request.args.get("wait_ms")
-    token = None
-    if token_text is not None:
-        if not (token_text.isascii() and token_text.isdigit() and len(token_text) <= 19):
-            raise ApiError(400, "invalid_token", "token must be the positive integer that getLock returned")
-        token = _token(int(token_text))
-    wait = 0.0
-    if wait_text is not None:
-        wait = _wait_seconds(int(wait_text) if wait_text.isascii() and wait_text.isdigit() and len(wait_text) <= 6
-                             else -1)
+    token = _token(_query_number("token"), required=False)
+    wait = _wait_seconds(_query_number("wait_ms"))
     cents = _store_call(_store().read, business, account_id, token, wait)
     return jsonify(account=account_id, amount=format_cents(cents))
 
