@@ -21,9 +21,10 @@ def main(argv=None):
     for name, workers, accounts, operations in (("check", 16, 5, 2000), ("demo", 8, 4, 400)):
         command = commands.add_parser(name, help="concurrent bank workload and checker" if name == "check"
                                       else "the tour, then a short check")
-        command.add_argument("--workers", type=_positive, default=workers, help="concurrent client threads")
-        command.add_argument("--accounts", type=_at_least_two, default=accounts, help="accounts to spread over")
-        command.add_argument("--operations", type=_positive, default=operations, help="operations to send")
+        command.add_argument("--workers", type=_at_least(1), default=workers, help="concurrent client threads")
+        command.add_argument("--accounts", type=_at_least(2, "so that transfers have a target"), default=accounts,
+                             help="accounts to spread over")
+        command.add_argument("--operations", type=_at_least(1), default=operations, help="operations to send")
         command.add_argument("--duration", type=float, default=None, help="seconds to run instead of a count")
         command.add_argument("--seed", type=int, default=None, help="seed of the random workload")
     args = parser.parse_args(argv)
@@ -43,18 +44,14 @@ def main(argv=None):
     return 0 if passed else 1
 
 
-def _positive(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
-def _at_least_two(text):
-    value = int(text)
-    if value < 2:
-        raise argparse.ArgumentTypeError("must be at least 2, so that transfers have a target")
-    return value
+def _at_least(minimum, why=""):
+    """An argparse type: a whole number no smaller than minimum."""
+    def whole_number(text):
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}" + (f", {why}" if why else ""))
+        return value
+    return whole_number
 
 
 if __name__ == "__main__":

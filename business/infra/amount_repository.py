@@ -50,7 +50,7 @@ class HttpAmountRepository(AmountRepository):
         if status == 404:
             raise AccountMissing(account)
         if status == 423:
-            raise AccountLocked(account, payload.get("retry_after_ms", 100) / 1000)
+            raise AccountLocked.from_answer(account, payload)
         return parse_cents(payload["amount"])
 
     def commit(self, writes, operations):

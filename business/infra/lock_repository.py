@@ -12,6 +12,11 @@ class AccountLocked(Exception):
         super().__init__(f"account {account} is locked")
         self.account, self.retry_after = account, retry_after
 
+    @classmethod
+    def from_answer(cls, account, payload):
+        """From the data server's 423 answer, which says in milliseconds when to try again."""
+        return cls(account, payload.get("retry_after_ms", 100) / 1000)
+
 
 @dataclass(frozen=True)
 class Lease:
@@ -40,7 +45,7 @@ class HttpLockRepository(LockRepository):
         body = {"lookup": list(lookup), "wait_ms": int(wait * 1000)}
         status, payload = self._data.call("POST", f"/getLock/{self._prefix}/{account}", body, server_wait=wait)
         if status == 423:
-            raise AccountLocked(account, payload.get("retry_after_ms", 100) / 1000)
+            raise AccountLocked.from_answer(account, payload)
         amount = payload["amount"]
         return Lease(account, payload["token"], None if amount is None else parse_cents(amount),
                      payload.get("operations") or {})
