@@ -19,7 +19,7 @@ import requests
 from dotenv import dotenv_values
 
 from data.data_server import Journal, SNAPSHOT_CHUNK
-from tests.e2e.processes import ROOT, Server, free_port
+from tests.e2e.processes import ROOT, Server, free_port, proc_stat, proc_status
 
 CLIENTS = (1, 8, 32, 128)
 SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
@@ -35,8 +35,7 @@ class Stack:
 
     def __init__(self, workdir, business_count=3):
         Path(workdir).mkdir(parents=True, exist_ok=True)
-        settings = {k: v for k, v in dotenv_values(ROOT / ".env.example").items() if v is not None}
-        self.settings = settings
+        settings = example_settings()
         tokens = {f"b{i}": settings[f"DATA_TOKEN_B{i}"] for i in (1, 2, 3)}
         data_env = {**settings, "DATA_JOURNAL": str(Path(workdir) / "bench.journal"), "LOG_LEVEL": "WARNING",
                     "DATA_TOKENS": ",".join(f"{b}:{t}" for b, t in tokens.items())}
@@ -63,12 +62,15 @@ def cpu_seconds(servers):
     total = 0
     for server in servers:
         for pid in [server.process.pid, *server.worker_pids()]:
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            total += (int(fields[11]) + int(fields[12])) / TICKS
+            fields = proc_stat(pid)
+            if fields:
+                total += (int(fields[11]) + int(fields[12])) / TICKS
     return total
+
+
+def example_settings():
+    """.env.example's settings: the benchmark runs the stack as `make run` does."""
+    return {name: value for name, value in dotenv_values(ROOT / ".env.example").items() if value is not None}
 
 
 def data_requests(stack):
@@ -163,7 +165,7 @@ def measure_data_server_size(workdir):
         journal.open()
         journal.rewrite(_snapshot(accounts))
         journal.close()
-        settings = {k: v for k, v in dotenv_values(ROOT / ".env.example").items() if v is not None}
+        settings = example_settings()
         env = {**settings, "DATA_JOURNAL": str(journal_path), "LOG_LEVEL": "WARNING",
                "DATA_TOKENS": f"b1:{settings['DATA_TOKEN_B1']}"}
         server = Server("data", "data/gunicorn.conf.py", free_port(), env, folder)
@@ -172,9 +174,7 @@ def measure_data_server_size(workdir):
         try:
             server.wait_healthy(timeout=300)
             recovery = time.perf_counter() - started
-            worker = server.worker_pids()[0]
-            status = dict(line.split(":", 1) for line in Path(f"/proc/{worker}/status").read_text().splitlines())
-            resident_mb = int(status["VmRSS"].split()[0]) / 1024
+            resident_mb = int(proc_status(server.worker_pids()[0])["VmRSS"].split()[0]) / 1024
             assert requests.get(f"{server.url}/health", timeout=5).json()["accounts"] == accounts
         finally:
             server.stop()

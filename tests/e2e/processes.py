@@ -19,6 +19,20 @@ def free_port():
         return probe.getsockname()[1]
 
 
+def proc_stat(pid):
+    """The fields of /proc/PID/stat after the command name (state, ppid, …), or [] once the process is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
+
+
+def proc_status(pid):
+    """/proc/PID/status as {name: value}, e.g. "Threads" and "VmRSS" ("35092 kB")."""
+    return {name: value.strip() for name, _, value in
+            (line.partition(":") for line in Path(f"/proc/{pid}/status").read_text().splitlines())}
+
+
 class Server:
     """One gunicorn server (master and workers, in a process group of its own)."""
 
@@ -74,11 +88,8 @@ class Server:
         """The gunicorn workers: the master's children."""
         pids = []
         for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except (OSError, IndexError):
-                continue
-            if int(fields[1]) == self.process.pid:
+            fields = proc_stat(stat.parent.name)
+            if fields and int(fields[1]) == self.process.pid:
                 pids.append(int(stat.parent.name))
         return sorted(pids)
 

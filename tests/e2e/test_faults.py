@@ -5,42 +5,16 @@ Each test prints what it injected and what the checker found.
 import os
 import re
 import signal
-import sys
 import threading
 import time
 
 import requests
 
-from client.check import BankCheck
+from tests.e2e.workload import BackgroundCheck
 from tests.helpers import DATA_TOKENS, bearer
 
 LOCK_TTL = 2
 LOCK_WAIT = 2
-
-
-class BackgroundCheck:
-    """A BankCheck running in a thread while the test injects faults."""
-
-    def __init__(self, apis, **options):
-        self.check = BankCheck(apis, out=sys.stdout, **options)
-        self.report = None
-        self._thread = threading.Thread(target=self._run)
-        self._thread.start()
-
-    def _run(self):
-        self.report = self.check.run()
-
-    def wait_for(self, operations, timeout=60):
-        deadline = time.monotonic() + timeout
-        while self.check.completed < operations:
-            assert self._thread.is_alive() and time.monotonic() < deadline, \
-                f"the workload stopped at {self.check.completed} operations"
-            time.sleep(0.05)
-
-    def join(self, timeout=180):
-        self._thread.join(timeout)
-        assert self.report is not None, "the workload did not finish"
-        return self.report
 
 
 def written_after(report, moment):

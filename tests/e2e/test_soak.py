@@ -3,18 +3,16 @@
 SOAK_SECONDS sets the length (default 75 s, so that it fits in `make test`; run it longer by hand).
 """
 import os
-import sys
-import threading
 import time
-from pathlib import Path
 
-from client.check import BankCheck
+from tests.e2e.processes import proc_status
+from tests.e2e.workload import BackgroundCheck
 
 SOAK_SECONDS = float(os.environ.get("SOAK_SECONDS", "75"))
 
 
 def resources(pid):
-    status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+    status = proc_status(pid)
     return {"threads": int(status["Threads"]), "open files": len(os.listdir(f"/proc/{pid}/fd")),
             "resident kB": int(status["VmRSS"].split()[0])}
 
@@ -22,17 +20,13 @@ def resources(pid):
 def test_a_long_check_run_grows_no_threads_files_or_memory_after_warm_up(start_system):
     # A small idempotency cap so that the data server's records reach their steady state early in the run.
     system = start_system(data_env={"DATA_OPERATION_LIMIT": "2000"})
-    check = BankCheck(system.apis(), workers=16, accounts=50, duration=SOAK_SECONDS, seed=17, out=sys.stdout)
-    result = {}
-    runner = threading.Thread(target=lambda: result.update(report=check.run()))
-    runner.start()
+    run = BackgroundCheck(system.apis(), workers=16, accounts=50, duration=SOAK_SECONDS, seed=17)
     time.sleep(SOAK_SECONDS / 3)
     processes = {"data": system.data.worker_pids()[0]}
     processes.update({f"{server.name} worker {pid}": pid for server in system.businesses for pid in server.worker_pids()})
     after_warm_up = {name: resources(pid) for name, pid in processes.items()}
-    runner.join(SOAK_SECONDS * 3)
+    report = run.join(SOAK_SECONDS * 3)
     at_end = {name: resources(pid) for name, pid in processes.items()}
-    report = result["report"]
     for name in processes:
         print(f"{name}: after warm-up {after_warm_up[name]}, at the end {at_end[name]}")
     assert report.violations == [] and len(report.events) > 1000
