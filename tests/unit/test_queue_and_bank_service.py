@@ -41,6 +41,22 @@ class Harness:
         box["thread"].start()
         return box
 
+    def behind_a_held_cycle(self, account, leader, followers, while_held=lambda: None):
+        """Run leader and hold its lock cycle at the fake's gate; queue followers behind it one by one, in order;
+        call while_held; open the gate. Each call is (function, *args); return their finished boxes, leader first."""
+        gate = self.server.gate = threading.Event()
+        boxes = [self.in_thread(*leader)]
+        assert self.server.acquire_entered.wait(10)
+        for position, follower in enumerate(followers, start=1):
+            boxes.append(self.in_thread(*follower))
+            self.wait_pending(account, position)
+        while_held()
+        gate.set()
+        for box in boxes:
+            box["thread"].join(10)
+            assert not box["thread"].is_alive()
+        return boxes
+
     def wait_pending(self, account, count):
         deadline = time.monotonic() + 10
         while self.queues.pending(account) != count:
@@ -85,18 +101,10 @@ def test_a_transfer_to_the_same_account_is_invalid():
 
 def test_waiting_operations_share_one_lock_cycle_in_arrival_order_each_with_its_own_result():
     harness = Harness()
-    gate = harness.server.gate = threading.Event()
-    first = harness.in_thread(harness.bank.deposit, "acc", 1000, "c")
-    assert harness.server.acquire_entered.wait(10)
-    calls = [(harness.bank.withdraw, 500), (harness.bank.withdraw, 10_000), (harness.bank.deposit, 100),
-             (harness.bank.withdraw, 600)]
-    boxes = []
-    for position, (operation, amount) in enumerate(calls, start=1):
-        boxes.append(harness.in_thread(operation, "acc", amount, "c"))
-        harness.wait_pending("acc", position)
-    gate.set()
-    for box in [first] + boxes:
-        box["thread"].join(10)
+    bank = harness.bank
+    first, *boxes = harness.behind_a_held_cycle("acc", (bank.deposit, "acc", 1000, "c"), [
+        (bank.withdraw, "acc", 500, "c"), (bank.withdraw, "acc", 10_000, "c"), (bank.deposit, "acc", 100, "c"),
+        (bank.withdraw, "acc", 600, "c")])
 
     assert first["result"].balance_cents == 1000
     assert [b.get("result").balance_cents if "result" in b else type(b["error"]) for b in boxes] == \
@@ -107,31 +115,22 @@ def test_waiting_operations_share_one_lock_cycle_in_arrival_order_each_with_its_
 
 def test_the_queue_is_bounded_and_refuses_at_once_past_its_limit():
     harness = Harness({"acc": 0}, queue_limit=2)
-    gate = harness.server.gate = threading.Event()
-    leader = harness.in_thread(harness.bank.deposit, "acc", 1, "c")
-    assert harness.server.acquire_entered.wait(10)
-    waiting = [harness.in_thread(harness.bank.deposit, "acc", 1, "c") for _ in range(2)]
-    harness.wait_pending("acc", 2)
-    with pytest.raises(ServiceUnavailable) as refused:
-        harness.bank.deposit("acc", 1, "c")
-    assert refused.value.code == "queue_full" and refused.value.retry_after >= 1
-    gate.set()
-    for box in [leader] + waiting:
-        box["thread"].join(10)
-        assert "result" in box
+    deposit = (harness.bank.deposit, "acc", 1, "c")
+
+    def one_more_is_refused():
+        with pytest.raises(ServiceUnavailable) as refused:
+            harness.bank.deposit("acc", 1, "c")
+        assert refused.value.code == "queue_full" and refused.value.retry_after >= 1
+
+    boxes = harness.behind_a_held_cycle("acc", deposit, [deposit] * 2, one_more_is_refused)
+    assert all("result" in box for box in boxes)
     assert harness.server.accounts["acc"] == 3
 
 
 def test_batches_are_capped_at_the_batch_limit():
     harness = Harness({"acc": 0}, batch_limit=2)
-    gate = harness.server.gate = threading.Event()
-    leader = harness.in_thread(harness.bank.deposit, "acc", 1, "c")
-    assert harness.server.acquire_entered.wait(10)
-    waiting = [harness.in_thread(harness.bank.deposit, "acc", 1, "c") for _ in range(5)]
-    harness.wait_pending("acc", 5)
-    gate.set()
-    for box in [leader] + waiting:
-        box["thread"].join(10)
+    deposit = (harness.bank.deposit, "acc", 1, "c")
+    harness.behind_a_held_cycle("acc", deposit, [deposit] * 5)
     assert len(harness.server.commits) == 4 and harness.server.accounts["acc"] == 6
 
 
@@ -225,31 +224,18 @@ def test_the_same_key_with_another_request_is_a_conflict():
 
 def test_the_same_key_twice_in_one_batch_is_applied_once():
     harness = Harness({"a": 100})
-    gate = harness.server.gate = threading.Event()
-    leader = harness.in_thread(harness.bank.deposit, "a", 1, "c")
-    assert harness.server.acquire_entered.wait(10)
-    twins = [harness.in_thread(harness.bank.withdraw, "a", 10, "c", "same-key") for _ in range(2)]
-    harness.wait_pending("a", 2)
-    gate.set()
-    for box in [leader] + twins:
-        box["thread"].join(10)
+    _, *twins = harness.behind_a_held_cycle("a", (harness.bank.deposit, "a", 1, "c"),
+                                             [(harness.bank.withdraw, "a", 10, "c", "same-key")] * 2)
     assert sorted(box["result"].replayed for box in twins) == [False, True]
     assert harness.server.accounts["a"] == 91
 
 
 def test_a_bug_in_the_lock_cycle_reaches_every_waiter_and_hangs_no_one():
     harness = Harness({"acc": 0})
-    gate = harness.server.gate = threading.Event()
-    leader = harness.in_thread(harness.bank.deposit, "acc", 1, "c")
-    assert harness.server.acquire_entered.wait(10)
-    waiting = [harness.in_thread(harness.bank.deposit, "acc", 1, "c") for _ in range(3)]
-    harness.wait_pending("acc", 3)
-    harness.server.fail_commit = RuntimeError
-    gate.set()
-    for box in [leader] + waiting:
-        box["thread"].join(10)
-        assert not box["thread"].is_alive()
-    errors = [type(box.get("error")) for box in [leader] + waiting]
+    deposit = (harness.bank.deposit, "acc", 1, "c")
+    boxes = harness.behind_a_held_cycle("acc", deposit, [deposit] * 3,
+                                        lambda: setattr(harness.server, "fail_commit", RuntimeError))
+    errors = [type(box.get("error")) for box in boxes]
     assert errors.count(RuntimeError) >= 1 and harness.queues.pending("acc") == 0
 
 
