@@ -15,15 +15,12 @@ $(STAMP): requirements.txt requirements-test.txt
 .env:
 	cp .env.example .env
 
-var:
-	mkdir -p var
-
 # The whole system; the client process runs the demo, then honcho stops everything with the client's status.
-demo: install .env var
+demo: install .env
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" honcho start
 
 # The servers alone, left running for Postman and curl (Ctrl-C stops them).
-run: install .env var
+run: install .env
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" honcho start data business1 business2 business3
 
 # newman, for the Postman collection, pinned in package.json and package-lock.json.

@@ -27,6 +27,7 @@ SPREAD_ACCOUNTS = 10_000
 TRANSFER_ACCOUNTS = 10
 RESULTS = ROOT / "bench" / "results"
 SCALE_ACCOUNTS = (10_000, 100_000, 1_000_000)
+COMPACTION_ACCOUNTS = 1_000_000
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -160,11 +161,7 @@ def measure_data_server_size(workdir):
         folder = Path(workdir) / f"size{accounts}"
         folder.mkdir(parents=True)
         journal_path = folder / "bank.journal"
-        journal = Journal(str(journal_path), "no")
-        list(journal.replay())
-        journal.open()
-        journal.rewrite(_snapshot(accounts))
-        journal.close()
+        write_snapshot_journal(journal_path, accounts).close()
         settings = example_settings()
         env = {**settings, "DATA_JOURNAL": str(journal_path), "LOG_LEVEL": "WARNING",
                "DATA_TOKENS": f"b1:{settings['DATA_TOKEN_B1']}"}
@@ -185,6 +182,89 @@ def measure_data_server_size(workdir):
     return sizes
 
 
+def write_snapshot_journal(path, accounts):
+    """A journal that holds a snapshot of `accounts` accounts of 100.00 each; returned open, to append to."""
+    journal = Journal(str(path), "no", background=lambda job: job())
+    list(journal.replay())
+    journal.open()
+    journal.start_compaction(_snapshot(accounts))
+    return journal
+
+
+def measure_compaction_stall(workdir, accounts=COMPACTION_ACCOUNTS, writers=8):
+    """Writes at the data server while it compacts a journal of `accounts` accounts, and in as long a time after.
+
+    The journal is a snapshot plus history just short of twice its size, so the first writes start a compaction.
+    """
+    folder = Path(workdir) / "compaction"
+    folder.mkdir(parents=True)
+    journal_path = folder / "bank.journal"
+    journal = write_snapshot_journal(journal_path, accounts)
+    threshold = 2 * journal_path.stat().st_size
+    start = 0
+    while journal_path.stat().st_size < threshold - 3000:
+        journal.append({"t": "commit", "w": {f"acc-{i}": 200_00 for i in range(start, start + 100)}})
+        start = (start + 100) % accounts
+    journal.close()
+    settings = example_settings()
+    token = settings["DATA_TOKEN_B1"]
+    env = {**settings, "DATA_JOURNAL": str(journal_path), "LOG_LEVEL": "WARNING", "DATA_TOKENS": f"b1:{token}"}
+    server = Server("data", "data/gunicorn.conf.py", free_port(), env, folder).start(wait=False)
+    try:
+        server.wait_healthy(timeout=300)
+        writes, health = _write_through_a_compaction(server.url, token, accounts, writers)
+    finally:
+        server.stop()
+    finished = writes["finished"]
+    during = [ms for at, ms in writes["latencies"] if at <= finished]
+    after = [ms for at, ms in writes["latencies"] if at > finished]
+    result = {"accounts": accounts, "journal_mb": threshold / 1e6, "compaction_s": finished,
+              "copy_ms": health["compaction_copy_ms"], "switch_ms": health["compaction_switch_ms"],
+              "slowest_write_during_ms": max(during), "slowest_write_after_ms": max(after, default=0.0),
+              "p50_write_ms": sorted(ms for _, ms in writes["latencies"])[len(writes["latencies"]) // 2],
+              "writes": len(writes["latencies"])}
+    print(f"compaction at {accounts:,} accounts: {result['compaction_s']:.1f} s, copy {result['copy_ms']:.0f} ms, "
+          f"switch {result['switch_ms']:.0f} ms; slowest write during {result['slowest_write_during_ms']:.0f} ms, "
+          f"after {result['slowest_write_after_ms']:.0f} ms", flush=True)
+    return result
+
+
+def _write_through_a_compaction(url, token, accounts, writers, limit_s=120):
+    """Lock-and-commit cycles from `writers` threads until a compaction has finished and as long again after."""
+    headers = {"Authorization": f"Bearer {token}"}
+    latencies, started = [], time.perf_counter()
+    finished = stop_at = None
+
+    def write(index):
+        with requests.Session() as session:
+            n = index
+            while time.perf_counter() < (stop_at or started + limit_s):
+                account = f"acc-{n % accounts}"
+                began = time.perf_counter()
+                lock = session.post(f"{url}/getLock/b1/{account}", headers=headers, json={"wait_ms": 5000},
+                                    timeout=30).json()
+                session.post(f"{url}/commit/b1", headers=headers, timeout=30, json={
+                    "writes": [{"account": account, "amount": "1.00", "token": lock["token"]}],
+                    "unlock": True}).raise_for_status()
+                latencies.append((began - started, (time.perf_counter() - began) * 1000))
+                n += writers * 7919
+
+    with concurrent.futures.ThreadPoolExecutor(writers) as pool:
+        running = [pool.submit(write, i) for i in range(writers)]
+        while finished is None and time.perf_counter() < started + limit_s:
+            health = requests.get(f"{url}/health", timeout=30).json()
+            if health["compactions"]:
+                finished = time.perf_counter() - started
+                stop_at = time.perf_counter() + finished
+            time.sleep(0.05)
+        stop_at = stop_at or time.perf_counter()
+        for future in running:
+            future.result()
+    if finished is None:
+        raise RuntimeError(f"no compaction finished within {limit_s} s")
+    return {"latencies": latencies, "finished": finished}, health
+
+
 def _snapshot(accounts):
     yield {"t": "fence", "upto": 10_000}
     for start in range(0, accounts, SNAPSHOT_CHUNK):
@@ -198,7 +278,7 @@ def machine():
     return f"{os.cpu_count()} cores ({model}), {memory_gb:.0f} GiB, Linux {platform.release()}, Python {platform.python_version()}"
 
 
-def write_results(operations, scale, sizes):
+def write_results(operations, scale, sizes, compaction):
     RESULTS.mkdir(parents=True, exist_ok=True)
     baseline = {r["clients"]: r["ops_per_s"] for r in operations if r["mode"] == "baseline"}
     for result in operations:
@@ -206,7 +286,7 @@ def write_results(operations, scale, sizes):
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     (RESULTS / "latest.json").write_text(json.dumps(
         {"when": when, "machine": machine(), "seconds": SECONDS, "operations": operations, "scale": scale,
-         "sizes": sizes}, indent=2))
+         "sizes": sizes, "compaction": compaction}, indent=2))
     lines = [f"# Benchmark, {when}", "", f"Machine: {machine()}. Each figure: wrk for {SECONDS:.0f} s; the "
              "stack as `make run` starts it (journal on, fsync always, 3 business servers of 3 workers).", "",
              "| phase | clients | op/s | ratio to baseline | p50 ms | p95 ms | p99 ms | errors | data calls/op "
@@ -222,6 +302,12 @@ def write_results(operations, scale, sizes):
               "| ---: | ---: | ---: | ---: |"]
     lines += [f"| {s['accounts']:,} | {s['resident_mb']:.0f} | {s['recovery_s']:.1f} | {s['journal_mb']:.0f} |"
               for s in sizes]
+    c = compaction
+    lines += ["", f"Compaction of a {c['journal_mb']:.0f} MB journal at {c['accounts']:,} accounts, under writes from "
+              f"8 threads: {c['compaction_s']:.1f} s in the background; it held writes back for the copy of the maps "
+              f"({c['copy_ms']:.0f} ms) and the switch to the new file ({c['switch_ms']:.0f} ms). Slowest write "
+              f"while it ran: {c['slowest_write_during_ms']:.0f} ms; in as long a time after it: "
+              f"{c['slowest_write_after_ms']:.0f} ms; median write {c['p50_write_ms']:.1f} ms."]
     lines += ["", "## Targets", ""] + [f"- {line}" for line in targets(operations, sizes)]
     (RESULTS / "latest.md").write_text("\n".join(lines) + "\n")
     chart(operations)
@@ -279,7 +365,8 @@ def main():
             stack.stop()
         scale = measure_business_scale(workdir)
         sizes = measure_data_server_size(workdir)
-    write_results(operations, scale, sizes)
+        compaction = measure_compaction_stall(workdir)
+    write_results(operations, scale, sizes, compaction)
     print((RESULTS / "latest.md").read_text())
     return 0
 

@@ -3,6 +3,7 @@
 Run it with exactly one gunicorn worker (threads for concurrency), so that the store is one.
 """
 import collections
+import itertools
 import json
 import logging
 import math
@@ -30,14 +31,20 @@ MAX_OPERATIONS_PER_COMMIT = 100
 MAX_OPERATION_ID = 200
 MAX_OPERATION_REQUEST = 512
 SNAPSHOT_CHUNK = 10_000     # accounts per snapshot record, so no journal line grows with the bank
+SNAPSHOT_RECORD_TYPES = ("fence", "accounts", "operations")
+COMPACTION_SYNC_BYTES = 1 << 20
 
 
 class JournalCorrupt(Exception):
-    """A record before the journal's last one does not check out: replaying past it would invent history."""
+    """A record before the journal's last whole one does not check out: replaying past it would invent history."""
 
 
-class JournalFailed(Exception):
-    """The journal could not be written or synced; the write was not acknowledged."""
+class JournalWriteFailed(Exception):
+    """A record could not be written and was taken back out of the file: nothing was applied."""
+
+
+class StorageFailed(Exception):
+    """The journal failed in a way that leaves what is on disk unknown; nothing is acknowledged until a restart."""
 
 
 class LockHeld(Exception):
@@ -58,149 +65,231 @@ class OperationConflict(Exception):
     """Some of a commit's operation ids are recorded already, but not all of them as this same request."""
 
 
-class Journal:
-    """Append-only file of CRC-checked JSON lines; every acknowledged write is in it before the reply."""
+class RecordsFull(Exception):
+    """Recording the commit's operations would pass their cap; nothing was applied."""
 
-    def __init__(self, path, fsync_policy):
+    def __init__(self, kind, retry_after):
+        super().__init__(f"the {kind} records are at their cap")
+        self.kind, self.retry_after = kind, retry_after
+
+
+def _start_thread(job):
+    threading.Thread(target=job, name="journal-compaction", daemon=True).start()
+
+
+class Journal:
+    """Append-only file of CRC-checked JSON lines; a record counts once its newline is in the file.
+
+    Every acknowledged write is in it before the reply. Compaction writes a snapshot to a new file in the
+    background while appends go on, then switches over atomically with the lines appended meanwhile.
+    """
+
+    def __init__(self, path, fsync_policy, background=_start_thread):
         self.path, self.fsync_policy = path, fsync_policy
-        self.records_since_snapshot = 0
+        self.snapshot_size = 0          # bytes of the snapshot at the journal's head: compaction waits for twice it
+        self.compactions = 0
+        self.last_switch_seconds = 0.0  # how long the last compaction's switch held appends back
+        self._background = background
+        self._size = 0
         self._written_seq = 0
         self._synced_seq = 0
-        self._size = 0
         self._fd = None
-        self._failed = False
+        self._failure = None            # why the journal failed; once set, nothing is acknowledged
+        self._lines_during_compaction = None   # lines appended while a snapshot is being written
+        self._append_lock = threading.Lock()
         self._sync_lock = threading.Lock()
         self._closed = threading.Event()
 
     def replay(self):
-        """Yield the journal's records in order; drop a torn tail, refuse a corrupt middle."""
+        """Yield the records up to the last whole one; drop a torn tail, refuse a corrupt middle."""
         if not os.path.exists(self.path):
             return
         with open(self.path, "rb") as journal_file:
             content = journal_file.read()
-        lines = content.split(b"\n")
-        valid_length, records = 0, []
+        # What follows the last newline was never a whole record, whichever byte a crash cut it at.
+        lines = content.split(b"\n")[:-1]
+        valid_length = snapshot_size = 0
+        records = []
         for index, line in enumerate(lines):
             record = _decode_record(line)
             if record is None:
-                rest = lines[index + 1:]
-                if any(_decode_record(later) is not None for later in rest):
+                if any(_decode_record(later) is not None for later in lines[index + 1:]):
                     raise JournalCorrupt(f"{self.path}: record {index + 1} is corrupt and later records follow it")
-                if line or any(rest):
-                    log.warning("journal %s: dropped a torn last record (%d bytes) at byte %d",
-                                self.path, len(content) - valid_length, valid_length)
                 break
             records.append(record)
+            in_snapshot = snapshot_size == valid_length and record["t"] in SNAPSHOT_RECORD_TYPES
             valid_length += len(line) + 1
-        self._size = valid_length
-        self.records_since_snapshot = len(records)
+            if in_snapshot:
+                snapshot_size = valid_length
+        if valid_length < len(content):
+            log.warning("journal %s: dropped a torn tail of %d bytes at byte %d",
+                        self.path, len(content) - valid_length, valid_length)
+        self._size, self.snapshot_size = valid_length, snapshot_size
         yield from records
 
     def open(self):
+        _make_directories(os.path.dirname(os.path.abspath(self.path)))
+        created = not os.path.exists(self.path)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         os.ftruncate(self._fd, self._size)
         os.fsync(self._fd)
+        if created:
+            _fsync_directory(self.path)
         if self.fsync_policy == "everysec":
             threading.Thread(target=self._sync_every_second, name="journal-fsync", daemon=True).start()
 
+    def check(self):
+        """Raise StorageFailed once the journal has failed."""
+        if self._failure is not None:
+            raise StorageFailed(self._failure)
+
     def append(self, record):
         """Write one record through to the OS; return its sequence number for sync()."""
-        if self._failed:
-            raise JournalFailed("the journal failed earlier; restart the data server")
         line = _encode_record(record)
-        try:
-            _write_all(self._fd, line)
-        except OSError as error:
-            self._fail_after_partial_write(error)
-        self._size += len(line)
-        self._written_seq += 1
-        self.records_since_snapshot += 1
-        return self._written_seq
+        with self._append_lock:
+            self.check()
+            try:
+                _write_all(self._fd, line)
+            except OSError as error:
+                self._take_back_partial_write(error)
+            self._size += len(line)
+            self._written_seq += 1
+            if self._lines_during_compaction is not None:
+                self._lines_during_compaction.append(line)
+            return self._written_seq
 
     @property
     def last_seq(self):
         return self._written_seq
 
-    def sync(self, seq):
-        """Return once record seq is on disk (policy always); one fsync covers every writer waiting for it."""
+    def sync(self, seq, force=False):
+        """Return once record seq is on disk (policy always, or force); one fsync covers every writer waiting."""
+        self.check()
         # Already on disk: no need to queue behind an fsync under way for later records.
-        if self.fsync_policy != "always" or self._synced_seq >= seq:
+        if (self.fsync_policy != "always" and not force) or self._synced_seq >= seq:
             return
         with self._sync_lock:
+            self.check()
             if self._synced_seq >= seq:
                 return
             target = self._written_seq
-            self._fsync()
+            self._fsync(self._fd)
             self._synced_seq = target
 
-    def rewrite(self, records):
-        """Replace the journal by records (a snapshot), atomically: a crash leaves the old or the new file."""
-        temporary = self.path + ".compacting"
-        with self._sync_lock:
-            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            size = count = 0
-            try:
-                for record in records:
-                    line = _encode_record(record)
-                    _write_all(fd, line)
-                    size += len(line)
-                    count += 1
-                os.fsync(fd)
-            except OSError:
-                os.close(fd)
-                os.unlink(temporary)
-                raise
-            os.replace(temporary, self.path)
-            _fsync_directory(self.path)
-            os.close(self._fd)
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
-            os.close(fd)
-            self._size = size
-            self.records_since_snapshot = count
-            self._synced_seq = self._written_seq
+    def due_for_compaction(self, min_bytes):
+        return self._lines_during_compaction is None and self._size > max(min_bytes, 2 * self.snapshot_size)
+
+    def start_compaction(self, snapshot_records):
+        """Write snapshot_records to a new journal in the background, then switch to it.
+
+        Call it where no append can run at the same time, so that the snapshot (a copy of the state as of now)
+        and the lines kept for the switch meet exactly.
+        """
+        with self._append_lock:
+            if self._lines_during_compaction is not None or self._failure is not None or self._fd is None:
+                return
+            self._lines_during_compaction = []
+        self._background(lambda: self._compact(snapshot_records))
 
     def close(self):
         self._closed.set()
-        if self._fd is not None:
-            with self._sync_lock:
-                if not self._failed:
+        with self._append_lock, self._sync_lock:
+            if self._fd is not None:
+                if self._failure is None:
                     os.fsync(self._fd)
                 os.close(self._fd)
                 self._fd = None
 
-    def _fsync(self):
+    def _compact(self, snapshot_records):
+        started = time.perf_counter()
+        temporary = self.path + ".compacting"
+        fd = None
         try:
-            os.fsync(self._fd)
-        except OSError as error:
-            # After a failed fsync the kernel may have dropped the pages: nothing later can be trusted.
-            self._failed = True
-            raise JournalFailed(f"fsync of {self.path} failed: {error}") from error
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
+            snapshot_size = synced_size = 0
+            for record in snapshot_records:
+                line = _encode_record(record)
+                _write_all(fd, line)
+                snapshot_size += len(line)
+                # Flushed as it goes, so no single fsync floods the disk that the journal's own fsyncs wait on.
+                if snapshot_size - synced_size >= COMPACTION_SYNC_BYTES:
+                    os.fdatasync(fd)
+                    synced_size = snapshot_size
+            os.fsync(fd)
+            if self._switch(fd, temporary, snapshot_size):
+                fd = None
+                self.compactions += 1
+                log.info("journal compacted to %d bytes in %.0f ms (appends held back %.1f ms)", snapshot_size,
+                         (time.perf_counter() - started) * 1000, self.last_switch_seconds * 1000)
+        except OSError:
+            # The old journal is still whole and still in use: only compaction waits for the next chance.
+            log.exception("journal compaction failed; will try again after a later write")
+        finally:
+            with self._append_lock:
+                self._lines_during_compaction = None
+            if fd is not None:
+                os.close(fd)
+                _remove_if_present(temporary)
 
-    def _fail_after_partial_write(self, error):
+    def _switch(self, fd, temporary, snapshot_size):
+        """Append the lines written meanwhile to the new file and make it the journal; False if closed or failed."""
+        with self._append_lock, self._sync_lock:
+            switch_started = time.perf_counter()
+            if self._fd is None or self._failure is not None:
+                return False
+            tail = b"".join(self._lines_during_compaction)
+            _write_all(fd, tail)
+            os.fsync(fd)
+            os.replace(temporary, self.path)
+            # From the rename on, the new file is the journal whatever happens next.
+            os.close(self._fd)
+            self._fd = fd
+            self._size, self.snapshot_size = snapshot_size + len(tail), snapshot_size
+            self._synced_seq = self._written_seq
+            try:
+                _fsync_directory(self.path)
+            except OSError as error:
+                self._failure = f"fsync of the directory of {self.path} failed: {error}"
+                log.error("journal: %s; nothing is acknowledged until a restart", self._failure)
+            self.last_switch_seconds = time.perf_counter() - switch_started
+            return True
+
+    def _fsync(self, fd):
+        try:
+            os.fsync(fd)
+        except OSError as error:
+            # After a failed fsync the kernel may have dropped the pages: what is on disk is unknown from now on.
+            self._failure = f"fsync of {self.path} failed: {error}"
+            log.error("journal: %s; nothing is acknowledged until a restart", self._failure)
+            raise StorageFailed(self._failure) from error
+
+    def _take_back_partial_write(self, error):
         try:
             os.ftruncate(self._fd, self._size)
-        except OSError:
-            self._failed = True
-        raise JournalFailed(f"write to {self.path} failed: {error}") from error
+        except OSError as truncate_error:
+            self._failure = f"write to {self.path} failed and could not be taken back: {truncate_error}"
+            raise StorageFailed(self._failure) from error
+        raise JournalWriteFailed(f"write to {self.path} failed: {error}") from error
 
     def _sync_every_second(self):
         while not self._closed.wait(1.0):
             with self._sync_lock:
-                if self._fd is not None and self._synced_seq < self._written_seq and not self._failed:
-                    target = self._written_seq
-                    try:
-                        self._fsync()
-                    except JournalFailed:
-                        log.exception("journal fsync failed; writes are refused from now on")
-                        return
-                    self._synced_seq = target
+                if self._fd is None or self._failure is not None or self._synced_seq >= self._written_seq:
+                    continue
+                target = self._written_seq
+                try:
+                    self._fsync(self._fd)
+                except StorageFailed:
+                    return
+                self._synced_seq = target
 
 
 class MemoryJournal:
     """The journal when DATA_JOURNAL is empty: nothing survives a restart."""
 
-    records_since_snapshot = 0
     last_seq = 0
+    compactions = 0
+    last_switch_seconds = 0.0
 
     def replay(self):
         return iter(())
@@ -208,30 +297,126 @@ class MemoryJournal:
     def open(self):
         pass
 
+    def check(self):
+        pass
+
     def append(self, record):
         return 0
 
-    def sync(self, seq):
+    def sync(self, seq, force=False):
         pass
 
-    def rewrite(self, records):
-        pass
+    def due_for_compaction(self, min_bytes):
+        return False
 
     def close(self):
         pass
 
 
+class FencingTokens:
+    """Tokens that only grow and never repeat, across restarts and OS crashes too.
+
+    Blocks of them are reserved in the journal and synced, whatever the fsync policy, before any is handed out.
+    """
+
+    def __init__(self, journal):
+        self._journal = journal
+        self._last = 0
+        self.reserved = 0
+
+    def restore(self, upto):
+        self.reserved = max(self.reserved, upto)
+        self._last = self.reserved
+
+    def next(self):
+        if self._last + 1 > self.reserved:
+            reserved = self._last + 1 + FENCE_BLOCK
+            self._journal.sync(self._journal.append({"t": "fence", "upto": reserved}), force=True)
+            self.reserved = reserved
+        self._last += 1
+        return self._last
+
+
+class _RecordTable:
+    """Operation records of one kind in the order they were made, kept for a retention, at most a limit."""
+
+    def __init__(self, kind, retention, limit):
+        self.kind, self._retention, self._limit = kind, retention, limit
+        self._records = collections.OrderedDict()     # operation id -> {"id", "request", "result", "at", ...}
+
+    def __len__(self):
+        return len(self._records)
+
+    def get(self, op_id, now):
+        record = self._records.get(op_id)
+        return record if record is not None and record["at"] >= now - self._retention else None
+
+    def require_room(self, count, now):
+        self._forget_expired(now)
+        if len(self._records) + count > self._limit:
+            oldest = next(iter(self._records.values()))
+            raise RecordsFull(self.kind, max(1.0, oldest["at"] + self._retention - now))
+
+    def add(self, record):
+        self._records[record["id"]] = record
+
+    def values(self):
+        return self._records.values()
+
+    def _forget_expired(self, now):
+        """Made in time order, so only the oldest need a look."""
+        while self._records and next(iter(self._records.values()))["at"] < now - self._retention:
+            self._records.popitem(last=False)
+
+
+class OperationRecords:
+    """Each recorded operation's first result, so a retried request applies nothing twice.
+
+    A client's Idempotency-Key record lives its whole retention. A write without a key is recorded only so that
+    its commit may be sent again safely, for a short retention. Neither is dropped before its time: when a table
+    is full, a write that needs room in it is refused and applies nothing.
+    """
+
+    def __init__(self, settings, wall_clock):
+        self._wall_clock = wall_clock
+        self._keyed = _RecordTable("idempotency", settings.operation_retention, settings.operation_limit)
+        self._retry = _RecordTable("commit retry", settings.retry_record_retention, settings.retry_record_limit)
+
+    def get(self, op_id):
+        now = self._wall_clock()
+        return self._keyed.get(op_id, now) or self._retry.get(op_id, now)
+
+    def require_room(self, operations):
+        now = self._wall_clock()
+        keyed = sum(1 for op in operations if op.get("keyed", True))
+        for table, count in ((self._keyed, keyed), (self._retry, len(operations) - keyed)):
+            if count:
+                table.require_room(count, now)
+
+    def stamp(self, operations):
+        """The operations as the journal records them: with the time they were made."""
+        at = int(self._wall_clock())
+        return [{"id": op["id"], "request": op["request"], "result": op["result"], "at": at,
+                 **({} if op.get("keyed", True) else {"keyed": False})} for op in operations]
+
+    def add(self, record):
+        (self._keyed if record.get("keyed", True) else self._retry).add(record)
+
+    def counts(self):
+        return {"idempotency_records": len(self._keyed), "retry_records": len(self._retry)}
+
+    def copy(self):
+        return list(self._keyed.values()) + list(self._retry.values())
+
+
 class Store:
-    """Accounts, leases, recorded operations and the fencing counter, behind one mutex."""
+    """Accounts, leases and the turns of those waiting for them; fencing and records are their own objects."""
 
     def __init__(self, journal, settings, clock=time.monotonic, wall_clock=time.time):
         self._journal = journal
         self._ttl = settings.lock_ttl
-        self._operation_limit = settings.operation_limit
-        self._operation_retention = settings.operation_retention
-        self._compact_min_records = settings.compact_min_records
+        self._compact_min_bytes = settings.compact_min_bytes
         self._clock = clock
-        self._wall_clock = wall_clock                       # for retention, which must hold across restarts
         self._mutex = threading.Lock()
         self._turn_changed = threading.Condition(self._mutex)   # a lease was released or a waiter left
         self._max_waiters = settings.lock_waiters           # waiting requests hold server threads: keep some free
@@ -239,13 +424,12 @@ class Store:
         self._queues = {}                                   # account id -> deque of waiting requests, oldest first
         self._accounts = {}                                 # account id -> cents
         self._leases = {}                                   # account id -> (business, token, expires_at)
-        self._operations = collections.OrderedDict()        # operation id -> {"request", "result"}
-        self._fence = 0                                     # last fencing token handed out
-        self._fence_reserved = 0                            # tokens up to this are reserved in the journal
+        self._operations = OperationRecords(settings, wall_clock)   # wall clock: retention holds across restarts
+        self._fence = FencingTokens(journal)
         self._sweep_leases_at = 10_000
+        self.compaction_copy_seconds = 0.0      # how long the last compaction's copy held the mutex
         for record in journal.replay():
             self._apply_record(record)
-        self._fence = self._fence_reserved
         journal.open()
 
     def lock(self, business, account, token=None, lookup=(), wait=0.0):
@@ -254,15 +438,15 @@ class Store:
         While someone else holds it, wait up to `wait` seconds for this request's turn, in arrival order.
         """
         with self._mutex:
+            self._journal.check()
             if token is not None:
                 now = self._clock()
                 self._require_holder(business, account, token, now)
             else:
                 now = self._wait_turn(account, wait)
-                token = self._next_token()
+                token = self._fence.next()
                 self._sweep_expired_leases(now)
             self._leases[account] = (business, token, now + self._ttl)
-            self._forget_old_operations()
             recorded = {}
             for op_id in lookup:
                 record = self._operations.get(op_id)
@@ -270,17 +454,25 @@ class Store:
                     recorded[op_id] = {"request": record["request"], "result": record["result"]}
             amount, seq = self._accounts.get(account), self._journal.last_seq
         # What this reply shows must be durable before anyone sees it, or a crash could take back a value seen.
-        self._journal.sync(seq)
+        try:
+            self._journal.sync(seq)
+        except StorageFailed:
+            # The caller hears an error: it must not hold a lease it does not know of.
+            with self._mutex:
+                self._release_if_held(business, account, token)
+            raise
         return token, self._ttl, amount, recorded
 
     def unlock(self, business, account, token):
         with self._mutex:
+            self._journal.check()
             self._require_holder(business, account, token, self._clock())
             self._release(account)
 
     def read(self, business, account, token=None, wait=0.0):
         """The account's cents; the holder reads with its token, anyone else waits its turn as in lock()."""
         with self._mutex:
+            self._journal.check()
             if token is not None:
                 self._require_holder(business, account, token, self._clock())
             else:
@@ -294,10 +486,11 @@ class Store:
     def commit(self, business, writes, operations=(), unlock=False):
         """Apply writes {account: (cents, token)} all or nothing; return (replayed, recorded results).
 
-        operations is a list of {"id", "request", "result"}: if every id is recorded already with the same
-        request, nothing is applied and the first results come back; a partial or different match conflicts.
+        operations is a list of {"id", "request", "result", "keyed"}: if every id is recorded already with the
+        same request, nothing is applied and the first results come back; a partial or different match conflicts.
         """
         with self._mutex:
+            self._journal.check()
             first_results = self._recorded_results(operations)
             if first_results is None:
                 seq = self._apply_commit(business, writes, operations, unlock)
@@ -312,7 +505,6 @@ class Store:
 
     def _recorded_results(self, operations):
         """None if no operation id is recorded; the first results if all are, for the same requests."""
-        self._forget_old_operations()
         recorded = [self._operations.get(op["id"]) for op in operations]
         if not any(recorded):
             return None
@@ -321,30 +513,30 @@ class Store:
         raise OperationConflict("an operation id of this commit is recorded for another request")
 
     def _apply_commit(self, business, writes, operations, unlock):
-        """Check every lease, journal the commit, apply it; return the journal sequence to sync."""
+        """Check every lease and the records' room, journal the commit, apply it; return the sequence to sync."""
         now = self._clock()
         for account, (_, token) in writes.items():
             self._require_holder(business, account, token, now)
-        new_amounts = {account: cents for account, (cents, _) in writes.items()}
-        record = {"t": "commit", "w": new_amounts}
+        self._operations.require_room(operations)
+        record = {"t": "commit", "w": {account: cents for account, (cents, _) in writes.items()}}
         if operations:
-            at = int(self._wall_clock())
-            record["o"] = [{"id": op["id"], "request": op["request"], "result": op["result"], "at": at}
-                           for op in operations]
+            record["o"] = self._operations.stamp(operations)
         seq = self._journal.append(record)
         self._apply_record(record)
         if unlock:
             for account in writes:
                 self._release(account)
-        self._compact_if_due()
+        if self._journal.due_for_compaction(self._compact_min_bytes):
+            self._start_compaction()
         return seq
 
     def counts(self):
-        """How many accounts, live leases and waiting requests there are now."""
+        """How many accounts, live leases, waiting requests and records there are now."""
         with self._mutex:
             now = self._clock()
             live = sum(1 for lease in self._leases.values() if lease[2] > now)
-            return {"accounts": len(self._accounts), "leases": live, "waiting": self._waiters}
+            return {"accounts": len(self._accounts), "leases": live, "waiting": self._waiters,
+                    **self._operations.counts()}
 
     def _wait_turn(self, account, wait):
         """Return the time once no live lease is on account and no earlier request waits for it.
@@ -398,17 +590,12 @@ class Store:
 
     def _release_held(self, business, writes):
         for account, (_, token) in writes.items():
-            lease = self._leases.get(account)
-            if lease is not None and lease[:2] == (business, token):
-                self._release(account)
+            self._release_if_held(business, account, token)
 
-    def _next_token(self):
-        self._fence += 1
-        if self._fence > self._fence_reserved:
-            reserved = self._fence + FENCE_BLOCK
-            self._journal.sync(self._journal.append({"t": "fence", "upto": reserved}))
-            self._fence_reserved = reserved
-        return self._fence
+    def _release_if_held(self, business, account, token):
+        lease = self._leases.get(account)
+        if lease is not None and lease[:2] == (business, token):
+            self._release(account)
 
     def _sweep_expired_leases(self, now):
         if len(self._leases) < self._sweep_leases_at:
@@ -422,48 +609,32 @@ class Store:
         if kind == "commit":
             self._accounts.update(record["w"])
             for op in record.get("o", ()):
-                self._record_operation(op)
+                self._operations.add(op)
         elif kind == "accounts":
             self._accounts.update(record["a"])
         elif kind == "operations":
             for op in record["o"]:
-                self._record_operation(op)
+                self._operations.add(op)
         elif kind == "fence":
-            self._fence_reserved = max(self._fence_reserved, record["upto"])
+            self._fence.restore(record["upto"])
         else:
             raise JournalCorrupt(f"unknown journal record type {kind!r}")
 
-    def _record_operation(self, op):
-        self._operations[op["id"]] = {"request": op["request"], "result": op["result"], "at": op["at"]}
-        while len(self._operations) > self._operation_limit:
-            self._operations.popitem(last=False)
+    def _start_compaction(self):
+        """Copy the state under the mutex (the only pause writers see); the journal encodes and writes it later."""
+        started = time.perf_counter()
+        fence, accounts, operations = self._fence.reserved, self._accounts.copy(), self._operations.copy()
+        self.compaction_copy_seconds = time.perf_counter() - started
 
-    def _forget_old_operations(self):
-        """Drop records past their retention; they are in time order, so only the oldest need a look."""
-        oldest_kept = self._wall_clock() - self._operation_retention
-        while self._operations and next(iter(self._operations.values()))["at"] < oldest_kept:
-            self._operations.popitem(last=False)
+        def snapshot_records():
+            yield {"t": "fence", "upto": fence}
+            items = iter(accounts.items())
+            for _ in range(0, len(accounts), SNAPSHOT_CHUNK):
+                yield {"t": "accounts", "a": dict(itertools.islice(items, SNAPSHOT_CHUNK))}
+            for start in range(0, len(operations), SNAPSHOT_CHUNK):
+                yield {"t": "operations", "o": operations[start:start + SNAPSHOT_CHUNK]}
 
-    def _compact_if_due(self):
-        if self._journal.records_since_snapshot > max(self._compact_min_records, 2 * len(self._accounts)):
-            started = time.perf_counter()
-            try:
-                self._journal.rewrite(self._snapshot_records())
-            except OSError:
-                # The old journal is still whole; the write that got here is in it, so only compaction waits.
-                log.exception("journal compaction failed; will try again after the next write")
-                return
-            log.info("journal compacted to %d accounts in %.0f ms", len(self._accounts),
-                     (time.perf_counter() - started) * 1000)
-
-    def _snapshot_records(self):
-        yield {"t": "fence", "upto": self._fence_reserved}
-        accounts = list(self._accounts.items())
-        for start in range(0, len(accounts), SNAPSHOT_CHUNK):
-            yield {"t": "accounts", "a": dict(accounts[start:start + SNAPSHOT_CHUNK])}
-        operations = [{"id": op_id, **rec} for op_id, rec in self._operations.items()]
-        for start in range(0, len(operations), SNAPSHOT_CHUNK):
-            yield {"t": "operations", "o": operations[start:start + SNAPSHOT_CHUNK]}
+        self._journal.start_compaction(snapshot_records())
 
 
 def _encode_record(record):
@@ -496,6 +667,22 @@ def _fsync_directory(path):
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _make_directories(directory):
+    """Create directory and its missing parents, each made durable in its parent."""
+    if os.path.isdir(directory):
+        return
+    _make_directories(os.path.dirname(directory))
+    os.mkdir(directory, 0o700)
+    _fsync_directory(directory)
+
+
+def _remove_if_present(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 # ---- HTTP --------------------------------------------------------------------------------------------
@@ -569,9 +756,10 @@ def _operations(body):
     for op in operations:
         if not (isinstance(op, dict) and is_opaque_key(op.get("id"), MAX_OPERATION_ID)
                 and isinstance(op.get("request"), str) and len(op["request"]) <= MAX_OPERATION_REQUEST
-                and "result" in op):
+                and "result" in op and isinstance(op.get("keyed", True), bool)):
             raise ApiError(400, "invalid_operations", "each operation needs an id (printable ASCII, at most "
-                                                      f"{MAX_OPERATION_ID}), a request string and a result")
+                                                      f"{MAX_OPERATION_ID}), a request string, a result and "
+                                                      "optionally keyed (true or false)")
         if op["id"] in seen:
             raise ApiError(400, "invalid_operations", f"operation id {op['id']} appears twice")
         seen.add(op["id"])
@@ -619,10 +807,21 @@ def _store_call(function, *args, **kwargs):
         raise ApiError(404, "account_not_found", f"account {error} does not exist") from None
     except OperationConflict as error:
         raise ApiError(409, "operation_conflict", str(error)) from None
-    except (JournalFailed, OSError) as error:
+    except RecordsFull as error:
+        raise ApiError(503, "idempotency_store_full", f"{error}; nothing was applied, try again later",
+                       {"Retry-After": str(math.ceil(error.retry_after))}) from None
+    except JournalWriteFailed as error:
         log.error("journal: %s", error)
-        raise ApiError(503, "storage_unavailable", "the write could not be made durable; nothing was applied",
+        raise ApiError(503, "storage_unavailable", "the write could not be journaled; nothing was applied",
                        {"Retry-After": "1"}) from None
+    except StorageFailed:
+        raise _storage_failed() from None
+
+
+def _storage_failed():
+    return ApiError(503, "storage_failed", "the journal could not be made durable, so what is on disk is unknown: "
+                                           "this request's outcome is unknown and nothing is answered until the "
+                                           "data server is restarted", {"Retry-After": "5"})
 
 
 def _amount_or_none(cents):
@@ -690,11 +889,12 @@ def commit(business_id):
                    unlocked=unlock and not replayed)
 
 
-def create_app(settings=None, clock=time.monotonic, wall_clock=time.time):
+def create_app(settings=None, clock=time.monotonic, wall_clock=time.time, background=_start_thread):
+    """The data server's app; background runs a compaction job (a thread unless a test says otherwise)."""
     settings = settings or load_data_settings()
     app = create_base_app(__name__, "data", settings.max_body_bytes, settings.log_level)
     configure_tokens(app, settings.tokens)
-    journal = Journal(settings.journal_path, settings.fsync) if settings.journal_path else MemoryJournal()
+    journal = Journal(settings.journal_path, settings.fsync, background) if settings.journal_path else MemoryJournal()
     store = Store(journal, settings, clock, wall_clock)
     app.extensions["bank.store"] = store
     app.extensions["bank.journal"] = journal
@@ -702,7 +902,14 @@ def create_app(settings=None, clock=time.monotonic, wall_clock=time.time):
 
     @app.get("/health")
     def health():
-        return jsonify(status="ok", requests=requests_served.count, **store.counts())
+        try:
+            journal.check()
+        except StorageFailed:
+            raise _storage_failed() from None
+        return jsonify(status="ok", requests=requests_served.count, **store.counts(),
+                       compactions=journal.compactions,
+                       compaction_copy_ms=round(store.compaction_copy_seconds * 1000, 1),
+                       compaction_switch_ms=round(journal.last_switch_seconds * 1000, 1))
 
     app.register_blueprint(api)
     return app

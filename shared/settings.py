@@ -19,9 +19,11 @@ class DataSettings:
     lock_ttl: float       # seconds a lease lives without renewal
     journal_path: str     # empty: memory only
     fsync: str            # always | everysec | no
-    operation_limit: int  # recorded operation ids kept for idempotent replay
-    operation_retention: float  # seconds a recorded operation id is kept
-    compact_min_records: int
+    operation_limit: int  # Idempotency-Key records held at most: a memory bound, never an early eviction
+    operation_retention: float  # seconds an Idempotency-Key record is kept
+    retry_record_limit: int     # records of writes without a key, held at most
+    retry_record_retention: float  # seconds those are kept, for a commit's own retry
+    compact_min_bytes: int      # journal size below which it is never compacted
     lock_waiters: int     # requests that may wait at once for a held account (each holds a server thread)
     max_body_bytes: int
     log_level: str
@@ -56,9 +58,11 @@ def load_data_settings(environ=None):
         lock_ttl=_seconds(env, "LOCK_TTL", "5"),
         journal_path=env.get("DATA_JOURNAL", "").strip(),
         fsync=_choice(env, "DATA_FSYNC", "always", ("always", "everysec", "no")),
-        operation_limit=_positive_int(env, "DATA_OPERATION_LIMIT", "100000"),
+        operation_limit=_positive_int(env, "DATA_OPERATION_LIMIT", "1000000"),
         operation_retention=_positive_int(env, "DATA_OPERATION_RETENTION", "86400"),
-        compact_min_records=_positive_int(env, "DATA_COMPACT_MIN_RECORDS", "10000"),
+        retry_record_limit=_positive_int(env, "DATA_RETRY_RECORD_LIMIT", "500000"),
+        retry_record_retention=_positive_int(env, "DATA_RETRY_RECORD_RETENTION", "60"),
+        compact_min_bytes=_positive_int(env, "DATA_COMPACT_MIN_BYTES", "16777216"),
         lock_waiters=_positive_int(env, "DATA_LOCK_WAITERS", "48"),
         max_body_bytes=_positive_int(env, "MAX_BODY_BYTES", "1048576"),
         log_level=_choice(env, "LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),

@@ -35,15 +35,28 @@ def b2():
 
 
 @pytest.fixture
-def live_data_url():
+def serve_data():
+    """Serves real data apps (settings as data_environ's overrides) over HTTP in this process; stops them after."""
+    running = []
+
+    def serve(**overrides):
+        app = create_data_app(load_data_settings(data_environ(**overrides)))
+        server = make_server("127.0.0.1", 0, app, threaded=True)
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
+        thread.start()
+        running.append((server, thread))
+        return f"http://127.0.0.1:{server.server_port}"
+
+    yield serve
+    for server, thread in running:
+        server.shutdown()
+        thread.join(10)
+
+
+@pytest.fixture
+def live_data_url(serve_data):
     """A real data app served over HTTP in this process, for business apps to call."""
-    app = create_data_app(load_data_settings(data_environ()))
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(10)
+    return serve_data()
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from business.application.errors import (AccountNotFound, BalanceLimitExceeded, BankError, IdempotencyConflict,
                                          InsufficientFunds, ServiceUnavailable)
 from business.infra.amount_repository import AccountMissing, LeaseLost, OperationConflict
-from business.infra.errors import DataRefused, DataUnavailable
+from business.infra.errors import DataRefused, DataUnavailable, IdempotencyStoreFull
 from business.infra.lock_repository import AccountLocked
 
 log = logging.getLogger("bank.business")
@@ -149,6 +149,10 @@ class QueueService:
             self._release_all(leases.values())
             raise ServiceUnavailable("account_busy", "the account changed hands before the write; nothing was "
                                                      "applied, try again") from None
+        except IdempotencyStoreFull as full:
+            self._release_all(leases.values())
+            raise ServiceUnavailable("idempotency_store_full", "the data server holds as many operation records as "
+                                     "it may; nothing was applied, try again later", full.retry_after) from None
         except (DataUnavailable, DataRefused) as error:
             log.warning("commit on %s: %s", accounts, error)
             raise ServiceUnavailable("data_unavailable", "the data server did not confirm the write; retry with "
@@ -226,7 +230,8 @@ def _apply(operations, leases):
         outcomes.append(outcome)
         result = _recordable_result(operation, outcome)
         if result is not None:
-            record = {"id": operation.operation_id, "request": operation.request, "result": result}
+            record = {"id": operation.operation_id, "request": operation.request, "result": result,
+                      "keyed": operation.keyed}
             records.append(record)
             earlier[operation.operation_id] = record
     return outcomes, balances, records

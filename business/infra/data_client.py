@@ -4,7 +4,7 @@ import threading
 import requests
 from requests.adapters import HTTPAdapter
 
-from business.infra.errors import DataRefused, DataUnavailable
+from business.infra.errors import DataRefused, DataUnavailable, IdempotencyStoreFull
 
 
 class DataServerClient:
@@ -19,6 +19,8 @@ class DataServerClient:
     def call(self, method, path, body=None, params=None, server_wait=0.0):
         """Send one request; return (status, JSON body) for 2xx, 404, 409 and 423, raise otherwise.
 
+        Raise IdempotencyStoreFull for the one 5xx that promises nothing was applied, DataUnavailable for others.
+
         server_wait: seconds the data server was asked to wait for a held account, added to the timeout.
         """
         headers = {"Authorization": self._authorization}
@@ -31,6 +33,8 @@ class DataServerClient:
             payload = response.json()
         except (requests.RequestException, ValueError) as error:
             raise DataUnavailable(f"data server {method} {path}: {type(error).__name__}") from None
+        if response.status_code == 503 and payload.get("error") == "idempotency_store_full":
+            raise IdempotencyStoreFull(int(response.headers.get("Retry-After", "1")))
         if response.status_code >= 500:
             raise DataUnavailable(f"data server {method} {path}: {response.status_code} {payload.get('error')}")
         if response.status_code < 300 or response.status_code in (404, 409, 423):

@@ -18,8 +18,8 @@ def resources(pid):
 
 
 def test_a_long_check_run_grows_no_threads_files_or_memory_after_warm_up(start_system):
-    # A small idempotency cap so that the data server's records reach their steady state early in the run.
-    system = start_system(data_env={"DATA_OPERATION_LIMIT": "2000"})
+    # Short retentions, so that the data server's records reach their steady state early in the run.
+    system = start_system(data_env={"DATA_OPERATION_RETENTION": "10", "DATA_RETRY_RECORD_RETENTION": "10"})
     run = BackgroundCheck(system.apis(), workers=16, accounts=50, duration=SOAK_SECONDS, seed=17)
     time.sleep(SOAK_SECONDS / 3)
     processes = {"data": system.data.worker_pids()[0]}

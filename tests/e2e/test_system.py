@@ -1,6 +1,7 @@
 """The system as users run it: the Procfile under honcho, the tour, and concurrent checks on real processes."""
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,15 +12,19 @@ from client.tour import Tour
 from tests.e2e.processes import ROOT, free_port
 
 
-def test_make_demo_runs_the_procfile_under_honcho_and_exits_with_the_clients_status(tmp_path):
+def test_cp_env_example_and_honcho_start_in_a_fresh_checkout_runs_the_demo_and_exits_with_its_status(tmp_path):
+    checkout = tmp_path / "checkout"
+    for folder in ("data", "business", "client", "shared"):
+        shutil.copytree(ROOT / folder, checkout / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "Procfile", checkout)
+    # Free ports instead of the example's fixed ones, so that the test runs beside anything; nothing else changes.
     ports = {name: free_port() for name in ("DATA_PORT", "BUSINESS1_PORT", "BUSINESS2_PORT", "BUSINESS3_PORT")}
     settings = (ROOT / ".env.example").read_text() + "".join(f"{name}={port}\n" for name, port in ports.items())
-    settings += f"DATA_URL=http://127.0.0.1:{ports['DATA_PORT']}\nDATA_JOURNAL={tmp_path / 'bank.journal'}\n"
+    settings += f"DATA_URL=http://127.0.0.1:{ports['DATA_PORT']}\n"
     settings += "BUSINESS_URLS=" + ",".join(f"http://127.0.0.1:{ports[f'BUSINESS{i}_PORT']}" for i in (1, 2, 3))
-    env_file = tmp_path / "demo.env"
-    env_file.write_text(settings + "\n")
+    (checkout / ".env").write_text(settings + "\n")
     bin_dir = str(Path(sys.executable).parent)
-    honcho = subprocess.Popen([os.path.join(bin_dir, "honcho"), "start", "-e", str(env_file)], cwd=ROOT,
+    honcho = subprocess.Popen([os.path.join(bin_dir, "honcho"), "start"], cwd=checkout,
                               env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"},
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
@@ -32,6 +37,7 @@ def test_make_demo_runs_the_procfile_under_honcho_and_exits_with_the_clients_sta
     assert honcho.returncode == 0
     assert "FAIL" not in output and output.count("PASS") >= 15
     assert "no violations" in output
+    assert (checkout / "var" / "data.journal").stat().st_size > 0
     for process, server in (("data.1", "data"), ("business1.1", "business-b1"), ("business2.1", "business-b2"),
                             ("business3.1", "business-b3")):
         assert re.search(rf"{re.escape(process)}\s+\| server={server} rid=\S+ op=", output), process

@@ -3,7 +3,10 @@ import logging
 
 import pytest
 
-from tests.helpers import bearer
+from business.business_server import create_app
+from shared.settings import load_business_settings
+from tests.e2e.processes import free_port
+from tests.helpers import bearer, business_environ
 
 
 @pytest.fixture
@@ -100,6 +103,32 @@ def test_a_retry_with_the_same_key_returns_the_first_result_on_any_server(make_b
     assert b1.get("/balance/alice", headers=client_headers).json["balance"] == "60.00"
 
 
+def test_a_keyed_payment_retried_after_many_writes_is_applied_once(serve_data, client_headers):
+    app = create_app(load_business_settings(business_environ("b1", serve_data(DATA_OPERATION_LIMIT="20"))))
+    bank = app.test_client()
+    keyed = {**client_headers, "Idempotency-Key": "pay-rent"}
+    assert bank.post("/deposit/alice/100", headers=keyed).status_code == 200
+    for i in range(60):
+        bank.post(f"/deposit/bob{i % 3}/1", headers=client_headers)
+    for i in range(10):
+        bank.post(f"/deposit/carol/1", headers={**client_headers, "Idempotency-Key": f"carol-{i}"})
+    again = bank.post("/deposit/alice/100", headers=keyed)
+    assert again.status_code == 200 and again.headers["Idempotent-Replayed"] == "true"
+    assert bank.get("/balance/alice", headers=client_headers).json["balance"] == "100.00"
+
+
+def test_a_full_idempotency_store_refuses_new_keyed_writes_and_applies_nothing(serve_data, client_headers):
+    app = create_app(load_business_settings(business_environ("b1", serve_data(DATA_OPERATION_LIMIT="2"))))
+    bank = app.test_client()
+    for i in range(2):
+        bank.post("/deposit/alice/1", headers={**client_headers, "Idempotency-Key": f"k{i}"})
+    refused = bank.post("/deposit/alice/1", headers={**client_headers, "Idempotency-Key": "k2"})
+    assert_error(refused, 503, "idempotency_store_full")
+    assert int(refused.headers["Retry-After"]) > 0
+    assert bank.get("/balance/alice", headers=client_headers).json["balance"] == "2.00"
+    assert bank.post("/deposit/alice/1", headers=client_headers).json["balance"] == "3.00"
+
+
 @pytest.mark.parametrize("key", ["", "a b", "k" * 129, "ключ"])
 def test_a_malformed_idempotency_key_is_400(bank, client_headers, key):
     response = bank.post("/deposit/a/1", headers={**client_headers, "Idempotency-Key": key})
@@ -108,10 +137,6 @@ def test_a_malformed_idempotency_key_is_400(bank, client_headers, key):
 
 
 def test_an_unreachable_data_server_is_503_data_unavailable(client_headers):
-    from business.business_server import create_app
-    from shared.settings import load_business_settings
-    from tests.e2e.processes import free_port
-    from tests.helpers import business_environ
     app = create_app(load_business_settings(business_environ("b1", f"http://127.0.0.1:{free_port()}",
                                                              DATA_TIMEOUT="0.5")))
     response = app.test_client().post("/deposit/alice/1", headers=client_headers)

@@ -1,5 +1,8 @@
 """Durability: the journal replays every acknowledged write, drops a torn tail and refuses a corrupt middle."""
 import logging
+import os
+import threading
+import time
 
 import pytest
 
@@ -10,9 +13,13 @@ from tests.helpers import DATA_TOKENS, FakeClock, bearer, data_environ
 B1 = bearer(DATA_TOKENS["b1"])
 
 
-def start(journal, **overrides):
+def start(journal, background=None, **overrides):
     settings = load_data_settings(data_environ(DATA_JOURNAL=str(journal), **overrides))
-    return create_data_app(settings)
+    return create_data_app(settings, **({"background": background} if background else {}))
+
+
+def run_now(job):
+    job()
 
 
 def stop(app):
@@ -90,17 +97,61 @@ def test_a_corrupt_record_in_the_middle_stops_start_up(tmp_path):
 
 def test_compaction_keeps_the_journal_proportional_to_accounts_not_history(tmp_path):
     journal = tmp_path / "bank.journal"
-    app = start(journal, DATA_COMPACT_MIN_RECORDS="10")
+    app = start(journal, DATA_COMPACT_MIN_BYTES="2000", background=run_now)
     client = app.test_client()
     for i in range(200):
         deposit(client, f"acc{i % 3}", f"{i}.00", [{"id": f"op-{i}", "request": "r", "result": i}])
     stop(app)
-    assert len(journal.read_bytes().splitlines()) < 30
+    assert app.extensions["bank.journal"].compactions > 1
+    assert journal.stat().st_size < 2 * 2000 + 200 * 100
 
     client = start(journal).test_client()
     assert [amount_of(client, f"acc{i}") for i in range(3)] == ["198.00", "199.00", "197.00"]
     recorded = client.post("/getLock/b1/acc0", headers=B1, json={"lookup": ["op-199", "op-0"]}).json["operations"]
     assert recorded == {"op-199": {"request": "r", "result": 199}, "op-0": {"request": "r", "result": 0}}
+
+
+def test_writes_go_on_while_a_compaction_writes_its_snapshot_and_all_of_them_survive_it(tmp_path):
+    journal, jobs = tmp_path / "bank.journal", []
+    app = start(journal, DATA_COMPACT_MIN_BYTES="1000", background=jobs.append)
+    client = app.test_client()
+    i = 0
+    while not jobs:
+        deposit(client, f"acc{i % 5}", f"{i}.00", [{"id": f"op-{i}", "request": "r", "result": i}])
+        i += 1
+    for j in range(i, i + 20):
+        deposit(client, f"acc{j % 5}", f"{j}.00", [{"id": f"op-{j}", "request": "r", "result": j}])
+    assert len(jobs) == 1, "a second compaction started while the first was under way"
+    before = journal.stat().st_size
+    jobs.pop()()
+    assert journal.stat().st_size < before
+    deposit(client, "late", "1.00")
+    stop(app)
+
+    client = start(journal).test_client()
+    last = i + 19
+    assert [amount_of(client, f"acc{k}") for k in range(5)] == [f"{last - (last - k) % 5}.00" for k in range(5)]
+    assert amount_of(client, "late") == "1.00"
+    lookup = [f"op-{k}" for k in (0, i - 1, i, last)]
+    assert set(client.post("/getLock/b1/acc0", headers=B1, json={"lookup": lookup}).json["operations"]) == set(lookup)
+
+
+def test_a_compaction_that_fails_leaves_the_journal_whole_and_writing_goes_on(tmp_path, monkeypatch):
+    journal, jobs = tmp_path / "bank.journal", []
+    app = start(journal, DATA_COMPACT_MIN_BYTES="1000", background=jobs.append)
+    client = app.test_client()
+    i = 0
+    while not jobs:
+        deposit(client, "acc", f"{i}.00")
+        i += 1
+    real_replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda *args: (_ for _ in ()).throw(OSError(28, "No space left on device")))
+    jobs.pop()()
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert not (tmp_path / "bank.journal.compacting").exists()
+    deposit(client, "acc", "77.00")
+    stop(app)
+    assert amount_of(start(journal).test_client(), "acc") == "77.00"
 
 
 def test_fencing_tokens_keep_growing_across_many_restarts(tmp_path):
@@ -134,10 +185,153 @@ def test_idempotency_records_are_forgotten_after_their_retention_also_across_a_r
     assert client.post("/getLock/b1/acc", headers=B1, json={"lookup": ["old", "new"]}).json["operations"] == {}
 
 
-def test_idempotency_records_are_capped_oldest_first(tmp_path):
-    app = start(tmp_path / "bank.journal", DATA_OPERATION_LIMIT="3")
+def test_the_journal_directory_is_made_when_it_is_missing(tmp_path):
+    journal = tmp_path / "var" / "data" / "bank.journal"
+    app = start(journal)
+    deposit(app.test_client(), "acc", "4.00")
+    stop(app)
+    assert amount_of(start(journal).test_client(), "acc") == "4.00"
+
+
+def record_ends(content):
+    """The offset just past each whole record's newline."""
+    return [index + 1 for index, byte in enumerate(content) if byte == ord("\n")]
+
+
+def test_a_crash_cut_at_any_byte_of_the_last_two_records_loses_nothing_acknowledged(tmp_path):
+    original = tmp_path / "original.journal"
+    app = start(original)
     client = app.test_client()
-    for i in range(5):
-        deposit(client, "acc", f"{i}.00", [{"id": f"op-{i}", "request": "r", "result": i}])
-    recorded = client.post("/getLock/b1/acc", headers=B1, json={"lookup": [f"op-{i}" for i in range(5)]}).json
-    assert set(recorded["operations"]) == {"op-2", "op-3", "op-4"}
+    deposit(client, "a", "1.00")
+    deposit(client, "b", "2.00", [{"id": "op-b", "request": "r", "result": 2}])
+    deposit(client, "a", "3.00", [{"id": "op-a", "request": "r", "result": 3}])
+    stop(app)
+    content = original.read_bytes()
+    ends = record_ends(content)
+    assert ends[-1] == len(content) and len(ends) == 4     # the fence reservation and three commits
+
+    journal = tmp_path / "bank.journal"
+    for cut in range(ends[-3], len(content) + 1):
+        journal.write_bytes(content[:cut])
+        whole = sum(1 for end in ends if end <= cut)
+        app = start(journal)
+        client = app.test_client()
+        expected = {"a": "3.00" if whole == 4 else "1.00", "b": "2.00" if whole >= 3 else None}
+        assert {account: amount_of(client, account) for account in "ab"} == expected, cut
+        deposit(client, "c", f"{cut}.00")
+        # A second crash: the process dies without closing anything; what it wrote is in the file.
+        crashed, app = app, start(journal)
+        stop(crashed)
+        client = app.test_client()
+        assert {account: amount_of(client, account) for account in "abc"} == {**expected, "c": f"{cut}.00"}, cut
+        recorded = client.post("/getLock/b1/z", headers=B1, json={"lookup": ["op-a", "op-b"]}).json["operations"]
+        assert set(recorded) == {op for op, needed in (("op-b", 3), ("op-a", 4)) if whole >= needed}, cut
+        stop(app)
+
+
+
+
+class BrokenDisk:
+    """os.fsync that fails with EIO once broken, as a disk that lost its pages does."""
+
+    def __init__(self, monkeypatch):
+        self.broken = False
+        self.hold = None            # an Event a failing fsync waits for, to be caught under way
+        self.entered = threading.Event()
+        self.synced_sizes = []      # the journal's size at each fsync that went through
+        real_fsync = os.fsync
+
+        def fsync(fd):
+            if self.broken:
+                self.entered.set()
+                if self.hold is not None:
+                    self.hold.wait(5)
+                raise OSError(5, "Input/output error")
+            self.synced_sizes.append(os.fstat(fd).st_size)
+            real_fsync(fd)
+        monkeypatch.setattr(os, "fsync", fsync)
+
+
+def assert_storage_failed(response):
+    assert response.status_code == 503 and response.json["error"] == "storage_failed", response.json
+    assert "nothing was applied" not in response.json["message"]
+
+
+def test_after_a_failed_fsync_nothing_is_acknowledged_until_a_restart(tmp_path, monkeypatch):
+    journal, disk = tmp_path / "bank.journal", BrokenDisk(monkeypatch)
+    app = start(journal)
+    client = app.test_client()
+    deposit(client, "acc", "5.00")
+    token = client.post("/getLock/b1/acc", headers=B1).json["token"]
+    disk.broken = True
+    assert_storage_failed(client.post("/commit/b1", headers=B1, json={
+        "writes": [{"account": "acc", "amount": "6.00", "token": token}], "unlock": True}))
+    disk.broken = False
+    # The value of the failed commit is in memory; no one may see it, nor anything else, before a restart.
+    assert_storage_failed(client.get("/getAmount/b1/acc", headers=B1))
+    assert_storage_failed(client.get(f"/getAmount/b1/acc?token={token}", headers=B1))
+    assert_storage_failed(client.post("/getLock/b1/other", headers=B1))
+    assert_storage_failed(client.post("/unLock/b1/acc", headers=B1, json={"token": token}))
+    assert_storage_failed(client.post("/commit/b1", headers=B1, json={
+        "writes": [{"account": "acc", "amount": "7.00", "token": token}], "unlock": True}))
+    assert_storage_failed(client.get("/health"))
+    stop(app)
+    assert amount_of(start(journal).test_client(), "acc") in ("5.00", "6.00")
+
+
+def test_a_get_lock_whose_sync_fails_leaves_no_lease_behind(tmp_path, monkeypatch):
+    disk = BrokenDisk(monkeypatch)
+    app = start(tmp_path / "bank.journal")
+    store, client = app.extensions["bank.store"], app.test_client()
+    deposit(client, "acc", "5.00")
+    token = client.post("/getLock/b1/acc", headers=B1).json["token"]
+    disk.broken, disk.hold = True, threading.Event()
+    answers = {}
+
+    def call(name, method, path, body):
+        answers[name] = app.test_client().open(path, method=method, headers=B1, json=body)
+
+    commit = threading.Thread(target=call, args=("commit", "POST", "/commit/b1", {
+        "writes": [{"account": "acc", "amount": "6.00", "token": token}], "unlock": True}))
+    commit.start()
+    assert disk.entered.wait(5)
+    # This lock is granted while the commit's fsync is under way, and must wait for that fsync to reply.
+    lock = threading.Thread(target=call, args=("lock", "POST", "/getLock/b1/other", {}))
+    lock.start()
+    deadline = time.monotonic() + 5
+    while store.counts()["leases"] < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert store.counts()["leases"] == 1
+    disk.hold.set()
+    commit.join(5)
+    lock.join(5)
+    assert_storage_failed(answers["commit"])
+    assert_storage_failed(answers["lock"])
+    assert store.counts()["leases"] == 0
+
+
+def test_with_fsync_everysec_a_failed_background_fsync_stops_every_answer(tmp_path, monkeypatch):
+    disk = BrokenDisk(monkeypatch)
+    app = start(tmp_path / "bank.journal", DATA_FSYNC="everysec")
+    client = app.test_client()
+    deposit(client, "acc", "5.00")
+    disk.broken = True
+    deposit(client, "acc", "6.00")
+    deadline = time.monotonic() + 5
+    while client.get("/health").status_code == 200 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert_storage_failed(client.get("/getAmount/b1/acc", headers=B1))
+    assert_storage_failed(client.post("/getLock/b1/acc", headers=B1))
+
+
+@pytest.mark.parametrize("fsync", ["always", "everysec", "no"])
+def test_fencing_token_reservations_reach_the_disk_under_every_fsync_policy(tmp_path, monkeypatch, fsync):
+    journal, disk = tmp_path / "bank.journal", BrokenDisk(monkeypatch)
+    app = start(journal, DATA_FSYNC=fsync)
+    size_before_lock = journal.stat().st_size
+    token = app.test_client().post("/getLock/b1/acc", headers=B1).json["token"]
+    reservation = journal.read_bytes()[size_before_lock:]
+    assert b'"t":"fence"' in reservation
+    assert max(disk.synced_sizes) >= size_before_lock + len(reservation)
+    stop(app)
+    assert start(journal).test_client().post("/getLock/b1/acc", headers=B1).json["token"] > token

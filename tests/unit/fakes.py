@@ -3,15 +3,16 @@ import threading
 
 from business.infra.amount_repository import (AccountMissing, AmountRepository, CommitResult, LeaseLost,
                                               OperationConflict)
-from business.infra.errors import DataUnavailable
+from business.infra.errors import DataUnavailable, IdempotencyStoreFull
 from business.infra.lock_repository import AccountLocked, Lease, LockRepository
 
 
 class FakeDataServer:
     """Accounts, leases and recorded operations, plus switches to make it busy, slow or down."""
 
-    def __init__(self, accounts=None):
+    def __init__(self, accounts=None, key_limit=None):
         self.accounts = dict(accounts or {})
+        self.key_limit = key_limit       # keyed operation records held at most, as DATA_OPERATION_LIMIT
         self.leases = {}                 # account -> token
         self.operations = {}
         self.next_token = 0
@@ -86,6 +87,9 @@ class FakeAmounts(AmountRepository):
         with server.mutex:
             if any(op["id"] in server.operations for op in operations):
                 raise OperationConflict("recorded")
+            keyed = sum(1 for op in (*server.operations.values(), *operations) if op["keyed"])
+            if server.key_limit is not None and keyed > server.key_limit:
+                raise IdempotencyStoreFull(60)
             for account, (_, lease) in writes.items():
                 if server.leases.get(account) != lease.token:
                     raise LeaseLost(account)

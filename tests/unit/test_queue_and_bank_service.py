@@ -184,6 +184,17 @@ def test_a_lease_lost_before_the_commit_is_503_and_nothing_is_applied():
     assert harness.server.accounts == {"a": 100, "b": 0} and harness.server.leases == {}
 
 
+def test_a_full_idempotency_store_is_503_applies_nothing_and_leaves_no_lock_while_bare_writes_go_on():
+    harness = Harness({"a": 100})
+    harness.server.key_limit = 1
+    harness.bank.deposit("a", 1, "c", "key-1")
+    with pytest.raises(ServiceUnavailable) as refused:
+        harness.bank.deposit("a", 1, "c", "key-2")
+    assert refused.value.code == "idempotency_store_full" and refused.value.retry_after == 60
+    assert harness.server.accounts == {"a": 101} and harness.server.leases == {}
+    assert harness.bank.deposit("a", 1, "c").balance_cents == 102
+
+
 @pytest.mark.parametrize("where", ["acquire", "commit"])
 def test_an_unavailable_data_server_is_503_data_unavailable(where):
     harness = Harness({"a": 100})
