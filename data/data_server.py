@@ -443,15 +443,11 @@ class Store:
                 now = self._clock()
                 self._require_holder(business, account, token, now)
             else:
-                now = self._wait_turn(account, wait)
+                now = self._wait_turn([account], wait)
                 token = self._fence.next()
                 self._sweep_expired_leases(now)
             self._leases[account] = (business, token, now + self._ttl)
-            recorded = {}
-            for op_id in lookup:
-                record = self._operations.get(op_id)
-                if record is not None:
-                    recorded[op_id] = {"request": record["request"], "result": record["result"]}
+            recorded = self._lookup(lookup)
             amount, seq = self._accounts.get(account), self._journal.last_seq
         # What this reply shows must be durable before anyone sees it, or a crash could take back a value seen.
         try:
@@ -462,6 +458,31 @@ class Store:
                 self._release_if_held(business, account, token)
             raise
         return token, self._ttl, amount, recorded
+
+    def lock_all(self, business, accounts, lookup=(), wait=0.0):
+        """Lease every one of accounts at once, or none; return ([(account, token, cents or None)], ttl, recorded).
+
+        Waits up to `wait` seconds until this request is first in line on every account and none is held; it
+        holds nothing while it waits, so requests for overlapping sets never deadlock.
+        """
+        with self._mutex:
+            self._journal.check()
+            now = self._wait_turn(accounts, wait)
+            granted = []
+            for account in accounts:
+                token = self._fence.next()
+                self._leases[account] = (business, token, now + self._ttl)
+                granted.append((account, token, self._accounts.get(account)))
+            self._sweep_expired_leases(now)
+            recorded, seq = self._lookup(lookup), self._journal.last_seq
+        try:
+            self._journal.sync(seq)
+        except StorageFailed:
+            with self._mutex:
+                for account, token, _ in granted:
+                    self._release_if_held(business, account, token)
+            raise
+        return granted, self._ttl, recorded
 
     def unlock(self, business, account, token):
         with self._mutex:
@@ -476,7 +497,7 @@ class Store:
             if token is not None:
                 self._require_holder(business, account, token, self._clock())
             else:
-                self._wait_turn(account, wait)
+                self._wait_turn([account], wait)
             if account not in self._accounts:
                 raise UnknownAccount(account)
             amount, seq = self._accounts[account], self._journal.last_seq
@@ -538,42 +559,63 @@ class Store:
             return {"accounts": len(self._accounts), "leases": live, "waiting": self._waiters,
                     **self._operations.counts()}
 
-    def _wait_turn(self, account, wait):
-        """Return the time once no live lease is on account and no earlier request waits for it.
+    def _wait_turn(self, accounts, wait):
+        """Return the time once no live lease is on any of accounts and no earlier request waits for one of them.
 
-        Waits up to `wait` seconds in arrival order, or raises LockHeld. Called with the mutex held.
+        Waits up to `wait` seconds in arrival order, or raises LockHeld. A request joins every account's line in
+        one step, so the lines agree on one order and the first request in it is first in all of its lines.
+        Called with the mutex held.
         """
         now = self._clock()
-        lease = self._live_lease(account, now)
-        if lease is None and account not in self._queues:
+        blocker = self._blocker(accounts, None, now)
+        if blocker is None:
             return now
         if wait <= 0 or self._waiters >= self._max_waiters:
-            raise self._held(account, lease, now)
-        queue = self._queues.setdefault(account, collections.deque())
+            raise self._held(*blocker, now)
         turn = object()
-        queue.append(turn)
+        for account in accounts:
+            self._queues.setdefault(account, collections.deque()).append(turn)
         self._waiters += 1
         deadline = now + wait
         try:
-            while not (queue[0] is turn and lease is None):
+            while (blocker := self._blocker(accounts, turn, now)) is not None:
                 if now >= deadline:
-                    raise self._held(account, lease, now)
-                # Wake at the latest when the lease would expire: expiry notifies no one.
-                self._turn_changed.wait(deadline - now if lease is None else min(deadline, lease[2]) - now)
+                    raise self._held(*blocker, now)
+                # Wake at the latest when a lease would expire: expiry notifies no one.
+                expiries = [lease[2] for lease in (self._live_lease(a, now) for a in accounts) if lease is not None]
+                self._turn_changed.wait(min([deadline, *expiries]) - now)
                 now = self._clock()
-                lease = self._live_lease(account, now)
             return now
         finally:
-            queue.remove(turn)
-            if not queue:
-                del self._queues[account]
+            for account in accounts:
+                queue = self._queues[account]
+                queue.remove(turn)
+                if not queue:
+                    del self._queues[account]
             self._waiters -= 1
             self._turn_changed.notify_all()
+
+    def _blocker(self, accounts, turn, now):
+        """(account, live lease or None) of the first account this request may not take yet, or None."""
+        for account in accounts:
+            lease = self._live_lease(account, now)
+            queue = self._queues.get(account)
+            if lease is not None or (queue and queue[0] is not turn):
+                return account, lease
+        return None
 
     def _held(self, account, lease, now):
         if lease is None:
             return LockHeld(account, "earlier waiting requests", 0.01)
         return LockHeld(account, lease[0], lease[2] - now)
+
+    def _lookup(self, op_ids):
+        recorded = {}
+        for op_id in op_ids:
+            record = self._operations.get(op_id)
+            if record is not None:
+                recorded[op_id] = {"request": record["request"], "result": record["result"]}
+        return recorded
 
     def _release(self, account):
         del self._leases[account]
@@ -791,7 +833,7 @@ def _lookup_ids(body):
 def _locked(error):
     retry_after = max(1, math.ceil(error.remaining))
     return ApiError(423, "locked", f"account {error.account} is locked by {error.holder}",
-                    {"Retry-After": str(retry_after)}, holder=error.holder,
+                    {"Retry-After": str(retry_after)}, account=error.account, holder=error.holder,
                     retry_after_ms=max(1, round(error.remaining * 1000)))
 
 
@@ -836,6 +878,21 @@ def get_lock(business_id, account_id):
         _store().lock, business, account_id, _token(body.get("token"), required=False), _lookup_ids(body),
         _wait_seconds(body.get("wait_ms")))
     return jsonify(account=account_id, token=token, ttl=ttl, amount=_amount_or_none(cents), operations=recorded)
+
+
+@api.post("/getLocks/<business_id>")
+def get_locks(business_id):
+    business = _caller(business_id)
+    body = json_object()
+    accounts = body.get("accounts")
+    if not (isinstance(accounts, list) and 1 <= len(accounts) <= MAX_WRITES_PER_COMMIT
+            and all(is_account_id(account) for account in accounts) and len(set(accounts)) == len(accounts)):
+        raise ApiError(400, "invalid_accounts", f"accounts must be a list of 1 to {MAX_WRITES_PER_COMMIT} distinct "
+                                                "account ids")
+    granted, ttl, recorded = _store_call(_store().lock_all, business, sorted(accounts), _lookup_ids(body),
+                                         _wait_seconds(body.get("wait_ms")))
+    return jsonify(locks=[{"account": account, "token": token, "amount": _amount_or_none(cents)}
+                          for account, token, cents in granted], ttl=ttl, operations=recorded)
 
 
 @api.post("/unLock/<business_id>/<account_id>")

@@ -161,25 +161,18 @@ class QueueService:
         return outcomes
 
     def _acquire_all(self, accounts, lookup):
-        """Lock accounts in sorted order, waiting in the data server's queue for each.
+        """Lock accounts in one all-or-nothing request, waiting in the data server's lines for them.
 
-        The sorted order means crossing transfers never wait on each other in a cycle. An account still held
-        after its wait releases the locks already taken before the pause, so no one waits behind them for long.
+        Nothing is held while waiting, so crossing transfers never wait on each other; the keys are looked up
+        with the leases, once no one else can commit these operations.
         """
         deadline, delay = self._clock() + self._lock_wait, FIRST_BACKOFF
         while True:
-            leases = {}
             try:
-                for account in accounts:
-                    # Look the keys up with the last lock, once no one else can commit these operations.
-                    asked = lookup if account == accounts[-1] else ()
-                    leases[account] = self._locks.acquire(account, asked, self._server_wait(deadline))
-                return leases
+                return self._locks.acquire_all(accounts, lookup, self._server_wait(deadline))
             except AccountLocked as locked:
-                self._release_all(leases.values())
                 delay = self._pause(deadline, delay, locked)
             except (DataUnavailable, DataRefused) as error:
-                self._release_all(leases.values())
                 raise _unavailable(accounts, error) from None
 
     def _read(self, account):

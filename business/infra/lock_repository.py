@@ -28,8 +28,12 @@ class Lease:
 
 class LockRepository(abc.ABC):
     @abc.abstractmethod
-    def acquire(self, account, lookup=(), wait=0.0):
-        """Return a Lease; raise AccountLocked if someone else still holds it after `wait` seconds."""
+    def acquire_all(self, accounts, lookup=(), wait=0.0):
+        """Lease every one of accounts at once and return {account: Lease}; the lookup's records come with them.
+
+        Raise AccountLocked, leasing none, if one is still held (or waited for by earlier requests) after `wait`
+        seconds. Nothing is held while waiting.
+        """
 
     @abc.abstractmethod
     def release(self, lease):
@@ -41,14 +45,15 @@ class HttpLockRepository(LockRepository):
         self._data = data_client
         self._prefix = data_client.business_id
 
-    def acquire(self, account, lookup=(), wait=0.0):
-        body = {"lookup": list(lookup), "wait_ms": int(wait * 1000)}
-        status, payload = self._data.call("POST", f"/getLock/{self._prefix}/{account}", body, server_wait=wait)
+    def acquire_all(self, accounts, lookup=(), wait=0.0):
+        body = {"accounts": list(accounts), "lookup": list(lookup), "wait_ms": int(wait * 1000)}
+        status, payload = self._data.call("POST", f"/getLocks/{self._prefix}", body, server_wait=wait)
         if status == 423:
-            raise AccountLocked.from_answer(account, payload)
-        amount = payload["amount"]
-        return Lease(account, payload["token"], None if amount is None else parse_cents(amount),
-                     payload.get("operations") or {})
+            raise AccountLocked.from_answer(payload.get("account", accounts[0]), payload)
+        recorded = payload.get("operations") or {}
+        return {lock["account"]: Lease(lock["account"], lock["token"],
+                                       None if lock["amount"] is None else parse_cents(lock["amount"]), recorded)
+                for lock in payload["locks"]}
 
     def release(self, lease):
         self._data.call("POST", f"/unLock/{self._prefix}/{lease.account}", {"token": lease.token})

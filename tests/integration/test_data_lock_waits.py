@@ -5,6 +5,7 @@ import time
 import pytest
 
 from data.data_server import create_app as create_data_app
+from shared.money import format_cents, parse_cents
 from shared.settings import load_data_settings
 from tests.helpers import DATA_TOKENS, bearer, data_environ
 
@@ -117,3 +118,86 @@ def test_an_expiring_lease_wakes_its_waiters():
 def test_a_malformed_wait_is_400(wait):
     response = real_clock_app().test_client().post("/getLock/b1/acc", headers=B1, json={"wait_ms": wait})
     assert response.status_code == 400 and response.json["error"] == "invalid_wait"
+
+
+def lock_all(client, headers, business, accounts, wait_ms=0):
+    return client.post(f"/getLocks/{business}", headers=headers, json={"accounts": accounts, "wait_ms": wait_ms})
+
+
+def test_several_accounts_are_leased_at_once_in_sorted_order_or_none_is():
+    app = real_clock_app()
+    client = app.test_client()
+    held = client.post("/getLock/b1/b", headers=B1).json["token"]
+    refused = lock_all(client, B2, "b2", ["c", "b", "a"])
+    assert refused.status_code == 423 and refused.json["error"] == "locked" and refused.json["holder"] == "b1"
+    assert app.test_client().get("/health").json["leases"] == 1, "a refused set leased some of its accounts"
+    client.post("/unLock/b1/b", headers=B1, json={"token": held})
+    granted = lock_all(client, B2, "b2", ["c", "b", "a"])
+    assert granted.status_code == 200
+    locks = granted.json["locks"]
+    assert [lock["account"] for lock in locks] == ["a", "b", "c"] and all(lock["amount"] is None for lock in locks)
+    tokens = [lock["token"] for lock in locks]
+    assert len(set(tokens)) == 3 and min(tokens) > held
+    commit = client.post("/commit/b2", headers=B2, json={"unlock": True, "writes": [
+        {"account": lock["account"], "amount": "1.00", "token": lock["token"]} for lock in locks]})
+    assert commit.status_code == 200
+
+
+def test_a_set_waits_for_its_turn_holding_nothing_then_gets_every_account():
+    app = real_clock_app()
+    client = app.test_client()
+    token = client.post("/getLock/b1/y", headers=B1).json["token"]
+    waiter = in_thread(lambda: lock_all(app.test_client(), B2, "b2", ["x", "y"], wait_ms=5000))
+    wait_until_waiting(app, 1)
+    assert client.get("/health").json["leases"] == 1
+    client.post("/setAmount/b1/y", headers=B1, json={"amount": "7.00", "token": token, "unlock": True})
+    waiter["thread"].join(10)
+    granted = waiter["result"]
+    assert granted.status_code == 200
+    assert [(lock["account"], lock["amount"]) for lock in granted.json["locks"]] == [("x", None), ("y", "7.00")]
+
+
+def test_a_set_that_waits_past_its_time_leaves_every_line_it_joined():
+    app = real_clock_app()
+    client = app.test_client()
+    client.post("/getLock/b1/y", headers=B1)
+    refused = lock_all(app.test_client(), B2, "b2", ["x", "y"], wait_ms=50)
+    assert refused.status_code == 423 and client.get("/health").json["waiting"] == 0
+    assert client.post("/getLock/b1/x", headers=B1).status_code == 200
+
+
+def test_overlapping_sets_from_many_threads_never_deadlock_and_every_increment_lands():
+    app = real_clock_app()
+    accounts, rounds, sets = ["a", "b", "c", "d"], 15, [["a", "b"], ["b", "c"], ["c", "d"], ["d", "a"],
+                                                          ["a", "c"], ["a", "b", "c", "d"], ["d", "b"], ["c", "a", "d"]]
+    failures = []
+
+    def worker(chosen):
+        client = app.test_client()
+        for _ in range(rounds):
+            granted = lock_all(client, B1, "b1", chosen, wait_ms=10_000)
+            if granted.status_code != 200:
+                failures.append(granted.json)
+                return
+            writes = [{"account": lock["account"], "token": lock["token"],
+                       "amount": format_cents(parse_cents(lock["amount"] or "0") + 100)}
+                      for lock in granted.json["locks"]]
+            client.post("/commit/b1", headers=B1, json={"writes": writes, "unlock": True})
+
+    threads = [in_thread(lambda chosen=chosen: worker(chosen)) for chosen in sets]
+    for box in threads:
+        box["thread"].join(60)
+        assert not box["thread"].is_alive(), "a set never got its accounts"
+    assert failures == []
+    client = app.test_client()
+    expected = {account: sum(rounds for chosen in sets if account in chosen) for account in accounts}
+    assert {a: client.get(f"/getAmount/b1/{a}", headers=B1).json["amount"] for a in accounts} == {
+        a: f"{n}.00" for a, n in expected.items()}
+
+
+@pytest.mark.parametrize("accounts", [[], ["a", "a"], ["a", "no/slash"], "a", [f"a{i}" for i in range(101)], [1]])
+def test_a_malformed_account_set_is_400_and_leases_nothing(accounts):
+    app = real_clock_app()
+    response = app.test_client().post("/getLocks/b1", headers=B1, json={"accounts": accounts})
+    assert response.status_code == 400 and response.json["error"] == "invalid_accounts"
+    assert app.test_client().get("/health").json["leases"] == 0

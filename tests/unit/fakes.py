@@ -17,6 +17,7 @@ class FakeDataServer:
         self.operations = {}
         self.next_token = 0
         self.acquired = []               # accounts in the order they were locked
+        self.lock_requests = []          # the accounts of each lock request, granted or not
         self.commits = []
         self.released = []
         self.locked_by_others = {}       # account -> attempts still refused with 423 (None: forever)
@@ -35,7 +36,7 @@ class FakeLocks(LockRepository):
     def __init__(self, server):
         self.server = server
 
-    def acquire(self, account, lookup=(), wait=0.0):
+    def acquire_all(self, accounts, lookup=(), wait=0.0):
         server = self.server
         server.check_up()
         server.acquire_entered.set()
@@ -43,18 +44,22 @@ class FakeLocks(LockRepository):
         if gate is not None:
             gate.wait(10)
         with server.mutex:
-            if account in server.locked_by_others:
-                left = server.locked_by_others[account]
+            server.lock_requests.append(tuple(accounts))
+            for account in accounts:
+                left = server.locked_by_others.get(account, 0)
                 if left is None or left > 0:
                     if left is not None:
                         server.locked_by_others[account] = left - 1
                     raise AccountLocked(account, 0.5)
-            assert account not in server.leases, "a second lease on one account"
-            server.next_token += 1
-            server.leases[account] = server.next_token
-            server.acquired.append(account)
             recorded = {op_id: server.operations[op_id] for op_id in lookup if op_id in server.operations}
-            return Lease(account, server.next_token, server.accounts.get(account), recorded)
+            leases = {}
+            for account in sorted(accounts):
+                assert account not in server.leases, "a second lease on one account"
+                server.next_token += 1
+                server.leases[account] = server.next_token
+                server.acquired.append(account)
+                leases[account] = Lease(account, server.next_token, server.accounts.get(account), recorded)
+            return leases
 
     def release(self, lease):
         self.server.check_up()

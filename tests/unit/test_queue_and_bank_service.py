@@ -151,20 +151,21 @@ def test_an_account_busy_past_lock_wait_is_503_account_busy_and_changes_nothing(
     assert harness.server.accounts == {"acc": 100}
 
 
-def test_a_transfer_locks_in_one_global_order_and_moves_the_money():
+def test_a_transfer_locks_both_accounts_in_one_request_and_moves_the_money():
     harness = Harness({"a": 100, "b": 100})
     receipt = harness.bank.transfer("b", "a", 30, "c")
     assert (receipt.balance_cents, receipt.target_balance_cents) == (70, 130)
-    assert harness.server.acquired == ["a", "b"]
+    assert harness.server.lock_requests == [("a", "b")]
     assert harness.server.accounts == {"a": 130, "b": 70} and harness.server.leases == {}
 
 
-def test_a_transfer_while_the_second_account_stays_busy_releases_the_first_and_changes_nothing():
+def test_a_transfer_while_the_second_account_stays_busy_holds_neither_and_changes_nothing():
     harness = Harness({"a": 100, "b": 100})
     harness.server.locked_by_others["b"] = None
     with pytest.raises(ServiceUnavailable):
         harness.bank.transfer("a", "b", 30, "c")
     assert harness.server.accounts == {"a": 100, "b": 100} and harness.server.leases == {}
+    assert harness.server.acquired == [] and len(harness.server.lock_requests) > 1
 
 
 @pytest.mark.parametrize("origin, target, error", [("a", "ghost", AccountNotFound), ("a", "b", InsufficientFunds)])
