@@ -14,9 +14,8 @@ from dataclasses import dataclass
 
 from business.application.errors import (AccountNotFound, BalanceLimitExceeded, BankError, IdempotencyConflict,
                                          InsufficientFunds, ServiceUnavailable)
-from business.infra.amount_repository import AccountMissing, LeaseLost, OperationConflict
-from business.infra.errors import DataRefused, DataUnavailable, IdempotencyStoreFull
-from business.infra.lock_repository import AccountLocked
+from business.application.ports import (AccountLocked, AccountMissing, DataRefused, DataUnavailable,
+                                        IdempotencyStoreFull, LeaseLost, OperationConflict)
 
 log = logging.getLogger("bank.business")
 

@@ -1,41 +1,8 @@
 """Account amounts on the data server: reads, and atomic multi-account commits under held leases."""
-import abc
-from dataclasses import dataclass
-
-from business.infra.errors import DataRefused, DataUnavailable
-from business.infra.lock_repository import AccountLocked
+from business.application.ports import (AccountMissing, AmountRepository, CommitResult, DataRefused,
+                                        DataUnavailable, LeaseLost, OperationConflict)
+from business.infra.lock_repository import account_locked
 from shared.money import format_cents, parse_cents
-
-
-class AccountMissing(Exception):
-    pass
-
-
-class LeaseLost(Exception):
-    """A lease of the commit expired or was taken over: nothing was applied."""
-
-
-class OperationConflict(Exception):
-    """An operation id of the commit is recorded for another request: nothing was applied."""
-
-
-@dataclass(frozen=True)
-class CommitResult:
-    replayed: bool      # True: the data server had applied this very commit before (a retry); first results
-    results: list
-
-
-class AmountRepository(abc.ABC):
-    @abc.abstractmethod
-    def get(self, account, wait=0.0):
-        """Return the account's cents; raise AccountMissing, or AccountLocked if still held after `wait` s."""
-
-    @abc.abstractmethod
-    def commit(self, writes, operations):
-        """Write {account: (cents, lease)} all or nothing, record operations, release the leases.
-
-        operations: [{"id", "request", "result"}]. Raise LeaseLost or OperationConflict, applying nothing.
-        """
 
 
 class HttpAmountRepository(AmountRepository):
@@ -50,7 +17,7 @@ class HttpAmountRepository(AmountRepository):
         if status == 404:
             raise AccountMissing(account)
         if status == 423:
-            raise AccountLocked.from_answer(account, payload)
+            raise account_locked(account, payload)
         return parse_cents(payload["amount"])
 
     def commit(self, writes, operations):
@@ -70,5 +37,5 @@ class HttpAmountRepository(AmountRepository):
         if status == 409:
             raise LeaseLost(payload.get("message"))
         if status != 200:
-            raise DataRefused(status, payload)
+            raise DataRefused(status, payload.get("error"), payload.get("message"))
         return CommitResult(payload["replayed"], payload["results"])

@@ -4,7 +4,7 @@ import threading
 import requests
 from requests.adapters import HTTPAdapter
 
-from business.infra.errors import DataRefused, DataUnavailable, IdempotencyStoreFull
+from business.application.ports import DataRefused, DataUnavailable, IdempotencyStoreFull
 
 
 class DataServerClient:
@@ -39,7 +39,7 @@ class DataServerClient:
             raise DataUnavailable(f"data server {method} {path}: {response.status_code} {payload.get('error')}")
         if response.status_code < 300 or response.status_code in (404, 409, 423):
             return response.status_code, payload
-        raise DataRefused(response.status_code, payload)
+        raise DataRefused(response.status_code, payload.get("error"), payload.get("message"))
 
     def _session(self):
         session = getattr(self._local, "session", None)

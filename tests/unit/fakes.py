@@ -1,10 +1,9 @@
 """Hand-written in-memory fakes of the repositories, with the data server's rules."""
 import threading
 
-from business.infra.amount_repository import (AccountMissing, AmountRepository, CommitResult, LeaseLost,
-                                              OperationConflict)
-from business.infra.errors import DataUnavailable, IdempotencyStoreFull
-from business.infra.lock_repository import AccountLocked, Lease, LockRepository
+from business.application.ports import (AccountLocked, AccountMissing, AmountRepository, CommitResult,
+                                        DataUnavailable, IdempotencyStoreFull, Lease, LeaseLost, LockRepository,
+                                        OperationConflict)
 
 
 class FakeDataServer:

@@ -8,8 +8,7 @@ from business.application.bank_service import BankService
 from business.application.errors import (AccountNotFound, IdempotencyConflict, InsufficientFunds, InvalidRequest,
                                          ServiceUnavailable)
 from business.application.queue_service import QueueService
-from business.infra.amount_repository import LeaseLost
-from business.infra.errors import DataUnavailable
+from business.application.ports import DataUnavailable, LeaseLost
 from tests.helpers import FakeClock
 from tests.unit.fakes import FakeAmounts, FakeDataServer, FakeLocks
 

@@ -1,0 +1,88 @@
+"""The ports the application layer needs from the data tier, and how their adapters may fail.
+
+Adapters (business/infra/) implement LockRepository and AmountRepository and raise only these exceptions.
+"""
+import abc
+from dataclasses import dataclass, field
+
+
+class DataUnavailable(Exception):
+    """The data tier did not answer in time, refused the connection or failed."""
+
+
+class DataRefused(Exception):
+    """The data tier refused a request this adapter built: a bug, or a lease that ran out."""
+
+    def __init__(self, status, code, message):
+        super().__init__(f"data server answered {status}: {code}: {message}")
+        self.status, self.code = status, code
+
+
+class IdempotencyStoreFull(Exception):
+    """The data tier holds as many operation records as it may: the commit was refused, nothing applied."""
+
+    def __init__(self, retry_after):
+        super().__init__("the data server's operation records are full")
+        self.retry_after = retry_after
+
+
+class AccountLocked(Exception):
+    """Someone else holds the account's lease, or earlier requests wait for it."""
+
+    def __init__(self, account, retry_after):
+        super().__init__(f"account {account} is locked")
+        self.account, self.retry_after = account, retry_after
+
+
+class AccountMissing(Exception):
+    pass
+
+
+class LeaseLost(Exception):
+    """A lease of the commit expired or was taken over: nothing was applied."""
+
+
+class OperationConflict(Exception):
+    """An operation id of the commit is recorded for another request: nothing was applied."""
+
+
+@dataclass(frozen=True)
+class Lease:
+    account: str
+    token: int
+    amount_cents: int | None        # None: the account does not exist yet
+    recorded: dict = field(default_factory=dict)   # operation id -> {"request", "result"}, as asked by lookup
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    replayed: bool      # True: the data server had applied this very commit before (a retry); first results
+    results: list
+
+
+class LockRepository(abc.ABC):
+    @abc.abstractmethod
+    def acquire_all(self, accounts, lookup=(), wait=0.0):
+        """Lease every one of accounts at once and return {account: Lease}; the lookup's records come with them.
+
+        Raise AccountLocked, leasing none, if one is still held (or waited for by earlier requests) after `wait`
+        seconds. Nothing is held while waiting.
+        """
+
+    @abc.abstractmethod
+    def release(self, lease):
+        """Give the lease back; one already expired or taken over is no error."""
+
+
+class AmountRepository(abc.ABC):
+    @abc.abstractmethod
+    def get(self, account, wait=0.0):
+        """Return the account's cents; raise AccountMissing, or AccountLocked if still held after `wait` s."""
+
+    @abc.abstractmethod
+    def commit(self, writes, operations):
+        """Write {account: (cents, lease)} all or nothing, record operations, release the leases.
+
+        operations: [{"id", "request", "result", "keyed"}]. Raise LeaseLost, OperationConflict or
+        IdempotencyStoreFull, applying nothing.
+        """
