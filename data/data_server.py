@@ -504,11 +504,12 @@ class Store:
         self._journal.sync(seq)
         return amount
 
-    def commit(self, business, writes, operations=(), unlock=False):
+    def commit(self, business, writes, operations=(), unlock=False, release=None):
         """Apply writes {account: (cents, token)} all or nothing; return (replayed, recorded results).
 
         operations is a list of {"id", "request", "result", "keyed"}: if every id is recorded already with the
         same request, nothing is applied and the first results come back; a partial or different match conflicts.
+        release: {account: token} of leases the caller gives back unwritten, once the commit is through.
         """
         with self._mutex:
             self._journal.check()
@@ -519,6 +520,8 @@ class Store:
                 if unlock:
                     self._release_held(business, writes)
                 seq = self._journal.last_seq
+            for account, token in (release or {}).items():
+                self._release_if_held(business, account, token)
         self._journal.sync(seq)
         if first_results is None:
             return False, [op["result"] for op in operations]
@@ -808,6 +811,19 @@ def _operations(body):
     return operations
 
 
+def _releases(body):
+    """The commit's "release" list as {account: token}: leases given back without a write."""
+    items = body.get("release", [])
+    if not isinstance(items, list) or len(items) > MAX_WRITES_PER_COMMIT:
+        raise ApiError(400, "invalid_release", f"release must be a list of at most {MAX_WRITES_PER_COMMIT} objects")
+    release = {}
+    for item in items:
+        if not isinstance(item, dict) or not is_account_id(item.get("account")) or item["account"] in release:
+            raise ApiError(400, "invalid_release", "each release needs a distinct account id and its token")
+        release[item["account"]] = _token(item.get("token"))
+    return release
+
+
 def _query_number(name):
     """A query parameter as an int if it is plain digits, else as sent, for the body's validators to judge."""
     text = request.args.get(name)
@@ -928,19 +944,20 @@ def commit(business_id):
     body = json_object()
     operations = _operations(body)
     items = body.get("writes")
-    # Operations alone may be recorded (a refusal under an idempotency key); otherwise a commit writes something.
-    fewest = 0 if operations else 1
+    release = _releases(body)
+    # Operations alone may be recorded (a refusal under an idempotency key), or leases alone given back.
+    fewest = 0 if operations or release else 1
     if not isinstance(items, list) or not fewest <= len(items) <= MAX_WRITES_PER_COMMIT:
         raise ApiError(400, "invalid_writes", f"writes must be a list of {fewest} to {MAX_WRITES_PER_COMMIT} objects")
     writes = {}
     for item in items:
         if not isinstance(item, dict) or not is_account_id(item.get("account")):
             raise ApiError(400, "invalid_writes", "each write needs an account id, an amount and a token")
-        if item["account"] in writes:
-            raise ApiError(400, "invalid_writes", f"account {item['account']} is written twice")
+        if item["account"] in writes or item["account"] in release:
+            raise ApiError(400, "invalid_writes", f"account {item['account']} is written or released twice")
         writes[item["account"]] = (amount_cents(item.get("amount")), _token(item.get("token")))
     unlock = _flag(body, "unlock")
-    replayed, results = _store_call(_store().commit, business, writes, operations, unlock)
+    replayed, results = _store_call(_store().commit, business, writes, operations, unlock, release)
     return jsonify(replayed=replayed, results=results,
                    amounts={account: format_cents(cents) for account, (cents, _) in writes.items()},
                    unlocked=unlock and not replayed)

@@ -80,9 +80,9 @@ class AmountRepository(abc.ABC):
         """Return the account's cents; raise AccountMissing, or AccountLocked if still held after `wait` s."""
 
     @abc.abstractmethod
-    def commit(self, writes, operations):
-        """Write {account: (cents, lease)} all or nothing, record operations, release the leases.
+    def commit(self, writes, operations, release=()):
+        """Write {account: (cents, lease)} all or nothing, record operations, release those leases and `release`.
 
-        operations: [{"id", "request", "result", "keyed"}]. Raise LeaseLost, OperationConflict or
-        IdempotencyStoreFull, applying nothing.
+        operations: [{"id", "request", "result", "keyed"}]; release: leases given back unwritten. Raise LeaseLost,
+        OperationConflict or IdempotencyStoreFull, applying nothing.
         """

@@ -1,8 +1,9 @@
-"""Every operation on an account passes through that account's queue in this worker.
+"""Every operation of a worker passes through its queue, and those waiting are applied together.
 
-The operations waiting on one account are applied together in one lock cycle: lock once, read once, apply each
-in arrival order against the running balance, write once (releasing the locks), and each caller gets its own
-outcome. No extra threads: the first caller to find the queue idle leads the cycle, then hands leadership to
+While one lock cycle is under way, the operations that arrive wait, whatever their accounts; the next cycle takes
+them all (up to a bound): one lock request for every account they touch, each applied in arrival order against
+its account's running balance, one commit that writes, records and releases, and each caller gets its own
+outcome. No extra threads: the first caller to find the worker idle leads the cycle, then hands leadership to
 the next caller still waiting.
 """
 import collections
@@ -45,6 +46,10 @@ class Operation:
     def writes(self):
         return self.kind != "balance"
 
+    @property
+    def accounts(self):
+        return (self.account, self.target) if self.target else (self.account,)
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -58,21 +63,14 @@ def _unavailable(accounts, error):
 
 
 class _Waiter:
-    __slots__ = ("operation", "outcome", "leads", "wake")
+    __slots__ = ("operation", "deadline", "outcome", "leads", "wake")
 
-    def __init__(self, operation):
+    def __init__(self, operation, deadline):
         self.operation = operation
+        self.deadline = deadline    # past it, an operation set aside for a held account is answered account_busy
         self.outcome = None
         self.leads = False
         self.wake = threading.Event()
-
-
-class _AccountQueue:
-    __slots__ = ("waiting", "busy")
-
-    def __init__(self):
-        self.waiting = collections.deque()
-        self.busy = False
 
 
 class QueueService:
@@ -82,68 +80,127 @@ class QueueService:
         self._lock_wait, self._queue_limit, self._batch_limit = lock_wait, queue_limit, batch_limit
         self._clock, self._sleep, self._jitter = clock, sleep, jitter
         self._mutex = threading.Lock()
-        self._queues = {}
+        self._waiting = collections.deque()         # waiters of every account, oldest first
+        self._pending = collections.Counter()       # account -> its waiters in _waiting
+        self._busy = False
 
     def submit(self, operation):
-        """Apply operation in its account's next lock cycle; return its Outcome or raise its BankError."""
-        waiter = _Waiter(operation)
+        """Apply operation in a coming lock cycle; return its Outcome or raise its BankError."""
+        waiter = _Waiter(operation, self._clock() + self._lock_wait)
         with self._mutex:
-            queue = self._queues.setdefault(operation.account, _AccountQueue())
-            if len(queue.waiting) >= self._queue_limit:
+            if self._pending[operation.account] >= self._queue_limit:
                 raise ServiceUnavailable("queue_full", f"too many operations are waiting on {operation.account}")
-            queue.waiting.append(waiter)
-            if not queue.busy:
-                queue.busy = waiter.leads = True
-        if not waiter.leads:
+            self._enqueue([waiter])
+            if not self._busy:
+                self._busy = waiter.leads = True
+                waiter.wake.set()
+        while waiter.outcome is None:
             waiter.wake.wait()
-        if waiter.leads:
-            self._lead(operation.account, queue)
+            waiter.wake.clear()
+            if waiter.leads:
+                waiter.leads = False
+                self._lead()
         if isinstance(waiter.outcome, BaseException):
             raise waiter.outcome
         return waiter.outcome
 
     def pending(self, account):
-        """How many operations wait on account in this worker, not counting a lock cycle under way."""
+        """How many operations on account wait in this worker, not counting a lock cycle under way."""
         with self._mutex:
-            queue = self._queues.get(account)
-            return len(queue.waiting) if queue else 0
+            return self._pending[account]
 
-    def _lead(self, account, queue):
+    def _enqueue(self, waiters, front=False):
+        for waiter in waiters:
+            self._pending[waiter.operation.account] += 1
+        if front:
+            self._waiting.extendleft(reversed(waiters))
+        else:
+            self._waiting.extend(waiters)
+
+    def _lead(self):
         with self._mutex:
-            batch = [queue.waiting.popleft() for _ in range(min(len(queue.waiting), self._batch_limit))]
+            batch = [self._waiting.popleft() for _ in range(min(len(self._waiting), self._batch_limit))]
+            for waiter in batch:
+                self._pending[waiter.operation.account] -= 1
+                if not self._pending[waiter.operation.account]:
+                    del self._pending[waiter.operation.account]
         try:
-            outcomes = self._lock_cycle(account, [waiter.operation for waiter in batch])
-        except BankError as error:
-            outcomes = [error] * len(batch)
+            outcomes = self._lock_cycle([waiter.operation for waiter in batch])
         except Exception as error:
             # Every waiter must hear back, even from a bug, or its request would hang.
-            log.exception("lock cycle of %s failed", account)
+            log.exception("lock cycle failed")
             outcomes = [error] * len(batch)
+        now = self._clock()
+        set_aside = []
         for waiter, outcome in zip(batch, outcomes):
-            waiter.outcome = outcome
+            if outcome is None and now >= waiter.deadline:
+                outcome = ServiceUnavailable("account_busy", f"account {waiter.operation.account} stayed busy; "
+                                                             "nothing was applied, try again")
+            if outcome is None:
+                set_aside.append(waiter)
+            else:
+                waiter.outcome = outcome
         with self._mutex:
-            if queue.waiting:
-                successor = queue.waiting[0]
+            # Set aside for an account another holds: first in the next cycle, still in arrival order.
+            self._enqueue(set_aside, front=True)
+            if self._waiting:
+                successor = self._waiting[0]
                 successor.leads = True
                 successor.wake.set()
             else:
-                queue.busy = False
-                del self._queues[account]
+                self._busy = False
         for waiter in batch:
-            waiter.wake.set()
+            if waiter.outcome is not None:
+                waiter.wake.set()
 
-    def _lock_cycle(self, account, operations):
+    def _lock_cycle(self, operations):
+        """Apply operations in one lock request and one commit; return their outcomes, None for those set aside.
+
+        When an account stays held past the wait, the operations that touch it (and any later one that shares an
+        account with those) are set aside for the next cycle and the others go on at once.
+        """
         if not any(operation.writes for operation in operations):
-            return [Outcome({"balance": self._read(account)})] * len(operations)
-        accounts = sorted({account} | {op.target for op in operations if op.target})
-        leases = self._acquire_all(accounts, [op.operation_id for op in operations if op.keyed])
+            return self._read_all(operations)
+        outcomes = [None] * len(operations)
+        going = list(range(len(operations)))
+        deadline, delay = self._clock() + self._lock_wait, FIRST_BACKOFF
+        while going:
+            batch = [operations[i] for i in going]
+            accounts = sorted({a for op in batch for a in op.accounts})
+            try:
+                leases = self._locks.acquire_all(accounts, [op.operation_id for op in batch if op.keyed],
+                                                 self._server_wait(deadline))
+            except AccountLocked as locked:
+                held = _touching(batch, locked.account)
+                if len(held) < len(batch):
+                    going = [i for position, i in enumerate(going) if position not in held]
+                    continue
+                try:
+                    delay = self._pause(deadline, delay, locked)
+                except ServiceUnavailable as busy:
+                    return _fill(outcomes, going, busy)
+                continue
+            except (DataUnavailable, DataRefused) as error:
+                return _fill(outcomes, going, _unavailable(accounts, error))
+            try:
+                results = self._apply_and_commit(batch, leases)
+            except BankError as error:
+                return _fill(outcomes, going, error)
+            for i, outcome in zip(going, results):
+                outcomes[i] = outcome
+            return outcomes
+        return outcomes
+
+    def _apply_and_commit(self, operations, leases):
         outcomes, balances, records = _apply(operations, leases)
         if not records:
             self._release_all(leases.values())
             return outcomes
-        writes = {a: (balances[a], leases[a]) for a in accounts if balances[a] is not None}
+        writes = {a: (balances[a], lease) for a, lease in leases.items()
+                  if balances[a] is not None and balances[a] != lease.amount_cents}
+        untouched = [lease for a, lease in leases.items() if a not in writes]
         try:
-            self._amounts.commit(writes, records)
+            self._amounts.commit(writes, records, untouched)
         except (LeaseLost, OperationConflict):
             self._release_all(leases.values())
             raise ServiceUnavailable("account_busy", "the account changed hands before the write; nothing was "
@@ -153,26 +210,20 @@ class QueueService:
             raise ServiceUnavailable("idempotency_store_full", "the data server holds as many operation records as "
                                      "it may; nothing was applied, try again later", full.retry_after) from None
         except (DataUnavailable, DataRefused) as error:
-            log.warning("commit on %s: %s", accounts, error)
+            log.warning("commit on %s: %s", sorted(leases), error)
             raise ServiceUnavailable("data_unavailable", "the data server did not confirm the write; retry with "
                                                          "the same Idempotency-Key to learn the outcome") from None
-        self._release_all(lease for a, lease in leases.items() if a not in writes)
         return outcomes
 
-    def _acquire_all(self, accounts, lookup):
-        """Lock accounts in one all-or-nothing request, waiting in the data server's lines for them.
-
-        Nothing is held while waiting, so crossing transfers never wait on each other; the keys are looked up
-        with the leases, once no one else can commit these operations.
-        """
-        deadline, delay = self._clock() + self._lock_wait, FIRST_BACKOFF
-        while True:
+    def _read_all(self, operations):
+        """Balances without locks: each account read once, waiting its turn at the data server."""
+        answers = {}
+        for account in dict.fromkeys(op.account for op in operations):
             try:
-                return self._locks.acquire_all(accounts, lookup, self._server_wait(deadline))
-            except AccountLocked as locked:
-                delay = self._pause(deadline, delay, locked)
-            except (DataUnavailable, DataRefused) as error:
-                raise _unavailable(accounts, error) from None
+                answers[account] = Outcome({"balance": self._read(account)})
+            except BankError as error:
+                answers[account] = error
+        return [answers[op.account] for op in operations]
 
     def _read(self, account):
         deadline, delay = self._clock() + self._lock_wait, FIRST_BACKOFF
@@ -204,6 +255,22 @@ class QueueService:
             except (DataUnavailable, DataRefused) as error:
                 # The lease expires by itself within LOCK_TTL; nothing was written under it.
                 log.warning("release of %s: %s", lease.account, error)
+
+
+def _touching(operations, account):
+    """Positions of the operations that touch account, and of any later one sharing an account with those."""
+    held, accounts = set(), {account}
+    for position, operation in enumerate(operations):
+        if accounts & set(operation.accounts):
+            held.add(position)
+            accounts.update(operation.accounts)
+    return held
+
+
+def _fill(outcomes, positions, outcome):
+    for position in positions:
+        outcomes[position] = outcome
+    return outcomes
 
 
 def _apply(operations, leases):

@@ -20,10 +20,11 @@ class HttpAmountRepository(AmountRepository):
             raise account_locked(account, payload)
         return parse_cents(payload["amount"])
 
-    def commit(self, writes, operations):
+    def commit(self, writes, operations, release=()):
         body = {"writes": [{"account": account, "amount": format_cents(cents), "token": lease.token}
                            for account, (cents, lease) in writes.items()],
-                "operations": operations, "unlock": True}
+                "operations": operations, "unlock": True,
+                "release": [{"account": lease.account, "token": lease.token} for lease in release]}
         for attempt in range(1, self._commit_attempts + 1):
             try:
                 status, payload = self._data.call("POST", f"/commit/{self._prefix}", body)

@@ -189,8 +189,24 @@ def test_a_commit_may_record_operations_without_writing(data_client, b1):
     assert recorded == {"op-refused": {"request": "withdraw ghost 1", "result": {"refused": "account_not_found"}}}
 
 
+def test_a_commit_gives_back_the_leases_it_did_not_write(data_client, b1, b2):
+    create(data_client, b1, "x", "10.00")
+    create(data_client, b1, "y", "3.00")
+    tx, ty = lock(data_client, b1, "x").json["token"], lock(data_client, b1, "y").json["token"]
+    body = {**commit_body([("x", "4.00", tx)]), "release": [{"account": "y", "token": ty}]}
+    assert data_client.post("/commit/b1", headers=b1, json=body).status_code == 200
+    assert lock(data_client, b2, "y", business="b2").json["amount"] == "3.00"
+    # Leases alone may be given back, and one no longer held is no error.
+    tz = lock(data_client, b1, "z").json["token"]
+    body = {"writes": [], "release": [{"account": "z", "token": tz}, {"account": "x", "token": tx}]}
+    assert data_client.post("/commit/b1", headers=b1, json=body).status_code == 200
+    assert lock(data_client, b2, "z", business="b2").status_code == 200
+
+
 @pytest.mark.parametrize("body", [
-    {}, {"writes": []}, {"writes": "x"}, {"writes": [{"account": "a/b", "amount": "1.00", "token": 1}]},
+    {}, {"writes": []}, {"writes": "x"}, {"writes": [], "release": "x"}, {"writes": [], "release": [{"account": "a"}]},
+    {"writes": [{"account": "a", "amount": "1.00", "token": 1}], "release": [{"account": "a", "token": 1}]},
+    {"writes": [], "release": [{"account": "a", "token": 1}, {"account": "a", "token": 2}]}, {"writes": [{"account": "a/b", "amount": "1.00", "token": 1}]},
     {"writes": [{"account": "a", "amount": "1.00", "token": 1}, {"account": "a", "amount": "2.00", "token": 1}]},
     {"writes": [{"account": "a", "amount": "1.00", "token": 1}], "operations": [{"id": "x"}]},
     {"writes": [{"account": "a", "amount": "1.00", "token": 1}], "operations": "x"},

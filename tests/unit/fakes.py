@@ -82,7 +82,7 @@ class FakeAmounts(AmountRepository):
                 raise AccountMissing(account)
             return server.accounts[account]
 
-    def commit(self, writes, operations):
+    def commit(self, writes, operations, release=()):
         server = self.server
         server.check_up()
         if server.fail_commit is not None:
@@ -102,5 +102,9 @@ class FakeAmounts(AmountRepository):
                 del server.leases[account]
             for op in operations:
                 server.operations[op["id"]] = op
+            for lease in release:
+                if server.leases.get(lease.account) == lease.token:
+                    del server.leases[lease.account]
+                    server.released.append(lease.account)
             server.commits.append(dict((a, c) for a, (c, _) in writes.items()))
         return CommitResult(False, [op["result"] for op in operations])

@@ -112,6 +112,54 @@ def test_waiting_operations_share_one_lock_cycle_in_arrival_order_each_with_its_
     assert harness.server.commits == [{"acc": 1000}, {"acc": 0}]
 
 
+def behind_a_held_cycle_on_many_accounts(harness, followers):
+    """Hold a lock cycle on "lead"; queue followers (function, account, *args) one by one; open the gate."""
+    gate = harness.server.gate = threading.Event()
+    leader = harness.in_thread(harness.bank.deposit, "lead", 1, "c")
+    assert harness.server.acquire_entered.wait(10)
+    boxes = []
+    for function, account, *args in followers:
+        boxes.append(harness.in_thread(function, account, *args))
+        harness.wait_pending(account, sum(1 for _, other, *_ in followers[:len(boxes)] if other == account))
+    gate.set()
+    for box in [leader, *boxes]:
+        box["thread"].join(10)
+        assert not box["thread"].is_alive()
+    return boxes
+
+
+def outcome(box):
+    return box["result"] if "result" in box else type(box["error"])
+
+
+def test_operations_on_different_accounts_waiting_together_share_one_lock_request_and_one_commit():
+    harness = Harness({"a": 100, "b": 100, "c": 5})
+    bank = harness.bank
+    deposit_b, transfer, withdrawal, balance = behind_a_held_cycle_on_many_accounts(harness, [
+        (bank.deposit, "b", 7, "c"), (bank.transfer, "a", "c", 40, "c"), (bank.withdraw, "a", 70, "c"),
+        (bank.balance, "c")])
+    assert deposit_b["result"].balance_cents == 107
+    assert (transfer["result"].balance_cents, transfer["result"].target_balance_cents) == (60, 45)
+    assert outcome(withdrawal) is InsufficientFunds
+    assert balance["result"].balance_cents == 45
+    assert harness.server.lock_requests == [("lead",), ("a", "b", "c")]
+    assert harness.server.commits == [{"lead": 1}, {"a": 60, "b": 107, "c": 45}]
+    assert harness.server.leases == {}
+
+
+def test_an_account_held_elsewhere_sets_aside_only_the_operations_that_touch_it():
+    harness = Harness({"a": 100, "free": 0, "held": 0})
+    harness.server.locked_by_others["held"] = None
+    bank = harness.bank
+    to_held, after_it, elsewhere = behind_a_held_cycle_on_many_accounts(harness, [
+        (bank.transfer, "a", "held", 100, "c"), (bank.withdraw, "a", 100, "c"), (bank.deposit, "free", 3, "c")])
+    assert elsewhere["result"].balance_cents == 3
+    # The withdrawal arrived after the transfer on the same account: it waits with it rather than overtake it.
+    assert outcome(to_held) is ServiceUnavailable and outcome(after_it) is ServiceUnavailable
+    assert to_held["error"].code == after_it["error"].code == "account_busy"
+    assert harness.server.accounts == {"a": 100, "free": 3, "held": 0, "lead": 1} and harness.server.leases == {}
+
+
 def test_the_queue_is_bounded_and_refuses_at_once_past_its_limit():
     harness = Harness({"acc": 0}, queue_limit=2)
     deposit = (harness.bank.deposit, "acc", 1, "c")
