@@ -9,7 +9,7 @@ answer_errors_in_json()
 
 wsgi_app = "business.business_server:create_app()"
 bind = ["127.0.0.1:8001"]
-workers = exit_on_settings_error(lambda: positive_int_setting("BUSINESS_WORKERS", "3", maximum=64))
+workers = exit_on_settings_error(lambda: positive_int_setting("BUSINESS_WORKERS", "2", maximum=64))
 worker_class = "gthread"
 threads = exit_on_settings_error(lambda: positive_int_setting("BUSINESS_THREADS", "16", maximum=256))
 keepalive = 30

@@ -42,7 +42,7 @@ def create_base_app(import_name, server_name, max_body_bytes, log_level):
     @app.after_request
     def log_request(response):
         response.headers[REQUEST_ID_HEADER] = g.get("request_id", "-")
-        if request.endpoint not in ("health", "openapi", "static"):
+        if request.endpoint not in ("health", "openapi", "static") and logger.isEnabledFor(logging.INFO):
             elapsed_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
             fields = [f"server={server_name}", f"rid={g.get('request_id', '-')}",
                       f"op={(request.endpoint or request.method).rpartition('.')[2]}"]
