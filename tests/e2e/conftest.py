@@ -3,7 +3,7 @@ from dataclasses import dataclass
 import pytest
 
 from client.infra.bank_api import BankApi
-from tests.e2e.processes import Server, free_port
+from bench.processes import Server, free_port
 from tests.helpers import CLIENT_TOKEN, DATA_TOKENS
 
 

@@ -1,7 +1,7 @@
 """The Postman collection, run by newman against a stack this test starts."""
 import subprocess
 
-from tests.e2e.processes import ROOT
+from bench.processes import ROOT
 from tests.helpers import CLIENT_TOKEN
 
 NEWMAN = ROOT / "node_modules" / ".bin" / "newman"

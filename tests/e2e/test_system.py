@@ -9,7 +9,7 @@ from pathlib import Path
 
 from client.check import BankCheck
 from client.tour import Tour
-from tests.e2e.processes import ROOT, free_port
+from bench.processes import ROOT, free_port
 
 
 def test_cp_env_example_and_honcho_start_in_a_fresh_checkout_runs_the_demo_and_exits_with_its_status(tmp_path):

@@ -5,7 +5,7 @@ import pytest
 
 from business.business_server import create_app
 from shared.settings import load_business_settings
-from tests.e2e.processes import free_port
+from bench.processes import free_port
 from tests.helpers import bearer, business_environ
 
 

@@ -1,4 +1,4 @@
-"""Start the system's real gunicorn processes on free ports, and always stop them again."""
+"""Start the system's real gunicorn processes on free ports, and always stop them again (tests and benchmark)."""
 import os
 import signal
 import socket
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import requests
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 
 
@@ -36,8 +36,8 @@ def proc_status(pid):
 class Server:
     """One gunicorn server (master and workers, in a process group of its own)."""
 
-    def __init__(self, name, config, port, env, log_dir):
-        self.name, self.config, self.port, self.env = name, config, port, env
+    def __init__(self, name, config, port, env, log_dir, root=ROOT):
+        self.name, self.config, self.port, self.env, self.root = name, config, port, env, root
         self.url = f"http://127.0.0.1:{port}"
         self.log_path = Path(log_dir) / f"{name}.log"
         self.process = None
@@ -45,7 +45,7 @@ class Server:
     def start(self, wait=True):
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [GUNICORN, "-c", self.config, "-b", f"127.0.0.1:{self.port}"], cwd=ROOT,
+            [GUNICORN, "-c", self.config, "-b", f"127.0.0.1:{self.port}"], cwd=self.root,
             env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         if wait:
