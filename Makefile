@@ -15,9 +15,12 @@ $(STAMP): requirements.txt requirements-test.txt
 .env:
 	cp .env.example .env
 
-# The whole system; the client process runs the demo, then honcho stops everything with the client's status.
+# The whole system; the client process runs the demo, then honcho stops everything with the client's status,
+# and the client's verdict is the last thing on screen.
 demo: install .env
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" honcho start
+	@rm -f var/demo-verdict.txt
+	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" honcho start; status=$$?; echo; \
+	cat var/demo-verdict.txt 2>/dev/null || echo "demo FAILED: the client gave no verdict (see above)"; exit $$status
 
 # The servers alone, left running for Postman and curl (Ctrl-C stops them).
 run: install .env

@@ -98,7 +98,7 @@ def create_app(settings=None, locks=None, amounts=None):
     """The business app; locks and amounts default to the data server named in settings."""
     settings = settings or load_business_settings()
     app = create_base_app(__name__, f"business-{settings.business_id}", settings.max_body_bytes,
-                          settings.log_level)
+                          settings.log_level, settings.log_summary_seconds)
     configure_tokens(app, settings.client_tokens)
     if locks is None or amounts is None:
         data_client = DataServerClient(settings.data_url, settings.business_id, settings.data_token,

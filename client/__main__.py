@@ -1,6 +1,7 @@
 """python -m client tour | check | demo — exercise and verify the running bank."""
 import argparse
 import sys
+from pathlib import Path
 
 from client.check import BankCheck
 from client.infra.bank_api import BankApi, wait_until_healthy
@@ -18,6 +19,7 @@ def main(argv=None):
     parser.add_argument("--wait", type=float, default=0, help="seconds to wait for every server's /health first")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("tour", help="exercise every feature, one PASS/FAIL line each")
+    parser.add_argument("--verdict", default=None, help="file to write the one-line verdict to as well")
     for name, workers, accounts, operations in (("check", 16, 5, 2000), ("demo", 8, 4, 400)):
         command = commands.add_parser(name, help="concurrent bank workload and checker" if name == "check"
                                       else "the tour, then a short check")
@@ -35,13 +37,31 @@ def main(argv=None):
         if missing:
             print(f"client: no answer from {', '.join(missing)} within {args.wait:.0f} s", file=sys.stderr)
             return 2
-    passed = True
+    tour = report = None
     if args.command in ("tour", "demo"):
-        passed = Tour(apis, sys.stdout).run()
+        tour = Tour(apis, sys.stdout)
+        tour.run()
     if args.command in ("check", "demo"):
         report = BankCheck(apis, args.workers, args.accounts, args.operations, args.duration, args.seed).run()
-        passed = passed and not report.violations
+    passed, line = verdict(args.command, tour, report)
+    print(line, flush=True)
+    if args.verdict:
+        Path(args.verdict).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.verdict).write_text(line + "\n")
     return 0 if passed else 1
+
+
+def verdict(command, tour, report):
+    """(passed, one line that says so): what the tour and the check found, in a few words."""
+    found = []
+    if tour is not None:
+        found.append(f"{tour.checks} features" if not tour.failures else f"{tour.failures} of {tour.checks} "
+                                                                        "features FAILED")
+    if report is not None:
+        found.append(f"{len(report.events)} operations checked")
+        found.append(f"{len(report.violations)} VIOLATIONS" if report.violations else "no violation")
+    passed = not (tour and tour.failures) and not (report and report.violations)
+    return passed, f"{command} {'passed' if passed else 'FAILED'}: {', '.join(found)}"
 
 
 def _at_least(minimum, why=""):

@@ -172,9 +172,7 @@ class BankCheck:
         slack = collections.Counter()
         total_expected, total_slack = sum(report.opening.values()), 0
         for event in report.events:
-            for account, cents in event.balances.items():
-                if cents < 0:
-                    violations.append(f"negative balance {format_cents(cents)} of {account} seen in {event.kind}")
+            violations += _seen_violations(event)
             effects = _effects(event)
             if event.outcome == "ok":
                 for account, delta in effects.items():
@@ -184,8 +182,6 @@ class BankCheck:
                 for account, delta in effects.items():
                     slack[account] += abs(delta)
                 total_slack += abs(sum(effects.values()))
-            if event.status is not None and event.status >= 500 and event.status != 503:
-                violations.append(f"server error {event.status} on {event.kind} {event.accounts}")
         for account in self._accounts:
             difference = report.final[account] - expected[account]
             if abs(difference) > slack[account]:
@@ -202,16 +198,22 @@ class BankCheck:
         return violations
 
     def _show_progress(self, started):
+        """A live line on a terminal (plain lines otherwise): progress, rate, unknown outcomes, violations so far."""
         interactive = self._out.isatty()
         while not self._stop.wait(0.25 if interactive else 2.0):
-            done = len(self._events)
-            elapsed = time.perf_counter() - started
+            with self._events_mutex:
+                events = list(self._events)
+            done, elapsed = len(events), time.perf_counter() - started
             if self._duration:
                 fraction = min(1.0, elapsed / self._duration)
+                budget = f"{elapsed:.0f}/{self._duration:.0f} s, {max(0.0, self._duration - elapsed):.0f} s left"
             else:
                 fraction = done / max(1, self._operations)
-            bar = "#" * int(fraction * 30)
-            line = f"[{bar:<30}] {done} operations, {done / max(elapsed, 1e-9):.0f} op/s"
+                budget = f"{done}/{self._operations} operations, {elapsed:.0f} s"
+            unknown = sum(1 for event in events if event.outcome == "unknown")
+            seen = sum(len(_seen_violations(event)) for event in events)
+            line = (f"[{'#' * int(fraction * 30):<30}] {budget}, {done / max(elapsed, 1e-9):.0f} op/s, "
+                    f"{unknown} unknown, {seen} violations so far")
             print(f"\r{line}" if interactive else line, end="" if interactive else "\n", file=self._out, flush=True)
         if interactive:
             print(file=self._out)
@@ -256,6 +258,15 @@ def percentile(sorted_values, percent):
         return 0.0
     rank = max(1, -(-len(sorted_values) * percent // 100))
     return sorted_values[int(rank) - 1]
+
+
+def _seen_violations(event):
+    """What is wrong in one answer by itself: a negative balance, a server error other than 503."""
+    violations = [f"negative balance {format_cents(cents)} of {account} seen in {event.kind}"
+                  for account, cents in event.balances.items() if cents < 0]
+    if event.status is not None and event.status >= 500 and event.status != 503:
+        violations.append(f"server error {event.status} on {event.kind} {event.accounts}")
+    return violations
 
 
 def _effects(event):

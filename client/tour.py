@@ -7,7 +7,7 @@ from shared.money import format_cents, parse_cents
 class Tour:
     def __init__(self, apis, out):
         self._apis, self._out = apis, out
-        self.failures = 0
+        self.checks = self.failures = 0
 
     def run(self):
         first, other = self._apis[0], self._apis[-1]
@@ -54,6 +54,7 @@ class Tour:
         self._line(passed, title, detail)
 
     def _line(self, passed, title, detail):
+        self.checks += 1
         if not passed:
             self.failures += 1
         print(f"{'PASS' if passed else 'FAIL'}  {title}: {detail}", file=self._out, flush=True)

@@ -966,7 +966,8 @@ def commit(business_id):
 def create_app(settings=None, clock=time.monotonic, wall_clock=time.time, background=_start_thread):
     """The data server's app; background runs a compaction job (a thread unless a test says otherwise)."""
     settings = settings or load_data_settings()
-    app = create_base_app(__name__, "data", settings.max_body_bytes, settings.log_level)
+    app = create_base_app(__name__, "data", settings.max_body_bytes, settings.log_level,
+                          settings.log_summary_seconds)
     configure_tokens(app, settings.tokens)
     journal = Journal(settings.journal_path, settings.fsync, background) if settings.journal_path else MemoryJournal()
     store = Store(journal, settings, clock, wall_clock)

@@ -1,5 +1,6 @@
 """Gunicorn settings of the data server: one worker, so the in-memory store is one; threads for concurrency."""
 from shared.gunicorn_errors import answer_errors_in_json
+from shared.request_log import flush_all
 from shared.settings import exit_on_settings_error, load_data_settings, positive_int_setting
 
 # Check the settings in the master so a bad value stops start-up with one line, before any worker forks.
@@ -14,5 +15,11 @@ worker_class = "gthread"
 threads = exit_on_settings_error(lambda: positive_int_setting("DATA_THREADS", "64", maximum=512))
 max_requests = 0                 # never recycle the worker: its memory is the bank
 keepalive = 30
+control_socket_disable = True     # gunicornc is not used; no socket written outside the project
 timeout = 30
 graceful_timeout = 10
+
+
+def worker_exit(server, worker):
+    """The worker's last summary of the requests it answered, so that a short run says what it did too."""
+    flush_all()

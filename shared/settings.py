@@ -27,6 +27,7 @@ class DataSettings:
     lock_waiters: int     # requests that may wait at once for a held account (each holds a server thread)
     max_body_bytes: int
     log_level: str
+    log_summary_seconds: float
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class BusinessSettings:
     batch_limit: int      # operations applied in one lock cycle
     max_body_bytes: int
     log_level: str
+    log_summary_seconds: float
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ def load_data_settings(environ=None):
         lock_waiters=_positive_int(env, "DATA_LOCK_WAITERS", "48"),
         max_body_bytes=_positive_int(env, "MAX_BODY_BYTES", "1048576"),
         log_level=_choice(env, "LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
+        log_summary_seconds=_seconds(env, "LOG_SUMMARY_SECONDS", "10"),
     )
 
 
@@ -86,6 +89,7 @@ def load_business_settings(environ=None):
         batch_limit=_positive_int(env, "BATCH_LIMIT", "64", maximum=100),
         max_body_bytes=_positive_int(env, "MAX_BODY_BYTES", "65536"),
         log_level=_choice(env, "LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
+        log_summary_seconds=_seconds(env, "LOG_SUMMARY_SECONDS", "10"),
     )
 
 

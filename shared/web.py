@@ -1,7 +1,5 @@
-"""What every Flask app of the system shares: JSON errors, body limit, request ids and one log line per request."""
+"""What every Flask app of the system shares: JSON errors, body limit, request ids and the request log."""
 import json
-import logging
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -11,18 +9,19 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from shared.errors import ApiError, register_error_handlers
 from shared.money import InvalidAmount, parse_cents
+from shared.request_log import RequestLog
 from shared.validation import is_account_id, is_opaque_key
 
 REQUEST_ID_HEADER = "X-Request-ID"
 
 
-def create_base_app(import_name, server_name, max_body_bytes, log_level):
+def create_base_app(import_name, server_name, max_body_bytes, log_level, log_summary_seconds):
     """A Flask app with the system's common parts; it serves its package's openapi.json at /openapi.json."""
     app = Flask(import_name)
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
     app.json.sort_keys = False
     register_error_handlers(app)
-    logger = _request_logger(server_name, log_level)
+    request_log = RequestLog(server_name, log_level, log_summary_seconds)
     description = json.loads((Path(app.root_path) / "openapi.json").read_text())
 
     @app.get("/openapi.json")
@@ -42,14 +41,16 @@ def create_base_app(import_name, server_name, max_body_bytes, log_level):
     @app.after_request
     def log_request(response):
         response.headers[REQUEST_ID_HEADER] = g.get("request_id", "-")
-        if request.endpoint not in ("health", "openapi", "static") and logger.isEnabledFor(logging.INFO):
+        if request.endpoint not in ("health", "openapi", "static"):
             elapsed_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
-            fields = [f"server={server_name}", f"rid={g.get('request_id', '-')}",
-                      f"op={(request.endpoint or request.method).rpartition('.')[2]}"]
-            fields += [f"{name}={_loggable(value)}" for name, value in (request.view_args or {}).items()]
-            fields += [f"status={response.status_code}", f"result={g.get('error_code') or 'ok'}",
-                       f"ms={elapsed_ms:.1f}"]
-            logger.info(" ".join(fields))
+
+            def fields():
+                yield from (("server", server_name), ("rid", g.get("request_id", "-")),
+                            ("op", (request.endpoint or request.method).rpartition(".")[2]))
+                yield from ((name, _loggable(value)) for name, value in (request.view_args or {}).items())
+                yield from (("status", response.status_code), ("result", g.get("error_code") or "ok"),
+                            ("ms", f"{elapsed_ms:.1f}"))
+            request_log.request(fields, response.status_code, elapsed_ms)
         return response
 
     return app
@@ -67,17 +68,6 @@ def json_object():
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_json", "the body must be a JSON object")
     return body
-
-
-def _request_logger(server_name, log_level):
-    logger = logging.getLogger(f"bank.{server_name}")
-    if not logger.handlers:
-        handler = _StderrHandler()
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        logger.addHandler(handler)
-        logger.propagate = False
-    logger.setLevel(log_level)
-    return logger
 
 
 def valid_account_id(text):
@@ -99,11 +89,3 @@ def _loggable(value, limit=64):
     """A path value as one safe, short log token: client input may hold newlines or be 10,000 characters."""
     text = "".join(c if "!" <= c <= "~" else "?" for c in str(value))
     return text if len(text) <= limit else text[:limit] + "..."
-
-
-class _StderrHandler(logging.StreamHandler):
-    """Writes to whatever sys.stderr is at the time, so that redirection and test capture both see the lines."""
-
-    def emit(self, record):
-        self.stream = sys.stderr
-        super().emit(record)

@@ -59,7 +59,7 @@ def test_pausing_a_business_server_again_and_again_mid_workload_breaks_no_invari
 
 
 def test_a_paused_lease_holders_late_write_is_fenced_off(start_system):
-    system = start_system(data_env={"LOCK_TTL": "1", "LOG_LEVEL": "INFO"}, business_env={"LOCK_WAIT": "5"})
+    system = start_system(data_env={"LOCK_TTL": "1", "LOG_LEVEL": "DEBUG"}, business_env={"LOCK_WAIT": "5"})
     b1, b2 = system.apis(timeout=15)[:2]
     assert b2.deposit("p-1", "100.00").status == 200 and b2.deposit("p-2", "1.00").status == 200
     data = requests.Session()
@@ -70,13 +70,13 @@ def test_a_paused_lease_holders_late_write_is_fenced_off(start_system):
     sender.start()
     paused = system.businesses[0]
     for _ in range(20):
-        # business1 holds p-1 (taken first in sorted order) and waits at the data server for p-2.
+        # business1 waits at the data server for p-1 and p-2 together (b3 holds p-2).
         wait_for_waiting(system.data.url, 1)
         paused.signal(signal.SIGSTOP)
         if requests.get(f"{system.data.url}/health", timeout=5).json()["waiting"] == 1:
             break
         paused.signal(signal.SIGCONT)
-    print("INJECTED SIGSTOP of business1 while it holds p-1 and waits for p-2")
+    print("INJECTED SIGSTOP of business1 while it waits for p-1 and p-2; b3 releases p-2, so both are granted")
     data.post(f"{system.data.url}/unLock/b3/p-2", headers=as_b3, json={"token": held}, timeout=5)
     time.sleep(1.5)
     print("both of business1's leases have expired (LOCK_TTL 1 s); business2 deposits 5.00 into p-1")

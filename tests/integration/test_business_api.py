@@ -145,8 +145,8 @@ def test_an_unreachable_data_server_is_503_data_unavailable(client_headers):
 
 
 def test_the_request_id_reaches_the_data_server(make_business_app, client_headers, capfd, monkeypatch):
-    app = make_business_app(LOG_LEVEL="INFO")
-    monkeypatch.setattr(logging.getLogger("bank.data"), "level", logging.INFO)
+    app = make_business_app(LOG_LEVEL="DEBUG")
+    monkeypatch.setattr(logging.getLogger("bank.data"), "level", logging.DEBUG)
     app.test_client().post("/deposit/alice/1", headers={**client_headers, "X-Request-ID": "trace-me-1"})
     logged = capfd.readouterr().err
     assert "server=business-b1 rid=trace-me-1 op=deposit account_id=alice amount=1" in logged

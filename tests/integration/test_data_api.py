@@ -206,7 +206,8 @@ def test_a_commit_gives_back_the_leases_it_did_not_write(data_client, b1, b2):
 @pytest.mark.parametrize("body", [
     {}, {"writes": []}, {"writes": "x"}, {"writes": [], "release": "x"}, {"writes": [], "release": [{"account": "a"}]},
     {"writes": [{"account": "a", "amount": "1.00", "token": 1}], "release": [{"account": "a", "token": 1}]},
-    {"writes": [], "release": [{"account": "a", "token": 1}, {"account": "a", "token": 2}]}, {"writes": [{"account": "a/b", "amount": "1.00", "token": 1}]},
+    {"writes": [], "release": [{"account": "a", "token": 1}, {"account": "a", "token": 2}]},
+    {"writes": [{"account": "a/b", "amount": "1.00", "token": 1}]},
     {"writes": [{"account": "a", "amount": "1.00", "token": 1}, {"account": "a", "amount": "2.00", "token": 1}]},
     {"writes": [{"account": "a", "amount": "1.00", "token": 1}], "operations": [{"id": "x"}]},
     {"writes": [{"account": "a", "amount": "1.00", "token": 1}], "operations": "x"},
@@ -269,7 +270,7 @@ def test_a_request_id_is_echoed_and_a_bad_one_replaced(data_client, b1):
 
 
 def test_tokens_are_never_logged(b1, capsys):
-    data_client = create_data_app(load_data_settings(data_environ(LOG_LEVEL="INFO"))).test_client()
+    data_client = create_data_app(load_data_settings(data_environ(LOG_LEVEL="DEBUG"))).test_client()
     lock(data_client, b1)
     data_client.post("/getLock/b1/acc", headers=bearer("wrong-token-123"))
     err = capsys.readouterr().err

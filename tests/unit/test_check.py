@@ -2,6 +2,7 @@
 import io
 import threading
 
+from client.__main__ import verdict
 from client.check import BankCheck, percentile
 from client.infra.bank_api import Reply
 from shared.money import format_cents, parse_cents
@@ -80,3 +81,29 @@ def test_operations_without_an_answer_are_unknown_and_bounded():
 def test_percentile_is_nearest_rank():
     values = list(range(1, 101))
     assert (percentile(values, 50), percentile(values, 99), percentile([5], 95)) == (50, 99, 5)
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_a_timed_run_shows_a_live_line_with_time_left_rate_unknown_outcomes_and_violations():
+    out = Terminal()
+    BankCheck([FakeBank("overdraw")], workers=2, accounts=2, duration=0.6, seed=1, out=out).run()
+    live = [part for part in out.getvalue().split("\r") if "s left" in part]
+    assert live, out.getvalue()[:500]
+    assert "op/s" in live[-1] and "unknown" in live[-1] and "violations so far" in live[-1]
+    assert any(" 0 violations so far" not in part for part in live), "the overdraws never showed"
+
+
+def test_the_verdict_says_what_was_checked_and_whether_it_passed():
+    passing = run_check(FakeBank())
+    failing = run_check(FakeBank("lose_deposits"))
+
+    class Tour:
+        checks, failures = 20, 0
+
+    assert verdict("demo", Tour(), passing) == (True, "demo passed: 20 features, 300 operations checked, no violation")
+    passed, line = verdict("check", None, failing)
+    assert not passed and line.startswith("check FAILED: 300 operations checked, ") and "VIOLATIONS" in line
