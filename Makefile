@@ -3,7 +3,7 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo run test bench clean
+.PHONY: install demo run test bench clean chromium
 
 install: $(STAMP)
 
@@ -31,7 +31,12 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-test: install node_modules/.installed
+# Debian's Chromium and its driver, for the dashboard's browser test (as the benchmark installs wrk).
+chromium:
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq chromium chromium-driver)
+
+test: install node_modules/.installed chromium
 	$(PYTHON) -m pytest
 
 # The benchmark (wrk from Debian, the chart from matplotlib); results in bench/results/.

@@ -8,8 +8,10 @@ from business.application.queue_service import QueueService
 from business.infra.amount_repository import HttpAmountRepository
 from business.infra.data_client import DataServerClient
 from business.infra.lock_repository import HttpLockRepository
+from business.infra.metrics import UNAVAILABLE, PrometheusQueueObserver
 from shared.auth import bearer_auth, configure_tokens
 from shared.errors import ApiError, error_response
+from shared.metrics import register_metrics_route
 from shared.money import format_cents
 from shared.settings import load_business_settings
 from shared.validation import is_opaque_key
@@ -33,7 +35,10 @@ def require_client_token():
 
 @bank.errorhandler(BankError)
 def bank_error(error):
-    headers = {"Retry-After": str(error.retry_after)} if isinstance(error, ServiceUnavailable) else None
+    headers = None
+    if isinstance(error, ServiceUnavailable):
+        headers = {"Retry-After": str(error.retry_after)}
+        UNAVAILABLE.labels(error.code).inc()
     return error_response(STATUS_OF.get(type(error), 500), error.code, error.message, headers)
 
 
@@ -104,7 +109,9 @@ def create_app(settings=None, locks=None, amounts=None):
         data_client = DataServerClient(settings.data_url, settings.business_id, settings.data_token,
                                        settings.data_timeout, _current_request_id)
         locks, amounts = HttpLockRepository(data_client), HttpAmountRepository(data_client)
-    queues = QueueService(locks, amounts, settings.lock_wait, settings.queue_limit, settings.batch_limit)
+    queues = QueueService(locks, amounts, settings.lock_wait, settings.queue_limit, settings.batch_limit,
+                          observer=PrometheusQueueObserver())
+    register_metrics_route(app, settings.operator_tokens)
     app.extensions["bank.service"] = BankService(queues, settings.max_amount_cents)
 
     @app.get("/health")

@@ -14,8 +14,12 @@ import zlib
 
 from flask import Blueprint, current_app, jsonify, request
 
+from data.dashboard import Activity, dashboard_blueprint
+from data.metrics import (COMMIT_WRITES, COMMITS, COMPACTION_SECONDS, FENCING_REFUSALS, JOURNAL_APPEND_SECONDS,
+                          JOURNAL_FSYNC_SECONDS, LOCK_WAIT_SECONDS, LiveState)
 from shared.auth import bearer_auth, configure_tokens
 from shared.errors import ApiError
+from shared.metrics import register_metrics_route
 from shared.money import format_cents
 from shared.settings import load_data_settings
 from shared.validation import is_account_id, is_opaque_key
@@ -55,6 +59,10 @@ class LockHeld(Exception):
 
 class NotLockHolder(Exception):
     """The caller's lease is gone, expired or was never its own."""
+
+    def __init__(self, business, account, token):
+        super().__init__(f"no live lease on {account} with token {token} for {business}")
+        self.business, self.account, self.token = business, account, token
 
 
 class UnknownAccount(Exception):
@@ -148,10 +156,12 @@ class Journal:
         line = _encode_record(record)
         with self._append_lock:
             self.check()
+            started = time.perf_counter()
             try:
                 _write_all(self._fd, line)
             except OSError as error:
                 self._take_back_partial_write(error)
+            JOURNAL_APPEND_SECONDS.observe(time.perf_counter() - started)
             self._size += len(line)
             self._written_seq += 1
             if self._lines_during_compaction is not None:
@@ -219,6 +229,7 @@ class Journal:
             if self._switch(fd, temporary, snapshot_size):
                 fd = None
                 self.compactions += 1
+                COMPACTION_SECONDS.observe(time.perf_counter() - started)
                 log.info("journal compacted to %d bytes in %.0f ms (appends held back %.1f ms)", snapshot_size,
                          (time.perf_counter() - started) * 1000, self.last_switch_seconds * 1000)
         except OSError:
@@ -255,8 +266,10 @@ class Journal:
             return True
 
     def _fsync(self, fd):
+        started = time.perf_counter()
         try:
             os.fsync(fd)
+            JOURNAL_FSYNC_SECONDS.observe(time.perf_counter() - started)
         except OSError as error:
             # After a failed fsync the kernel may have dropped the pages: what is on disk is unknown from now on.
             self._failure = f"fsync of {self.path} failed: {error}"
@@ -423,6 +436,7 @@ class Store:
         self._waiters = 0
         self._queues = {}                                   # account id -> deque of waiting requests, oldest first
         self._accounts = {}                                 # account id -> cents
+        self._total_cents = 0                               # the sum of _accounts, kept as it changes
         self._leases = {}                                   # account id -> (business, token, expires_at)
         self._operations = OperationRecords(settings, wall_clock)   # wall clock: retention holds across restarts
         self._fence = FencingTokens(journal)
@@ -547,12 +561,25 @@ class Store:
             record["o"] = self._operations.stamp(operations)
         seq = self._journal.append(record)
         self._apply_record(record)
+        COMMITS.inc()
+        COMMIT_WRITES.observe(len(writes))
         if unlock:
             for account in writes:
                 self._release(account)
         if self._journal.due_for_compaction(self._compact_min_bytes):
             self._start_compaction()
         return seq
+
+    def view(self, most_leases):
+        """The bank at a glance: total cents, accounts, waiters and up to most_leases live leases, soonest ending
+        first, as (account, holder, token, seconds left)."""
+        with self._mutex:
+            now = self._clock()
+            leases = sorted(((lease[2] - now, account, lease[0], lease[1]) for account, lease in self._leases.items()
+                             if lease[2] > now))
+            return {"total_cents": self._total_cents, "accounts": len(self._accounts), "waiting": self._waiters,
+                    "lease_count": len(leases),
+                    "leases": [(account, holder, token, left) for left, account, holder, token in leases[:most_leases]]}
 
     def counts(self):
         """How many accounts, live leases, waiting requests and records there are now."""
@@ -579,7 +606,7 @@ class Store:
         for account in accounts:
             self._queues.setdefault(account, collections.deque()).append(turn)
         self._waiters += 1
-        deadline = now + wait
+        started, deadline = now, now + wait
         try:
             while (blocker := self._blocker(accounts, turn, now)) is not None:
                 if now >= deadline:
@@ -590,6 +617,7 @@ class Store:
                 now = self._clock()
             return now
         finally:
+            LOCK_WAIT_SECONDS.observe(self._clock() - started)
             for account in accounts:
                 queue = self._queues[account]
                 queue.remove(turn)
@@ -631,7 +659,7 @@ class Store:
     def _require_holder(self, business, account, token, now):
         lease = self._live_lease(account, now)
         if lease is None or lease[:2] != (business, token):
-            raise NotLockHolder(f"no live lease on {account} with token {token} for {business}")
+            raise NotLockHolder(business, account, token)
 
     def _release_held(self, business, writes):
         for account, (_, token) in writes.items():
@@ -652,11 +680,11 @@ class Store:
     def _apply_record(self, record):
         kind = record["t"]
         if kind == "commit":
-            self._accounts.update(record["w"])
+            self._set_amounts(record["w"])
             for op in record.get("o", ()):
                 self._operations.add(op)
         elif kind == "accounts":
-            self._accounts.update(record["a"])
+            self._set_amounts(record["a"])
         elif kind == "operations":
             for op in record["o"]:
                 self._operations.add(op)
@@ -664,6 +692,11 @@ class Store:
             self._fence.restore(record["upto"])
         else:
             raise JournalCorrupt(f"unknown journal record type {kind!r}")
+
+    def _set_amounts(self, amounts):
+        for account, cents in amounts.items():
+            self._total_cents += cents - self._accounts.get(account, 0)
+            self._accounts[account] = cents
 
     def _start_compaction(self):
         """Copy the state under the mutex (the only pause writers see); the journal encodes and writes it later."""
@@ -860,6 +893,8 @@ def _store_call(function, *args, **kwargs):
     except LockHeld as error:
         raise _locked(error) from None
     except NotLockHolder as error:
+        FENCING_REFUSALS.inc()
+        current_app.extensions["bank.activity"].refused(error.business, error.account, error.token)
         raise ApiError(409, "not_lock_holder", str(error)) from None
     except UnknownAccount as error:
         raise ApiError(404, "account_not_found", f"account {error} does not exist") from None
@@ -926,6 +961,7 @@ def set_amount(business_id, account_id):
     writes = {account_id: (amount_cents(body.get("amount")), _token(body.get("token")))}
     unlock = _flag(body, "unlock")
     _store_call(_store().commit, business, writes, unlock=unlock)
+    current_app.extensions["bank.activity"].committed(business, 1)
     return jsonify(account=account_id, amount=format_cents(writes[account_id][0]), unlocked=unlock)
 
 
@@ -958,6 +994,8 @@ def commit(business_id):
         writes[item["account"]] = (amount_cents(item.get("amount")), _token(item.get("token")))
     unlock = _flag(body, "unlock")
     replayed, results = _store_call(_store().commit, business, writes, operations, unlock, release)
+    if not replayed:
+        current_app.extensions["bank.activity"].committed(business, max(len(operations), 1))
     return jsonify(replayed=replayed, results=results,
                    amounts={account: format_cents(cents) for account, (cents, _) in writes.items()},
                    unlocked=unlock and not replayed)
@@ -973,6 +1011,9 @@ def create_app(settings=None, clock=time.monotonic, wall_clock=time.time, backgr
     store = Store(journal, settings, clock, wall_clock)
     app.extensions["bank.store"] = store
     app.extensions["bank.journal"] = journal
+    operator = register_metrics_route(app, settings.operator_tokens, [LiveState(store, journal)])
+    app.extensions["bank.activity"] = Activity()
+    app.register_blueprint(dashboard_blueprint(operator))
     requests_served = app.extensions["bank.requests"] = RequestCounter()
 
     @app.get("/health")

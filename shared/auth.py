@@ -9,10 +9,10 @@ from shared.errors import error_response
 TOKENS_CONFIG_KEY = "BANK_BEARER_TOKENS"
 
 
-def bearer_auth():
+def bearer_auth(config_key=TOKENS_CONFIG_KEY):
     """An HTTPTokenAuth whose current_user() is the owner of the presented token.
 
-    The app's config[TOKENS_CONFIG_KEY] is {token: owner}, set by its factory with configure_tokens.
+    The app's config[config_key] holds the tokens, set by its factory with configure_tokens.
     """
     auth = HTTPTokenAuth(scheme="Bearer", realm="bank")
 
@@ -21,7 +21,7 @@ def bearer_auth():
         presented_bytes = presented.encode("utf-8", "surrogateescape")
         owner_found = None
         # Compare against every token so that the time taken does not reveal which one matched.
-        for token, owner in current_app.config[TOKENS_CONFIG_KEY]:
+        for token, owner in current_app.config[config_key]:
             if hmac.compare_digest(token, presented_bytes):
                 owner_found = owner
         return owner_found
@@ -36,5 +36,5 @@ def bearer_auth():
     return auth
 
 
-def configure_tokens(app, tokens):
-    app.config[TOKENS_CONFIG_KEY] = [(token.encode(), owner) for token, owner in tokens.items()]
+def configure_tokens(app, tokens, config_key=TOKENS_CONFIG_KEY):
+    app.config[config_key] = [(token.encode(), owner) for token, owner in tokens.items()]

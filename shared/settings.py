@@ -16,6 +16,7 @@ class SettingsError(ValueError):
 @dataclass(frozen=True)
 class DataSettings:
     tokens: dict          # bearer token -> business id
+    operator_tokens: dict  # bearer token -> operator, for /metrics and the dashboard
     lock_ttl: float       # seconds a lease lives without renewal
     journal_path: str     # empty: memory only
     fsync: str            # always | everysec | no
@@ -36,6 +37,7 @@ class BusinessSettings:
     data_url: str
     data_token: str
     client_tokens: dict   # bearer token -> client name
+    operator_tokens: dict  # bearer token -> operator, for /metrics
     lock_wait: float      # seconds an operation waits for a busy account before 503
     data_timeout: float   # seconds for each call to the data server
     max_amount_cents: int
@@ -57,6 +59,7 @@ def load_data_settings(environ=None):
     env = _environment(environ)
     return DataSettings(
         tokens=_token_map(env, "DATA_TOKENS"),
+        operator_tokens=_token_map(env, "OPERATOR_TOKENS"),
         lock_ttl=_seconds(env, "LOCK_TTL", "5"),
         journal_path=env.get("DATA_JOURNAL", "").strip(),
         fsync=_choice(env, "DATA_FSYNC", "always", ("always", "everysec", "no")),
@@ -82,6 +85,7 @@ def load_business_settings(environ=None):
         data_url=_url(env, "DATA_URL", "http://127.0.0.1:8000"),
         data_token=_required(env, "DATA_TOKEN"),
         client_tokens=_token_map(env, "CLIENT_TOKENS"),
+        operator_tokens=_token_map(env, "OPERATOR_TOKENS"),
         lock_wait=_seconds(env, "LOCK_WAIT", "2"),
         data_timeout=_seconds(env, "DATA_TIMEOUT", "1"),
         max_amount_cents=_amount(env, "MAX_AMOUNT", "1000000000.00"),

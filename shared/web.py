@@ -8,6 +8,7 @@ from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from shared.errors import ApiError, register_error_handlers
+from shared.metrics import observe_request
 from shared.money import InvalidAmount, parse_cents
 from shared.request_log import RequestLog
 from shared.validation import is_account_id, is_opaque_key
@@ -41,8 +42,10 @@ def create_base_app(import_name, server_name, max_body_bytes, log_level, log_sum
     @app.after_request
     def log_request(response):
         response.headers[REQUEST_ID_HEADER] = g.get("request_id", "-")
-        if request.endpoint not in ("health", "openapi", "static"):
-            elapsed_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
+        elapsed_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
+        observe_request(server_name, (request.endpoint or "unmatched").rpartition(".")[2], response.status_code,
+                        elapsed_ms / 1000)
+        if request.endpoint not in ("health", "openapi", "static", "metrics"):
 
             def fields():
                 yield from (("server", server_name), ("rid", g.get("request_id", "-")),

@@ -2,6 +2,7 @@
 
 DATA_TOKENS = {"b1": "test-data-token-b1", "b2": "test-data-token-b2", "b3": "test-data-token-b3"}
 CLIENT_TOKEN = "test-client-token"
+OPERATOR_TOKEN = "test-operator-token"
 
 
 class FakeClock:
@@ -23,7 +24,7 @@ def bearer(token):
 
 def data_environ(**overrides):
     env = {"DATA_TOKENS": ",".join(f"{b}:{t}" for b, t in DATA_TOKENS.items()), "LOCK_TTL": "5",
-           "DATA_JOURNAL": "", "LOG_LEVEL": "WARNING"}
+           "DATA_JOURNAL": "", "LOG_LEVEL": "WARNING", "OPERATOR_TOKENS": f"ops:{OPERATOR_TOKEN}"}
     env.update(overrides)
     return env
 
@@ -31,6 +32,19 @@ def data_environ(**overrides):
 def business_environ(business_id, data_url, **overrides):
     env = {"BUSINESS_ID": business_id, "DATA_URL": data_url, "DATA_TOKEN": DATA_TOKENS[business_id],
            "CLIENT_TOKENS": f"tester:{CLIENT_TOKEN},other:other-client-token", "LOCK_WAIT": "5",
-           "DATA_TIMEOUT": "5", "LOG_LEVEL": "WARNING"}
+           "DATA_TIMEOUT": "5", "LOG_LEVEL": "WARNING", "OPERATOR_TOKENS": f"ops:{OPERATOR_TOKEN}"}
     env.update(overrides)
     return env
+
+
+def metric_samples(text):
+    """Prometheus text as {(sample name, sorted label pairs): value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def metric_sum(samples, name, **labels):
+    """The sum of name's samples whose labels include labels."""
+    return sum(value for (sample, pairs), value in samples.items()
+               if sample == name and set(labels.items()) <= set(pairs))

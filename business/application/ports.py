@@ -86,3 +86,16 @@ class AmountRepository(abc.ABC):
         operations: [{"id", "request", "result", "keyed"}]; release: leases given back unwritten. Raise LeaseLost,
         OperationConflict or IdempotencyStoreFull, applying nothing.
         """
+
+
+class QueueObserver:
+    """What the queue service reports as it works, for metrics; this one takes no notice."""
+
+    def waiting(self, change):
+        """Operations waiting in this worker went up or down by change."""
+
+    def lock_cycle(self, operations):
+        """A lock cycle started for a batch of that many operations."""
+
+    def retry(self):
+        """A lock request found its accounts held and will be sent again after a pause."""

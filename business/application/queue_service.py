@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from business.application.errors import (AccountNotFound, BalanceLimitExceeded, BankError, IdempotencyConflict,
                                          InsufficientFunds, ServiceUnavailable)
 from business.application.ports import (AccountLocked, AccountMissing, DataRefused, DataUnavailable,
-                                        IdempotencyStoreFull, LeaseLost, OperationConflict)
+                                        IdempotencyStoreFull, LeaseLost, OperationConflict, QueueObserver)
 
 log = logging.getLogger("bank.business")
 
@@ -75,8 +75,8 @@ class _Waiter:
 
 class QueueService:
     def __init__(self, locks, amounts, lock_wait, queue_limit, batch_limit,
-                 clock=time.monotonic, sleep=time.sleep, jitter=random.random):
-        self._locks, self._amounts = locks, amounts
+                 clock=time.monotonic, sleep=time.sleep, jitter=random.random, observer=QueueObserver()):
+        self._locks, self._amounts, self._observer = locks, amounts, observer
         self._lock_wait, self._queue_limit, self._batch_limit = lock_wait, queue_limit, batch_limit
         self._clock, self._sleep, self._jitter = clock, sleep, jitter
         self._mutex = threading.Lock()
@@ -110,6 +110,7 @@ class QueueService:
             return self._pending[account]
 
     def _enqueue(self, waiters, front=False):
+        self._observer.waiting(len(waiters))
         for waiter in waiters:
             self._pending[waiter.operation.account] += 1
         if front:
@@ -120,10 +121,12 @@ class QueueService:
     def _lead(self):
         with self._mutex:
             batch = [self._waiting.popleft() for _ in range(min(len(self._waiting), self._batch_limit))]
+            self._observer.waiting(-len(batch))
             for waiter in batch:
                 self._pending[waiter.operation.account] -= 1
                 if not self._pending[waiter.operation.account]:
                     del self._pending[waiter.operation.account]
+        self._observer.lock_cycle(len(batch))
         try:
             outcomes = self._lock_cycle([waiter.operation for waiter in batch])
         except Exception as error:
@@ -245,6 +248,7 @@ class QueueService:
         remaining = deadline - self._clock()
         if remaining <= 0:
             raise ServiceUnavailable("account_busy", f"account {locked.account} stayed busy; try again")
+        self._observer.retry()
         self._sleep(min(remaining, locked.retry_after, delay * (0.5 + self._jitter())))
         return min(delay * 2, MAX_BACKOFF)
 

@@ -2,9 +2,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from client.infra.bank_api import BankApi
 from bench.processes import Server, free_port
-from tests.helpers import CLIENT_TOKEN, DATA_TOKENS
+from client.infra.bank_api import BankApi
+from tests.helpers import CLIENT_TOKEN, DATA_TOKENS, OPERATOR_TOKEN
 
 
 @pytest.fixture
@@ -24,7 +24,8 @@ def servers():
 
 def data_server_env(journal, **overrides):
     env = {"DATA_TOKENS": ",".join(f"{b}:{t}" for b, t in DATA_TOKENS.items()), "DATA_JOURNAL": str(journal),
-           "DATA_FSYNC": "always", "LOCK_TTL": "5", "DATA_THREADS": "16", "LOG_LEVEL": "WARNING"}
+           "DATA_FSYNC": "always", "LOCK_TTL": "5", "DATA_THREADS": "16", "LOG_LEVEL": "WARNING",
+           "OPERATOR_TOKENS": f"ops:{OPERATOR_TOKEN}"}
     env.update(overrides)
     return env
 
@@ -32,7 +33,7 @@ def data_server_env(journal, **overrides):
 def business_server_env(business_id, data_url, **overrides):
     env = {"BUSINESS_ID": business_id, "DATA_TOKEN": DATA_TOKENS[business_id], "DATA_URL": data_url,
            "CLIENT_TOKENS": f"tester:{CLIENT_TOKEN}", "BUSINESS_WORKERS": "3", "BUSINESS_THREADS": "16",
-           "LOCK_WAIT": "2", "DATA_TIMEOUT": "1", "LOG_LEVEL": "WARNING"}
+           "LOCK_WAIT": "2", "DATA_TIMEOUT": "1", "LOG_LEVEL": "WARNING", "OPERATOR_TOKENS": f"ops:{OPERATOR_TOKEN}"}
     env.update(overrides)
     return env
 

@@ -7,9 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench.processes import ROOT, free_port
 from client.check import BankCheck
 from client.tour import Tour
-from bench.processes import ROOT, free_port
 
 
 def test_cp_env_example_and_honcho_start_in_a_fresh_checkout_runs_the_demo_and_exits_with_its_status(tmp_path):
@@ -24,8 +24,12 @@ def test_cp_env_example_and_honcho_start_in_a_fresh_checkout_runs_the_demo_and_e
     settings += "BUSINESS_URLS=" + ",".join(f"http://127.0.0.1:{ports[f'BUSINESS{i}_PORT']}" for i in (1, 2, 3))
     (checkout / ".env").write_text(settings + "\n")
     bin_dir = str(Path(sys.executable).parent)
+    # An empty home, to see that nothing is written outside the project (gunicorn's control socket was).
+    home = tmp_path / "home"
+    home.mkdir()
+    environment = {name: value for name, value in os.environ.items() if name != "XDG_RUNTIME_DIR"}
     honcho = subprocess.Popen([os.path.join(bin_dir, "honcho"), "start"], cwd=checkout,
-                              env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"},
+                              env={**environment, "PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(home)},
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         output, _ = honcho.communicate(timeout=180)
@@ -39,6 +43,7 @@ def test_cp_env_example_and_honcho_start_in_a_fresh_checkout_runs_the_demo_and_e
     assert re.search(r"client\.1\s+\| demo passed: \d+ features, \d+ operations checked, no violation", output)
     assert (checkout / "var" / "data.journal").stat().st_size > 0
     assert (checkout / "var" / "demo-verdict.txt").read_text().startswith("demo passed: ")
+    assert list(home.iterdir()) == []
     # Every server stops cleanly on honcho's SIGTERM, and says at INFO what it served, not each request.
     for process, server in (("data.1", "data"), ("business1.1", "business-b1"), ("business2.1", "business-b2"),
                             ("business3.1", "business-b3")):

@@ -3,9 +3,9 @@ import logging
 
 import pytest
 
+from bench.processes import free_port
 from business.business_server import create_app
 from shared.settings import load_business_settings
-from bench.processes import free_port
 from tests.helpers import bearer, business_environ
 
 

@@ -1,6 +1,7 @@
 """Durability: the journal replays every acknowledged write, drops a torn tail and refuses a corrupt middle."""
 import logging
 import os
+import stat
 import threading
 import time
 
@@ -239,6 +240,7 @@ class BrokenDisk:
         self.hold = None            # an Event a failing fsync waits for, to be caught under way
         self.entered = threading.Event()
         self.synced_sizes = []      # the journal's size at each fsync that went through
+        self.synced_folders = []    # the inode of each folder fsynced
         real_fsync = os.fsync
 
         def fsync(fd):
@@ -247,7 +249,11 @@ class BrokenDisk:
                 if self.hold is not None:
                     self.hold.wait(5)
                 raise OSError(5, "Input/output error")
-            self.synced_sizes.append(os.fstat(fd).st_size)
+            status = os.fstat(fd)
+            if stat.S_ISDIR(status.st_mode):
+                self.synced_folders.append(status.st_ino)
+            else:
+                self.synced_sizes.append(status.st_size)
             real_fsync(fd)
         monkeypatch.setattr(os, "fsync", fsync)
 
@@ -335,3 +341,14 @@ def test_fencing_token_reservations_reach_the_disk_under_every_fsync_policy(tmp_
     assert max(disk.synced_sizes) >= size_before_lock + len(reservation)
     stop(app)
     assert start(journal).test_client().post("/getLock/b1/acc", headers=B1).json["token"] > token
+
+
+def test_the_folder_is_fsynced_when_the_journal_is_made_and_after_a_compaction_renames_it(tmp_path, monkeypatch):
+    disk, folder = BrokenDisk(monkeypatch), tmp_path / "new" / "var"
+    app = start(folder / "bank.journal", DATA_COMPACT_MIN_BYTES="1000", background=run_now)
+    made = disk.synced_folders.count(folder.stat().st_ino)
+    assert made >= 1 and disk.synced_folders.count((tmp_path / "new").stat().st_ino) >= 1
+    client = app.test_client()
+    while app.extensions["bank.journal"].compactions == 0:
+        deposit(client, "acc", "1.00")
+    assert disk.synced_folders.count(folder.stat().st_ino) > made

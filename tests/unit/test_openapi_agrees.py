@@ -4,10 +4,10 @@ import re
 
 import pytest
 
+from bench.processes import ROOT
 from business.business_server import create_app as create_business_app
 from data.data_server import create_app as create_data_app
 from shared.settings import load_business_settings, load_data_settings
-from bench.processes import ROOT
 from tests.helpers import business_environ, data_environ
 
 

@@ -22,6 +22,8 @@ def test_settings_are_frozen():
     ("DATA_TOKENS", "b1:same-token-x,b2:same-token-x"),
     ("LOCK_TTL", "abc"), ("LOCK_TTL", "0"), ("LOCK_TTL", "-1"), ("LOCK_TTL", "nan"),
     ("DATA_FSYNC", "sometimes"), ("DATA_OPERATION_LIMIT", "0"), ("DATA_OPERATION_LIMIT", "1.5"),
+    ("OPERATOR_TOKENS", ""), ("OPERATOR_TOKENS", "ops:short"), ("DATA_COMPACT_MIN_BYTES", "0"),
+    ("DATA_RETRY_RECORD_RETENTION", "x"), ("LOG_SUMMARY_SECONDS", "0"),
 ])
 def test_a_bad_data_setting_names_its_variable(name, value):
     with pytest.raises(SettingsError, match=f"^{name}:"):
@@ -29,7 +31,8 @@ def test_a_bad_data_setting_names_its_variable(name, value):
 
 
 def business_environ(**overrides):
-    env = {"BUSINESS_ID": "b1", "DATA_TOKEN": "token-of-b1", "CLIENT_TOKENS": "alice:alice-token"}
+    env = {"BUSINESS_ID": "b1", "DATA_TOKEN": "token-of-b1", "CLIENT_TOKENS": "alice:alice-token",
+           "OPERATOR_TOKENS": "ops:operator-token"}
     env.update(overrides)
     return env
 

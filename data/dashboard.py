@@ -1,0 +1,69 @@
+"""The live dashboard: one page for operators, refreshed every second from an authenticated JSON view."""
+import collections
+import threading
+import time
+
+from flask import Blueprint, current_app, jsonify, send_from_directory
+
+from shared.money import format_cents
+
+RATE_WINDOW = 5             # seconds over which operations per second are averaged
+MOST_LEASES = 50            # leases listed; the count says how many there are in all
+RECENT_REFUSALS = 20
+
+
+class Activity:
+    """Operations committed per business (a rate over the last seconds) and the latest fencing refusals."""
+
+    def __init__(self, clock=time.time):
+        self._clock = clock
+        self._mutex = threading.Lock()
+        self._seconds = collections.defaultdict(collections.Counter)   # business -> {whole second: operations}
+        self._refusals = collections.deque(maxlen=RECENT_REFUSALS)
+
+    def committed(self, business, operations):
+        with self._mutex:
+            counts = self._seconds[business]
+            counts[int(self._clock())] += operations
+            oldest = int(self._clock()) - RATE_WINDOW
+            for second in [s for s in counts if s < oldest]:
+                del counts[second]
+
+    def refused(self, business, account, token):
+        with self._mutex:
+            self._refusals.appendleft({"at": self._clock(), "business": business, "account": account,
+                                       "token": token})
+
+    def view(self):
+        """({business: operations per second}, [recent refusals, newest first])."""
+        with self._mutex:
+            now = int(self._clock())
+            # The current second is still filling: average over the whole seconds before it.
+            rates = {business: sum(n for second, n in counts.items() if now - RATE_WINDOW <= second < now)
+                     / RATE_WINDOW for business, counts in self._seconds.items()}
+            return rates, list(self._refusals)
+
+
+def dashboard_blueprint(operator):
+    """GET /dashboard (the page, no data in it) and GET /dashboard/state (the data, for operators only)."""
+    dashboard = Blueprint("dashboard", __name__)
+
+    @dashboard.get("/dashboard")
+    def page():
+        return send_from_directory(current_app.static_folder, "dashboard.html")
+
+    @dashboard.get("/dashboard/state")
+    @operator.login_required
+    def state():
+        view = current_app.extensions["bank.store"].view(MOST_LEASES)
+        rates, refusals = current_app.extensions["bank.activity"].view()
+        now = time.time()
+        return jsonify(
+            total=format_cents(view["total_cents"]), accounts=view["accounts"], waiting=view["waiting"],
+            lease_count=view["lease_count"],
+            leases=[{"account": account, "holder": holder, "token": token, "seconds_left": round(left, 2)}
+                    for account, holder, token, left in view["leases"]],
+            operations_per_second={business: round(rate, 1) for business, rate in sorted(rates.items())},
+            refusals=[{**refusal, "seconds_ago": round(now - refusal["at"], 1)} for refusal in refusals])
+
+    return dashboard

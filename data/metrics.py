@@ -1,0 +1,39 @@
+"""The data server's metrics: events counted as they happen, and the store's live state read at each scrape."""
+from prometheus_client import Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+FAST = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+LOCK_WAIT_SECONDS = Histogram("bank_data_lock_wait_seconds", "Seconds a lock or read request waited for its turn "
+                              "on a held account", buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+FENCING_REFUSALS = Counter("bank_data_fencing_refusals_total", "Writes and releases refused because their lease "
+                           "was gone or another's (409 not_lock_holder)")
+COMMITS = Counter("bank_data_commits_total", "Commits applied")
+COMMIT_WRITES = Histogram("bank_data_commit_writes", "Accounts one applied commit wrote",
+                          buckets=(0, 1, 2, 4, 8, 16, 32, 64, 100))
+JOURNAL_APPEND_SECONDS = Histogram("bank_data_journal_append_seconds", "Seconds to write one journal record",
+                                   buckets=FAST)
+JOURNAL_FSYNC_SECONDS = Histogram("bank_data_journal_fsync_seconds", "Seconds one journal fsync took", buckets=FAST)
+COMPACTION_SECONDS = Histogram("bank_data_compaction_seconds", "Seconds a journal compaction took, in the "
+                               "background", buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60))
+
+
+class LiveState:
+    """A collector of what the store holds now: leases, waiters, accounts, records, the last compaction's pauses."""
+
+    def __init__(self, store, journal):
+        self._store, self._journal = store, journal
+
+    def collect(self):
+        counts = self._store.counts()
+        for name, help_text in (("leases", "Live leases"), ("waiting", "Requests waiting for a held account"),
+                                ("accounts", "Accounts"),
+                                ("idempotency_records", "Idempotency-Key records held"),
+                                ("retry_records", "Records of writes without a key, held for commit retries")):
+            yield GaugeMetricFamily(f"bank_data_{name}", help_text, value=counts[name])
+        yield CounterMetricFamily("bank_data_compactions", "Journal compactions finished",
+                                  value=self._journal.compactions)
+        stall = GaugeMetricFamily("bank_data_compaction_stall_seconds", "How long the last compaction held writes "
+                                  "back", labels=["phase"])
+        stall.add_metric(["copy"], self._store.compaction_copy_seconds)
+        stall.add_metric(["switch"], self._journal.last_switch_seconds)
+        yield stall

@@ -1,0 +1,78 @@
+"""The dashboard in a real headless Chromium (Debian's, driven by Selenium): it loads without console errors,
+refuses a wrong token, and shows a deposit made through a business server within two seconds."""
+import os
+
+import pytest
+import requests
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from bench.processes import ROOT
+from shared.money import parse_cents
+from tests.helpers import CLIENT_TOKEN, DATA_TOKENS, OPERATOR_TOKEN, bearer
+
+# The README's screenshot, renewed by `UPDATE_DOCS=1 make test`; otherwise it goes to the test's own folder.
+README_SCREENSHOT = ROOT / "docs" / "dashboard.png"
+# Headless, and quiet: the machine's network is closed, so no background connections to Google's hosts.
+CHROMIUM_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--window-size=1280,1000")
+
+
+@pytest.fixture
+def browser(tmp_path):
+    options = Options()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'chromium'}"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    driver.set_page_load_timeout(20)
+    yield driver
+    driver.quit()
+
+
+def sign_in(browser, token):
+    field = browser.find_element(By.ID, "token")
+    field.clear()
+    field.send_keys(token)
+    browser.find_element(By.CSS_SELECTOR, "#login button").click()
+
+
+def shown_total(browser):
+    return parse_cents(browser.find_element(By.ID, "total").text)
+
+
+def test_the_dashboard_shows_the_bank_live_and_refuses_a_wrong_token(start_system, browser, tmp_path):
+    system = start_system()
+    for business in system.businesses:
+        requests.post(f"{business.url}/deposit/dash-{business.name}/100.00", headers=bearer(CLIENT_TOKEN), timeout=5)
+    # A lease held now, and a late write fenced off, so that both tables have something to show.
+    as_b3, data = bearer(DATA_TOKENS["b3"]), system.data.url
+    stale = requests.post(f"{data}/getLock/b3/dash-stale", headers=as_b3, timeout=5).json()["token"]
+    requests.post(f"{data}/unLock/b3/dash-stale", headers=as_b3, json={"token": stale}, timeout=5)
+    requests.post(f"{data}/commit/b3", headers=as_b3, timeout=5, json={
+        "writes": [{"account": "dash-stale", "amount": "1.00", "token": stale}], "unlock": True})
+    requests.post(f"{data}/getLock/b3/dash-held", headers=as_b3, timeout=5)
+
+    browser.get(f"{data}/dashboard")
+    sign_in(browser, OPERATOR_TOKEN)
+    WebDriverWait(browser, 10).until(lambda b: b.find_element(By.ID, "board").is_displayed())
+    assert shown_total(browser) == 300_00
+    assert "dash-held" in browser.find_element(By.ID, "leases").text
+    assert "dash-stale" in browser.find_element(By.ID, "refusals").text
+
+    requests.post(f"{system.businesses[0].url}/deposit/dash-live/12.34", headers=bearer(CLIENT_TOKEN), timeout=5)
+    WebDriverWait(browser, 2).until(lambda b: shown_total(b) == 300_00 + 12_34)
+    WebDriverWait(browser, 5).until(lambda b: "b1" in b.find_element(By.ID, "rates").text)
+    errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+    assert errors == []
+    screenshot = README_SCREENSHOT if os.environ.get("UPDATE_DOCS") else tmp_path / "dashboard.png"
+    assert browser.save_screenshot(str(screenshot)) and screenshot.stat().st_size > 10_000
+
+    sign_in(browser, "not-an-operator-token")
+    WebDriverWait(browser, 5).until(lambda b: "refused" in b.find_element(By.ID, "status").text)
+    assert not browser.find_element(By.ID, "board").is_displayed()
