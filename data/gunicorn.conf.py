@@ -1,14 +1,11 @@
 """Gunicorn settings of the data server: one worker, so the in-memory store is one; threads for concurrency."""
-from shared.gunicorn_errors import answer_errors_in_json
-from shared.gunicorn_metrics import forget_worker, prepare_multiprocess_folder
-from shared.request_log import flush_all
+from shared.gunicorn_hooks import child_exit, prepare_server, worker_exit  # noqa: F401 (hooks gunicorn calls)
 from shared.settings import exit_on_settings_error, load_data_settings, positive_int_setting
 
 # Check the settings in the master so a bad value stops start-up with one line, before any worker forks.
 exit_on_settings_error(load_data_settings)
 
-answer_errors_in_json()
-prepare_multiprocess_folder("data")
+prepare_server("data")
 
 wsgi_app = "data.data_server:create_app()"
 bind = ["127.0.0.1:8000"]
@@ -21,11 +18,3 @@ control_socket_disable = True     # gunicornc is not used; no socket written out
 timeout = 30
 graceful_timeout = 10
 
-
-def worker_exit(server, worker):
-    """The worker's last summary of the requests it answered, so that a short run says what it did too."""
-    flush_all()
-
-
-def child_exit(server, worker):
-    forget_worker(worker.pid)

@@ -1,6 +1,6 @@
 """Prometheus metrics every server shares, and GET /metrics behind an operator's bearer token.
 
-Under gunicorn, prometheus-client runs in multiprocess mode (shared/gunicorn_metrics.py sets its folder before
+Under gunicorn, prometheus-client runs in multiprocess mode (shared/gunicorn_hooks.py sets its folder before
 any worker starts), so a scrape sums every worker's counters; a server's own collectors add what it holds live.
 """
 import os
