@@ -431,7 +431,7 @@ class Store:
         self._compact_min_bytes = settings.compact_min_bytes
         self._clock = clock
         self._mutex = threading.Lock()
-        self._turn_changed = threading.Condition(self._mutex)   # a lease was released or a waiter left
+        self._wakeups = {}                                  # account id -> Condition: its lease was freed or its line moved
         self._max_waiters = settings.lock_waiters           # waiting requests hold server threads: keep some free
         self._waiters = 0
         self._queues = {}                                   # account id -> deque of waiting requests, oldest first
@@ -482,9 +482,10 @@ class Store:
         with self._mutex:
             self._journal.check()
             now = self._wait_turn(accounts, wait)
+            # Every token first: if reserving more fails, no lease of the set has been granted.
+            tokens = [self._fence.next() for _ in accounts]
             granted = []
-            for account in accounts:
-                token = self._fence.next()
+            for account, token in zip(accounts, tokens):
                 self._leases[account] = (business, token, now + self._ttl)
                 granted.append((account, token, self._accounts.get(account)))
             self._sweep_expired_leases(now)
@@ -605,6 +606,7 @@ class Store:
         turn = object()
         for account in accounts:
             self._queues.setdefault(account, collections.deque()).append(turn)
+            self._wakeups.setdefault(account, threading.Condition(self._mutex))
         self._waiters += 1
         started, deadline = now, now + wait
         try:
@@ -613,7 +615,7 @@ class Store:
                     raise self._held(*blocker, now)
                 # Wake at the latest when a lease would expire: expiry notifies no one.
                 expiries = [lease[2] for lease in (self._live_lease(a, now) for a in accounts) if lease is not None]
-                self._turn_changed.wait(min([deadline, *expiries]) - now)
+                self._wakeups[blocker[0]].wait(min([deadline, *expiries]) - now)
                 now = self._clock()
             return now
         finally:
@@ -621,10 +623,11 @@ class Store:
             for account in accounts:
                 queue = self._queues[account]
                 queue.remove(turn)
-                if not queue:
-                    del self._queues[account]
+                if queue:
+                    self._wakeups[account].notify_all()
+                else:
+                    del self._queues[account], self._wakeups[account]
             self._waiters -= 1
-            self._turn_changed.notify_all()
 
     def _blocker(self, accounts, turn, now):
         """(account, live lease or None) of the first account this request may not take yet, or None."""
@@ -650,7 +653,9 @@ class Store:
 
     def _release(self, account):
         del self._leases[account]
-        self._turn_changed.notify_all()
+        waiting = self._wakeups.get(account)
+        if waiting is not None:
+            waiting.notify_all()
 
     def _live_lease(self, account, now):
         lease = self._leases.get(account)

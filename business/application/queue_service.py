@@ -167,7 +167,7 @@ class QueueService:
         outcomes = [None] * len(operations)
         going = list(range(len(operations)))
         deadline, delay = self._clock() + self._lock_wait, FIRST_BACKOFF
-        while going:
+        while True:
             batch = [operations[i] for i in going]
             accounts = sorted({a for op in batch for a in op.accounts})
             try:
@@ -175,7 +175,7 @@ class QueueService:
                                                  self._server_wait(deadline))
             except AccountLocked as locked:
                 held = _touching(batch, locked.account)
-                if len(held) < len(batch):
+                if 0 < len(held) < len(batch):
                     going = [i for position, i in enumerate(going) if position not in held]
                     continue
                 try:
@@ -192,7 +192,6 @@ class QueueService:
             for i, outcome in zip(going, results):
                 outcomes[i] = outcome
             return outcomes
-        return outcomes
 
     def _apply_and_commit(self, operations, leases):
         outcomes, balances, records = _apply(operations, leases)

@@ -201,3 +201,17 @@ def test_a_malformed_account_set_is_400_and_leases_nothing(accounts):
     response = app.test_client().post("/getLocks/b1", headers=B1, json={"accounts": accounts})
     assert response.status_code == 400 and response.json["error"] == "invalid_accounts"
     assert app.test_client().get("/health").json["leases"] == 0
+
+
+def test_a_release_wakes_the_request_waiting_for_that_account_without_any_timeout_passing(clock):
+    # Time stands still and leases last a minute: only the release's wake-up can let the waiting request through.
+    app = create_data_app(load_data_settings(data_environ(LOCK_TTL="60")), clock=clock)
+    client = app.test_client()
+    x = client.post("/getLock/b1/x", headers=B1).json["token"]
+    y = client.post("/getLock/b1/y", headers=B1).json["token"]
+    waiter = in_thread(lambda: lock_all(app.test_client(), B2, "b2", ["x", "y"], wait_ms=10_000))
+    wait_until_waiting(app, 1)
+    client.post("/unLock/b1/y", headers=B1, json={"token": y})
+    client.post("/unLock/b1/x", headers=B1, json={"token": x})
+    waiter["thread"].join(5)
+    assert not waiter["thread"].is_alive() and waiter["result"].status_code == 200

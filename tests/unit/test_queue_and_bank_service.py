@@ -8,17 +8,17 @@ from business.application.bank_service import BankService
 from business.application.errors import (AccountNotFound, IdempotencyConflict, InsufficientFunds, InvalidRequest,
                                          ServiceUnavailable)
 from business.application.queue_service import QueueService
-from business.application.ports import DataUnavailable, LeaseLost
+from business.application.ports import AccountLocked, DataUnavailable, LeaseLost
 from tests.helpers import FakeClock
 from tests.unit.fakes import FakeAmounts, FakeDataServer, FakeLocks
 
 
 class Harness:
-    def __init__(self, accounts=None, queue_limit=100, batch_limit=50, lock_wait=2.0):
+    def __init__(self, accounts=None, queue_limit=100, batch_limit=50, lock_wait=2.0, locks=FakeLocks):
         self.server = FakeDataServer(accounts)
         self.clock = FakeClock()
         self.sleeps = []
-        self.queues = QueueService(FakeLocks(self.server), FakeAmounts(self.server), lock_wait, queue_limit,
+        self.queues = QueueService(locks(self.server), FakeAmounts(self.server), lock_wait, queue_limit,
                                    batch_limit, clock=self.clock, sleep=self._sleep, jitter=lambda: 0.5)
         self.bank = BankService(self.queues, max_amount_cents=1_000_000)
 
@@ -323,3 +323,15 @@ def test_a_refusal_without_a_key_is_not_recorded():
     with pytest.raises(InsufficientFunds):
         harness.bank.withdraw("a", 200, "client")
     assert harness.server.operations == {} and harness.server.commits == []
+
+
+class LocksNamingAnotherAccount(FakeLocks):
+    def acquire_all(self, accounts, lookup=(), wait=0.0):
+        raise AccountLocked("somewhere-else", 0.05)
+
+
+def test_a_refusal_naming_an_account_outside_the_batch_is_waited_out_not_spun_on():
+    harness = Harness({"a": 100}, lock_wait=1.0, locks=LocksNamingAnotherAccount)
+    with pytest.raises(ServiceUnavailable) as refused:
+        harness.bank.deposit("a", 1, "c")
+    assert refused.value.code == "account_busy" and 1.0 <= sum(harness.sleeps) < 1.1
