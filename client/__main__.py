@@ -17,9 +17,9 @@ def main(argv=None):
     parser.add_argument("--token", default=settings.token, help="client bearer token (CLIENT_TOKEN)")
     parser.add_argument("--timeout", type=float, default=settings.timeout, help="seconds per request")
     parser.add_argument("--wait", type=float, default=0, help="seconds to wait for every server's /health first")
+    parser.add_argument("--verdict", default=None, help="file to write the one-line verdict to as well")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("tour", help="exercise every feature, one PASS/FAIL line each")
-    parser.add_argument("--verdict", default=None, help="file to write the one-line verdict to as well")
     for name, workers, accounts, operations in (("check", 16, 5, 2000), ("demo", 8, 4, 400)):
         command = commands.add_parser(name, help="concurrent bank workload and checker" if name == "check"
                                       else "the tour, then a short check")

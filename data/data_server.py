@@ -36,7 +36,7 @@ MAX_OPERATION_ID = 200
 MAX_OPERATION_REQUEST = 512
 SNAPSHOT_CHUNK = 10_000     # accounts per snapshot record, so no journal line grows with the bank
 SNAPSHOT_RECORD_TYPES = ("fence", "accounts", "operations")
-COMPACTION_SYNC_BYTES = 1 << 20
+COMPACTION_SYNC_BYTES = 1 << 20    # how often a compaction flushes its snapshot as it writes it
 
 
 class JournalCorrupt(Exception):
