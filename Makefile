@@ -3,7 +3,7 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo run test bench clean chromium
+.PHONY: install demo run test bench clean test-packages
 
 install: $(STAMP)
 
@@ -31,12 +31,13 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-# Debian's Chromium and its driver, for the dashboard's browser test (as the benchmark installs wrk).
-chromium:
-	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
-		(apt-get update -qq && apt-get install -y -qq chromium chromium-driver)
+# Debian packages the tests run for real (as the benchmark installs wrk): Chromium and its driver for the
+# dashboard's browser test, etcd for the cluster the etcd store is tested on.
+test-packages:
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null && command -v etcd >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq chromium chromium-driver etcd-server etcd-client)
 
-test: install node_modules/.installed chromium
+test: install node_modules/.installed test-packages
 	$(PYTHON) -m pytest
 
 # The benchmark (wrk from Debian, the chart from matplotlib); results in bench/results/.

@@ -44,8 +44,11 @@ class Activity:
             return rates, list(self._refusals)
 
 
-def dashboard_blueprint(operator):
-    """GET /dashboard (the page, no data in it) and GET /dashboard/state (the data, for operators only)."""
+def dashboard_blueprint(operator, store_call):
+    """GET /dashboard (the page, no data in it) and GET /dashboard/state (the data, for operators only).
+
+    store_call runs a store method and turns its refusals into the server's JSON errors.
+    """
     dashboard = Blueprint("dashboard", __name__)
 
     @dashboard.get("/dashboard")
@@ -55,7 +58,7 @@ def dashboard_blueprint(operator):
     @dashboard.get("/dashboard/state")
     @operator.login_required
     def state():
-        view = current_app.extensions["bank.store"].view(MOST_LEASES)
+        view = store_call(current_app.extensions["bank.store"].view, MOST_LEASES)
         rates, refusals = current_app.extensions["bank.activity"].view()
         now = time.time()
         return jsonify(

@@ -51,6 +51,10 @@ class StorageFailed(Exception):
     """The journal failed in a way that leaves what is on disk unknown; nothing is acknowledged until a restart."""
 
 
+class StoreUnavailable(Exception):
+    """The store's cluster did not answer: what a write sent to it did is unknown."""
+
+
 class LockHeld(Exception):
     def __init__(self, account, holder, remaining):
         super().__init__(f"account {account} is locked by {holder}")
@@ -431,7 +435,7 @@ class Store:
         self._compact_min_bytes = settings.compact_min_bytes
         self._clock = clock
         self._mutex = threading.Lock()
-        self._wakeups = {}                                  # account id -> Condition: its lease was freed or its line moved
+        self._wakeups = {}                                  # account id -> Condition: lease freed or line moved
         self._max_waiters = settings.lock_waiters           # waiting requests hold server threads: keep some free
         self._waiters = 0
         self._queues = {}                                   # account id -> deque of waiting requests, oldest first
@@ -562,8 +566,6 @@ class Store:
             record["o"] = self._operations.stamp(operations)
         seq = self._journal.append(record)
         self._apply_record(record)
-        COMMITS.inc()
-        COMMIT_WRITES.observe(len(writes))
         if unlock:
             for account in writes:
                 self._release(account)
@@ -914,12 +916,23 @@ def _store_call(function, *args, **kwargs):
                        {"Retry-After": "1"}) from None
     except StorageFailed:
         raise _storage_failed() from None
+    except StoreUnavailable as error:
+        log.warning("store: %s", error)
+        raise ApiError(503, "store_unavailable", "the store's cluster did not answer; a write sent to it may or may "
+                                                 "not have been applied: retry with the same operation ids",
+                       {"Retry-After": "1"}) from None
 
 
 def _storage_failed():
     return ApiError(503, "storage_failed", "the journal could not be made durable, so what is on disk is unknown: "
                                            "this request's outcome is unknown and nothing is answered until the "
                                            "data server is restarted", {"Retry-After": "5"})
+
+
+def _count_commit(business, writes, operations):
+    COMMITS.inc()
+    COMMIT_WRITES.observe(writes)
+    current_app.extensions["bank.activity"].committed(business, operations)
 
 
 def _amount_or_none(cents):
@@ -966,7 +979,7 @@ def set_amount(business_id, account_id):
     writes = {account_id: (amount_cents(body.get("amount")), _token(body.get("token")))}
     unlock = _flag(body, "unlock")
     _store_call(_store().commit, business, writes, unlock=unlock)
-    current_app.extensions["bank.activity"].committed(business, 1)
+    _count_commit(business, 1, 1)
     return jsonify(account=account_id, amount=format_cents(writes[account_id][0]), unlocked=unlock)
 
 
@@ -1000,7 +1013,7 @@ def commit(business_id):
     unlock = _flag(body, "unlock")
     replayed, results = _store_call(_store().commit, business, writes, operations, unlock, release)
     if not replayed:
-        current_app.extensions["bank.activity"].committed(business, max(len(operations), 1))
+        _count_commit(business, len(writes), max(len(operations), 1))
     return jsonify(replayed=replayed, results=results,
                    amounts={account: format_cents(cents) for account, (cents, _) in writes.items()},
                    unlocked=unlock and not replayed)
@@ -1012,13 +1025,19 @@ def create_app(settings=None, clock=time.monotonic, wall_clock=time.time, backgr
     app = create_base_app(__name__, "data", settings.max_body_bytes, settings.log_level,
                           settings.log_summary_seconds)
     configure_tokens(app, settings.tokens)
-    journal = Journal(settings.journal_path, settings.fsync, background) if settings.journal_path else MemoryJournal()
-    store = Store(journal, settings, clock, wall_clock)
+    if settings.store == "etcd":
+        from data.etcd_store import EtcdStore        # loaded only when chosen: it imports this module
+        journal, store = MemoryJournal(), EtcdStore(settings, wall_clock)
+    else:
+        journal = Journal(settings.journal_path, settings.fsync, background) if settings.journal_path else None
+        journal = journal or MemoryJournal()
+        store = Store(journal, settings, clock, wall_clock)
     app.extensions["bank.store"] = store
     app.extensions["bank.journal"] = journal
-    operator = register_metrics_route(app, settings.operator_tokens, [LiveState(store, journal)])
+    operator = register_metrics_route(app, settings.operator_tokens,
+                                      [LiveState(store, journal, (StoreUnavailable,))])
     app.extensions["bank.activity"] = Activity()
-    app.register_blueprint(dashboard_blueprint(operator))
+    app.register_blueprint(dashboard_blueprint(operator, _store_call))
     requests_served = app.extensions["bank.requests"] = RequestCounter()
 
     @app.get("/health")
@@ -1027,7 +1046,7 @@ def create_app(settings=None, clock=time.monotonic, wall_clock=time.time, backgr
             journal.check()
         except StorageFailed:
             raise _storage_failed() from None
-        return jsonify(status="ok", requests=requests_served.count, **store.counts(),
+        return jsonify(status="ok", requests=requests_served.count, **_store_call(store.counts),
                        compactions=journal.compactions,
                        compaction_copy_ms=round(store.compaction_copy_seconds * 1000, 1),
                        compaction_switch_ms=round(journal.last_switch_seconds * 1000, 1))

@@ -20,11 +20,15 @@ COMPACTION_SECONDS = Histogram("bank_data_compaction_seconds", "Seconds a journa
 class LiveState:
     """A collector of what the store holds now: leases, waiters, accounts, records, the last compaction's pauses."""
 
-    def __init__(self, store, journal):
+    def __init__(self, store, journal, unavailable=()):
         self._store, self._journal = store, journal
+        self._unavailable = unavailable     # what the store raises when it cannot answer: no live state then
 
     def collect(self):
-        counts = self._store.counts()
+        try:
+            counts = self._store.counts()
+        except self._unavailable:
+            return
         for name, help_text in (("leases", "Live leases"), ("waiting", "Requests waiting for a held account"),
                                 ("accounts", "Accounts"),
                                 ("idempotency_records", "Idempotency-Key records held"),

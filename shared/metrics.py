@@ -26,7 +26,7 @@ def register_metrics_route(app, operator_tokens, live_collectors=()):
     """GET /metrics in Prometheus's text format, for operators only; live_collectors report state at scrape."""
     configure_tokens(app, operator_tokens, OPERATOR_TOKENS_KEY)
     operator = bearer_auth(OPERATOR_TOKENS_KEY)
-    live = CollectorRegistry(auto_describe=True)
+    live = CollectorRegistry(auto_describe=False)       # read only when scraped, never at start-up
     for collector in live_collectors:
         live.register(collector)
 

@@ -26,6 +26,10 @@ class DataSettings:
     retry_record_retention: float  # seconds those are kept, for a commit's own retry
     compact_min_bytes: int      # journal size below which it is never compacted
     lock_waiters: int     # requests that may wait at once for a held account (each holds a server thread)
+    store: str            # memory (the embedded store and its journal) | etcd
+    etcd_endpoints: tuple  # client URLs of the etcd members, for DATA_STORE=etcd
+    etcd_prefix: str      # the bank's keys in etcd start with it
+    etcd_timeout: float   # seconds for each call to etcd before the next member is tried
     max_body_bytes: int
     log_level: str
     log_summary_seconds: float
@@ -69,6 +73,10 @@ def load_data_settings(environ=None):
         retry_record_retention=_positive_int(env, "DATA_RETRY_RECORD_RETENTION", "60"),
         compact_min_bytes=_positive_int(env, "DATA_COMPACT_MIN_BYTES", "16777216"),
         lock_waiters=_positive_int(env, "DATA_LOCK_WAITERS", "48"),
+        store=_choice(env, "DATA_STORE", "memory", ("memory", "etcd")),
+        etcd_endpoints=_urls(env, "ETCD_ENDPOINTS", "http://127.0.0.1:2379"),
+        etcd_prefix=env.get("ETCD_PREFIX", "bank/").strip() or "bank/",
+        etcd_timeout=_seconds(env, "ETCD_TIMEOUT", "1"),
         max_body_bytes=_positive_int(env, "MAX_BODY_BYTES", "1048576"),
         log_level=_choice(env, "LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
         log_summary_seconds=_seconds(env, "LOG_SUMMARY_SECONDS", "10"),
@@ -99,13 +107,7 @@ def load_business_settings(environ=None):
 
 def load_client_settings(environ=None):
     env = _environment(environ)
-    urls = tuple(u.strip().rstrip("/") for u in env.get(
-        "BUSINESS_URLS", "http://127.0.0.1:8001,http://127.0.0.1:8002,http://127.0.0.1:8003").split(",") if u.strip())
-    for url in urls:
-        if not url.startswith(("http://", "https://")):
-            raise SettingsError(f"BUSINESS_URLS: {url!r} is not an http:// or https:// URL")
-    if not urls:
-        raise SettingsError("BUSINESS_URLS: at least one URL is needed")
+    urls = _urls(env, "BUSINESS_URLS", "http://127.0.0.1:8001,http://127.0.0.1:8002,http://127.0.0.1:8003")
     return ClientSettings(business_urls=urls, token=env.get("CLIENT_TOKEN", ""),
                           timeout=_seconds(env, "CLIENT_TIMEOUT", "5"))
 
@@ -190,6 +192,16 @@ def _amount(env, name, default):
     if cents < 1:
         raise SettingsError(f"{name}: must be more than 0")
     return cents
+
+
+def _urls(env, name, default):
+    urls = tuple(url.strip().rstrip("/") for url in env.get(name, default).split(",") if url.strip())
+    for url in urls:
+        if not url.startswith(("http://", "https://")):
+            raise SettingsError(f"{name}: {url!r} is not an http:// or https:// URL")
+    if not urls:
+        raise SettingsError(f"{name}: at least one URL is needed")
+    return urls
 
 
 def _url(env, name, default):

@@ -1,12 +1,14 @@
 import threading
+import uuid
 
 import pytest
 from werkzeug.serving import make_server
 
+from bench.processes import EtcdCluster
 from business.business_server import create_app as create_business_app
 from data.data_server import create_app as create_data_app
 from shared.settings import load_business_settings, load_data_settings
-from tests.helpers import CLIENT_TOKEN, DATA_TOKENS, FakeClock, bearer, business_environ, data_environ
+from tests.helpers import CLIENT_TOKEN, DATA_TOKENS, FakeClock, bearer, business_environ, store_environ
 
 
 @pytest.fixture
@@ -14,9 +16,40 @@ def clock():
     return FakeClock()
 
 
+@pytest.fixture(scope="session")
+def etcd_cluster(tmp_path_factory):
+    """A 3-member etcd cluster on loopback for the whole run; each test keeps to a key prefix of its own."""
+    cluster = EtcdCluster(tmp_path_factory.mktemp("etcd")).start()
+    yield cluster
+    cluster.stop()
+
+
 @pytest.fixture
-def data_app(clock):
-    return create_data_app(load_data_settings(data_environ()), clock=clock)
+def etcd_prefix():
+    """The test's own keys in the shared cluster: every data app of one test sees the same bank."""
+    return f"test-{uuid.uuid4().hex}/"
+
+
+@pytest.fixture(params=["memory", "etcd"])
+def store(request):
+    """Each data-server test runs on both stores, but for those marked memory_only."""
+    memory_only = request.node.get_closest_marker("memory_only")
+    if request.param == "etcd" and memory_only:
+        pytest.skip(f"embedded store only: {memory_only.args[0]}")
+    return request.param
+
+
+@pytest.fixture
+def data_app(store, clock, request):
+    return create_data_app(load_data_settings(store_environ(store, request)), clock=clock)
+
+
+@pytest.fixture
+def real_clock_app(store, request):
+    """Makes data apps on the test's store with the real clock, settings as data_environ's overrides."""
+    def make(**overrides):
+        return create_data_app(load_data_settings(store_environ(store, request, **overrides)))
+    return make
 
 
 @pytest.fixture
@@ -35,12 +68,13 @@ def b2():
 
 
 @pytest.fixture
-def serve_data():
-    """Serves real data apps (settings as data_environ's overrides) over HTTP in this process; stops them after."""
+def serve_data(store, request):
+    """Serves real data apps on the test's store (settings as data_environ's overrides) over HTTP in this process;
+    stops them after."""
     running = []
 
     def serve(**overrides):
-        app = create_data_app(load_data_settings(data_environ(**overrides)))
+        app = create_data_app(load_data_settings(store_environ(store, request, **overrides)))
         server = make_server("127.0.0.1", 0, app, threaded=True)
         thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
         thread.start()

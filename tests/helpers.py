@@ -29,6 +29,15 @@ def data_environ(**overrides):
     return env
 
 
+def store_environ(store, request, **overrides):
+    """data_environ for a data server on store (memory, or etcd: the run's cluster, the test's prefix)."""
+    if store == "etcd":
+        cluster = request.getfixturevalue("etcd_cluster")
+        overrides = {"DATA_STORE": "etcd", "ETCD_ENDPOINTS": ",".join(cluster.endpoints),
+                     "ETCD_PREFIX": request.getfixturevalue("etcd_prefix"), **overrides}
+    return data_environ(**overrides)
+
+
 def business_environ(business_id, data_url, **overrides):
     env = {"BUSINESS_ID": business_id, "DATA_URL": data_url, "DATA_TOKEN": DATA_TOKENS[business_id],
            "CLIENT_TOKENS": f"tester:{CLIENT_TOKEN},other:other-client-token", "LOCK_WAIT": "5",

@@ -14,7 +14,8 @@ def test_the_postman_collection_passes_under_newman(start_system):
         result = subprocess.run(
             [str(NEWMAN), "run", "postman/bank.postman_collection.json", "-e", "postman/local.postman_environment.json",
              "--env-var", f"baseUrl={server.url}", "--env-var", f"clientToken={CLIENT_TOKEN}",
-             "--env-var", f"dataUrl={system.data.url}", "--env-var", f"dataToken={DATA_TOKENS['b1']}", "--color", "off"],
+             "--env-var", f"dataUrl={system.data.url}", "--env-var", f"dataToken={DATA_TOKENS['b1']}",
+             "--color", "off"],
             cwd=ROOT, capture_output=True, text=True, timeout=120)
         print(result.stdout[-3000:], result.stderr[-2000:])
         assert result.returncode == 0

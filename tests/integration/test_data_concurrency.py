@@ -3,16 +3,14 @@ import random
 import threading
 import time
 
-from data.data_server import create_app as create_data_app
-from shared.settings import load_data_settings
-from tests.helpers import DATA_TOKENS, bearer, data_environ
+from tests.helpers import DATA_TOKENS, bearer
 
 THREADS = 16
 INCREMENTS_PER_THREAD = 40
 
 
-def test_many_threads_locking_one_account_lose_no_update_and_never_share_the_lock():
-    app = create_data_app(load_data_settings(data_environ()))
+def test_many_threads_locking_one_account_lose_no_update_and_never_share_the_lock(real_clock_app):
+    app = real_clock_app()
     holders = {"now": 0, "most": 0}
     holders_mutex = threading.Lock()
     failures = []
@@ -51,8 +49,8 @@ def test_many_threads_locking_one_account_lose_no_update_and_never_share_the_loc
     assert final == f"{THREADS * INCREMENTS_PER_THREAD // 100}.{THREADS * INCREMENTS_PER_THREAD % 100:02d}"
 
 
-def test_concurrent_lock_requests_get_exactly_one_grant_each_round():
-    app = create_data_app(load_data_settings(data_environ()))
+def test_concurrent_lock_requests_get_exactly_one_grant_each_round(real_clock_app):
+    app = real_clock_app()
     for round_number in range(20):
         barrier = threading.Barrier(8)
         statuses = []

@@ -4,7 +4,7 @@ import pytest
 
 from data.data_server import create_app as create_data_app
 from shared.settings import load_data_settings
-from tests.helpers import DATA_TOKENS, FakeClock, bearer, data_environ
+from tests.helpers import DATA_TOKENS, FakeClock, bearer, store_environ
 
 B1 = bearer(DATA_TOKENS["b1"])
 
@@ -14,8 +14,12 @@ def wall():
     return FakeClock()
 
 
-def data_app(wall, **overrides):
-    return create_data_app(load_data_settings(data_environ(**overrides)), wall_clock=wall)
+@pytest.fixture
+def data_app(store, request, wall):
+    """Makes data apps on the test's store whose wall clock (for retention) the test moves."""
+    def make(**overrides):
+        return create_data_app(load_data_settings(store_environ(store, request, **overrides)), wall_clock=wall)
+    return make
 
 
 def lock(client, account, lookup=()):
@@ -35,8 +39,8 @@ def write(client, account, amount, op_id, keyed=True):
     return response
 
 
-def test_a_full_key_table_refuses_new_keyed_writes_and_keeps_every_live_key(wall):
-    client = data_app(wall, DATA_OPERATION_LIMIT="3", DATA_OPERATION_RETENTION="100").test_client()
+def test_a_full_key_table_refuses_new_keyed_writes_and_keeps_every_live_key(data_app, wall):
+    client = data_app(DATA_OPERATION_LIMIT="3", DATA_OPERATION_RETENTION="100").test_client()
     for i in range(3):
         write(client, "acc", f"{i}.00", f"key-{i}")
         wall.advance(10)
@@ -53,8 +57,8 @@ def test_a_full_key_table_refuses_new_keyed_writes_and_keeps_every_live_key(wall
     assert set(lock(client, "z", [f"key-{i}" for i in range(4)])["operations"]) == {"key-1", "key-2", "key-3"}
 
 
-def test_a_full_retry_table_refuses_writes_without_a_key_until_the_oldest_expires(wall):
-    client = data_app(wall, DATA_RETRY_RECORD_LIMIT="2", DATA_RETRY_RECORD_RETENTION="30").test_client()
+def test_a_full_retry_table_refuses_writes_without_a_key_until_the_oldest_expires(data_app, wall):
+    client = data_app(DATA_RETRY_RECORD_LIMIT="2", DATA_RETRY_RECORD_RETENTION="30").test_client()
     write(client, "acc", "1.00", "bare-1", keyed=False)
     write(client, "acc", "2.00", "bare-2", keyed=False)
     token = lock(client, "acc")["token"]
@@ -64,8 +68,8 @@ def test_a_full_retry_table_refuses_writes_without_a_key_until_the_oldest_expire
     assert commit(client, "acc", "3.00", token, "bare-3", keyed=False).status_code == 200
 
 
-def test_a_commit_retry_is_answered_as_applied_however_many_keyed_records_came_since(wall):
-    client = data_app(wall, DATA_OPERATION_LIMIT="3", DATA_RETRY_RECORD_RETENTION="60").test_client()
+def test_a_commit_retry_is_answered_as_applied_however_many_keyed_records_came_since(data_app, wall):
+    client = data_app(DATA_OPERATION_LIMIT="3", DATA_RETRY_RECORD_RETENTION="60").test_client()
     token = lock(client, "acc")["token"]
     first = commit(client, "acc", "5.00", token, "bare-1", keyed=False)
     for i in range(3):
@@ -78,14 +82,14 @@ def test_a_commit_retry_is_answered_as_applied_however_many_keyed_records_came_s
     assert retry.json["results"] == first.json["results"]
 
 
-def test_records_without_a_key_last_their_short_retention_and_keyed_ones_their_long_one(wall, tmp_path):
+def test_records_without_a_key_last_their_short_retention_and_keyed_ones_their_long_one(data_app, wall, tmp_path):
     overrides = {"DATA_JOURNAL": str(tmp_path / "bank.journal"), "DATA_OPERATION_RETENTION": "3600",
                  "DATA_RETRY_RECORD_RETENTION": "60"}
-    app = data_app(wall, **overrides)
+    app = data_app(**overrides)
     write(app.test_client(), "acc", "1.00", "bare", keyed=False)
     write(app.test_client(), "acc", "2.00", "keyed")
     app.extensions["bank.journal"].close()
-    client = data_app(wall, **overrides).test_client()
+    client = data_app(**overrides).test_client()
     assert set(lock(client, "x", ["bare", "keyed"])["operations"]) == {"bare", "keyed"}
     wall.advance(61)
     assert set(lock(client, "y", ["bare", "keyed"])["operations"]) == {"keyed"}
@@ -94,8 +98,8 @@ def test_records_without_a_key_last_their_short_retention_and_keyed_ones_their_l
 
 
 @pytest.mark.parametrize("keyed", ["yes", 1, None])
-def test_keyed_must_be_true_or_false(wall, keyed):
-    client = data_app(wall).test_client()
+def test_keyed_must_be_true_or_false(data_app, keyed):
+    client = data_app().test_client()
     token = lock(client, "acc")["token"]
     response = client.post("/commit/b1", headers=B1, json={
         "writes": [{"account": "acc", "amount": "1.00", "token": token}],

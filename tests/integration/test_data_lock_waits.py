@@ -12,10 +12,6 @@ from tests.helpers import DATA_TOKENS, bearer, data_environ
 B1, B2 = bearer(DATA_TOKENS["b1"]), bearer(DATA_TOKENS["b2"])
 
 
-def real_clock_app(**overrides):
-    return create_data_app(load_data_settings(data_environ(**overrides)))
-
-
 def wait_until_waiting(app, count):
     deadline = time.monotonic() + 10
     while app.test_client().get("/health").json["waiting"] != count:
@@ -31,7 +27,7 @@ def in_thread(function):
     return box
 
 
-def test_a_waiting_lock_request_gets_the_lease_when_the_holder_releases_and_sees_its_write():
+def test_a_waiting_lock_request_gets_the_lease_when_the_holder_releases_and_sees_its_write(real_clock_app):
     app = real_clock_app()
     client = app.test_client()
     token = client.post("/getLock/b1/acc", headers=B1).json["token"]
@@ -43,7 +39,7 @@ def test_a_waiting_lock_request_gets_the_lease_when_the_holder_releases_and_sees
     assert granted.status_code == 200 and granted.json["amount"] == "5.00" and granted.json["token"] > token
 
 
-def test_waiting_requests_are_served_in_arrival_order():
+def test_waiting_requests_are_served_in_arrival_order(real_clock_app):
     app = real_clock_app()
     client = app.test_client()
     token = client.post("/getLock/b1/acc", headers=B1).json["token"]
@@ -65,7 +61,7 @@ def test_waiting_requests_are_served_in_arrival_order():
     assert order == ["first", "second", "third"]
 
 
-def test_a_newcomer_does_not_jump_the_queue():
+def test_a_newcomer_does_not_jump_the_queue(real_clock_app):
     app = real_clock_app()
     client = app.test_client()
     token = client.post("/getLock/b1/acc", headers=B1).json["token"]
@@ -78,7 +74,7 @@ def test_a_newcomer_does_not_jump_the_queue():
     assert client.post("/getLock/b1/acc", headers=B1).status_code == 423
 
 
-def test_a_wait_that_runs_out_is_423():
+def test_a_wait_that_runs_out_is_423(real_clock_app):
     app = real_clock_app()
     app.test_client().post("/getLock/b1/acc", headers=B1)
     response = app.test_client().post("/getLock/b2/acc", headers=B2, json={"wait_ms": 50})
@@ -86,7 +82,7 @@ def test_a_wait_that_runs_out_is_423():
     assert app.test_client().get("/health").json["waiting"] == 0
 
 
-def test_past_the_waiter_limit_a_request_is_refused_at_once():
+def test_past_the_waiter_limit_a_request_is_refused_at_once(real_clock_app):
     app = real_clock_app(DATA_LOCK_WAITERS="1")
     app.test_client().post("/getLock/b1/acc", headers=B1)
     waiter = in_thread(lambda: app.test_client().post("/getLock/b2/acc", headers=B2, json={"wait_ms": 300}))
@@ -96,7 +92,7 @@ def test_past_the_waiter_limit_a_request_is_refused_at_once():
     waiter["thread"].join(10)
 
 
-def test_a_read_waits_its_turn_and_sees_the_holders_write():
+def test_a_read_waits_its_turn_and_sees_the_holders_write(real_clock_app):
     app = real_clock_app()
     client = app.test_client()
     token = client.post("/getLock/b1/acc", headers=B1).json["token"]
@@ -107,7 +103,8 @@ def test_a_read_waits_its_turn_and_sees_the_holders_write():
     assert reader["result"].json == {"account": "acc", "amount": "7.00"}
 
 
-def test_an_expiring_lease_wakes_its_waiters():
+@pytest.mark.memory_only("etcd's shortest lease is longer than this test's 0.2 s")
+def test_an_expiring_lease_wakes_its_waiters(real_clock_app):
     app = real_clock_app(LOCK_TTL="0.2")
     app.test_client().post("/getLock/b1/acc", headers=B1)
     response = app.test_client().post("/getLock/b2/acc", headers=B2, json={"wait_ms": 5000})
@@ -115,7 +112,7 @@ def test_an_expiring_lease_wakes_its_waiters():
 
 
 @pytest.mark.parametrize("wait", [-1, 10_001, "5", 1.5, True])
-def test_a_malformed_wait_is_400(wait):
+def test_a_malformed_wait_is_400(real_clock_app, wait):
     response = real_clock_app().test_client().post("/getLock/b1/acc", headers=B1, json={"wait_ms": wait})
     assert response.status_code == 400 and response.json["error"] == "invalid_wait"
 
@@ -124,7 +121,7 @@ def lock_all(client, headers, business, accounts, wait_ms=0):
     return client.post(f"/getLocks/{business}", headers=headers, json={"accounts": accounts, "wait_ms": wait_ms})
 
 
-def test_several_accounts_are_leased_at_once_in_sorted_order_or_none_is():
+def test_several_accounts_are_leased_at_once_in_sorted_order_or_none_is(real_clock_app):
     app = real_clock_app()
     client = app.test_client()
     held = client.post("/getLock/b1/b", headers=B1).json["token"]
@@ -136,14 +133,13 @@ def test_several_accounts_are_leased_at_once_in_sorted_order_or_none_is():
     assert granted.status_code == 200
     locks = granted.json["locks"]
     assert [lock["account"] for lock in locks] == ["a", "b", "c"] and all(lock["amount"] is None for lock in locks)
-    tokens = [lock["token"] for lock in locks]
-    assert len(set(tokens)) == 3 and min(tokens) > held
+    assert min(lock["token"] for lock in locks) > held
     commit = client.post("/commit/b2", headers=B2, json={"unlock": True, "writes": [
         {"account": lock["account"], "amount": "1.00", "token": lock["token"]} for lock in locks]})
     assert commit.status_code == 200
 
 
-def test_a_set_waits_for_its_turn_holding_nothing_then_gets_every_account():
+def test_a_set_waits_for_its_turn_holding_nothing_then_gets_every_account(real_clock_app):
     app = real_clock_app()
     client = app.test_client()
     token = client.post("/getLock/b1/y", headers=B1).json["token"]
@@ -157,7 +153,7 @@ def test_a_set_waits_for_its_turn_holding_nothing_then_gets_every_account():
     assert [(lock["account"], lock["amount"]) for lock in granted.json["locks"]] == [("x", None), ("y", "7.00")]
 
 
-def test_a_set_that_waits_past_its_time_leaves_every_line_it_joined():
+def test_a_set_that_waits_past_its_time_leaves_every_line_it_joined(real_clock_app):
     app = real_clock_app()
     client = app.test_client()
     client.post("/getLock/b1/y", headers=B1)
@@ -166,7 +162,7 @@ def test_a_set_that_waits_past_its_time_leaves_every_line_it_joined():
     assert client.post("/getLock/b1/x", headers=B1).status_code == 200
 
 
-def test_overlapping_sets_from_many_threads_never_deadlock_and_every_increment_lands():
+def test_overlapping_sets_from_many_threads_never_deadlock_and_every_increment_lands(real_clock_app):
     app = real_clock_app()
     accounts, rounds, sets = ["a", "b", "c", "d"], 15, [["a", "b"], ["b", "c"], ["c", "d"], ["d", "a"],
                                                           ["a", "c"], ["a", "b", "c", "d"], ["d", "b"], ["c", "a", "d"]]
@@ -196,7 +192,7 @@ def test_overlapping_sets_from_many_threads_never_deadlock_and_every_increment_l
 
 
 @pytest.mark.parametrize("accounts", [[], ["a", "a"], ["a", "no/slash"], "a", [f"a{i}" for i in range(101)], [1]])
-def test_a_malformed_account_set_is_400_and_leases_nothing(accounts):
+def test_a_malformed_account_set_is_400_and_leases_nothing(real_clock_app, accounts):
     app = real_clock_app()
     response = app.test_client().post("/getLocks/b1", headers=B1, json={"accounts": accounts})
     assert response.status_code == 400 and response.json["error"] == "invalid_accounts"

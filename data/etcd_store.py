@@ -1,0 +1,408 @@
+"""The data server's store on an etcd cluster (DATA_STORE=etcd): the same contract as the embedded store.
+
+The data server keeps no state of its own: balances, lock leases, fencing tokens, waiting lines and operation
+records all live in etcd, and every change is one etcd transaction, so any number of data-server processes serve
+one bank. Keys under ETCD_PREFIX:
+
+  a/{account}        cents
+  l/{account}        the holder's business id, under an etcd lease of LOCK_TTL; its create revision is the token
+  q/{account}/{id}   a request waiting for the account, under a lease; create revisions order the line
+  w/{id}             the same waiting request, once, to count them
+  o/k/{id}, o/r/{id} a keyed or a retry operation record, under a lease a little longer than its retention
+"""
+import base64
+import json
+import threading
+import time
+import uuid
+
+import urllib3
+
+from data.data_server import (LockHeld, NotLockHolder, OperationConflict, RecordsFull, StoreUnavailable,
+                              UnknownAccount)
+from data.metrics import LOCK_WAIT_SECONDS
+
+POLL_FIRST, POLL_MOST = 0.002, 0.02     # seconds between looks at a line while waiting
+RECORD_LEASE_SPAN = 60                  # seconds of records that share one etcd lease
+
+
+def _b64(text):
+    return base64.b64encode(text.encode()).decode()
+
+
+def _text(encoded):
+    return base64.b64decode(encoded).decode()
+
+
+def _prefix_end(prefix):
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+class EtcdGateway:
+    """etcd's v3 JSON gateway over a pool of keep-alive connections, moving on to the next member on failure."""
+
+    def __init__(self, endpoints, timeout):
+        self._pools = [urllib3.connection_from_url(url, maxsize=16, block=False, retries=False) for url in endpoints]
+        self._timeout = timeout
+        self._first = 0
+
+    def call(self, path, body):
+        for attempt in range(len(self._pools)):
+            index = (self._first + attempt) % len(self._pools)
+            try:
+                response = self._pools[index].urlopen("POST", path, body=json.dumps(body).encode(),
+                                                      headers={"Content-Type": "application/json"},
+                                                      timeout=urllib3.Timeout(total=self._timeout), retries=False)
+                answer = json.loads(response.data)
+            except (urllib3.exceptions.HTTPError, ValueError):
+                continue
+            if response.status == 200:
+                self._first = index
+                return answer
+            if response.status < 500:
+                raise StoreUnavailable(f"etcd refused {path}: {response.status} {answer.get('error')}")
+        raise StoreUnavailable(f"no etcd member answered {path}")
+
+    def txn(self, compare=(), success=(), failure=()):
+        return self.call("/v3/kv/txn", {"compare": list(compare), "success": list(success),
+                                        "failure": list(failure)})
+
+
+def _range(key, prefix=False, count_only=False, first_created=False):
+    request = {"key": _b64(key)}
+    if prefix:
+        request["range_end"] = _b64(_prefix_end(key))
+    if count_only:
+        request["count_only"] = True
+    if first_created:
+        request.update(sort_target="CREATE", sort_order="ASCEND", limit=1)
+    return {"request_range": request}
+
+
+def _put(key, value, lease=None):
+    request = {"key": _b64(key), "value": _b64(value)}
+    if lease:
+        request["lease"] = lease
+    return {"request_put": request}
+
+
+def _delete(key):
+    return {"request_delete_range": {"key": _b64(key)}}
+
+
+def _compare(key, target, result, value):
+    field = {"CREATE": "create_revision", "VALUE": "value", "VERSION": "version"}[target]
+    return {"key": _b64(key), "target": target, "result": result,
+            field: _b64(value) if target == "VALUE" else str(value)}
+
+
+def _kvs(response):
+    return response.get("response_range", {}).get("kvs", [])
+
+
+class EtcdStore:
+    """Accounts, leases, lines and records in etcd, each operation one transaction (see the module's text)."""
+
+    compaction_copy_seconds = 0.0
+
+    def __init__(self, settings, wall_clock=time.time):
+        self._etcd = EtcdGateway(settings.etcd_endpoints, settings.etcd_timeout)
+        self._p = settings.etcd_prefix
+        self._ttl = settings.lock_ttl
+        self._retention = {True: settings.operation_retention, False: settings.retry_record_retention}
+        self._limit = {True: settings.operation_limit, False: settings.retry_record_limit}
+        self._wall_clock = wall_clock
+        self._record_leases = {}            # (keyed, span) -> etcd lease id
+        self._mutex = threading.Lock()
+        self._max_waiters = settings.lock_waiters   # waiting requests hold this process's threads: keep some free
+        self._waiters = 0
+
+    # ---- the contract ------------------------------------------------------------------------------------
+
+    def lock(self, business, account, token=None, lookup=(), wait=0.0):
+        if token is not None:
+            remaining, amount, recorded = self._renew(business, account, token, lookup)
+            return token, remaining, amount, recorded
+        granted, ttl, recorded = self.lock_all(business, [account], lookup, wait)
+        _, token, amount = granted[0]
+        return token, ttl, amount, recorded
+
+    def lock_all(self, business, accounts, lookup=(), wait=0.0):
+        deadline = time.monotonic() + wait
+        compare = [_compare(self._lock(a), "VERSION", "EQUAL", 0) for a in accounts]
+        reads = [_range(self._amount(a)) for a in accounts] + self._record_ranges(lookup)
+
+        def take():
+            # A lease of its own, granted just before the locks are taken, so that it lives LOCK_TTL from then.
+            lease = self._grant(self._ttl)
+            return [_put(self._lock(a), business, lease) for a in accounts] + reads
+
+        answer = self._etcd.txn(compare + [self._line_empty(a) for a in accounts], take(),
+                                [_range(self._lock(a)) for a in accounts])
+        if not answer.get("succeeded"):
+            if wait <= 0:
+                raise self._held(accounts, answer["responses"])
+            answer = self._wait_turn(accounts, deadline, compare, take)
+        token = int(answer["header"]["revision"])
+        responses = answer["responses"][len(accounts):]
+        granted = [(account, token, self._cents(responses[i])) for i, account in enumerate(accounts)]
+        return granted, self._ttl, self._recorded(responses[len(accounts):], lookup)
+
+    def unlock(self, business, account, token):
+        answer = self._etcd.txn(self._holder(business, account, token), [_delete(self._lock(account))])
+        if not answer.get("succeeded"):
+            raise NotLockHolder(business, account, token)
+
+    def read(self, business, account, token=None, wait=0.0):
+        if token is not None:
+            answer = self._etcd.txn(self._holder(business, account, token), [_range(self._amount(account))])
+            if not answer.get("succeeded"):
+                raise NotLockHolder(business, account, token)
+            cents = self._cents(answer["responses"][0])
+        else:
+            reads = [_range(self._amount(account))]
+            compare = [_compare(self._lock(account), "VERSION", "EQUAL", 0)]
+            answer = self._etcd.txn(compare + [self._line_empty(account)], reads, [_range(self._lock(account))])
+            if not answer.get("succeeded"):
+                if wait <= 0:
+                    raise self._held([account], answer["responses"])
+                answer = self._wait_turn([account], time.monotonic() + wait, compare, lambda: reads)
+            cents = self._cents(answer["responses"][0])
+        if cents is None:
+            raise UnknownAccount(account)
+        return cents
+
+    def commit(self, business, writes, operations=(), unlock=False, release=None):
+        release = release or {}
+        first_results = self._recorded_results(operations)
+        if first_results is not None:
+            self._give_back(business, {a: token for a, (_, token) in writes.items()} if unlock else {}, release)
+            return True, first_results
+        self._require_room(operations)
+        compare = [c for account, (_, token) in writes.items() for c in self._holder(business, account, token)]
+        compare += [_compare(self._record(op), "VERSION", "EQUAL", 0) for op in operations]
+        success = [_put(self._amount(account), str(cents)) for account, (cents, _) in writes.items()]
+        success += [self._put_record(op) for op in operations]
+        if unlock:
+            success += [_delete(self._lock(account)) for account in writes]
+        success += [self._release_op(business, account, token) for account, token in release.items()]
+        answer = self._etcd.txn(compare, success)
+        if answer.get("succeeded"):
+            return False, [op["result"] for op in operations]
+        first_results = self._recorded_results(operations)
+        if first_results is not None:
+            return True, first_results
+        lost = [(account, token) for account, (_, token) in writes.items() if not self._holds(business, account, token)]
+        raise NotLockHolder(business, *(lost or [(None, None)])[0])
+
+    def counts(self):
+        answer = self._etcd.txn(success=[_range(self._p + key, prefix=True, count_only=True)
+                                         for key in ("a/", "l/", "w/", "o/k/", "o/r/")])
+        accounts, leases, waiting, keyed, retry = (int(r["response_range"].get("count", 0))
+                                                   for r in answer["responses"])
+        return {"accounts": accounts, "leases": leases, "waiting": waiting, "idempotency_records": keyed,
+                "retry_records": retry}
+
+    def view(self, most_leases):
+        answer = self._etcd.txn(success=[_range(self._p + "a/", prefix=True), _range(self._p + "l/", prefix=True),
+                                         _range(self._p + "w/", prefix=True, count_only=True)])
+        amounts, locks, line = (r["response_range"] for r in answer["responses"])
+        leases = [(_text(kv["key"])[len(self._p) + 2:], _text(kv["value"]), int(kv["create_revision"]),
+                   self._time_left(kv.get("lease"))) for kv in locks.get("kvs", [])[:most_leases]]
+        return {"total_cents": sum(int(_text(kv["value"])) for kv in amounts.get("kvs", [])),
+                "accounts": int(amounts.get("count", 0)), "waiting": int(line.get("count", 0)),
+                "lease_count": int(locks.get("count", 0)), "leases": leases}
+
+    # ---- waiting in line ---------------------------------------------------------------------------------
+
+    def _wait_turn(self, accounts, deadline, compare, then):
+        """Join every account's line in one transaction (one revision: one order for all lines), wait until
+        first in each and the locks are free, then run then()'s operations in the transaction that leaves."""
+        with self._mutex:
+            if self._waiters >= self._max_waiters:
+                raise LockHeld(accounts[0], "earlier waiting requests", 0.01)
+            self._waiters += 1
+        started = time.monotonic()
+        try:
+            return self._wait_in_line(accounts, deadline, compare, then)
+        finally:
+            LOCK_WAIT_SECONDS.observe(time.monotonic() - started)
+            with self._mutex:
+                self._waiters -= 1
+
+    def _wait_in_line(self, accounts, deadline, compare, then):
+        me = uuid.uuid4().hex
+        # A place in every account's line, and one key for the request itself, so that waiters count once.
+        places = [self._place(account, me) for account in accounts]
+        lease = self._grant(max(1.0, deadline - time.monotonic()) + self._ttl)
+        self._etcd.txn(success=[_put(key, "", lease) for key in places + [self._waiter(me)]])
+        pause = POLL_FIRST
+        try:
+            while True:
+                heads = self._etcd.txn(success=[_range(self._line(a), prefix=True, first_created=True)
+                                                for a in accounts])
+                first = all(_kvs(r) and _text(_kvs(r)[0]["key"]) == place
+                            for r, place in zip(heads["responses"], places))
+                if first:
+                    answer = self._etcd.txn(compare + [_compare(place, "VERSION", "GREATER", 0) for place in places],
+                                            then() + [_delete(key) for key in places + [self._waiter(me)]])
+                    if answer.get("succeeded"):
+                        places = []
+                        return answer
+                if time.monotonic() >= deadline:
+                    locks = self._etcd.txn(success=[_range(self._lock(a)) for a in accounts])["responses"]
+                    raise self._held(accounts, locks)
+                time.sleep(pause)
+                pause = min(pause * 2, POLL_MOST)
+        finally:
+            if places:
+                self._etcd.txn(success=[_delete(key) for key in places + [self._waiter(me)]])
+
+    def _held(self, accounts, lock_ranges):
+        for account, response in zip(accounts, lock_ranges):
+            kvs = _kvs(response)
+            if kvs:
+                return LockHeld(account, _text(kvs[0]["value"]), self._ttl)
+        return LockHeld(accounts[0], "earlier waiting requests", 0.01)
+
+    def _line_empty(self, account):
+        prefix = self._line(account)
+        return {"key": _b64(prefix), "range_end": _b64(_prefix_end(prefix)), "target": "VERSION",
+                "result": "EQUAL", "version": "0"}
+
+    # ---- leases and holders ------------------------------------------------------------------------------
+
+    def _time_left(self, lease):
+        return max(0, int(self._etcd.call("/v3/lease/timetolive", {"ID": lease}).get("TTL", 0))) if lease else 0
+
+    def _grant(self, seconds):
+        return self._etcd.call("/v3/lease/grant", {"TTL": max(1, round(seconds))})["ID"]
+
+    def _renew(self, business, account, token, lookup):
+        answer = self._etcd.txn(self._holder(business, account, token),
+                                [_range(self._lock(account)), _range(self._amount(account))]
+                                + self._record_ranges(lookup))
+        if not answer.get("succeeded"):
+            raise NotLockHolder(business, account, token)
+        lease = _kvs(answer["responses"][0])[0].get("lease")
+        renewed = self._etcd.call("/v3/lease/keepalive", {"ID": lease}).get("result", {})
+        if "TTL" not in renewed:
+            raise NotLockHolder(business, account, token)
+        return (int(renewed["TTL"]), self._cents(answer["responses"][1]),
+                self._recorded(answer["responses"][2:], lookup))
+
+    def _holder(self, business, account, token):
+        return [_compare(self._lock(account), "CREATE", "EQUAL", token),
+                _compare(self._lock(account), "VALUE", "EQUAL", business)]
+
+    def _holds(self, business, account, token):
+        return bool(self._etcd.txn(self._holder(business, account, token)).get("succeeded"))
+
+    def _release_op(self, business, account, token):
+        return {"request_txn": {"compare": self._holder(business, account, token),
+                                "success": [_delete(self._lock(account))], "failure": []}}
+
+    def _give_back(self, business, *held):
+        ops = [self._release_op(business, account, token) for group in held for account, token in group.items()]
+        if ops:
+            self._etcd.txn(success=ops)
+
+    # ---- operation records -------------------------------------------------------------------------------
+
+    def _record_ranges(self, op_ids):
+        return [_range(self._p + f"o/{kind}/{op_id}") for op_id in op_ids for kind in ("k", "r")]
+
+    def _recorded(self, responses, op_ids):
+        now, recorded = self._wall_clock(), {}
+        for index, op_id in enumerate(op_ids):
+            for keyed, response in zip((True, False), responses[2 * index:2 * index + 2]):
+                record = self._live_record(response, keyed, now)
+                if record is not None:
+                    recorded[op_id] = {"request": record["request"], "result": record["result"]}
+        return recorded
+
+    def _recorded_results(self, operations):
+        """None if no operation id is recorded; the first results if all are, for the same requests."""
+        if not operations:
+            return None
+        answer = self._etcd.txn(success=self._record_ranges([op["id"] for op in operations]))
+        found = self._recorded(answer["responses"], [op["id"] for op in operations])
+        if not found:
+            return None
+        if all(op["id"] in found and found[op["id"]]["request"] == op["request"] for op in operations):
+            return [found[op["id"]]["result"] for op in operations]
+        raise OperationConflict("an operation id of this commit is recorded for another request")
+
+    def _live_record(self, response, keyed, now):
+        kvs = _kvs(response)
+        if not kvs:
+            return None
+        record = json.loads(_text(kvs[0]["value"]))
+        return record if record["at"] >= now - self._retention[keyed] else None
+
+    def _require_room(self, operations):
+        for keyed in (True, False):
+            count = sum(1 for op in operations if op.get("keyed", True) == keyed)
+            if not count:
+                continue
+            prefix = self._p + ("o/k/" if keyed else "o/r/")
+            held = int(self._etcd.txn(success=[_range(prefix, prefix=True, count_only=True)])
+                       ["responses"][0]["response_range"].get("count", 0))
+            if held + count > self._limit[keyed]:
+                self._require_room_among_live(prefix, keyed, count)
+
+    def _require_room_among_live(self, prefix, keyed, count):
+        """Near the cap, count only records within their retention, dropping the others (their etcd lease may
+        outlive them by a span); refuse if there is still no room, saying when the oldest live one expires."""
+        now, oldest_kept = self._wall_clock(), self._wall_clock() - self._retention[keyed]
+        kvs = _kvs(self._etcd.txn(success=[_range(prefix, prefix=True)])["responses"][0])
+        made = [(json.loads(_text(kv["value"]))["at"], _text(kv["key"])) for kv in kvs]
+        expired = [key for at, key in made if at < oldest_kept]
+        for start in range(0, len(expired), 1000):
+            self._etcd.txn(success=[_delete(key) for key in expired[start:start + 1000]])
+        live = sorted(at for at, _ in made if at >= oldest_kept)
+        if len(live) + count > self._limit[keyed]:
+            raise RecordsFull("idempotency" if keyed else "commit retry",
+                              max(1.0, live[0] + self._retention[keyed] - now))
+
+    def _put_record(self, op):
+        keyed = op.get("keyed", True)
+        at = int(self._wall_clock())
+        value = json.dumps({"request": op["request"], "result": op["result"], "at": at}, separators=(",", ":"))
+        return _put(self._record(op), value, self._record_lease(keyed, at))
+
+    def _record_lease(self, keyed, at):
+        """One etcd lease for the records made in the same span, outliving their retention by at most a span."""
+        span = at // RECORD_LEASE_SPAN
+        with self._mutex:
+            lease = self._record_leases.get((keyed, span))
+            if lease is None:
+                lease = self._grant(self._retention[keyed] + 2 * RECORD_LEASE_SPAN)
+                self._record_leases = {key: value for key, value in self._record_leases.items() if key[1] >= span}
+                self._record_leases[(keyed, span)] = lease
+            return lease
+
+    # ---- keys --------------------------------------------------------------------------------------------
+
+    def _amount(self, account):
+        return f"{self._p}a/{account}"
+
+    def _lock(self, account):
+        return f"{self._p}l/{account}"
+
+    def _line(self, account):
+        return f"{self._p}q/{account}/"
+
+    def _waiter(self, me):
+        return f"{self._p}w/{me}"
+
+    def _place(self, account, me):
+        return f"{self._p}q/{account}/{me}"
+
+    def _record(self, op):
+        return f"{self._p}o/{'k' if op.get('keyed', True) else 'r'}/{op['id']}"
+
+    @staticmethod
+    def _cents(response):
+        kvs = _kvs(response)
+        return int(_text(kvs[0]["value"])) if kvs else None
