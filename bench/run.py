@@ -48,8 +48,9 @@ class Stack:
         self.data = Server("data", "data/gunicorn.conf.py", free_port(), data_env, workdir, root).start()
         self.businesses = []
         for i in range(1, business_count + 1):
-            env = {**settings, "BUSINESS_ID": f"b{i}", "DATA_TOKEN": tokens[f"b{i}"], "DATA_URL": self.data.url,
-                   "LOG_LEVEL": "WARNING"}
+            # DATA_URL too, for a revision from before DATA_URLS in the before/after comparison.
+            env = {**settings, "BUSINESS_ID": f"b{i}", "DATA_TOKEN": tokens[f"b{i}"], "DATA_URLS": self.data.url,
+                   "DATA_URL": self.data.url, "LOG_LEVEL": "WARNING"}
             self.businesses.append(Server(f"business{i}", "business/gunicorn.conf.py", free_port(), env,
                                           workdir, root).start(wait=False))
         for business in self.businesses:

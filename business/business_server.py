@@ -106,7 +106,7 @@ def create_app(settings=None, locks=None, amounts=None):
                           settings.log_level, settings.log_summary_seconds)
     configure_tokens(app, settings.client_tokens)
     if locks is None or amounts is None:
-        data_client = DataServerClient(settings.data_url, settings.business_id, settings.data_token,
+        data_client = DataServerClient(settings.data_urls, settings.business_id, settings.data_token,
                                        settings.data_timeout, _current_request_id)
         locks, amounts = HttpLockRepository(data_client), HttpAmountRepository(data_client)
     queues = QueueService(locks, amounts, settings.lock_wait, settings.queue_limit, settings.batch_limit,

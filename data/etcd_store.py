@@ -39,7 +39,7 @@ def _prefix_end(prefix):
 
 
 class EtcdGateway:
-    """etcd's v3 JSON gateway over a pool of keep-alive connections, moving on to the next member on failure."""
+    """etcd's v3 JSON gateway over pools of keep-alive connections, one per member."""
 
     def __init__(self, endpoints, timeout):
         self._pools = [urllib3.connection_from_url(url, maxsize=16, block=False, retries=False) for url in endpoints]
@@ -47,6 +47,8 @@ class EtcdGateway:
         self._first = 0
 
     def call(self, path, body):
+        """One request to the first member that takes the connection; one that took it and then failed is not
+        asked again elsewhere, since what it did is unknown (StoreUnavailable)."""
         for attempt in range(len(self._pools)):
             index = (self._first + attempt) % len(self._pools)
             try:
@@ -54,14 +56,18 @@ class EtcdGateway:
                                                       headers={"Content-Type": "application/json"},
                                                       timeout=urllib3.Timeout(total=self._timeout), retries=False)
                 answer = json.loads(response.data)
-            except (urllib3.exceptions.HTTPError, ValueError):
+            except urllib3.exceptions.ConnectTimeoutError:
                 continue
+            except (urllib3.exceptions.HTTPError, ValueError) as error:
+                self._first = (index + 1) % len(self._pools)
+                raise StoreUnavailable(f"etcd member {index + 1} failed on {path}: {type(error).__name__}") from None
             if response.status == 200:
                 self._first = index
                 return answer
-            if response.status < 500:
-                raise StoreUnavailable(f"etcd refused {path}: {response.status} {answer.get('error')}")
-        raise StoreUnavailable(f"no etcd member answered {path}")
+            self._first = (index + 1) % len(self._pools)
+            raise StoreUnavailable(f"etcd member {index + 1} answered {path} with {response.status} "
+                                   f"{answer.get('error')}")
+        raise StoreUnavailable(f"no etcd member took a connection for {path}")
 
     def txn(self, compare=(), success=(), failure=()):
         return self.call("/v3/kv/txn", {"compare": list(compare), "success": list(success),

@@ -38,7 +38,7 @@ class DataSettings:
 @dataclass(frozen=True)
 class BusinessSettings:
     business_id: str
-    data_url: str
+    data_urls: tuple      # data servers, tried in turn when one does not take the connection
     data_token: str
     client_tokens: dict   # bearer token -> client name
     operator_tokens: dict  # bearer token -> operator, for /metrics
@@ -90,7 +90,7 @@ def load_business_settings(environ=None):
         raise SettingsError(f"BUSINESS_ID: must be 1 to 64 of A-Z a-z 0-9 _ -, got {business_id!r}")
     return BusinessSettings(
         business_id=business_id,
-        data_url=_url(env, "DATA_URL", "http://127.0.0.1:8000"),
+        data_urls=_urls(env, "DATA_URLS", "http://127.0.0.1:8000"),
         data_token=_required(env, "DATA_TOKEN"),
         client_tokens=_token_map(env, "CLIENT_TOKENS"),
         operator_tokens=_token_map(env, "OPERATOR_TOKENS"),

@@ -38,8 +38,8 @@ def store_environ(store, request, **overrides):
     return data_environ(**overrides)
 
 
-def business_environ(business_id, data_url, **overrides):
-    env = {"BUSINESS_ID": business_id, "DATA_URL": data_url, "DATA_TOKEN": DATA_TOKENS[business_id],
+def business_environ(business_id, data_urls, **overrides):
+    env = {"BUSINESS_ID": business_id, "DATA_URLS": data_urls, "DATA_TOKEN": DATA_TOKENS[business_id],
            "CLIENT_TOKENS": f"tester:{CLIENT_TOKEN},other:other-client-token", "LOCK_WAIT": "5",
            "DATA_TIMEOUT": "5", "LOG_LEVEL": "WARNING", "OPERATOR_TOKENS": f"ops:{OPERATOR_TOKEN}"}
     env.update(overrides)

@@ -30,8 +30,8 @@ def data_server_env(journal, **overrides):
     return env
 
 
-def business_server_env(business_id, data_url, **overrides):
-    env = {"BUSINESS_ID": business_id, "DATA_TOKEN": DATA_TOKENS[business_id], "DATA_URL": data_url,
+def business_server_env(business_id, data_urls, **overrides):
+    env = {"BUSINESS_ID": business_id, "DATA_TOKEN": DATA_TOKENS[business_id], "DATA_URLS": data_urls,
            "CLIENT_TOKENS": f"tester:{CLIENT_TOKEN}", "BUSINESS_WORKERS": "3", "BUSINESS_THREADS": "16",
            "LOCK_WAIT": "2", "DATA_TIMEOUT": "1", "LOG_LEVEL": "WARNING", "OPERATOR_TOKENS": f"ops:{OPERATOR_TOKEN}"}
     env.update(overrides)

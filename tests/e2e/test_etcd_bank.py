@@ -1,15 +1,77 @@
-"""The bank on an etcd cluster: two real data-server processes serve one bank, and the checker finds it exact."""
-from client.check import BankCheck
+"""The bank on an etcd cluster: two real data-server processes serve one bank, and the checker finds it exact,
+also while a data server or an etcd member dies. Each fault test prints what it injected and what it found."""
+import time
+
+import pytest
+import requests
+
 from tests.e2e.conftest import System, business_server_env, data_server_env
+from tests.e2e.workload import BackgroundCheck
 
 
-def test_two_data_servers_on_a_three_member_cluster_keep_the_bank_exact(servers, etcd_cluster, tmp_path):
-    etcd = {"DATA_STORE": "etcd", "ETCD_ENDPOINTS": ",".join(etcd_cluster.endpoints), "ETCD_PREFIX": "e2e-bank/"}
+@pytest.fixture
+def etcd_bank(servers, etcd_cluster, etcd_prefix, tmp_path):
+    """Two data servers on the run's cluster, and three business servers that know both."""
+    etcd = {"DATA_STORE": "etcd", "ETCD_ENDPOINTS": ",".join(etcd_cluster.endpoints), "ETCD_PREFIX": etcd_prefix,
+            "LOCK_TTL": "2"}
     data = [servers(f"data{i}", "data/gunicorn.conf.py", data_server_env("", **etcd), tmp_path).start()
             for i in (1, 2)]
+    urls = ",".join(server.url for server in data)
     businesses = [servers(f"business{i}", "business/gunicorn.conf.py",
-                          business_server_env(f"b{i}", data[i % 2].url), tmp_path).start() for i in (1, 2, 3)]
-    system = System(data[0], businesses)
-    report = BankCheck(system.apis(), workers=16, accounts=3, operations=600, seed=21).run()
+                          business_server_env(f"b{i}", urls, LOCK_WAIT="3"), tmp_path).start() for i in (1, 2, 3)]
+    return System(data[0], businesses), data
+
+
+def background_check(system, seconds, seed):
+    return BackgroundCheck(system.apis(timeout=4), workers=12, accounts=4, duration=seconds, seed=seed,
+                           attempts=60, retry_pause=0.1)
+
+
+def test_two_data_servers_on_a_three_member_cluster_keep_the_bank_exact(etcd_bank):
+    system, _ = etcd_bank
+    report = background_check(system, 6, 21).join()
+    assert report.violations == [] and sum(1 for event in report.events if event.outcome == "ok") > 200
+
+
+def test_kill_9_of_one_of_two_data_servers_mid_workload(etcd_bank):
+    system, data = etcd_bank
+    run = background_check(system, 10, 22)
+    run.wait_for(150)
+    data[0].kill()
+    killed_at = time.monotonic()
+    print(f"INJECTED kill -9 of data server 1 after {run.check.completed} operations; business servers go on "
+          "with data server 2")
+    report = run.join()
+    print(f"FOUND {len(report.violations)} violations, {len(report.unknown)} unknown outcomes")
     assert report.violations == []
-    assert sum(1 for event in report.events if event.outcome == "ok") > 300
+    assert sum(1 for event in report.events if event.outcome == "ok" and event.finished_at > killed_at + 1) > 50
+
+
+def leader(cluster):
+    for name, url in zip(cluster.names, cluster.endpoints):
+        status = requests.post(f"{url}/v3/maintenance/status", json={}, timeout=2).json()
+        if status["leader"] == status["header"]["member_id"]:
+            return name
+    raise AssertionError("the cluster has no leader")
+
+
+@pytest.mark.parametrize("role", ["follower", "leader"])
+def test_kill_9_of_an_etcd_member_mid_workload(etcd_bank, etcd_cluster, role):
+    system, _ = etcd_bank
+    run = background_check(system, 10, 23)
+    run.wait_for(150)
+    chief = leader(etcd_cluster)
+    victim = chief if role == "leader" else next(name for name in etcd_cluster.names if name != chief)
+    killed_at = time.monotonic()
+    etcd_cluster.kill(victim)
+    try:
+        report = run.join()
+    finally:
+        # The cluster serves the rest of the run: the member comes back on its data.
+        etcd_cluster.start_member(victim)
+        etcd_cluster.wait_healthy()
+    finished = sorted(event.finished_at for event in report.events if event.finished_at >= killed_at)
+    stalled = max((later - earlier for earlier, later in zip([killed_at, *finished], finished)), default=0.0)
+    print(f"INJECTED kill -9 of the etcd {role} {victim}; longest gap between finished operations after it: "
+          f"{stalled:.2f} s; FOUND {len(report.violations)} violations, {len(report.unknown)} unknown outcomes")
+    assert report.violations == []

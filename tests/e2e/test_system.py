@@ -20,7 +20,7 @@ def test_cp_env_example_and_honcho_start_in_a_fresh_checkout_runs_the_demo_and_e
     # Free ports instead of the example's fixed ones, so that the test runs beside anything; nothing else changes.
     ports = {name: free_port() for name in ("DATA_PORT", "BUSINESS1_PORT", "BUSINESS2_PORT", "BUSINESS3_PORT")}
     settings = (ROOT / ".env.example").read_text() + "".join(f"{name}={port}\n" for name, port in ports.items())
-    settings += f"DATA_URL=http://127.0.0.1:{ports['DATA_PORT']}\n"
+    settings += f"DATA_URLS=http://127.0.0.1:{ports['DATA_PORT']}\n"
     settings += "BUSINESS_URLS=" + ",".join(f"http://127.0.0.1:{ports[f'BUSINESS{i}_PORT']}" for i in (1, 2, 3))
     (checkout / ".env").write_text(settings + "\n")
     bin_dir = str(Path(sys.executable).parent)

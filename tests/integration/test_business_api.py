@@ -136,6 +136,13 @@ def test_a_malformed_idempotency_key_is_400(bank, client_headers, key):
     assert_error(bank.get("/balance/a", headers=client_headers), 404, "account_not_found")
 
 
+def test_a_data_server_that_takes_no_connection_is_skipped_for_the_next(live_data_url, client_headers):
+    dead = f"http://127.0.0.1:{free_port()}"
+    bank = create_app(load_business_settings(business_environ("b1", f"{dead},{live_data_url}"))).test_client()
+    assert bank.post("/deposit/alice/5.00", headers=client_headers).json["balance"] == "5.00"
+    assert bank.get("/balance/alice", headers=client_headers).json["balance"] == "5.00"
+
+
 def test_an_unreachable_data_server_is_503_data_unavailable(client_headers):
     app = create_app(load_business_settings(business_environ("b1", f"http://127.0.0.1:{free_port()}",
                                                              DATA_TIMEOUT="0.5")))

@@ -38,7 +38,7 @@ def business_environ(**overrides):
 
 
 @pytest.mark.parametrize("name, value", [
-    ("BUSINESS_ID", ""), ("BUSINESS_ID", "b/1"), ("DATA_TOKEN", ""), ("DATA_URL", "ftp://x"),
+    ("BUSINESS_ID", ""), ("BUSINESS_ID", "b/1"), ("DATA_TOKEN", ""), ("DATA_URLS", "ftp://x"), ("DATA_URLS", " , "),
     ("MAX_AMOUNT", "1e9"), ("MAX_AMOUNT", "0"), ("LOCK_WAIT", "x"), ("QUEUE_LIMIT", "-3"),
 ])
 def test_a_bad_business_setting_names_its_variable(name, value):
