@@ -16,11 +16,10 @@ import threading
 import time
 import uuid
 
-import urllib3
-
 from data.data_server import (LockHeld, NotLockHolder, OperationConflict, RecordsFull, StoreUnavailable,
                               UnknownAccount)
 from data.metrics import LOCK_WAIT_SECONDS
+from shared.failover import FailoverPools, NotAnswered
 
 POLL_FIRST, POLL_MOST = 0.002, 0.02     # seconds between looks at a line while waiting
 RECORD_LEASE_SPAN = 60                  # seconds of records that share one etcd lease
@@ -42,32 +41,19 @@ class EtcdGateway:
     """etcd's v3 JSON gateway over pools of keep-alive connections, one per member."""
 
     def __init__(self, endpoints, timeout):
-        self._pools = [urllib3.connection_from_url(url, maxsize=16, block=False, retries=False) for url in endpoints]
+        self._members = FailoverPools(endpoints)
         self._timeout = timeout
-        self._first = 0
 
     def call(self, path, body):
-        """One request to the first member that takes the connection; one that took it and then failed is not
-        asked again elsewhere, since what it did is unknown (StoreUnavailable)."""
-        for attempt in range(len(self._pools)):
-            index = (self._first + attempt) % len(self._pools)
-            try:
-                response = self._pools[index].urlopen("POST", path, body=json.dumps(body).encode(),
-                                                      headers={"Content-Type": "application/json"},
-                                                      timeout=urllib3.Timeout(total=self._timeout), retries=False)
-                answer = json.loads(response.data)
-            except urllib3.exceptions.ConnectTimeoutError:
-                continue
-            except (urllib3.exceptions.HTTPError, ValueError) as error:
-                self._first = (index + 1) % len(self._pools)
-                raise StoreUnavailable(f"etcd member {index + 1} failed on {path}: {type(error).__name__}") from None
-            if response.status == 200:
-                self._first = index
-                return answer
-            self._first = (index + 1) % len(self._pools)
-            raise StoreUnavailable(f"etcd member {index + 1} answered {path} with {response.status} "
-                                   f"{answer.get('error')}")
-        raise StoreUnavailable(f"no etcd member took a connection for {path}")
+        """One request to a member (shared/failover.py says which); StoreUnavailable if none answered."""
+        try:
+            response, answer = self._members.send("POST", path, json.dumps(body).encode(),
+                                                  {"Content-Type": "application/json"}, self._timeout)
+        except NotAnswered as error:
+            raise StoreUnavailable(f"etcd: {error}") from None
+        if response.status != 200:
+            raise StoreUnavailable(f"etcd answered {path} with {response.status} {answer.get('error')}")
+        return answer
 
     def txn(self, compare=(), success=(), failure=()):
         return self.call("/v3/kv/txn", {"compare": list(compare), "success": list(success),
