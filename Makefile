@@ -3,7 +3,7 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo run test bench clean test-packages
+.PHONY: install demo demo-cluster run test bench clean test-packages
 
 install: $(STAMP)
 
@@ -20,6 +20,13 @@ $(STAMP): requirements.txt requirements-test.txt
 demo: install .env
 	@rm -f var/demo-verdict.txt
 	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" honcho start; status=$$?; echo; \
+	cat var/demo-verdict.txt 2>/dev/null || echo "demo FAILED: the client gave no verdict (see above)"; exit $$status
+
+# The same tour and check with the data tier on etcd: three members, two data servers, three business servers.
+demo-cluster: install .env
+	command -v etcd >/dev/null || (apt-get update -qq && apt-get install -y -qq etcd-server etcd-client)
+	@rm -rf var/etcd var/demo-verdict.txt && mkdir -p -m 700 var/etcd
+	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" honcho -f Procfile.cluster start; status=$$?; echo; \
 	cat var/demo-verdict.txt 2>/dev/null || echo "demo FAILED: the client gave no verdict (see above)"; exit $$status
 
 # The servers alone, left running for Postman and curl (Ctrl-C stops them).

@@ -155,6 +155,9 @@ class EtcdCluster:
                     raise RuntimeError(f"etcd {name} was not healthy within {timeout} s")
                 time.sleep(0.05)
 
+    def signal(self, name, signum):
+        os.killpg(self.processes[name].pid, signum)
+
     def kill(self, name):
         process = self.processes.get(name)
         if process is not None and process.poll() is None:

@@ -18,6 +18,8 @@ def main(argv=None):
     parser.add_argument("--timeout", type=float, default=settings.timeout, help="seconds per request")
     parser.add_argument("--wait", type=float, default=0, help="seconds to wait for every server's /health first")
     parser.add_argument("--verdict", default=None, help="file to write the one-line verdict to as well")
+    parser.add_argument("--also-wait-for", default="", help="other servers' URLs (data servers, say), comma "
+                                                            "separated, whose /health --wait waits for too")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("tour", help="exercise every feature, one PASS/FAIL line each")
     for name, workers, accounts, operations in (("check", 16, 5, 2000), ("demo", 8, 4, 400)):
@@ -33,7 +35,8 @@ def main(argv=None):
 
     apis = [BankApi(url.strip(), args.token, args.timeout) for url in args.urls.split(",") if url.strip()]
     if args.wait:
-        missing = wait_until_healthy(apis, args.wait)
+        others = [BankApi(url.strip(), "", args.timeout) for url in args.also_wait_for.split(",") if url.strip()]
+        missing = wait_until_healthy(apis + others, args.wait)
         if missing:
             print(f"client: no answer from {', '.join(missing)} within {args.wait:.0f} s", file=sys.stderr)
             return 2

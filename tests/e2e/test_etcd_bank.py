@@ -1,12 +1,15 @@
 """The bank on an etcd cluster: two real data-server processes serve one bank, and the checker finds it exact,
 also while a data server or an etcd member dies. Each fault test prints what it injected and what it found."""
+import signal
 import time
 
 import pytest
 import requests
 
+from shared.money import format_cents
 from tests.e2e.conftest import System, business_server_env, data_server_env
 from tests.e2e.workload import BackgroundCheck
+from tests.helpers import DATA_TOKENS, bearer
 
 
 @pytest.fixture
@@ -75,3 +78,42 @@ def test_kill_9_of_an_etcd_member_mid_workload(etcd_bank, etcd_cluster, role):
     print(f"INJECTED kill -9 of the etcd {role} {victim}; longest gap between finished operations after it: "
           f"{stalled:.2f} s; FOUND {len(report.violations)} violations, {len(report.unknown)} unknown outcomes")
     assert report.violations == []
+
+
+def test_sigstop_of_an_etcd_member_mid_workload(etcd_bank, etcd_cluster):
+    system, _ = etcd_bank
+    run = background_check(system, 10, 24)
+    run.wait_for(150)
+    paused = next(name for name in etcd_cluster.names if name != leader(etcd_cluster))
+    etcd_cluster.signal(paused, signal.SIGSTOP)
+    print(f"INJECTED SIGSTOP of the etcd follower {paused} for 3 s")
+    try:
+        time.sleep(3)
+    finally:
+        etcd_cluster.signal(paused, signal.SIGCONT)
+    report = run.join()
+    print(f"FOUND {len(report.violations)} violations, {len(report.unknown)} unknown outcomes")
+    assert report.violations == []
+
+
+def test_a_whole_cluster_restart_loses_nothing_acknowledged_and_tokens_keep_growing(etcd_bank, etcd_cluster):
+    system, data = etcd_bank
+    before = background_check(system, 3, 25).join()
+    assert before.violations == []
+    as_b1 = bearer(DATA_TOKENS["b1"])
+    token = requests.post(f"{data[1].url}/getLock/b1/restart-probe", headers=as_b1, timeout=5).json()["token"]
+    for name in etcd_cluster.names:
+        etcd_cluster.kill(name)
+    print("INJECTED kill -9 of all three etcd members, then a restart of each on its data")
+    for name in etcd_cluster.names:
+        etcd_cluster.start_member(name)
+    etcd_cluster.wait_healthy()
+    balances = {account: system.apis()[0].balance(account).body["balance"] for account in before.final}
+    assert balances == {account: format_cents(cents) for account, cents in before.final.items()}
+    probe, deadline = f"{data[1].url}/getLock/b1/restart-probe", time.monotonic() + 10
+    # The probe's own lease outlives the restart by up to LOCK_TTL (etcd renews leases on a new leader).
+    while (after := requests.post(probe, headers=as_b1, timeout=5)).status_code != 200:
+        assert time.monotonic() < deadline, after.json()
+        time.sleep(0.2)
+    assert after.json()["token"] > token
+    print(f"FOUND every balance as acknowledged before the restart; fencing token {token} -> {after.json()['token']}")

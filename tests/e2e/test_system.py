@@ -12,23 +12,19 @@ from client.check import BankCheck
 from client.tour import Tour
 
 
-def test_cp_env_example_and_honcho_start_in_a_fresh_checkout_runs_the_demo_and_exits_with_its_status(tmp_path):
+def fresh_checkout(tmp_path, procfile):
     checkout = tmp_path / "checkout"
     for folder in ("data", "business", "client", "shared"):
         shutil.copytree(ROOT / folder, checkout / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "Procfile", checkout)
-    # Free ports instead of the example's fixed ones, so that the test runs beside anything; nothing else changes.
-    ports = {name: free_port() for name in ("DATA_PORT", "BUSINESS1_PORT", "BUSINESS2_PORT", "BUSINESS3_PORT")}
-    settings = (ROOT / ".env.example").read_text() + "".join(f"{name}={port}\n" for name, port in ports.items())
-    settings += f"DATA_URLS=http://127.0.0.1:{ports['DATA_PORT']}\n"
-    settings += "BUSINESS_URLS=" + ",".join(f"http://127.0.0.1:{ports[f'BUSINESS{i}_PORT']}" for i in (1, 2, 3))
-    (checkout / ".env").write_text(settings + "\n")
+    shutil.copy(ROOT / procfile, checkout)
+    return checkout
+
+
+def honcho_start(checkout, home, *args):
+    """Run `honcho start` there as a user would, the venv on PATH; return its exit status and output."""
     bin_dir = str(Path(sys.executable).parent)
-    # An empty home, to see that nothing is written outside the project (gunicorn's control socket was).
-    home = tmp_path / "home"
-    home.mkdir()
     environment = {name: value for name, value in os.environ.items() if name != "XDG_RUNTIME_DIR"}
-    honcho = subprocess.Popen([os.path.join(bin_dir, "honcho"), "start"], cwd=checkout,
+    honcho = subprocess.Popen([os.path.join(bin_dir, "honcho"), *args, "start"], cwd=checkout,
                               env={**environment, "PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(home)},
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
@@ -38,7 +34,22 @@ def test_cp_env_example_and_honcho_start_in_a_fresh_checkout_runs_the_demo_and_e
             os.killpg(honcho.pid, signal.SIGKILL)
             honcho.wait(10)
     print(output[-6000:])
-    assert honcho.returncode == 0
+    return honcho.returncode, output
+
+
+def test_cp_env_example_and_honcho_start_in_a_fresh_checkout_runs_the_demo_and_exits_with_its_status(tmp_path):
+    checkout = fresh_checkout(tmp_path, "Procfile")
+    # Free ports instead of the example's fixed ones, so that the test runs beside anything; nothing else changes.
+    ports = {name: free_port() for name in ("DATA_PORT", "BUSINESS1_PORT", "BUSINESS2_PORT", "BUSINESS3_PORT")}
+    settings = (ROOT / ".env.example").read_text() + "".join(f"{name}={port}\n" for name, port in ports.items())
+    settings += f"DATA_URLS=http://127.0.0.1:{ports['DATA_PORT']}\n"
+    settings += "BUSINESS_URLS=" + ",".join(f"http://127.0.0.1:{ports[f'BUSINESS{i}_PORT']}" for i in (1, 2, 3))
+    (checkout / ".env").write_text(settings + "\n")
+    # An empty home, to see that nothing is written outside the project (gunicorn's control socket was).
+    home = tmp_path / "home"
+    home.mkdir()
+    returncode, output = honcho_start(checkout, home)
+    assert returncode == 0
     assert "FAIL" not in output and output.count("PASS") >= 15
     assert re.search(r"client\.1\s+\| demo passed: \d+ features, \d+ operations checked, no violation", output)
     assert (checkout / "var" / "data.journal").stat().st_size > 0
@@ -71,3 +82,22 @@ def test_crossing_transfers_between_two_accounts_never_deadlock_or_lose_money(st
     assert report.violations == []
     directions = {event.accounts for event in report.events if event.kind == "transfer" and event.outcome == "ok"}
     assert len(directions) == 2, "transfers went both ways between the two accounts"
+
+
+def test_the_cluster_procfile_runs_the_demo_on_three_etcd_members_and_two_data_servers(tmp_path):
+    checkout = fresh_checkout(tmp_path, "Procfile.cluster")
+    # Every fixed port of the Procfile becomes a free one, so that the test runs beside anything.
+    procfile = (checkout / "Procfile.cluster").read_text()
+    for port in sorted(set(re.findall(r"127\.0\.0\.1:(\d+)", procfile))):
+        procfile = procfile.replace(f"127.0.0.1:{port}", f"127.0.0.1:{free_port()}")
+    (checkout / "Procfile.cluster").write_text(procfile)
+    business = re.findall(r"-b (127\.0\.0\.1:\d+)", procfile)[2:]
+    (checkout / ".env").write_text((ROOT / ".env.example").read_text() + "BUSINESS_URLS="
+                                   + ",".join(f"http://{address}" for address in business) + "\n")
+    (checkout / "var" / "etcd").mkdir(parents=True, mode=0o700)
+    home = tmp_path / "home"
+    home.mkdir()
+    returncode, output = honcho_start(checkout, home, "-f", "Procfile.cluster")
+    assert returncode == 0
+    assert re.search(r"client\.1\s+\| demo passed: \d+ features, \d+ operations checked, no violation", output)
+    assert (checkout / "var" / "etcd" / "m1" / "member").is_dir()
