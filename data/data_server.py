@@ -187,7 +187,7 @@ class Journal:
             if self._synced_seq >= seq:
                 return
             target = self._written_seq
-            self._fsync(self._fd)
+            self._fsync()
             self._synced_seq = target
 
     def due_for_compaction(self, min_bytes):
@@ -269,10 +269,10 @@ class Journal:
             self.last_switch_seconds = time.perf_counter() - switch_started
             return True
 
-    def _fsync(self, fd):
+    def _fsync(self):
         started = time.perf_counter()
         try:
-            os.fsync(fd)
+            os.fsync(self._fd)
             JOURNAL_FSYNC_SECONDS.observe(time.perf_counter() - started)
         except OSError as error:
             # After a failed fsync the kernel may have dropped the pages: what is on disk is unknown from now on.
@@ -295,7 +295,7 @@ class Journal:
                     continue
                 target = self._written_seq
                 try:
-                    self._fsync(self._fd)
+                    self._fsync()
                 except StorageFailed:
                     return
                 self._synced_seq = target
@@ -455,26 +455,18 @@ class Store:
 
         While someone else holds it, wait up to `wait` seconds for this request's turn, in arrival order.
         """
+        if token is None:
+            granted, ttl, recorded = self.lock_all(business, [account], lookup, wait)
+            _, token, amount = granted[0]
+            return token, ttl, amount, recorded
         with self._mutex:
             self._journal.check()
-            if token is not None:
-                now = self._clock()
-                self._require_holder(business, account, token, now)
-            else:
-                now = self._wait_turn([account], wait)
-                token = self._fence.next()
-                self._sweep_expired_leases(now)
+            now = self._clock()
+            self._require_holder(business, account, token, now)
             self._leases[account] = (business, token, now + self._ttl)
             recorded = self._lookup(lookup)
             amount, seq = self._accounts.get(account), self._journal.last_seq
-        # What this reply shows must be durable before anyone sees it, or a crash could take back a value seen.
-        try:
-            self._journal.sync(seq)
-        except StorageFailed:
-            # The caller hears an error: it must not hold a lease it does not know of.
-            with self._mutex:
-                self._release_if_held(business, account, token)
-            raise
+        self._sync_or_give_back(seq, business, [(account, token)])
         return token, self._ttl, amount, recorded
 
     def lock_all(self, business, accounts, lookup=(), wait=0.0):
@@ -494,14 +486,19 @@ class Store:
                 granted.append((account, token, self._accounts.get(account)))
             self._sweep_expired_leases(now)
             recorded, seq = self._lookup(lookup), self._journal.last_seq
+        self._sync_or_give_back(seq, business, [(account, token) for account, token, _ in granted])
+        return granted, self._ttl, recorded
+
+    def _sync_or_give_back(self, seq, business, leases):
+        """Make what a lock reply shows durable before anyone sees it (or a crash could take back a value seen);
+        if that fails, the caller hears an error, so it must not hold leases it does not know of."""
         try:
             self._journal.sync(seq)
         except StorageFailed:
             with self._mutex:
-                for account, token, _ in granted:
+                for account, token in leases:
                     self._release_if_held(business, account, token)
             raise
-        return granted, self._ttl, recorded
 
     def unlock(self, business, account, token):
         with self._mutex:
@@ -915,18 +912,14 @@ def _store_call(function, *args, **kwargs):
         raise ApiError(503, "storage_unavailable", "the write could not be journaled; nothing was applied",
                        {"Retry-After": "1"}) from None
     except StorageFailed:
-        raise _storage_failed() from None
+        raise ApiError(503, "storage_failed", "the journal could not be made durable, so what is on disk is unknown: "
+                                              "this request's outcome is unknown and nothing is answered until the "
+                                              "data server is restarted", {"Retry-After": "5"}) from None
     except StoreUnavailable as error:
         log.warning("store: %s", error)
         raise ApiError(503, "store_unavailable", "the store's cluster did not answer; a write sent to it may or may "
                                                  "not have been applied: retry with the same operation ids",
                        {"Retry-After": "1"}) from None
-
-
-def _storage_failed():
-    return ApiError(503, "storage_failed", "the journal could not be made durable, so what is on disk is unknown: "
-                                           "this request's outcome is unknown and nothing is answered until the "
-                                           "data server is restarted", {"Retry-After": "5"})
 
 
 def _count_commit(business, writes, operations):
@@ -1029,8 +1022,10 @@ def create_app(settings=None, clock=time.monotonic, wall_clock=time.time, backgr
         from data.etcd_store import EtcdStore        # loaded only when chosen: it imports this module
         journal, store = MemoryJournal(), EtcdStore(settings, wall_clock)
     else:
-        journal = Journal(settings.journal_path, settings.fsync, background) if settings.journal_path else None
-        journal = journal or MemoryJournal()
+        if settings.journal_path:
+            journal = Journal(settings.journal_path, settings.fsync, background)
+        else:
+            journal = MemoryJournal()
         store = Store(journal, settings, clock, wall_clock)
     app.extensions["bank.store"] = store
     app.extensions["bank.journal"] = journal
@@ -1042,10 +1037,7 @@ def create_app(settings=None, clock=time.monotonic, wall_clock=time.time, backgr
 
     @app.get("/health")
     def health():
-        try:
-            journal.check()
-        except StorageFailed:
-            raise _storage_failed() from None
+        _store_call(journal.check)
         return jsonify(status="ok", requests=requests_served.count, **_store_call(store.counts),
                        compactions=journal.compactions,
                        compaction_copy_ms=round(store.compaction_copy_seconds * 1000, 1),

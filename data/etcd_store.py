@@ -120,8 +120,6 @@ class EtcdStore:
         return token, ttl, amount, recorded
 
     def lock_all(self, business, accounts, lookup=(), wait=0.0):
-        deadline = time.monotonic() + wait
-        compare = [_compare(self._lock(a), "VERSION", "EQUAL", 0) for a in accounts]
         reads = [_range(self._amount(a)) for a in accounts] + self._record_ranges(lookup)
 
         def take():
@@ -129,12 +127,7 @@ class EtcdStore:
             lease = self._grant(self._ttl)
             return [_put(self._lock(a), business, lease) for a in accounts] + reads
 
-        answer = self._etcd.txn(compare + [self._line_empty(a) for a in accounts], take(),
-                                [_range(self._lock(a)) for a in accounts])
-        if not answer.get("succeeded"):
-            if wait <= 0:
-                raise self._held(accounts, answer["responses"])
-            answer = self._wait_turn(accounts, deadline, compare, take)
+        answer = self._when_free(accounts, wait, take)
         token = int(answer["header"]["revision"])
         responses = answer["responses"][len(accounts):]
         granted = [(account, token, self._cents(responses[i])) for i, account in enumerate(accounts)]
@@ -152,13 +145,7 @@ class EtcdStore:
                 raise NotLockHolder(business, account, token)
             cents = self._cents(answer["responses"][0])
         else:
-            reads = [_range(self._amount(account))]
-            compare = [_compare(self._lock(account), "VERSION", "EQUAL", 0)]
-            answer = self._etcd.txn(compare + [self._line_empty(account)], reads, [_range(self._lock(account))])
-            if not answer.get("succeeded"):
-                if wait <= 0:
-                    raise self._held([account], answer["responses"])
-                answer = self._wait_turn([account], time.monotonic() + wait, compare, lambda: reads)
+            answer = self._when_free([account], wait, lambda: [_range(self._amount(account))])
             cents = self._cents(answer["responses"][0])
         if cents is None:
             raise UnknownAccount(account)
@@ -206,6 +193,19 @@ class EtcdStore:
                 "lease_count": int(locks.get("count", 0)), "leases": leases}
 
     # ---- waiting in line ---------------------------------------------------------------------------------
+
+    def _when_free(self, accounts, wait, then):
+        """Run then()'s operations in one transaction once no account is locked and no one waits for one ahead
+        of this request, waiting up to `wait` seconds in line; raise LockHeld otherwise."""
+        deadline = time.monotonic() + wait
+        compare = [_compare(self._lock(a), "VERSION", "EQUAL", 0) for a in accounts]
+        answer = self._etcd.txn(compare + [self._line_empty(a) for a in accounts], then(),
+                                [_range(self._lock(a)) for a in accounts])
+        if answer.get("succeeded"):
+            return answer
+        if wait <= 0:
+            raise self._held(accounts, answer["responses"])
+        return self._wait_turn(accounts, deadline, compare, then)
 
     def _wait_turn(self, accounts, deadline, compare, then):
         """Join every account's line in one transaction (one revision: one order for all lines), wait until

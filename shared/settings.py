@@ -202,10 +202,3 @@ def _urls(env, name, default):
     if not urls:
         raise SettingsError(f"{name}: at least one URL is needed")
     return urls
-
-
-def _url(env, name, default):
-    text = env.get(name, default).strip().rstrip("/")
-    if not text.startswith(("http://", "https://")):
-        raise SettingsError(f"{name}: must be an http:// or https:// URL, got {text!r}")
-    return text
