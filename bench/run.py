@@ -19,7 +19,7 @@ import requests
 from dotenv import dotenv_values
 
 from bench.processes import ROOT, Server, free_port, proc_stat, proc_status
-from data.data_server import SNAPSHOT_CHUNK, Journal
+from data.journal import SNAPSHOT_CHUNK, Journal
 
 CLIENTS = (1, 8, 32, 128)
 SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))

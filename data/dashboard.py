@@ -44,11 +44,8 @@ class Activity:
             return rates, list(self._refusals)
 
 
-def dashboard_blueprint(operator, store_call):
-    """GET /dashboard (the page, no data in it) and GET /dashboard/state (the data, for operators only).
-
-    store_call runs a store method and turns its refusals into the server's JSON errors.
-    """
+def dashboard_blueprint(operator):
+    """GET /dashboard (the page, no data in it) and GET /dashboard/state (the data, for operators only)."""
     dashboard = Blueprint("dashboard", __name__)
 
     @dashboard.get("/dashboard")
@@ -58,14 +55,14 @@ def dashboard_blueprint(operator, store_call):
     @dashboard.get("/dashboard/state")
     @operator.login_required
     def state():
-        view = store_call(current_app.extensions["bank.store"].view, MOST_LEASES)
+        view = current_app.extensions["bank.store"].view(MOST_LEASES)
         rates, refusals = current_app.extensions["bank.activity"].view()
         now = time.time()
         return jsonify(
-            total=format_cents(view["total_cents"]), accounts=view["accounts"], waiting=view["waiting"],
-            lease_count=view["lease_count"],
-            leases=[{"account": account, "holder": holder, "token": token, "seconds_left": round(left, 2)}
-                    for account, holder, token, left in view["leases"]],
+            total=format_cents(view.total_cents), accounts=view.accounts, waiting=view.waiting,
+            lease_count=view.lease_count,
+            leases=[{"account": lease.account, "holder": lease.holder, "token": lease.token,
+                     "seconds_left": round(lease.seconds_left, 2)} for lease in view.leases],
             operations_per_second={business: round(rate, 1) for business, rate in sorted(rates.items())},
             refusals=[{**refusal, "seconds_ago": round(now - refusal["at"], 1)} for refusal in refusals])
 

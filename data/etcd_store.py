@@ -10,92 +10,23 @@ one bank. Keys under ETCD_PREFIX:
   w/{id}             the same waiting request, once, to count them
   o/k/{id}, o/r/{id} a keyed or a retry operation record, under a lease a little longer than its retention
 """
-import base64
 import json
 import threading
 import time
 import uuid
 
-from data.data_server import (LockHeld, NotLockHolder, OperationConflict, RecordsFull, StoreUnavailable,
-                              UnknownAccount)
+from data.etcd_gateway import (EtcdGateway, compare, count, decode, delete, get, kvs, nested, no_key_under,
+                               put)
 from data.metrics import LOCK_WAIT_SECONDS
-from shared.failover import FailoverPools, NotAnswered
+from data.store import (BankView, CommitOutcome, Counts, Grant, LeaseView, LockGrant, LockHeld, LocksGrant,
+                        NotLockHolder, OperationConflict, RecordsFull, Stats, UnknownAccount)
 
 POLL_FIRST, POLL_MOST = 0.002, 0.02     # seconds between looks at a line while waiting
 RECORD_LEASE_SPAN = 60                  # seconds of records that share one etcd lease
 
 
-def _b64(text):
-    return base64.b64encode(text.encode()).decode()
-
-
-def _text(encoded):
-    return base64.b64decode(encoded).decode()
-
-
-def _prefix_end(prefix):
-    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
-
-
-class EtcdGateway:
-    """etcd's v3 JSON gateway over pools of keep-alive connections, one per member."""
-
-    def __init__(self, endpoints, timeout):
-        self._members = FailoverPools(endpoints)
-        self._timeout = timeout
-
-    def call(self, path, body):
-        """One request to a member (shared/failover.py says which); StoreUnavailable if none answered."""
-        try:
-            response, answer = self._members.send("POST", path, json.dumps(body).encode(),
-                                                  {"Content-Type": "application/json"}, self._timeout)
-        except NotAnswered as error:
-            raise StoreUnavailable(f"etcd: {error}") from None
-        if response.status != 200:
-            raise StoreUnavailable(f"etcd answered {path} with {response.status} {answer.get('error')}")
-        return answer
-
-    def txn(self, compare=(), success=(), failure=()):
-        return self.call("/v3/kv/txn", {"compare": list(compare), "success": list(success),
-                                        "failure": list(failure)})
-
-
-def _range(key, prefix=False, count_only=False, first_created=False):
-    request = {"key": _b64(key)}
-    if prefix:
-        request["range_end"] = _b64(_prefix_end(key))
-    if count_only:
-        request["count_only"] = True
-    if first_created:
-        request.update(sort_target="CREATE", sort_order="ASCEND", limit=1)
-    return {"request_range": request}
-
-
-def _put(key, value, lease=None):
-    request = {"key": _b64(key), "value": _b64(value)}
-    if lease:
-        request["lease"] = lease
-    return {"request_put": request}
-
-
-def _delete(key):
-    return {"request_delete_range": {"key": _b64(key)}}
-
-
-def _compare(key, target, result, value):
-    field = {"CREATE": "create_revision", "VALUE": "value", "VERSION": "version"}[target]
-    return {"key": _b64(key), "target": target, "result": result,
-            field: _b64(value) if target == "VALUE" else str(value)}
-
-
-def _kvs(response):
-    return response.get("response_range", {}).get("kvs", [])
-
-
 class EtcdStore:
     """Accounts, leases, lines and records in etcd, each operation one transaction (see the module's text)."""
-
-    compaction_copy_seconds = 0.0
 
     def __init__(self, settings, wall_clock=time.time):
         self._etcd = EtcdGateway(settings.etcd_endpoints, settings.etcd_timeout)
@@ -109,44 +40,41 @@ class EtcdStore:
         self._max_waiters = settings.lock_waiters   # waiting requests hold this process's threads: keep some free
         self._waiters = 0
 
-    # ---- the contract ------------------------------------------------------------------------------------
+    # ---- the contract (data/store.py) --------------------------------------------------------------------
 
     def lock(self, business, account, token=None, lookup=(), wait=0.0):
         if token is not None:
-            remaining, amount, recorded = self._renew(business, account, token, lookup)
-            return token, remaining, amount, recorded
-        granted, ttl, recorded = self.lock_all(business, [account], lookup, wait)
-        _, token, amount = granted[0]
-        return token, ttl, amount, recorded
+            return self._renew(business, account, token, lookup)
+        granted = self.lock_all(business, [account], lookup, wait)
+        return LockGrant(granted.grants[0].token, granted.ttl, granted.grants[0].cents, granted.recorded)
 
     def lock_all(self, business, accounts, lookup=(), wait=0.0):
-        reads = [_range(self._amount(a)) for a in accounts] + self._record_ranges(lookup)
+        reads = [get(self._amount(a)) for a in accounts] + self._record_ranges(lookup)
 
         def take():
             # A lease of its own, granted just before the locks are taken, so that it lives LOCK_TTL from then.
-            lease = self._grant(self._ttl)
-            return [_put(self._lock(a), business, lease) for a in accounts] + reads
+            lease = self._etcd.grant(self._ttl)
+            return [put(self._lock(a), business, lease) for a in accounts] + reads
 
         answer = self._when_free(accounts, wait, take)
         token = int(answer["header"]["revision"])
         responses = answer["responses"][len(accounts):]
-        granted = [(account, token, self._cents(responses[i])) for i, account in enumerate(accounts)]
-        return granted, self._ttl, self._recorded(responses[len(accounts):], lookup)
+        grants = [Grant(account, token, self._cents(responses[i])) for i, account in enumerate(accounts)]
+        return LocksGrant(grants, self._ttl, self._recorded(responses[len(accounts):], lookup))
 
     def unlock(self, business, account, token):
-        answer = self._etcd.txn(self._holder(business, account, token), [_delete(self._lock(account))])
+        answer = self._etcd.txn(self._holder(business, account, token), [delete(self._lock(account))])
         if not answer.get("succeeded"):
             raise NotLockHolder(business, account, token)
 
     def read(self, business, account, token=None, wait=0.0):
         if token is not None:
-            answer = self._etcd.txn(self._holder(business, account, token), [_range(self._amount(account))])
+            answer = self._etcd.txn(self._holder(business, account, token), [get(self._amount(account))])
             if not answer.get("succeeded"):
                 raise NotLockHolder(business, account, token)
-            cents = self._cents(answer["responses"][0])
         else:
-            answer = self._when_free([account], wait, lambda: [_range(self._amount(account))])
-            cents = self._cents(answer["responses"][0])
+            answer = self._when_free([account], wait, lambda: [get(self._amount(account))])
+        cents = self._cents(answer["responses"][0])
         if cents is None:
             raise UnknownAccount(account)
         return cents
@@ -156,41 +84,47 @@ class EtcdStore:
         first_results = self._recorded_results(operations)
         if first_results is not None:
             self._give_back(business, {a: token for a, (_, token) in writes.items()} if unlock else {}, release)
-            return True, first_results
+            return CommitOutcome(True, first_results)
         self._require_room(operations)
-        compare = [c for account, (_, token) in writes.items() for c in self._holder(business, account, token)]
-        compare += [_compare(self._record(op), "VERSION", "EQUAL", 0) for op in operations]
-        success = [_put(self._amount(account), str(cents)) for account, (cents, _) in writes.items()]
+        checks = [c for account, (_, token) in writes.items() for c in self._holder(business, account, token)]
+        checks += [compare(self._record(op), "VERSION", "EQUAL", 0) for op in operations]
+        success = [put(self._amount(account), str(cents)) for account, (cents, _) in writes.items()]
         success += [self._put_record(op) for op in operations]
         if unlock:
-            success += [_delete(self._lock(account)) for account in writes]
+            success += [delete(self._lock(account)) for account in writes]
         success += [self._release_op(business, account, token) for account, token in release.items()]
-        answer = self._etcd.txn(compare, success)
+        answer = self._etcd.txn(checks, success)
         if answer.get("succeeded"):
-            return False, [op["result"] for op in operations]
+            return CommitOutcome(False, [op["result"] for op in operations])
         first_results = self._recorded_results(operations)
         if first_results is not None:
-            return True, first_results
+            return CommitOutcome(True, first_results)
         lost = [(account, token) for account, (_, token) in writes.items() if not self._holds(business, account, token)]
         raise NotLockHolder(business, *(lost or [(None, None)])[0])
 
     def counts(self):
-        answer = self._etcd.txn(success=[_range(self._p + key, prefix=True, count_only=True)
+        answer = self._etcd.txn(success=[get(self._p + key, prefix=True, count_only=True)
                                          for key in ("a/", "l/", "w/", "o/k/", "o/r/")])
-        accounts, leases, waiting, keyed, retry = (int(r["response_range"].get("count", 0))
-                                                   for r in answer["responses"])
-        return {"accounts": accounts, "leases": leases, "waiting": waiting, "idempotency_records": keyed,
-                "retry_records": retry}
+        return Counts(*(count(response) for response in answer["responses"]))
 
     def view(self, most_leases):
-        answer = self._etcd.txn(success=[_range(self._p + "a/", prefix=True), _range(self._p + "l/", prefix=True),
-                                         _range(self._p + "w/", prefix=True, count_only=True)])
-        amounts, locks, line = (r["response_range"] for r in answer["responses"])
-        leases = [(_text(kv["key"])[len(self._p) + 2:], _text(kv["value"]), int(kv["create_revision"]),
-                   self._time_left(kv.get("lease"))) for kv in locks.get("kvs", [])[:most_leases]]
-        return {"total_cents": sum(int(_text(kv["value"])) for kv in amounts.get("kvs", [])),
-                "accounts": int(amounts.get("count", 0)), "waiting": int(line.get("count", 0)),
-                "lease_count": int(locks.get("count", 0)), "leases": leases}
+        answer = self._etcd.txn(success=[get(self._p + "a/", prefix=True), get(self._p + "l/", prefix=True),
+                                         get(self._p + "w/", prefix=True, count_only=True)])
+        amounts, locks, line = answer["responses"]
+        # A lock set shares one etcd lease: one look at each lease tells every lock of it how long it has left.
+        time_left = {lease: self._etcd.time_left(lease) for lease in {kv.get("lease") for kv in kvs(locks)} if lease}
+        leases = sorted((LeaseView(decode(kv["key"])[len(self._p) + 2:], decode(kv["value"]),
+                                   int(kv["create_revision"]), time_left.get(kv.get("lease"), 0))
+                         for kv in kvs(locks)), key=lambda lease: (lease.seconds_left, lease.account))
+        live = [lease for lease in leases if lease.seconds_left > 0]
+        return BankView(sum(int(decode(kv["value"])) for kv in kvs(amounts)), count(amounts), count(line),
+                        len(live), live[:most_leases])
+
+    def stats(self):
+        return Stats()
+
+    def close(self):
+        """Nothing to flush: every change was one transaction the cluster acknowledged."""
 
     # ---- waiting in line ---------------------------------------------------------------------------------
 
@@ -198,16 +132,16 @@ class EtcdStore:
         """Run then()'s operations in one transaction once no account is locked and no one waits for one ahead
         of this request, waiting up to `wait` seconds in line; raise LockHeld otherwise."""
         deadline = time.monotonic() + wait
-        compare = [_compare(self._lock(a), "VERSION", "EQUAL", 0) for a in accounts]
-        answer = self._etcd.txn(compare + [self._line_empty(a) for a in accounts], then(),
-                                [_range(self._lock(a)) for a in accounts])
+        unlocked = [compare(self._lock(a), "VERSION", "EQUAL", 0) for a in accounts]
+        answer = self._etcd.txn(unlocked + [no_key_under(self._line(a)) for a in accounts], then(),
+                                [get(self._lock(a)) for a in accounts])
         if answer.get("succeeded"):
             return answer
         if wait <= 0:
             raise self._held(accounts, answer["responses"])
-        return self._wait_turn(accounts, deadline, compare, then)
+        return self._wait_turn(accounts, deadline, unlocked, then)
 
-    def _wait_turn(self, accounts, deadline, compare, then):
+    def _wait_turn(self, accounts, deadline, unlocked, then):
         """Join every account's line in one transaction (one revision: one order for all lines), wait until
         first in each and the locks are free, then run then()'s operations in the transaction that leaves."""
         with self._mutex:
@@ -216,83 +150,68 @@ class EtcdStore:
             self._waiters += 1
         started = time.monotonic()
         try:
-            return self._wait_in_line(accounts, deadline, compare, then)
+            return self._wait_in_line(accounts, deadline, unlocked, then)
         finally:
             LOCK_WAIT_SECONDS.observe(time.monotonic() - started)
             with self._mutex:
                 self._waiters -= 1
 
-    def _wait_in_line(self, accounts, deadline, compare, then):
+    def _wait_in_line(self, accounts, deadline, unlocked, then):
         me = uuid.uuid4().hex
         # A place in every account's line, and one key for the request itself, so that waiters count once.
         places = [self._place(account, me) for account in accounts]
-        lease = self._grant(max(1.0, deadline - time.monotonic()) + self._ttl)
-        self._etcd.txn(success=[_put(key, "", lease) for key in places + [self._waiter(me)]])
+        lease = self._etcd.grant(max(1.0, deadline - time.monotonic()) + self._ttl)
+        self._etcd.txn(success=[put(key, "", lease) for key in places + [self._waiter(me)]])
         pause = POLL_FIRST
         try:
             while True:
-                heads = self._etcd.txn(success=[_range(self._line(a), prefix=True, first_created=True)
+                heads = self._etcd.txn(success=[get(self._line(a), prefix=True, first_created=True)
                                                 for a in accounts])
-                first = all(_kvs(r) and _text(_kvs(r)[0]["key"]) == place
+                first = all(kvs(r) and decode(kvs(r)[0]["key"]) == place
                             for r, place in zip(heads["responses"], places))
                 if first:
-                    answer = self._etcd.txn(compare + [_compare(place, "VERSION", "GREATER", 0) for place in places],
-                                            then() + [_delete(key) for key in places + [self._waiter(me)]])
+                    answer = self._etcd.txn(unlocked + [compare(place, "VERSION", "GREATER", 0) for place in places],
+                                            then() + [delete(key) for key in places + [self._waiter(me)]])
                     if answer.get("succeeded"):
                         places = []
                         return answer
                 if time.monotonic() >= deadline:
-                    locks = self._etcd.txn(success=[_range(self._lock(a)) for a in accounts])["responses"]
+                    locks = self._etcd.txn(success=[get(self._lock(a)) for a in accounts])["responses"]
                     raise self._held(accounts, locks)
                 time.sleep(pause)
                 pause = min(pause * 2, POLL_MOST)
         finally:
             if places:
-                self._etcd.txn(success=[_delete(key) for key in places + [self._waiter(me)]])
+                self._etcd.txn(success=[delete(key) for key in places + [self._waiter(me)]])
 
     def _held(self, accounts, lock_ranges):
         for account, response in zip(accounts, lock_ranges):
-            kvs = _kvs(response)
-            if kvs:
-                return LockHeld(account, _text(kvs[0]["value"]), self._ttl)
+            if kvs(response):
+                return LockHeld(account, decode(kvs(response)[0]["value"]), self._ttl)
         return LockHeld(accounts[0], "earlier waiting requests", 0.01)
-
-    def _line_empty(self, account):
-        prefix = self._line(account)
-        return {"key": _b64(prefix), "range_end": _b64(_prefix_end(prefix)), "target": "VERSION",
-                "result": "EQUAL", "version": "0"}
 
     # ---- leases and holders ------------------------------------------------------------------------------
 
-    def _time_left(self, lease):
-        return max(0, int(self._etcd.call("/v3/lease/timetolive", {"ID": lease}).get("TTL", 0))) if lease else 0
-
-    def _grant(self, seconds):
-        return self._etcd.call("/v3/lease/grant", {"TTL": max(1, round(seconds))})["ID"]
-
     def _renew(self, business, account, token, lookup):
         answer = self._etcd.txn(self._holder(business, account, token),
-                                [_range(self._lock(account)), _range(self._amount(account))]
-                                + self._record_ranges(lookup))
+                                [get(self._lock(account)), get(self._amount(account))] + self._record_ranges(lookup))
         if not answer.get("succeeded"):
             raise NotLockHolder(business, account, token)
-        lease = _kvs(answer["responses"][0])[0].get("lease")
-        renewed = self._etcd.call("/v3/lease/keepalive", {"ID": lease}).get("result", {})
-        if "TTL" not in renewed:
+        ttl = self._etcd.keep_alive(kvs(answer["responses"][0])[0].get("lease"))
+        if ttl is None:
             raise NotLockHolder(business, account, token)
-        return (int(renewed["TTL"]), self._cents(answer["responses"][1]),
-                self._recorded(answer["responses"][2:], lookup))
+        return LockGrant(token, ttl, self._cents(answer["responses"][1]),
+                         self._recorded(answer["responses"][2:], lookup))
 
     def _holder(self, business, account, token):
-        return [_compare(self._lock(account), "CREATE", "EQUAL", token),
-                _compare(self._lock(account), "VALUE", "EQUAL", business)]
+        return [compare(self._lock(account), "CREATE", "EQUAL", token),
+                compare(self._lock(account), "VALUE", "EQUAL", business)]
 
     def _holds(self, business, account, token):
         return bool(self._etcd.txn(self._holder(business, account, token)).get("succeeded"))
 
     def _release_op(self, business, account, token):
-        return {"request_txn": {"compare": self._holder(business, account, token),
-                                "success": [_delete(self._lock(account))], "failure": []}}
+        return nested(self._holder(business, account, token), [delete(self._lock(account))])
 
     def _give_back(self, business, *held):
         ops = [self._release_op(business, account, token) for group in held for account, token in group.items()]
@@ -302,7 +221,7 @@ class EtcdStore:
     # ---- operation records -------------------------------------------------------------------------------
 
     def _record_ranges(self, op_ids):
-        return [_range(self._p + f"o/{kind}/{op_id}") for op_id in op_ids for kind in ("k", "r")]
+        return [get(self._p + f"o/{kind}/{op_id}") for op_id in op_ids for kind in ("k", "r")]
 
     def _recorded(self, responses, op_ids):
         now, recorded = self._wall_clock(), {}
@@ -326,34 +245,32 @@ class EtcdStore:
         raise OperationConflict("an operation id of this commit is recorded for another request")
 
     def _live_record(self, response, keyed, now):
-        kvs = _kvs(response)
-        if not kvs:
+        if not kvs(response):
             return None
-        record = json.loads(_text(kvs[0]["value"]))
+        record = json.loads(decode(kvs(response)[0]["value"]))
         return record if record["at"] >= now - self._retention[keyed] else None
 
     def _require_room(self, operations):
         for keyed in (True, False):
-            count = sum(1 for op in operations if op.get("keyed", True) == keyed)
-            if not count:
+            needed = sum(1 for op in operations if op.get("keyed", True) == keyed)
+            if not needed:
                 continue
             prefix = self._p + ("o/k/" if keyed else "o/r/")
-            held = int(self._etcd.txn(success=[_range(prefix, prefix=True, count_only=True)])
-                       ["responses"][0]["response_range"].get("count", 0))
-            if held + count > self._limit[keyed]:
-                self._require_room_among_live(prefix, keyed, count)
+            held = count(self._etcd.txn(success=[get(prefix, prefix=True, count_only=True)])["responses"][0])
+            if held + needed > self._limit[keyed]:
+                self._require_room_among_live(prefix, keyed, needed)
 
-    def _require_room_among_live(self, prefix, keyed, count):
+    def _require_room_among_live(self, prefix, keyed, needed):
         """Near the cap, count only records within their retention, dropping the others (their etcd lease may
         outlive them by a span); refuse if there is still no room, saying when the oldest live one expires."""
         now, oldest_kept = self._wall_clock(), self._wall_clock() - self._retention[keyed]
-        kvs = _kvs(self._etcd.txn(success=[_range(prefix, prefix=True)])["responses"][0])
-        made = [(json.loads(_text(kv["value"]))["at"], _text(kv["key"])) for kv in kvs]
+        made = [(json.loads(decode(kv["value"]))["at"], decode(kv["key"]))
+                for kv in kvs(self._etcd.txn(success=[get(prefix, prefix=True)])["responses"][0])]
         expired = [key for at, key in made if at < oldest_kept]
         for start in range(0, len(expired), 1000):
-            self._etcd.txn(success=[_delete(key) for key in expired[start:start + 1000]])
+            self._etcd.txn(success=[delete(key) for key in expired[start:start + 1000]])
         live = sorted(at for at, _ in made if at >= oldest_kept)
-        if len(live) + count > self._limit[keyed]:
+        if len(live) + needed > self._limit[keyed]:
             raise RecordsFull("idempotency" if keyed else "commit retry",
                               max(1.0, live[0] + self._retention[keyed] - now))
 
@@ -361,7 +278,7 @@ class EtcdStore:
         keyed = op.get("keyed", True)
         at = int(self._wall_clock())
         value = json.dumps({"request": op["request"], "result": op["result"], "at": at}, separators=(",", ":"))
-        return _put(self._record(op), value, self._record_lease(keyed, at))
+        return put(self._record(op), value, self._record_lease(keyed, at))
 
     def _record_lease(self, keyed, at):
         """One etcd lease for the records made in the same span, outliving their retention by at most a span."""
@@ -369,7 +286,7 @@ class EtcdStore:
         with self._mutex:
             lease = self._record_leases.get((keyed, span))
             if lease is None:
-                lease = self._grant(self._retention[keyed] + 2 * RECORD_LEASE_SPAN)
+                lease = self._etcd.grant(self._retention[keyed] + 2 * RECORD_LEASE_SPAN)
                 self._record_leases = {key: value for key, value in self._record_leases.items() if key[1] >= span}
                 self._record_leases[(keyed, span)] = lease
             return lease
@@ -396,5 +313,4 @@ class EtcdStore:
 
     @staticmethod
     def _cents(response):
-        kvs = _kvs(response)
-        return int(_text(kvs[0]["value"])) if kvs else None
+        return int(decode(kvs(response)[0]["value"])) if kvs(response) else None

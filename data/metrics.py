@@ -2,6 +2,8 @@
 from prometheus_client import Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from data.store import StoreError
+
 FAST = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 LOCK_WAIT_SECONDS = Histogram("bank_data_lock_wait_seconds", "Seconds a lock or read request waited for its turn "
                               "on a held account", buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
@@ -20,24 +22,24 @@ COMPACTION_SECONDS = Histogram("bank_data_compaction_seconds", "Seconds a journa
 class LiveState:
     """A collector of what the store holds now: leases, waiters, accounts, records, the last compaction's pauses."""
 
-    def __init__(self, store, journal, unavailable=()):
-        self._store, self._journal = store, journal
-        self._unavailable = unavailable     # what the store raises when it cannot answer: no live state then
+    def __init__(self, store):
+        self._store = store
 
     def collect(self):
         try:
-            counts = self._store.counts()
-        except self._unavailable:
-            return
+            counts, stats = self._store.counts(), self._store.stats()
+        except StoreError:
+            return      # a store that cannot answer has no live state to report
         for name, help_text in (("leases", "Live leases"), ("waiting", "Requests waiting for a held account"),
                                 ("accounts", "Accounts"),
                                 ("idempotency_records", "Idempotency-Key records held"),
                                 ("retry_records", "Records of writes without a key, held for commit retries")):
-            yield GaugeMetricFamily(f"bank_data_{name}", help_text, value=counts[name])
-        yield CounterMetricFamily("bank_data_compactions", "Journal compactions finished",
-                                  value=self._journal.compactions)
+            yield GaugeMetricFamily(f"bank_data_{name}", help_text, value=getattr(counts, name))
+        if stats.compactions is None:
+            return
+        yield CounterMetricFamily("bank_data_compactions", "Journal compactions finished", value=stats.compactions)
         stall = GaugeMetricFamily("bank_data_compaction_stall_seconds", "How long the last compaction held writes "
                                   "back", labels=["phase"])
-        stall.add_metric(["copy"], self._store.compaction_copy_seconds)
-        stall.add_metric(["switch"], self._journal.last_switch_seconds)
+        stall.add_metric(["copy"], stats.compaction_copy_seconds)
+        stall.add_metric(["switch"], stats.compaction_switch_seconds)
         yield stall

@@ -88,7 +88,7 @@ def test_records_without_a_key_last_their_short_retention_and_keyed_ones_their_l
     app = data_app(**overrides)
     write(app.test_client(), "acc", "1.00", "bare", keyed=False)
     write(app.test_client(), "acc", "2.00", "keyed")
-    app.extensions["bank.journal"].close()
+    app.extensions["bank.store"].close()
     client = data_app(**overrides).test_client()
     assert set(lock(client, "x", ["bare", "keyed"])["operations"]) == {"bare", "keyed"}
     wall.advance(61)

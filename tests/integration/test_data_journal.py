@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from data.data_server import JournalCorrupt, create_app as create_data_app
+from data.data_server import create_app as create_data_app
+from data.journal import JournalCorrupt
 from shared.settings import load_data_settings
 from tests.helpers import DATA_TOKENS, FakeClock, bearer, data_environ
 
@@ -24,7 +25,7 @@ def run_now(job):
 
 
 def stop(app):
-    app.extensions["bank.journal"].close()
+    app.extensions["bank.store"].close()
 
 
 def deposit(client, account, amount, operations=()):
@@ -103,7 +104,7 @@ def test_compaction_keeps_the_journal_proportional_to_accounts_not_history(tmp_p
     for i in range(200):
         deposit(client, f"acc{i % 3}", f"{i}.00", [{"id": f"op-{i}", "request": "r", "result": i}])
     stop(app)
-    assert app.extensions["bank.journal"].compactions > 1
+    assert app.extensions["bank.store"].stats().compactions > 1
     assert journal.stat().st_size < 2 * 2000 + 200 * 100
 
     client = start(journal).test_client()
@@ -305,15 +306,15 @@ def test_a_get_lock_whose_sync_fails_leaves_no_lease_behind(tmp_path, monkeypatc
     lock = threading.Thread(target=call, args=("lock", "POST", "/getLock/b1/other", {}))
     lock.start()
     deadline = time.monotonic() + 5
-    while store.counts()["leases"] < 1 and time.monotonic() < deadline:
+    while store.counts().leases < 1 and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert store.counts()["leases"] == 1
+    assert store.counts().leases == 1
     disk.hold.set()
     commit.join(5)
     lock.join(5)
     assert_storage_failed(answers["commit"])
     assert_storage_failed(answers["lock"])
-    assert store.counts()["leases"] == 0
+    assert store.counts().leases == 0
 
 
 def test_with_fsync_everysec_a_failed_background_fsync_stops_every_answer(tmp_path, monkeypatch):
@@ -349,6 +350,6 @@ def test_the_folder_is_fsynced_when_the_journal_is_made_and_after_a_compaction_r
     made = disk.synced_folders.count(folder.stat().st_ino)
     assert made >= 1 and disk.synced_folders.count((tmp_path / "new").stat().st_ino) >= 1
     client = app.test_client()
-    while app.extensions["bank.journal"].compactions == 0:
+    while app.extensions["bank.store"].stats().compactions == 0:
         deposit(client, "acc", "1.00")
     assert disk.synced_folders.count(folder.stat().st_ino) > made

@@ -1,0 +1,312 @@
+"""The embedded store: every balance, lease and waiting line in this process's memory, every change journaled.
+
+One data-server process holds the bank (one gunicorn worker, threads for concurrency); data/journal.py makes it
+durable, data/fencing.py hands out its tokens and data/records.py keeps its operation records.
+"""
+import collections
+import itertools
+import threading
+import time
+from typing import NamedTuple
+
+from data.fencing import FencingTokens
+from data.journal import SNAPSHOT_CHUNK, JournalCorrupt
+from data.metrics import LOCK_WAIT_SECONDS
+from data.records import OperationRecords
+from data.store import (BankView, CommitOutcome, Counts, Grant, LeaseView, LockGrant, LockHeld, LocksGrant,
+                        NotLockHolder, OperationConflict, Stats, StorageFailed, UnknownAccount)
+
+
+class _Lease(NamedTuple):
+    holder: str
+    token: int
+    expires_at: float           # on the store's monotonic clock
+
+
+class EmbeddedStore:
+    """Accounts, leases and the turns of those waiting for them; fencing and records are their own objects."""
+
+    def __init__(self, journal, settings, clock=time.monotonic, wall_clock=time.time):
+        self._journal = journal
+        self._ttl = settings.lock_ttl
+        self._compact_min_bytes = settings.compact_min_bytes
+        self._clock = clock
+        self._mutex = threading.Lock()
+        self._wakeups = {}                                  # account id -> Condition: lease freed or line moved
+        self._max_waiters = settings.lock_waiters           # waiting requests hold server threads: keep some free
+        self._waiters = 0
+        self._queues = {}                                   # account id -> deque of waiting requests, oldest first
+        self._accounts = {}                                 # account id -> cents
+        self._total_cents = 0                               # the sum of _accounts, kept as it changes
+        self._leases = {}                                   # account id -> _Lease
+        self._operations = OperationRecords(settings, wall_clock)   # wall clock: retention holds across restarts
+        self._fence = FencingTokens(journal)
+        self._sweep_leases_at = 10_000
+        self.compaction_copy_seconds = 0.0      # how long the last compaction's copy held the mutex
+        for record in journal.replay():
+            self._apply_record(record)
+        journal.open()
+
+    def lock(self, business, account, token=None, lookup=(), wait=0.0):
+        """Grant or renew a lease; while someone else holds it, wait up to `wait` seconds for this request's turn,
+        in arrival order."""
+        if token is None:
+            granted = self.lock_all(business, [account], lookup, wait)
+            return LockGrant(granted.grants[0].token, granted.ttl, granted.grants[0].cents, granted.recorded)
+        with self._mutex:
+            self._journal.check()
+            now = self._clock()
+            self._require_holder(business, account, token, now)
+            self._leases[account] = _Lease(business, token, now + self._ttl)
+            recorded = self._lookup(lookup)
+            amount, seq = self._accounts.get(account), self._journal.last_seq
+        self._sync_or_give_back(seq, business, [(account, token)])
+        return LockGrant(token, self._ttl, amount, recorded)
+
+    def lock_all(self, business, accounts, lookup=(), wait=0.0):
+        """Lease every one of accounts at once, or none.
+
+        Waits up to `wait` seconds until this request is first in line on every account and none is held; it
+        holds nothing while it waits, so requests for overlapping sets never deadlock.
+        """
+        with self._mutex:
+            self._journal.check()
+            now = self._wait_turn(accounts, wait)
+            # Every token first: if reserving more fails, no lease of the set has been granted.
+            tokens = [self._fence.next() for _ in accounts]
+            grants = []
+            for account, token in zip(accounts, tokens):
+                self._leases[account] = _Lease(business, token, now + self._ttl)
+                grants.append(Grant(account, token, self._accounts.get(account)))
+            self._sweep_expired_leases(now)
+            recorded, seq = self._lookup(lookup), self._journal.last_seq
+        self._sync_or_give_back(seq, business, [(grant.account, grant.token) for grant in grants])
+        return LocksGrant(grants, self._ttl, recorded)
+
+    def _sync_or_give_back(self, seq, business, leases):
+        """Make what a lock reply shows durable before anyone sees it (or a crash could take back a value seen);
+        if that fails, the caller hears an error, so it must not hold leases it does not know of."""
+        try:
+            self._journal.sync(seq)
+        except StorageFailed:
+            with self._mutex:
+                for account, token in leases:
+                    self._release_if_held(business, account, token)
+            raise
+
+    def unlock(self, business, account, token):
+        with self._mutex:
+            self._journal.check()
+            self._require_holder(business, account, token, self._clock())
+            self._release(account)
+
+    def read(self, business, account, token=None, wait=0.0):
+        """The account's cents; the holder reads with its token, anyone else waits its turn as in lock()."""
+        with self._mutex:
+            self._journal.check()
+            if token is not None:
+                self._require_holder(business, account, token, self._clock())
+            else:
+                self._wait_turn([account], wait)
+            if account not in self._accounts:
+                raise UnknownAccount(account)
+            amount, seq = self._accounts[account], self._journal.last_seq
+        self._journal.sync(seq)
+        return amount
+
+    def commit(self, business, writes, operations=(), unlock=False, release=None):
+        """Apply writes {account: (cents, token)} all or nothing (data/store.py says the rest)."""
+        with self._mutex:
+            self._journal.check()
+            first_results = self._recorded_results(operations)
+            if first_results is None:
+                seq = self._apply_commit(business, writes, operations, unlock)
+            else:
+                if unlock:
+                    self._release_held(business, writes)
+                seq = self._journal.last_seq
+            for account, token in (release or {}).items():
+                self._release_if_held(business, account, token)
+        self._journal.sync(seq)
+        if first_results is None:
+            return CommitOutcome(False, [op["result"] for op in operations])
+        return CommitOutcome(True, first_results)
+
+    def _recorded_results(self, operations):
+        """None if no operation id is recorded; the first results if all are, for the same requests."""
+        recorded = [self._operations.get(op["id"]) for op in operations]
+        if not any(recorded):
+            return None
+        if all(rec is not None and rec["request"] == op["request"] for rec, op in zip(recorded, operations)):
+            return [rec["result"] for rec in recorded]
+        raise OperationConflict("an operation id of this commit is recorded for another request")
+
+    def _apply_commit(self, business, writes, operations, unlock):
+        """Check every lease and the records' room, journal the commit, apply it; return the sequence to sync."""
+        now = self._clock()
+        for account, (_, token) in writes.items():
+            self._require_holder(business, account, token, now)
+        self._operations.require_room(operations)
+        record = {"t": "commit", "w": {account: cents for account, (cents, _) in writes.items()}}
+        if operations:
+            record["o"] = self._operations.stamp(operations)
+        seq = self._journal.append(record)
+        self._apply_record(record)
+        if unlock:
+            for account in writes:
+                self._release(account)
+        if self._journal.due_for_compaction(self._compact_min_bytes):
+            self._start_compaction()
+        return seq
+
+    def view(self, most_leases):
+        with self._mutex:
+            now = self._clock()
+            leases = sorted((LeaseView(account, lease.holder, lease.token, lease.expires_at - now)
+                             for account, lease in self._leases.items() if lease.expires_at > now),
+                            key=lambda lease: (lease.seconds_left, lease.account))
+            return BankView(self._total_cents, len(self._accounts), self._waiters, len(leases), leases[:most_leases])
+
+    def counts(self):
+        with self._mutex:
+            now = self._clock()
+            live = sum(1 for lease in self._leases.values() if lease.expires_at > now)
+            return Counts(len(self._accounts), live, self._waiters, *self._operations.counts())
+
+    def stats(self):
+        self._journal.check()
+        return Stats(self._journal.compactions, self.compaction_copy_seconds, self._journal.last_switch_seconds)
+
+    def close(self):
+        self._journal.close()
+
+    def _wait_turn(self, accounts, wait):
+        """Return the time once no live lease is on any of accounts and no earlier request waits for one of them.
+
+        Waits up to `wait` seconds in arrival order, or raises LockHeld. A request joins every account's line in
+        one step, so the lines agree on one order and the first request in it is first in all of its lines.
+        Called with the mutex held.
+        """
+        now = self._clock()
+        blocker = self._blocker(accounts, None, now)
+        if blocker is None:
+            return now
+        if wait <= 0 or self._waiters >= self._max_waiters:
+            raise self._held(*blocker, now)
+        turn = object()
+        for account in accounts:
+            self._queues.setdefault(account, collections.deque()).append(turn)
+            self._wakeups.setdefault(account, threading.Condition(self._mutex))
+        self._waiters += 1
+        started, deadline = now, now + wait
+        try:
+            while (blocker := self._blocker(accounts, turn, now)) is not None:
+                if now >= deadline:
+                    raise self._held(*blocker, now)
+                # Wake at the latest when a lease would expire: expiry notifies no one.
+                expiries = [lease.expires_at for lease in (self._live_lease(a, now) for a in accounts)
+                            if lease is not None]
+                self._wakeups[blocker[0]].wait(min([deadline, *expiries]) - now)
+                now = self._clock()
+            return now
+        finally:
+            LOCK_WAIT_SECONDS.observe(self._clock() - started)
+            for account in accounts:
+                queue = self._queues[account]
+                queue.remove(turn)
+                if queue:
+                    self._wakeups[account].notify_all()
+                else:
+                    del self._queues[account], self._wakeups[account]
+            self._waiters -= 1
+
+    def _blocker(self, accounts, turn, now):
+        """(account, live lease or None) of the first account this request may not take yet, or None."""
+        for account in accounts:
+            lease = self._live_lease(account, now)
+            queue = self._queues.get(account)
+            if lease is not None or (queue and queue[0] is not turn):
+                return account, lease
+        return None
+
+    def _held(self, account, lease, now):
+        if lease is None:
+            return LockHeld(account, "earlier waiting requests", 0.01)
+        return LockHeld(account, lease.holder, lease.expires_at - now)
+
+    def _lookup(self, op_ids):
+        recorded = {}
+        for op_id in op_ids:
+            record = self._operations.get(op_id)
+            if record is not None:
+                recorded[op_id] = {"request": record["request"], "result": record["result"]}
+        return recorded
+
+    def _release(self, account):
+        del self._leases[account]
+        waiting = self._wakeups.get(account)
+        if waiting is not None:
+            waiting.notify_all()
+
+    def _live_lease(self, account, now):
+        lease = self._leases.get(account)
+        return lease if lease is not None and lease.expires_at > now else None
+
+    def _require_holder(self, business, account, token, now):
+        lease = self._live_lease(account, now)
+        if lease is None or (lease.holder, lease.token) != (business, token):
+            raise NotLockHolder(business, account, token)
+
+    def _release_held(self, business, writes):
+        for account, (_, token) in writes.items():
+            self._release_if_held(business, account, token)
+
+    def _release_if_held(self, business, account, token):
+        lease = self._leases.get(account)
+        if lease is not None and (lease.holder, lease.token) == (business, token):
+            self._release(account)
+
+    def _sweep_expired_leases(self, now):
+        if len(self._leases) < self._sweep_leases_at:
+            return
+        for account in [a for a, lease in self._leases.items() if lease.expires_at <= now]:
+            del self._leases[account]
+        self._sweep_leases_at = max(10_000, 2 * len(self._leases))
+
+    def _apply_record(self, record):
+        kind = record["t"]
+        if kind == "commit":
+            self._set_amounts(record["w"])
+            for op in record.get("o", ()):
+                self._operations.add(op)
+        elif kind == "accounts":
+            self._set_amounts(record["a"])
+        elif kind == "operations":
+            for op in record["o"]:
+                self._operations.add(op)
+        elif kind == "fence":
+            self._fence.restore(record["upto"])
+        else:
+            raise JournalCorrupt(f"unknown journal record type {kind!r}")
+
+    def _set_amounts(self, amounts):
+        for account, cents in amounts.items():
+            self._total_cents += cents - self._accounts.get(account, 0)
+            self._accounts[account] = cents
+
+    def _start_compaction(self):
+        """Copy the state under the mutex (the only pause writers see); the journal encodes and writes it later."""
+        started = time.perf_counter()
+        fence, accounts, operations = self._fence.reserved, self._accounts.copy(), self._operations.copy()
+        self.compaction_copy_seconds = time.perf_counter() - started
+
+        def snapshot_records():
+            yield {"t": "fence", "upto": fence}
+            items = iter(accounts.items())
+            for _ in range(0, len(accounts), SNAPSHOT_CHUNK):
+                yield {"t": "accounts", "a": dict(itertools.islice(items, SNAPSHOT_CHUNK))}
+            for start in range(0, len(operations), SNAPSHOT_CHUNK):
+                yield {"t": "operations", "o": operations[start:start + SNAPSHOT_CHUNK]}
+
+        self._journal.start_compaction(snapshot_records())
+

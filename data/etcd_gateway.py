@@ -1,0 +1,106 @@
+"""etcd's v3 JSON gateway (POST /v3/kv/txn, /v3/lease/...): keys and values travel base64-encoded.
+
+The request builders below make the parts of a transaction; EtcdGateway sends them to a member.
+"""
+import base64
+import json
+
+from data.store import StoreUnavailable
+from shared.failover import FailoverPools, NotAnswered
+
+
+class EtcdGateway:
+    """etcd's v3 JSON gateway over pools of keep-alive connections, one per member."""
+
+    def __init__(self, endpoints, timeout):
+        self._members = FailoverPools(endpoints)
+        self._timeout = timeout
+
+    def call(self, path, body):
+        """One request to a member (shared/failover.py says which); StoreUnavailable if none answered."""
+        try:
+            response, answer = self._members.send("POST", path, json.dumps(body).encode(),
+                                                  {"Content-Type": "application/json"}, self._timeout)
+        except NotAnswered as error:
+            raise StoreUnavailable(f"etcd: {error}") from None
+        if response.status != 200:
+            raise StoreUnavailable(f"etcd answered {path} with {response.status} {answer.get('error')}")
+        return answer
+
+    def txn(self, compare=(), success=(), failure=()):
+        return self.call("/v3/kv/txn", {"compare": list(compare), "success": list(success),
+                                        "failure": list(failure)})
+
+    def grant(self, seconds):
+        """A new etcd lease of at least one second; its id."""
+        return self.call("/v3/lease/grant", {"TTL": max(1, round(seconds))})["ID"]
+
+    def time_left(self, lease):
+        """Whole seconds the lease has left; 0 once it is gone."""
+        return max(0, int(self.call("/v3/lease/timetolive", {"ID": lease}).get("TTL", 0)))
+
+    def keep_alive(self, lease):
+        """Renew the lease; its new TTL in seconds, or None if it is gone."""
+        renewed = self.call("/v3/lease/keepalive", {"ID": lease}).get("result", {})
+        return int(renewed["TTL"]) if "TTL" in renewed else None
+
+
+def encode(text):
+    return base64.b64encode(text.encode()).decode()
+
+
+def decode(encoded):
+    return base64.b64decode(encoded).decode()
+
+
+def prefix_end(prefix):
+    """The first key after every key that starts with prefix."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+def get(key, prefix=False, count_only=False, first_created=False):
+    request = {"key": encode(key)}
+    if prefix:
+        request["range_end"] = encode(prefix_end(key))
+    if count_only:
+        request["count_only"] = True
+    if first_created:
+        request.update(sort_target="CREATE", sort_order="ASCEND", limit=1)
+    return {"request_range": request}
+
+
+def put(key, value, lease=None):
+    request = {"key": encode(key), "value": encode(value)}
+    if lease:
+        request["lease"] = lease
+    return {"request_put": request}
+
+
+def delete(key):
+    return {"request_delete_range": {"key": encode(key)}}
+
+
+def nested(compare, success):
+    """A transaction inside a transaction: its success applies only where its own compare holds."""
+    return {"request_txn": {"compare": list(compare), "success": list(success), "failure": []}}
+
+
+def compare(key, target, result, value):
+    field = {"CREATE": "create_revision", "VALUE": "value", "VERSION": "version"}[target]
+    return {"key": encode(key), "target": target, "result": result,
+            field: encode(value) if target == "VALUE" else str(value)}
+
+
+def no_key_under(prefix):
+    """A compare that holds while no key starts with prefix."""
+    return {"key": encode(prefix), "range_end": encode(prefix_end(prefix)), "target": "VERSION", "result": "EQUAL",
+            "version": "0"}
+
+
+def kvs(response):
+    """The key-values of one range response of a transaction."""
+    return response.get("response_range", {}).get("kvs", [])
+
+
+def count(response):
+    return int(response["response_range"].get("count", 0))

@@ -1,0 +1,113 @@
+"""The data server's request parsing: each part of a request checked, and turned into what the store takes, before
+the store is asked anything; a malformed part is a 400 ApiError whatever the accounts' state."""
+from flask import request
+
+from shared.errors import ApiError
+from shared.validation import is_account_id, is_opaque_key
+from shared.web import amount_cents, json_object
+
+MAX_TOKEN = 2 ** 63 - 1
+MAX_WAIT_MS = 10_000        # longest a getLock or getAmount may wait for its turn on a held account
+MAX_WRITES_PER_COMMIT = 100
+MAX_OPERATIONS_PER_COMMIT = 100
+MAX_OPERATION_ID = 200
+MAX_OPERATION_REQUEST = 512
+
+
+def optional_body():
+    """The JSON object sent, or {} when no body came."""
+    return json_object() if request.content_length or request.mimetype else {}
+
+
+def token(value, required=True):
+    if value is None and not required:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_TOKEN:
+        raise ApiError(400, "invalid_token", "token must be the positive integer that getLock returned")
+    return value
+
+
+def flag(body, name):
+    value = body.get(name, False)
+    if not isinstance(value, bool):
+        raise ApiError(400, "invalid_request", f"{name} must be true or false")
+    return value
+
+
+def query_number(name):
+    """A query parameter as an int if it is plain digits, else as sent, for the body's validators to judge."""
+    text = request.args.get(name)
+    return int(text) if text is not None and text.isascii() and text.isdigit() and len(text) <= 19 else text
+
+
+def wait_seconds(value):
+    if value is None:
+        return 0.0
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_WAIT_MS:
+        raise ApiError(400, "invalid_wait", f"wait_ms must be a whole number of milliseconds from 0 to {MAX_WAIT_MS}")
+    return value / 1000
+
+
+def lookup_ids(body):
+    ids = body.get("lookup", [])
+    if not isinstance(ids, list) or len(ids) > MAX_OPERATIONS_PER_COMMIT or not all(
+            is_opaque_key(op_id, MAX_OPERATION_ID) for op_id in ids):
+        raise ApiError(400, "invalid_lookup", "lookup must be a list of operation ids")
+    return ids
+
+
+def lock_accounts(body):
+    """getLocks' accounts, sorted: every caller takes a set in one order."""
+    accounts = body.get("accounts")
+    if not (isinstance(accounts, list) and 1 <= len(accounts) <= MAX_WRITES_PER_COMMIT
+            and all(is_account_id(account) for account in accounts) and len(set(accounts)) == len(accounts)):
+        raise ApiError(400, "invalid_accounts", f"accounts must be a list of 1 to {MAX_WRITES_PER_COMMIT} distinct "
+                                                "account ids")
+    return sorted(accounts)
+
+
+def operations(body):
+    items = body.get("operations", [])
+    if not isinstance(items, list) or len(items) > MAX_OPERATIONS_PER_COMMIT:
+        raise ApiError(400, "invalid_operations", f"operations must be a list of at most "
+                                                  f"{MAX_OPERATIONS_PER_COMMIT} objects")
+    seen = set()
+    for op in items:
+        if not (isinstance(op, dict) and is_opaque_key(op.get("id"), MAX_OPERATION_ID)
+                and isinstance(op.get("request"), str) and len(op["request"]) <= MAX_OPERATION_REQUEST
+                and "result" in op and isinstance(op.get("keyed", True), bool)):
+            raise ApiError(400, "invalid_operations", "each operation needs an id (printable ASCII, at most "
+                                                      f"{MAX_OPERATION_ID}), a request string, a result and "
+                                                      "optionally keyed (true or false)")
+        if op["id"] in seen:
+            raise ApiError(400, "invalid_operations", f"operation id {op['id']} appears twice")
+        seen.add(op["id"])
+    return items
+
+
+def releases(body):
+    """The commit's "release" list as {account: token}: leases given back without a write."""
+    items = body.get("release", [])
+    if not isinstance(items, list) or len(items) > MAX_WRITES_PER_COMMIT:
+        raise ApiError(400, "invalid_release", f"release must be a list of at most {MAX_WRITES_PER_COMMIT} objects")
+    release = {}
+    for item in items:
+        if not isinstance(item, dict) or not is_account_id(item.get("account")) or item["account"] in release:
+            raise ApiError(400, "invalid_release", "each release needs a distinct account id and its token")
+        release[item["account"]] = token(item.get("token"))
+    return release
+
+
+def writes(body, release, fewest):
+    """The commit's writes as {account: (cents, token)}: fewest to MAX_WRITES_PER_COMMIT, none also released."""
+    items = body.get("writes")
+    if not isinstance(items, list) or not fewest <= len(items) <= MAX_WRITES_PER_COMMIT:
+        raise ApiError(400, "invalid_writes", f"writes must be a list of {fewest} to {MAX_WRITES_PER_COMMIT} objects")
+    parsed = {}
+    for item in items:
+        if not isinstance(item, dict) or not is_account_id(item.get("account")):
+            raise ApiError(400, "invalid_writes", "each write needs an account id, an amount and a token")
+        if item["account"] in parsed or item["account"] in release:
+            raise ApiError(400, "invalid_writes", f"account {item['account']} is written or released twice")
+        parsed[item["account"]] = (amount_cents(item.get("amount")), token(item.get("token")))
+    return parsed

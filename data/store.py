@@ -1,0 +1,158 @@
+"""The seam between the data server's HTTP layer and its stores: what a store does, what it answers, how it refuses.
+
+Both stores (data/embedded_store.py, data/etcd_store.py) implement Store and raise only StoreError subclasses;
+tests/integration/test_store_contract.py holds them to the same contract. Nothing here knows of HTTP, a journal
+or etcd.
+"""
+from typing import NamedTuple, Protocol
+
+
+class Grant(NamedTuple):
+    """One lease of a lock set."""
+    account: str
+    token: int                  # the fencing token: only grows, never repeats
+    cents: int | None           # the balance now; None if the account does not exist yet
+
+
+class LockGrant(NamedTuple):
+    token: int
+    ttl: float                  # seconds the lease lives from now without renewal
+    cents: int | None
+    recorded: dict              # operation id -> {"request", "result"}, for the ids asked about
+
+
+class LocksGrant(NamedTuple):
+    grants: list                # [Grant], in the order the accounts were asked for
+    ttl: float
+    recorded: dict
+
+
+class CommitOutcome(NamedTuple):
+    replayed: bool              # True: this very commit was applied before and nothing was applied now
+    results: list               # each operation's result, the first ones if replayed
+
+
+class LeaseView(NamedTuple):
+    account: str
+    holder: str
+    token: int
+    seconds_left: float
+
+
+class BankView(NamedTuple):
+    total_cents: int
+    accounts: int
+    waiting: int
+    lease_count: int
+    leases: list                # [LeaseView], soonest ending first
+
+
+class Counts(NamedTuple):
+    accounts: int
+    leases: int                 # live ones
+    waiting: int                # requests waiting for a held account
+    idempotency_records: int
+    retry_records: int
+
+
+class Stats(NamedTuple):
+    """A store's upkeep; None where the store has no such thing (etcd keeps no journal of its own)."""
+    compactions: int | None = None
+    compaction_copy_seconds: float | None = None    # how long the last compaction's copy held writes back
+    compaction_switch_seconds: float | None = None  # how long its switch to the new file held writes back
+
+
+class Store(Protocol):
+    """Balances, leased and fenced locks with FIFO waiting lines, atomic commits and operation records."""
+
+    def lock(self, business, account, token=None, lookup=(), wait=0.0) -> LockGrant:
+        """Grant a lease on account, or renew the caller's own (token); LockHeld if still held after `wait` s."""
+
+    def lock_all(self, business, accounts, lookup=(), wait=0.0) -> LocksGrant:
+        """Lease every one of accounts at once, or none, waiting in every account's line at once."""
+
+    def unlock(self, business, account, token) -> None:
+        """Give the caller's lease back; NotLockHolder if it is not the caller's live lease."""
+
+    def read(self, business, account, token=None, wait=0.0) -> int:
+        """The account's cents: the holder reads with its token, anyone else waits its turn as in lock()."""
+
+    def commit(self, business, writes, operations=(), unlock=False, release=None) -> CommitOutcome:
+        """Apply writes {account: (cents, token)} all or nothing, with operations recorded.
+
+        operations: [{"id", "request", "result", "keyed"}]; if every id is recorded already for the same request,
+        nothing is applied and the first results come back; a partial or different match is OperationConflict.
+        release: {account: token} of leases given back unwritten once the commit is through.
+        """
+
+    def view(self, most_leases) -> BankView:
+        """The bank at a glance, with up to most_leases live leases, soonest ending first."""
+
+    def counts(self) -> Counts:
+        """How many accounts, live leases, waiting requests and records there are now."""
+
+    def stats(self) -> Stats:
+        """The store's upkeep; StorageFailed once the store can no longer vouch for what it holds."""
+
+    def close(self) -> None:
+        """Make everything acknowledged durable and let go of files and connections."""
+
+
+class StoreError(Exception):
+    """A store's refusal: nothing was applied, unless the error says the outcome is unknown."""
+
+    retry_after = None          # seconds after which trying again may succeed; None: it would not
+
+
+class LockHeld(StoreError):
+    def __init__(self, account, holder, remaining):
+        super().__init__(f"account {account} is locked by {holder}")
+        self.account, self.holder, self.remaining = account, holder, remaining
+
+    @property
+    def retry_after(self):
+        return self.remaining
+
+
+class NotLockHolder(StoreError):
+    """The caller's lease is gone, expired or was never its own."""
+
+    def __init__(self, business, account, token):
+        super().__init__(f"no live lease on {account} with token {token} for {business}")
+        self.business, self.account, self.token = business, account, token
+
+
+class UnknownAccount(StoreError):
+    def __init__(self, account):
+        super().__init__(f"account {account} does not exist")
+        self.account = account
+
+
+class OperationConflict(StoreError):
+    """Some of a commit's operation ids are recorded already, but not all of them as this same request."""
+
+
+class RecordsFull(StoreError):
+    """Recording the commit's operations would pass their cap; nothing was applied."""
+
+    def __init__(self, kind, retry_after):
+        super().__init__(f"the {kind} records are at their cap")
+        self.kind, self.retry_after = kind, retry_after
+
+
+class WriteFailed(StoreError):
+    """A write could not be stored and was taken back out again: nothing was applied."""
+
+    retry_after = 1
+
+
+class StorageFailed(StoreError):
+    """Storage failed in a way that leaves what is on disk unknown; nothing is acknowledged until a restart."""
+
+    retry_after = 5
+
+
+class StoreUnavailable(StoreError):
+    """The store's cluster did not answer: what a write sent to it did is unknown."""
+
+    retry_after = 1
