@@ -1,14 +1,10 @@
 """Presentation: the bank's HTTP API. Parses and checks requests, calls BankService, maps results to HTTP."""
 from flask import Blueprint, current_app, g, has_request_context, jsonify, request
 
-from business.application.bank_service import BankService
+from business import bootstrap
 from business.application.errors import (AccountNotFound, BalanceLimitExceeded, BankError, IdempotencyConflict,
                                          InsufficientFunds, InvalidRequest, ServiceUnavailable)
-from business.application.queue_service import QueueService
-from business.infra.amount_repository import HttpAmountRepository
-from business.infra.data_client import DataServerClient
-from business.infra.lock_repository import HttpLockRepository
-from business.infra.metrics import UNAVAILABLE, PrometheusQueueObserver
+from business.infra.metrics import UNAVAILABLE
 from shared.auth import bearer_auth, configure_tokens
 from shared.errors import ApiError, error_response
 from shared.metrics import register_metrics_route
@@ -99,20 +95,14 @@ def _current_request_id():
     return g.get("request_id") if has_request_context() else None
 
 
-def create_app(settings=None, locks=None, amounts=None):
-    """The business app; locks and amounts default to the data server named in settings."""
+def create_app(settings=None):
+    """The business app, on the data servers its settings name."""
     settings = settings or load_business_settings()
     app = create_base_app(__name__, f"business-{settings.business_id}", settings.max_body_bytes,
                           settings.log_level, settings.log_summary_seconds)
     configure_tokens(app, settings.client_tokens)
-    if locks is None or amounts is None:
-        data_client = DataServerClient(settings.data_urls, settings.business_id, settings.data_token,
-                                       settings.data_timeout, _current_request_id)
-        locks, amounts = HttpLockRepository(data_client), HttpAmountRepository(data_client)
-    queues = QueueService(locks, amounts, settings.lock_wait, settings.queue_limit, settings.batch_limit,
-                          observer=PrometheusQueueObserver())
     register_metrics_route(app, settings.operator_tokens)
-    app.extensions["bank.service"] = BankService(queues, settings.max_amount_cents)
+    app.extensions["bank.service"] = bootstrap.bank_service(settings, _current_request_id)
 
     @app.get("/health")
     def health():

@@ -3,7 +3,7 @@ import uuid
 from dataclasses import dataclass
 
 from business.application.errors import InvalidRequest
-from business.application.queue_service import Operation
+from business.application.operations import Operation
 
 
 @dataclass(frozen=True)

@@ -11,50 +11,17 @@ import logging
 import random
 import threading
 import time
-from dataclasses import dataclass
 
-from business.application.errors import (AccountNotFound, BalanceLimitExceeded, BankError, IdempotencyConflict,
-                                         InsufficientFunds, ServiceUnavailable)
+from business.application.errors import AccountNotFound, BankError, ServiceUnavailable
+from business.application.operations import Outcome, apply_batch
 from business.application.ports import (AccountLocked, AccountMissing, DataRefused, DataUnavailable,
                                         IdempotencyStoreFull, LeaseLost, OperationConflict, QueueObserver)
 
 log = logging.getLogger("bank.business")
 
-MAX_BALANCE_CENTS = 10 ** 18
-REFUSALS = (AccountNotFound, InsufficientFunds, BalanceLimitExceeded)
-REFUSALS_BY_CODE = {refusal.code: refusal for refusal in REFUSALS}
 FIRST_BACKOFF = 0.002       # seconds; doubles up to MAX_BACKOFF while an account stays locked
 MAX_BACKOFF = 0.05
 SERVER_WAIT = 0.5           # seconds the data server may queue one lock or read request for a held account
-
-
-@dataclass(frozen=True)
-class Operation:
-    kind: str                  # deposit | withdrawal | transfer | balance
-    account: str               # the account credited, debited or read; the origin of a transfer
-    amount_cents: int = 0
-    target: str | None = None
-    operation_id: str = ""     # what the data server records it under
-    keyed: bool = False        # from a client's Idempotency-Key: an earlier result may exist
-
-    @property
-    def request(self):
-        """What the operation asks, to tell a retry from another request under the same key."""
-        return f"{self.kind} {self.account} {self.target or '-'} {self.amount_cents}"
-
-    @property
-    def writes(self):
-        return self.kind != "balance"
-
-    @property
-    def accounts(self):
-        return (self.account, self.target) if self.target else (self.account,)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    result: dict               # {"balance": cents} and, for a transfer, {"target_balance": cents}
-    replayed: bool = False
 
 
 def _unavailable(accounts, error):
@@ -194,7 +161,7 @@ class QueueService:
             return outcomes
 
     def _apply_and_commit(self, operations, leases):
-        outcomes, balances, records = _apply(operations, leases)
+        outcomes, balances, records = apply_batch(operations, leases)
         if not records:
             self._release_all(leases.values())
             return outcomes
@@ -274,79 +241,3 @@ def _fill(outcomes, positions, outcome):
     for position in positions:
         outcomes[position] = outcome
     return outcomes
-
-
-def _apply(operations, leases):
-    """Apply operations in order to the leased balances; return (outcomes, balances, records to commit)."""
-    balances = {account: lease.amount_cents for account, lease in leases.items()}
-    earlier = {}
-    for lease in leases.values():
-        earlier.update(lease.recorded)
-    outcomes, records = [], []
-    for operation in operations:
-        first = earlier.get(operation.operation_id) if operation.keyed else None
-        if first is not None:
-            outcomes.append(_replay(first, operation))
-            continue
-        outcome = _apply_one(operation, balances)
-        outcomes.append(outcome)
-        result = _recordable_result(operation, outcome)
-        if result is not None:
-            record = {"id": operation.operation_id, "request": operation.request, "result": result,
-                      "keyed": operation.keyed}
-            records.append(record)
-            earlier[operation.operation_id] = record
-    return outcomes, balances, records
-
-
-def _recordable_result(operation, outcome):
-    """What the data server records for operation: every applied write, and a keyed write's refusal.
-
-    A refusal is recorded too, because an earlier attempt under the same key may still be on its way to some
-    server; without the record it could be applied after the client was told it was refused.
-    """
-    if not operation.writes:
-        return None
-    if isinstance(outcome, Outcome):
-        return outcome.result
-    if operation.keyed and isinstance(outcome, REFUSALS):
-        return {"refused": outcome.code, "message": outcome.message}
-    return None
-
-
-def _replay(first, operation):
-    """The first outcome recorded under operation's key, or a conflict if the key was used for another request."""
-    if first["request"] != operation.request:
-        return IdempotencyConflict("this Idempotency-Key was used for another request")
-    refused = first["result"].get("refused")
-    if refused is not None:
-        return REFUSALS_BY_CODE[refused](first["result"]["message"])
-    return Outcome(first["result"], replayed=True)
-
-
-def _apply_one(operation, balances):
-    """Apply one operation to balances; return its Outcome, or the BankError that refuses it."""
-    account, amount = operation.account, operation.amount_cents
-    current = balances[account]
-    if operation.kind == "deposit":
-        new_balance = (current or 0) + amount
-        if new_balance > MAX_BALANCE_CENTS:
-            return BalanceLimitExceeded(f"account {account} would exceed the largest balance")
-        balances[account] = new_balance
-        return Outcome({"balance": new_balance})
-    if current is None:
-        return AccountNotFound(f"account {account} does not exist")
-    if operation.kind == "balance":
-        return Outcome({"balance": current})
-    target = balances.get(operation.target)
-    if operation.kind == "transfer" and target is None:
-        return AccountNotFound(f"account {operation.target} does not exist")
-    if current < amount:
-        return InsufficientFunds(f"account {account} has not enough funds")
-    if operation.kind == "withdrawal":
-        balances[account] = current - amount
-        return Outcome({"balance": current - amount})
-    if target + amount > MAX_BALANCE_CENTS:
-        return BalanceLimitExceeded(f"account {operation.target} would exceed the largest balance")
-    balances[account], balances[operation.target] = current - amount, target + amount
-    return Outcome({"balance": current - amount, "target_balance": target + amount})

@@ -1,7 +1,5 @@
 """Account amounts on the data server: reads, and atomic multi-account commits under held leases."""
-from business.application.ports import (AccountMissing, AmountRepository, CommitResult, DataRefused,
-                                        DataUnavailable, LeaseLost, OperationConflict)
-from business.infra.lock_repository import account_locked
+from business.application.ports import AmountRepository, CommitResult, DataUnavailable
 from shared.money import format_cents, parse_cents
 
 
@@ -12,12 +10,8 @@ class HttpAmountRepository(AmountRepository):
         self._commit_attempts = commit_attempts
 
     def get(self, account, wait=0.0):
-        status, payload = self._data.call("GET", f"/getAmount/{self._prefix}/{account}",
-                                          params={"wait_ms": int(wait * 1000)}, server_wait=wait)
-        if status == 404:
-            raise AccountMissing(account)
-        if status == 423:
-            raise account_locked(account, payload)
+        payload = self._data.call("GET", f"/getAmount/{self._prefix}/{account}",
+                                  params={"wait_ms": int(wait * 1000)}, server_wait=wait)
         return parse_cents(payload["amount"])
 
     def commit(self, writes, operations, release=()):
@@ -27,16 +21,10 @@ class HttpAmountRepository(AmountRepository):
                 "release": [{"account": lease.account, "token": lease.token} for lease in release]}
         for attempt in range(1, self._commit_attempts + 1):
             try:
-                status, payload = self._data.call("POST", f"/commit/{self._prefix}", body)
+                payload = self._data.call("POST", f"/commit/{self._prefix}", body)
                 break
             except DataUnavailable:
                 # Safe to send again only because the operation ids make the commit idempotent.
                 if attempt == self._commit_attempts or not operations:
                     raise
-        if status == 409 and payload.get("error") == "operation_conflict":
-            raise OperationConflict(payload.get("message"))
-        if status == 409:
-            raise LeaseLost(payload.get("message"))
-        if status != 200:
-            raise DataRefused(status, payload.get("error"), payload.get("message"))
         return CommitResult(payload["replayed"], payload["results"])

@@ -1,9 +1,28 @@
-"""HTTP access to the data servers: pools of keep-alive connections (urllib3), a timeout on every call."""
+"""HTTP access to the data servers: pools of keep-alive connections (urllib3), a timeout on every call, and the
+one table of what each of the data server's refusals means to the application."""
 import json
 from urllib.parse import urlencode
 
-from business.application.ports import DataRefused, DataUnavailable, IdempotencyStoreFull
+from business.application.ports import (AccountLocked, AccountMissing, DataRefused, DataUnavailable,
+                                        IdempotencyStoreFull, LeaseLost, OperationConflict)
 from shared.failover import FailoverPools, NotAnswered
+
+
+def _locked(payload, headers):
+    # The data server's 423 says in milliseconds when to try again.
+    return AccountLocked(payload.get("account"), payload.get("retry_after_ms", 100) / 1000)
+
+
+# The data server's answers other than 2xx that the application acts on, by (status, error code); any other 5xx
+# is DataUnavailable and any other 4xx DataRefused.
+DATA_REFUSALS = {
+    (404, "account_not_found"): lambda payload, headers: AccountMissing(payload.get("message")),
+    (409, "not_lock_holder"): lambda payload, headers: LeaseLost(payload.get("message")),
+    (409, "operation_conflict"): lambda payload, headers: OperationConflict(payload.get("message")),
+    (423, "locked"): _locked,
+    (503, "idempotency_store_full"): lambda payload, headers: IdempotencyStoreFull(
+        int(headers.get("Retry-After", "1"))),
+}
 
 
 class DataServerClient:
@@ -18,9 +37,8 @@ class DataServerClient:
         self._servers = FailoverPools(base_urls)
 
     def call(self, method, path, body=None, params=None, server_wait=0.0):
-        """Send one request; return (status, JSON body) for 2xx, 404, 409 and 423, raise otherwise.
+        """Send one request; return the JSON body of a 2xx answer, raise the port's exception for any other.
 
-        Raise IdempotencyStoreFull for the one 5xx that promises nothing was applied, DataUnavailable for others.
         server_wait: seconds the data server was asked to wait for a held account, added to the timeout.
         """
         headers = {"Authorization": self._authorization}
@@ -37,10 +55,11 @@ class DataServerClient:
         except NotAnswered as error:
             raise DataUnavailable(f"data server: {error}") from None
         status = response.status
-        if status == 503 and payload.get("error") == "idempotency_store_full":
-            raise IdempotencyStoreFull(int(response.headers.get("Retry-After", "1")))
+        if status < 300:
+            return payload
+        refusal = DATA_REFUSALS.get((status, payload.get("error")))
+        if refusal is not None:
+            raise refusal(payload, response.headers)
         if status >= 500:
             raise DataUnavailable(f"data server {method} {path}: {status} {payload.get('error')}")
-        if status < 300 or status in (404, 409, 423):
-            return status, payload
         raise DataRefused(status, payload.get("error"), payload.get("message"))

@@ -111,7 +111,7 @@ def test_a_keyed_payment_retried_after_many_writes_is_applied_once(serve_data, c
     for i in range(60):
         bank.post(f"/deposit/bob{i % 3}/1", headers=client_headers)
     for i in range(10):
-        bank.post(f"/deposit/carol/1", headers={**client_headers, "Idempotency-Key": f"carol-{i}"})
+        bank.post("/deposit/carol/1", headers={**client_headers, "Idempotency-Key": f"carol-{i}"})
     again = bank.post("/deposit/alice/100", headers=keyed)
     assert again.status_code == 200 and again.headers["Idempotent-Replayed"] == "true"
     assert bank.get("/balance/alice", headers=client_headers).json["balance"] == "100.00"
