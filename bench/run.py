@@ -18,7 +18,7 @@ from pathlib import Path
 import requests
 from dotenv import dotenv_values
 
-from bench.processes import ROOT, Server, free_port, proc_stat, proc_status
+from harness.processes import ROOT, Server, free_port, proc_stat, proc_status
 from data.journal import SNAPSHOT_CHUNK, Journal
 
 CLIENTS = (1, 8, 32, 128)

@@ -113,12 +113,12 @@ class EtcdStore:
         amounts, locks, line = answer["responses"]
         # A lock set shares one etcd lease: one look at each lease tells every lock of it how long it has left.
         time_left = {lease: self._etcd.time_left(lease) for lease in {kv.get("lease") for kv in kvs(locks)} if lease}
+        # etcd deletes a lock's key when its lease expires: every key listed is a live lease.
         leases = sorted((LeaseView(decode(kv["key"])[len(self._p) + 2:], decode(kv["value"]),
                                    int(kv["create_revision"]), time_left.get(kv.get("lease"), 0))
                          for kv in kvs(locks)), key=lambda lease: (lease.seconds_left, lease.account))
-        live = [lease for lease in leases if lease.seconds_left > 0]
         return BankView(sum(int(decode(kv["value"])) for kv in kvs(amounts)), count(amounts), count(line),
-                        len(live), live[:most_leases])
+                        count(locks), leases[:most_leases])
 
     def stats(self):
         return Stats()

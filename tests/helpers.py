@@ -57,3 +57,32 @@ def metric_sum(samples, name, **labels):
     """The sum of name's samples whose labels include labels."""
     return sum(value for (sample, pairs), value in samples.items()
                if sample == name and set(labels.items()) <= set(pairs))
+
+
+# ---- the data server's API, as its tests call it ----------------------------------------------------------
+
+B1, B2 = bearer(DATA_TOKENS["b1"]), bearer(DATA_TOKENS["b2"])
+
+
+def assert_error(response, status, code):
+    """response is the JSON error {"error": code, "message": ...} with that status."""
+    assert response.status_code == status, response.json
+    assert response.is_json and response.json["error"] == code and response.json["message"]
+
+
+def lock(client, headers, account="acc", business="b1", **body):
+    return client.post(f"/getLock/{business}/{account}", headers=headers, json=body)
+
+
+def set_amount(client, account="acc", amount="100.00", operations=()):
+    """Lock account as b1, write amount with operations recorded, unlock; return the lock's token."""
+    token = lock(client, B1, account).json["token"]
+    response = client.post("/commit/b1", headers=B1, json={
+        "writes": [{"account": account, "amount": amount, "token": token}],
+        "operations": list(operations), "unlock": True})
+    assert response.status_code == 200, response.json
+    return token
+
+
+def amount_of(client, account, headers=B1, business="b1"):
+    return client.get(f"/getAmount/{business}/{account}", headers=headers).json.get("amount")

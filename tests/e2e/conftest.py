@@ -2,9 +2,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from bench.processes import Server, free_port
+from harness.processes import Server, free_port
 from client.infra.bank_api import BankApi
-from tests.helpers import CLIENT_TOKEN, DATA_TOKENS, OPERATOR_TOKEN
+from tests.helpers import CLIENT_TOKEN, business_environ, data_environ
 
 
 @pytest.fixture
@@ -23,19 +23,14 @@ def servers():
 
 
 def data_server_env(journal, **overrides):
-    env = {"DATA_TOKENS": ",".join(f"{b}:{t}" for b, t in DATA_TOKENS.items()), "DATA_JOURNAL": str(journal),
-           "DATA_FSYNC": "always", "LOCK_TTL": "5", "DATA_THREADS": "16", "LOG_LEVEL": "WARNING",
-           "OPERATOR_TOKENS": f"ops:{OPERATOR_TOKEN}"}
-    env.update(overrides)
-    return env
+    """data_environ for a gunicorn data server journaling to journal ("" for memory only)."""
+    return data_environ(DATA_JOURNAL=str(journal), DATA_FSYNC="always", DATA_THREADS="16", **overrides)
 
 
 def business_server_env(business_id, data_urls, **overrides):
-    env = {"BUSINESS_ID": business_id, "DATA_TOKEN": DATA_TOKENS[business_id], "DATA_URLS": data_urls,
-           "CLIENT_TOKENS": f"tester:{CLIENT_TOKEN}", "BUSINESS_WORKERS": "3", "BUSINESS_THREADS": "16",
-           "LOCK_WAIT": "2", "DATA_TIMEOUT": "1", "LOG_LEVEL": "WARNING", "OPERATOR_TOKENS": f"ops:{OPERATOR_TOKEN}"}
-    env.update(overrides)
-    return env
+    """business_environ for a gunicorn business server of three workers."""
+    return business_environ(business_id, data_urls, **{"BUSINESS_WORKERS": "3", "BUSINESS_THREADS": "16",
+                                                       "LOCK_WAIT": "2", "DATA_TIMEOUT": "1", **overrides})
 
 
 @dataclass

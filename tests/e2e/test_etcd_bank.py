@@ -8,8 +8,12 @@ import requests
 
 from shared.money import format_cents
 from tests.e2e.conftest import System, business_server_env, data_server_env
-from tests.e2e.workload import BackgroundCheck
+from tests.e2e.workload import BackgroundCheck, longest_stall, written_after
 from tests.helpers import DATA_TOKENS, bearer
+
+# Longest the bank may answer nothing after one member of three is lost: a new election (etcd's 1 s timeout) and
+# the business servers' own retries; on loopback a lost leader measured 5.1 s, a follower 0.1 s.
+MEMBER_LOSS_STALL = 10
 
 
 @pytest.fixture
@@ -73,11 +77,11 @@ def test_kill_9_of_an_etcd_member_mid_workload(etcd_bank, etcd_cluster, role):
         # The cluster serves the rest of the run: the member comes back on its data.
         etcd_cluster.start_member(victim)
         etcd_cluster.wait_healthy()
-    finished = sorted(event.finished_at for event in report.events if event.finished_at >= killed_at)
-    stalled = max((later - earlier for earlier, later in zip([killed_at, *finished], finished)), default=0.0)
+    stalled = longest_stall(report, killed_at)
     print(f"INJECTED kill -9 of the etcd {role} {victim}; longest gap between finished operations after it: "
           f"{stalled:.2f} s; FOUND {len(report.violations)} violations, {len(report.unknown)} unknown outcomes")
     assert report.violations == []
+    assert written_after(report, killed_at) == set(report.final) and stalled < MEMBER_LOSS_STALL
 
 
 def test_sigstop_of_an_etcd_member_mid_workload(etcd_bank, etcd_cluster):
@@ -87,13 +91,18 @@ def test_sigstop_of_an_etcd_member_mid_workload(etcd_bank, etcd_cluster):
     paused = next(name for name in etcd_cluster.names if name != leader(etcd_cluster))
     etcd_cluster.signal(paused, signal.SIGSTOP)
     print(f"INJECTED SIGSTOP of the etcd follower {paused} for 3 s")
+    stopped_at = time.monotonic()
     try:
         time.sleep(3)
     finally:
         etcd_cluster.signal(paused, signal.SIGCONT)
     report = run.join()
-    print(f"FOUND {len(report.violations)} violations, {len(report.unknown)} unknown outcomes")
+    stalled = longest_stall(report, stopped_at)
+    print(f"FOUND {len(report.violations)} violations, {len(report.unknown)} unknown outcomes; longest gap between "
+          f"finished operations after the SIGSTOP: {stalled:.2f} s")
     assert report.violations == []
+    # Two members of three are a quorum: the bank goes on while the third is stopped, not only after.
+    assert written_after(report, stopped_at) == set(report.final) and stalled < MEMBER_LOSS_STALL
 
 
 def test_a_whole_cluster_restart_loses_nothing_acknowledged_and_tokens_keep_growing(etcd_bank, etcd_cluster):

@@ -1,7 +1,7 @@
 """The Postman collection, run by newman against a stack this test starts."""
 import subprocess
 
-from bench.processes import ROOT
+from harness.processes import ROOT
 from tests.helpers import CLIENT_TOKEN, DATA_TOKENS
 
 NEWMAN = ROOT / "node_modules" / ".bin" / "newman"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.processes import ROOT
+from harness.processes import ROOT
 from tests.helpers import CLIENT_TOKEN, DATA_TOKENS
 
 SCHEMATHESIS = str(Path(sys.executable).with_name("st"))

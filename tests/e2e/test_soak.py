@@ -5,7 +5,7 @@ SOAK_SECONDS sets the length (default 75 s, so that it fits in `make test`; run 
 import os
 import time
 
-from bench.processes import proc_status
+from harness.processes import proc_status
 from tests.e2e.workload import BackgroundCheck
 
 SOAK_SECONDS = float(os.environ.get("SOAK_SECONDS", "75"))

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.processes import ROOT, free_port
+from harness.processes import ROOT, free_port
 from client.check import BankCheck
 from client.tour import Tour
 

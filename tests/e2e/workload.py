@@ -29,3 +29,15 @@ class BackgroundCheck:
         self._thread.join(timeout)
         assert self.report is not None, "the workload did not finish"
         return self.report
+
+
+def written_after(report, moment):
+    """The accounts that an acknowledged write finished on after moment (time.monotonic())."""
+    return {account for event in report.events if event.outcome == "ok" and event.kind != "balance"
+            and event.finished_at > moment for account in event.accounts}
+
+
+def longest_stall(report, since):
+    """The longest time after since in which no operation finished."""
+    finished = sorted(event.finished_at for event in report.events if event.finished_at >= since)
+    return max((later - earlier for earlier, later in zip([since, *finished], finished)), default=0.0)

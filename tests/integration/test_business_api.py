@@ -3,20 +3,15 @@ import logging
 
 import pytest
 
-from bench.processes import free_port
+from harness.processes import free_port
 from business.business_server import create_app
 from shared.settings import load_business_settings
-from tests.helpers import bearer, business_environ
+from tests.helpers import assert_error, bearer, business_environ
 
 
 @pytest.fixture
 def bank(make_business_app):
     return make_business_app().test_client()
-
-
-def assert_error(response, status, code):
-    assert response.status_code == status, response.json
-    assert response.is_json and response.json["error"] == code and response.json["message"]
 
 
 def test_deposit_creates_the_account_and_answers_the_new_balance(bank, client_headers):

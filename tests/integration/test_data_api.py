@@ -3,24 +3,7 @@ import pytest
 
 from data.data_server import create_app as create_data_app
 from shared.settings import load_data_settings
-from tests.helpers import DATA_TOKENS, bearer, data_environ
-
-
-def lock(client, headers, account="acc", business="b1", **body):
-    return client.post(f"/getLock/{business}/{account}", headers=headers, json=body)
-
-
-def create(client, headers, account="acc", amount="100.00"):
-    token = lock(client, headers, account).json["token"]
-    response = client.post(f"/setAmount/b1/{account}", headers=headers,
-                           json={"amount": amount, "token": token, "unlock": True})
-    assert response.status_code == 200
-    return token
-
-
-def assert_error(response, status, code):
-    assert response.status_code == status, response.json
-    assert response.is_json and response.json["error"] == code and response.json["message"]
+from tests.helpers import DATA_TOKENS, assert_error, bearer, data_environ, lock, set_amount
 
 
 def test_get_lock_grants_a_fencing_token_and_reports_an_unknown_account_as_null(data_client, b1):
@@ -70,7 +53,7 @@ def test_renewing_an_expired_lease_is_409(data_client, b1, clock):
 
 @pytest.mark.memory_only("etcd's leases expire in real time; this test moves a test clock")
 def test_an_expired_lease_can_be_taken_and_its_old_token_writes_nothing(data_client, b1, b2, clock):
-    old = create(data_client, b1)
+    old = set_amount(data_client)
     old = lock(data_client, b1).json["token"]
     clock.advance(5.01)
     new = lock(data_client, b2, business="b2")
@@ -106,7 +89,7 @@ def test_set_amount_writes_under_the_lease_and_can_release_it(data_client, b1, b
 
 @pytest.mark.parametrize("amount", ["-1.00", "abc", "NaN", "Infinity", "1e3", "10.555", "", None, 10, 1.5, True])
 def test_set_amount_refuses_a_bad_amount_and_changes_nothing(data_client, b1, amount):
-    create(data_client, b1)
+    set_amount(data_client)
     token = lock(data_client, b1).json["token"]
     response = data_client.post("/setAmount/b1/acc", headers=b1, json={"amount": amount, "token": token})
     assert_error(response, 400, "invalid_amount")
@@ -134,8 +117,8 @@ def commit_body(writes, operations=(), unlock=True):
 
 
 def test_commit_writes_several_accounts_and_releases_them(data_client, b1, b2):
-    create(data_client, b1, "x", "10.00")
-    create(data_client, b1, "y", "0.00")
+    set_amount(data_client, "x", "10.00")
+    set_amount(data_client, "y", "0.00")
     tx, ty = lock(data_client, b1, "x").json["token"], lock(data_client, b1, "y").json["token"]
     response = data_client.post("/commit/b1", headers=b1, json=commit_body([("x", "4.00", tx), ("y", "6.00", ty)]))
     assert response.status_code == 200 and response.json["replayed"] is False
@@ -145,8 +128,8 @@ def test_commit_writes_several_accounts_and_releases_them(data_client, b1, b2):
 
 @pytest.mark.memory_only("etcd's leases expire in real time; this test moves a test clock")
 def test_commit_is_all_or_nothing_when_one_lease_is_stale(data_client, b1, b2, clock):
-    create(data_client, b1, "x", "10.00")
-    create(data_client, b1, "y", "0.00")
+    set_amount(data_client, "x", "10.00")
+    set_amount(data_client, "y", "0.00")
     tx = lock(data_client, b1, "x").json["token"]
     ty = lock(data_client, b1, "y").json["token"]
     clock.advance(4)
@@ -160,7 +143,7 @@ def test_commit_is_all_or_nothing_when_one_lease_is_stale(data_client, b1, b2, c
 
 def test_a_repeated_operation_id_returns_the_first_result_and_applies_nothing(data_client, b1):
     operation = {"id": "op-1", "request": "deposit acc 5.00", "result": {"balance": "105.00"}}
-    create(data_client, b1)
+    set_amount(data_client)
     token = lock(data_client, b1).json["token"]
     first = data_client.post("/commit/b1", headers=b1, json=commit_body([("acc", "105.00", token)], [operation]))
     assert first.json["replayed"] is False
@@ -174,7 +157,7 @@ def test_a_repeated_operation_id_returns_the_first_result_and_applies_nothing(da
 
 
 def test_a_recorded_operation_id_with_another_request_is_409_and_applies_nothing(data_client, b1):
-    create(data_client, b1)
+    set_amount(data_client)
     token = lock(data_client, b1).json["token"]
     data_client.post("/commit/b1", headers=b1, json=commit_body(
         [("acc", "105.00", token)], [{"id": "op-1", "request": "deposit acc 5.00", "result": None}]))
@@ -194,8 +177,8 @@ def test_a_commit_may_record_operations_without_writing(data_client, b1):
 
 
 def test_a_commit_gives_back_the_leases_it_did_not_write(data_client, b1, b2):
-    create(data_client, b1, "x", "10.00")
-    create(data_client, b1, "y", "3.00")
+    set_amount(data_client, "x", "10.00")
+    set_amount(data_client, "y", "3.00")
     tx, ty = lock(data_client, b1, "x").json["token"], lock(data_client, b1, "y").json["token"]
     body = {**commit_body([("x", "4.00", tx)]), "release": [{"account": "y", "token": ty}]}
     assert data_client.post("/commit/b1", headers=b1, json=body).status_code == 200
@@ -280,3 +263,24 @@ def test_tokens_are_never_logged(b1, capsys):
     err = capsys.readouterr().err
     assert "op=get_lock" in err and "status=401" in err
     assert DATA_TOKENS["b1"] not in err and "wrong-token-123" not in err
+
+
+@pytest.mark.parametrize("method, path, body", [
+    ("POST", "/getLock/b2/held", {"token": "a string"}),
+    ("POST", "/getLock/b2/held", {"wait_ms": "soon"}),
+    ("POST", "/getLock/b2/held", {"lookup": "op-1"}),
+    ("POST", "/getLocks/b2", {"accounts": ["held", "held"]}),
+    ("POST", "/getLocks/b2", {"accounts": ["held"], "wait_ms": -1}),
+    ("POST", "/unLock/b2/held", {"token": "a string"}),
+    ("POST", "/setAmount/b2/held", {"amount": "1.001", "token": 1}),
+    ("GET", "/getAmount/b2/held?token=a-string", None),
+    ("GET", "/getAmount/b2/held?wait_ms=-5", None),
+    ("POST", "/commit/b2", {"writes": [{"account": "held", "amount": "1.00", "token": True}]}),
+    ("POST", "/commit/b2", {"writes": [], "operations": [{"id": "op-1"}]}),
+])
+def test_a_malformed_request_is_400_whatever_the_state_of_its_account(data_client, b1, b2, method, path, body):
+    """Validation comes before the store is asked: a held account must not turn a bad request into 423 or 409."""
+    lock(data_client, b1, "held")
+    response = data_client.open(path, method=method, headers=b2, json=body)
+    assert response.status_code == 400 and response.json["error"].startswith("invalid_"), response.json
+    assert lock(data_client, b2, "held", business="b2").json["holder"] == "b1"

@@ -10,10 +10,7 @@ import pytest
 from data.data_server import create_app as create_data_app
 from data.journal import JournalCorrupt
 from shared.settings import load_data_settings
-from tests.helpers import DATA_TOKENS, FakeClock, bearer, data_environ
-
-B1 = bearer(DATA_TOKENS["b1"])
-
+from tests.helpers import B1, FakeClock, amount_of, data_environ, set_amount
 
 def start(journal, background=None, **overrides):
     settings = load_data_settings(data_environ(DATA_JOURNAL=str(journal), **overrides))
@@ -28,27 +25,14 @@ def stop(app):
     app.extensions["bank.store"].close()
 
 
-def deposit(client, account, amount, operations=()):
-    token = client.post(f"/getLock/b1/{account}", headers=B1).json["token"]
-    response = client.post("/commit/b1", headers=B1, json={
-        "writes": [{"account": account, "amount": amount, "token": token}],
-        "operations": list(operations), "unlock": True})
-    assert response.status_code == 200
-    return token
-
-
-def amount_of(client, account):
-    return client.get(f"/getAmount/b1/{account}", headers=B1).json.get("amount")
-
-
 @pytest.mark.parametrize("fsync", ["always", "everysec", "no"])
 def test_a_restart_replays_every_acknowledged_write(tmp_path, fsync):
     journal = tmp_path / "bank.journal"
     app = start(journal, DATA_FSYNC=fsync)
     client = app.test_client()
     for i in range(20):
-        deposit(client, f"acc{i % 4}", f"{i}.50")
-    last_token = deposit(client, "acc0", "7.25", [{"id": "op-x", "request": "r", "result": {"ok": 1}}])
+        set_amount(client, f"acc{i % 4}", f"{i}.50")
+    last_token = set_amount(client, "acc0", "7.25", [{"id": "op-x", "request": "r", "result": {"ok": 1}}])
     stop(app)
 
     client = start(journal, DATA_FSYNC=fsync).test_client()
@@ -69,7 +53,7 @@ def test_a_lock_never_written_leaves_nothing_after_restart(tmp_path):
 def test_a_torn_last_record_is_dropped_with_a_warning_and_writing_goes_on(tmp_path, caplog):
     journal = tmp_path / "bank.journal"
     app = start(journal)
-    deposit(app.test_client(), "acc", "10.00")
+    set_amount(app.test_client(), "acc", "10.00")
     stop(app)
     with open(journal, "ab") as f:
         f.write(b'1234abcd {"t":"commit","w":{"acc":')
@@ -79,7 +63,7 @@ def test_a_torn_last_record_is_dropped_with_a_warning_and_writing_goes_on(tmp_pa
     assert "torn" in caplog.text
     client = app.test_client()
     assert amount_of(client, "acc") == "10.00"
-    deposit(client, "acc", "11.00")
+    set_amount(client, "acc", "11.00")
     stop(app)
     assert amount_of(start(journal).test_client(), "acc") == "11.00"
 
@@ -88,7 +72,7 @@ def test_a_corrupt_record_in_the_middle_stops_start_up(tmp_path):
     journal = tmp_path / "bank.journal"
     app = start(journal)
     for amount in ("1.00", "2.00", "3.00"):
-        deposit(app.test_client(), "acc", amount)
+        set_amount(app.test_client(), "acc", amount)
     stop(app)
     lines = journal.read_bytes().split(b"\n")
     lines[1] = lines[1].replace(b'"acc":100', b'"acc":900')
@@ -102,7 +86,7 @@ def test_compaction_keeps_the_journal_proportional_to_accounts_not_history(tmp_p
     app = start(journal, DATA_COMPACT_MIN_BYTES="2000", background=run_now)
     client = app.test_client()
     for i in range(200):
-        deposit(client, f"acc{i % 3}", f"{i}.00", [{"id": f"op-{i}", "request": "r", "result": i}])
+        set_amount(client, f"acc{i % 3}", f"{i}.00", [{"id": f"op-{i}", "request": "r", "result": i}])
     stop(app)
     assert app.extensions["bank.store"].stats().compactions > 1
     assert journal.stat().st_size < 2 * 2000 + 200 * 100
@@ -119,15 +103,15 @@ def test_writes_go_on_while_a_compaction_writes_its_snapshot_and_all_of_them_sur
     client = app.test_client()
     i = 0
     while not jobs:
-        deposit(client, f"acc{i % 5}", f"{i}.00", [{"id": f"op-{i}", "request": "r", "result": i}])
+        set_amount(client, f"acc{i % 5}", f"{i}.00", [{"id": f"op-{i}", "request": "r", "result": i}])
         i += 1
     for j in range(i, i + 20):
-        deposit(client, f"acc{j % 5}", f"{j}.00", [{"id": f"op-{j}", "request": "r", "result": j}])
+        set_amount(client, f"acc{j % 5}", f"{j}.00", [{"id": f"op-{j}", "request": "r", "result": j}])
     assert len(jobs) == 1, "a second compaction started while the first was under way"
     before = journal.stat().st_size
     jobs.pop()()
     assert journal.stat().st_size < before
-    deposit(client, "late", "1.00")
+    set_amount(client, "late", "1.00")
     stop(app)
 
     client = start(journal).test_client()
@@ -144,14 +128,14 @@ def test_a_compaction_that_fails_leaves_the_journal_whole_and_writing_goes_on(tm
     client = app.test_client()
     i = 0
     while not jobs:
-        deposit(client, "acc", f"{i}.00")
+        set_amount(client, "acc", f"{i}.00")
         i += 1
     real_replace = os.replace
     monkeypatch.setattr(os, "replace", lambda *args: (_ for _ in ()).throw(OSError(28, "No space left on device")))
     jobs.pop()()
     monkeypatch.setattr(os, "replace", real_replace)
     assert not (tmp_path / "bank.journal.compacting").exists()
-    deposit(client, "acc", "77.00")
+    set_amount(client, "acc", "77.00")
     stop(app)
     assert amount_of(start(journal).test_client(), "acc") == "77.00"
 
@@ -174,9 +158,9 @@ def test_idempotency_records_are_forgotten_after_their_retention_also_across_a_r
     settings = load_data_settings(data_environ(DATA_JOURNAL=str(journal), DATA_OPERATION_RETENTION="60"))
     app = create_data_app(settings, wall_clock=wall)
     client = app.test_client()
-    deposit(client, "acc", "1.00", [{"id": "old", "request": "r", "result": 1}])
+    set_amount(client, "acc", "1.00", [{"id": "old", "request": "r", "result": 1}])
     wall.advance(30)
-    deposit(client, "acc", "2.00", [{"id": "new", "request": "r", "result": 2}])
+    set_amount(client, "acc", "2.00", [{"id": "new", "request": "r", "result": 2}])
     wall.advance(31)
     granted = client.post("/getLock/b1/acc", headers=B1, json={"lookup": ["old", "new"]}).json
     assert set(granted["operations"]) == {"new"}
@@ -190,7 +174,7 @@ def test_idempotency_records_are_forgotten_after_their_retention_also_across_a_r
 def test_the_journal_directory_is_made_when_it_is_missing(tmp_path):
     journal = tmp_path / "var" / "data" / "bank.journal"
     app = start(journal)
-    deposit(app.test_client(), "acc", "4.00")
+    set_amount(app.test_client(), "acc", "4.00")
     stop(app)
     assert amount_of(start(journal).test_client(), "acc") == "4.00"
 
@@ -204,9 +188,9 @@ def test_a_crash_cut_at_any_byte_of_the_last_two_records_loses_nothing_acknowled
     original = tmp_path / "original.journal"
     app = start(original)
     client = app.test_client()
-    deposit(client, "a", "1.00")
-    deposit(client, "b", "2.00", [{"id": "op-b", "request": "r", "result": 2}])
-    deposit(client, "a", "3.00", [{"id": "op-a", "request": "r", "result": 3}])
+    set_amount(client, "a", "1.00")
+    set_amount(client, "b", "2.00", [{"id": "op-b", "request": "r", "result": 2}])
+    set_amount(client, "a", "3.00", [{"id": "op-a", "request": "r", "result": 3}])
     stop(app)
     content = original.read_bytes()
     ends = record_ends(content)
@@ -220,7 +204,7 @@ def test_a_crash_cut_at_any_byte_of_the_last_two_records_loses_nothing_acknowled
         client = app.test_client()
         expected = {"a": "3.00" if whole == 4 else "1.00", "b": "2.00" if whole >= 3 else None}
         assert {account: amount_of(client, account) for account in "ab"} == expected, cut
-        deposit(client, "c", f"{cut}.00")
+        set_amount(client, "c", f"{cut}.00")
         # A second crash: the process dies without closing anything; what it wrote is in the file.
         crashed, app = app, start(journal)
         stop(crashed)
@@ -268,7 +252,7 @@ def test_after_a_failed_fsync_nothing_is_acknowledged_until_a_restart(tmp_path, 
     journal, disk = tmp_path / "bank.journal", BrokenDisk(monkeypatch)
     app = start(journal)
     client = app.test_client()
-    deposit(client, "acc", "5.00")
+    set_amount(client, "acc", "5.00")
     token = client.post("/getLock/b1/acc", headers=B1).json["token"]
     disk.broken = True
     assert_storage_failed(client.post("/commit/b1", headers=B1, json={
@@ -290,7 +274,7 @@ def test_a_get_lock_whose_sync_fails_leaves_no_lease_behind(tmp_path, monkeypatc
     disk = BrokenDisk(monkeypatch)
     app = start(tmp_path / "bank.journal")
     store, client = app.extensions["bank.store"], app.test_client()
-    deposit(client, "acc", "5.00")
+    set_amount(client, "acc", "5.00")
     token = client.post("/getLock/b1/acc", headers=B1).json["token"]
     disk.broken, disk.hold = True, threading.Event()
     answers = {}
@@ -321,9 +305,9 @@ def test_with_fsync_everysec_a_failed_background_fsync_stops_every_answer(tmp_pa
     disk = BrokenDisk(monkeypatch)
     app = start(tmp_path / "bank.journal", DATA_FSYNC="everysec")
     client = app.test_client()
-    deposit(client, "acc", "5.00")
+    set_amount(client, "acc", "5.00")
     disk.broken = True
-    deposit(client, "acc", "6.00")
+    set_amount(client, "acc", "6.00")
     deadline = time.monotonic() + 5
     while client.get("/health").status_code == 200 and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -351,5 +335,5 @@ def test_the_folder_is_fsynced_when_the_journal_is_made_and_after_a_compaction_r
     assert made >= 1 and disk.synced_folders.count((tmp_path / "new").stat().st_ino) >= 1
     client = app.test_client()
     while app.extensions["bank.store"].stats().compactions == 0:
-        deposit(client, "acc", "1.00")
+        set_amount(client, "acc", "1.00")
     assert disk.synced_folders.count(folder.stat().st_ino) > made

@@ -2,12 +2,10 @@
 cluster, and a clear 503 when no member answers."""
 import time
 
-from bench.processes import free_port
+from harness.processes import free_port
 from data.data_server import create_app as create_data_app
 from shared.settings import load_data_settings
-from tests.helpers import DATA_TOKENS, OPERATOR_TOKEN, bearer, data_environ, store_environ
-
-B1, B2 = bearer(DATA_TOKENS["b1"]), bearer(DATA_TOKENS["b2"])
+from tests.helpers import B1, B2, OPERATOR_TOKEN, bearer, data_environ, store_environ
 
 
 def etcd_app(request, **overrides):

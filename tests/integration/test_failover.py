@@ -6,7 +6,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from bench.processes import free_port
+from harness.processes import free_port
 from shared.failover import FailoverPools, NotAnswered
 
 

@@ -1,15 +1,87 @@
-"""Dependencies point one way: the application layer loads neither Flask, nor requests, nor the infrastructure."""
+"""Dependencies point one way: no import circles; the application layer loads neither Flask, nor requests, nor the
+infrastructure; the stores load neither Flask nor the HTTP layer; the benchmark loads nothing from the tests."""
+import ast
 import subprocess
 import sys
 
-from bench.processes import ROOT
+from harness.processes import ROOT
+
+PACKAGES = ("data", "business", "client", "shared", "harness")
+
+
+def loaded_by(module, candidates):
+    """Which of candidates importing module loads, in a fresh interpreter."""
+    probe = f"import sys, {module}; print(sorted(m for m in {candidates!r} if m in sys.modules))"
+    return subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def project_imports(path, module):
+    """The project modules that path imports anywhere in it, functions included."""
+    package = module.rpartition(".")[0] if path.name != "__init__.py" else module
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1] + ([base] if base else []))
+            names = [base] + [f"{base}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        found.update(name for name in names if name.split(".")[0] in PACKAGES)
+    return found
+
+
+def import_graph():
+    modules = {}
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return {module: {name for name in project_imports(path, module) if name in modules and name != module}
+            for module, path in modules.items()}
+
+
+def circles(graph):
+    """Every import circle, each as the path that closes it."""
+    found, state = [], {}
+
+    def visit(module, path):
+        state[module] = "open"
+        for imported in sorted(graph[module]):
+            if state.get(imported) == "open":
+                found.append(path[path.index(imported):] + [imported])
+            elif imported not in state:
+                visit(imported, path + [imported])
+        state[module] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    return found
+
+
+def test_no_module_of_the_project_takes_part_in_an_import_circle():
+    graph = import_graph()
+    assert "data.store" in graph["data.embedded_store"], "the graph misses imports"
+    assert circles(graph) == []
+
+
+def test_a_circle_is_found_where_there_is_one():
+    assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c", "a"]]
+
+
+def test_the_stores_load_neither_flask_nor_the_http_layer():
+    for store in ("data.store", "data.embedded_store", "data.etcd_store"):
+        assert loaded_by(store, ("flask", "werkzeug", "data.data_server", "data.parsing")) == "[]", store
 
 
 def test_the_application_layer_loads_neither_flask_nor_requests_nor_infra():
-    probe = ("import sys, business.application.bank_service, business.application.queue_service; "
-             "print(sorted(m for m in ('flask', 'requests', 'werkzeug', 'business.infra') if m in sys.modules))")
-    loaded = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
-    assert loaded.stdout.strip() == "[]"
+    loaded = loaded_by("business.application.bank_service, business.application.queue_service",
+                       ("flask", "requests", "werkzeug", "business.infra", "business.bootstrap"))
+    assert loaded == "[]"
 
 
 def test_the_benchmark_loads_nothing_from_the_tests():

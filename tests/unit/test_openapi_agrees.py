@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from bench.processes import ROOT
+from harness.processes import ROOT
 from business.business_server import create_app as create_business_app
 from data.data_server import create_app as create_data_app
 from shared.settings import load_business_settings, load_data_settings

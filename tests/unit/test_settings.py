@@ -2,7 +2,7 @@ import pytest
 
 from shared.settings import (SettingsError, exit_on_settings_error, load_business_settings,
                              load_client_settings, load_data_settings)
-from tests.helpers import data_environ
+from tests.helpers import business_environ as business_environ_for, data_environ
 
 
 def test_data_settings_read_tokens_and_defaults():
@@ -30,24 +30,17 @@ def test_a_bad_data_setting_names_its_variable(name, value):
         load_data_settings(data_environ(**{name: value}))
 
 
-def business_environ(**overrides):
-    env = {"BUSINESS_ID": "b1", "DATA_TOKEN": "token-of-b1", "CLIENT_TOKENS": "alice:alice-token",
-           "OPERATOR_TOKENS": "ops:operator-token"}
-    env.update(overrides)
-    return env
-
-
 @pytest.mark.parametrize("name, value", [
     ("BUSINESS_ID", ""), ("BUSINESS_ID", "b/1"), ("DATA_TOKEN", ""), ("DATA_URLS", "ftp://x"), ("DATA_URLS", " , "),
     ("MAX_AMOUNT", "1e9"), ("MAX_AMOUNT", "0"), ("LOCK_WAIT", "x"), ("QUEUE_LIMIT", "-3"),
 ])
 def test_a_bad_business_setting_names_its_variable(name, value):
     with pytest.raises(SettingsError, match=f"^{name}:"):
-        load_business_settings(business_environ(**{name: value}))
+        load_business_settings(business_environ_for("b1", "http://127.0.0.1:8000", **{name: value}))
 
 
 def test_business_settings_convert_max_amount_to_cents():
-    assert load_business_settings(business_environ(MAX_AMOUNT="12.34")).max_amount_cents == 1234
+    assert load_business_settings(business_environ_for("b1", "http://127.0.0.1:8000", MAX_AMOUNT="12.34")).max_amount_cents == 1234
 
 
 def test_client_settings_split_urls():

@@ -1,100 +1,13 @@
-"""Start the system's real gunicorn processes on free ports, and always stop them again (tests and benchmark)."""
+"""A real etcd cluster for the tests: members on free loopback ports, their data in a folder."""
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import requests
 
-ROOT = Path(__file__).resolve().parents[1]
-GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def proc_stat(pid):
-    """The fields of /proc/PID/stat after the command name (state, ppid, …), or [] once the process is gone."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return []
-
-
-def proc_status(pid):
-    """/proc/PID/status as {name: value}, e.g. "Threads" and "VmRSS" ("35092 kB")."""
-    return {name: value.strip() for name, _, value in
-            (line.partition(":") for line in Path(f"/proc/{pid}/status").read_text().splitlines())}
-
-
-class Server:
-    """One gunicorn server (master and workers, in a process group of its own)."""
-
-    def __init__(self, name, config, port, env, log_dir, root=ROOT):
-        self.name, self.config, self.port, self.env, self.root = name, config, port, env, root
-        self.url = f"http://127.0.0.1:{port}"
-        self.log_path = Path(log_dir) / f"{name}.log"
-        self.process = None
-
-    def start(self, wait=True):
-        log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(
-            [GUNICORN, "-c", self.config, "-b", f"127.0.0.1:{self.port}"], cwd=self.root,
-            env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        log.close()
-        if wait:
-            self.wait_healthy()
-        return self
-
-    def wait_healthy(self, timeout=20):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.log()}")
-            try:
-                if requests.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"{self.name} did not answer /health within {timeout} s:\n{self.log()}")
-
-    def signal(self, signum):
-        """Send signum to the master and all its workers."""
-        os.killpg(self.process.pid, signum)
-
-    def kill(self):
-        if self.process is not None and self.process.poll() is None:
-            self.signal(signal.SIGKILL)
-            self.process.wait(10)
-
-    def stop(self):
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.signal(signal.SIGCONT)
-        self.signal(signal.SIGTERM)
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.kill()
-
-    def worker_pids(self):
-        """The gunicorn workers: the master's children."""
-        pids = []
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            fields = proc_stat(stat.parent.name)
-            if fields and int(fields[1]) == self.process.pid:
-                pids.append(int(stat.parent.name))
-        return sorted(pids)
-
-    def log(self, tail=4000):
-        return self.log_path.read_text(errors="replace")[-tail:] if self.log_path.exists() else ""
+from harness.processes import free_port
 
 
 class EtcdCluster:

@@ -1,0 +1,213 @@
+"""The store contract (data/store.py), the same tests on both stores, called directly: no HTTP in between.
+
+Real clocks on both, because etcd's leases expire in real time; LOCK_TTL is 2 s, etcd's shortest lease.
+"""
+import threading
+import time
+
+import pytest
+
+from data.data_server import create_store
+from data.store import (CommitOutcome, LockGrant, LockHeld, NotLockHolder, OperationConflict, RecordsFull, Stats,
+                        UnknownAccount)
+from shared.settings import load_data_settings
+from tests.helpers import store_environ
+
+TTL = 2
+
+
+@pytest.fixture
+def bank(store, request):
+    made = create_store(load_data_settings(store_environ(store, request, LOCK_TTL=str(TTL), DATA_OPERATION_LIMIT="2",
+                                                         DATA_RETRY_RECORD_LIMIT="1")))
+    yield made
+    made.close()
+
+
+def op(op_id, keyed=True, result=None):
+    return {"id": op_id, "request": f"request of {op_id}", "result": result or {"balance": 1}, "keyed": keyed}
+
+
+def put(bank, account, cents, operations=()):
+    """Lock account as b1 and write cents; return the commit's outcome."""
+    token = bank.lock("b1", account).token
+    return bank.commit("b1", {account: (cents, token)}, operations, unlock=True)
+
+
+def in_thread(function):
+    box = {}
+    box["thread"] = threading.Thread(target=lambda: box.update(result=function()))
+    box["thread"].start()
+    return box
+
+
+def wait_until_waiting(bank, count):
+    deadline = time.monotonic() + 10
+    while bank.counts().waiting != count:
+        assert time.monotonic() < deadline, f"{count} requests never queued"
+        time.sleep(0.002)
+
+
+def test_a_lease_comes_with_a_token_and_the_balance_and_holds_off_everyone_else(bank):
+    granted = bank.lock("b1", "acc")
+    assert isinstance(granted, LockGrant) and granted.ttl == TTL and granted.cents is None and granted.recorded == {}
+    for business in ("b2", "b1"):
+        with pytest.raises(LockHeld) as held:
+            bank.lock(business, "acc")
+        assert held.value.account == "acc" and held.value.holder == "b1" and held.value.retry_after > 0
+    bank.commit("b1", {"acc": (500, granted.token)}, unlock=True)
+    assert bank.lock("b2", "acc").cents == 500
+
+
+def test_the_holder_renews_with_its_token_and_no_one_else_can(bank):
+    token = bank.lock("b1", "acc").token
+    assert bank.lock("b1", "acc", token=token).token == token
+    for business, presented in (("b2", token), ("b1", token + 1)):
+        with pytest.raises(NotLockHolder):
+            bank.lock(business, "acc", token=presented)
+
+
+def test_tokens_only_grow_and_never_repeat(bank):
+    tokens = []
+    for account in ("a", "b", "a", "c", "a"):
+        tokens.append(bank.lock("b1", account).token)
+        bank.unlock("b1", account, tokens[-1])
+    assert tokens == sorted(set(tokens))
+
+
+def test_a_lock_set_is_leased_whole_or_not_at_all(bank):
+    bank.lock("b1", "b")
+    with pytest.raises(LockHeld) as held:
+        bank.lock_all("b2", ["a", "b", "c"])
+    assert held.value.account == "b" and bank.counts().leases == 1
+    granted = bank.lock_all("b2", ["x", "y"])
+    assert [grant.account for grant in granted.grants] == ["x", "y"] and granted.ttl == TTL
+    assert bank.counts().leases == 3
+    with pytest.raises(LockHeld):
+        bank.lock("b1", "y")
+
+
+def test_waiting_requests_are_served_in_arrival_order(bank):
+    token = bank.lock("b1", "acc").token
+    order = []
+
+    def take_and_give_back(name):
+        granted = bank.lock("b2", "acc", wait=5)
+        order.append(name)
+        bank.unlock("b2", "acc", granted.token)
+
+    waiters = []
+    for position, name in enumerate(("first", "second", "third"), start=1):
+        waiters.append(in_thread(lambda name=name: take_and_give_back(name)))
+        wait_until_waiting(bank, position)
+    bank.unlock("b1", "acc", token)
+    for waiter in waiters:
+        waiter["thread"].join(10)
+    assert order == ["first", "second", "third"] and bank.counts().waiting == 0
+
+
+def test_a_wait_that_runs_out_is_lock_held_and_leaves_no_one_waiting(bank):
+    bank.lock("b1", "acc")
+    started = time.monotonic()
+    with pytest.raises(LockHeld):
+        bank.lock("b2", "acc", wait=0.3)
+    assert 0.3 <= time.monotonic() - started < 3 and bank.counts().waiting == 0
+
+
+def test_the_holder_reads_with_its_token_and_anyone_else_waits_its_turn(bank):
+    put(bank, "acc", 700)
+    token = bank.lock("b1", "acc").token
+    assert bank.read("b1", "acc", token) == 700
+    with pytest.raises(LockHeld):
+        bank.read("b2", "acc")
+    reader = in_thread(lambda: bank.read("b2", "acc", wait=5))
+    wait_until_waiting(bank, 1)
+    bank.commit("b1", {"acc": (800, token)}, unlock=True)
+    reader["thread"].join(10)
+    assert reader["result"] == 800
+    with pytest.raises(UnknownAccount):
+        bank.read("b1", "nobody")
+
+
+def test_a_commit_applies_all_of_its_writes_or_none(bank):
+    put(bank, "x", 100)
+    put(bank, "y", 100)
+    tx, ty = bank.lock("b1", "x").token, bank.lock("b1", "y").token
+    bank.unlock("b1", "y", ty)
+    with pytest.raises(NotLockHolder):
+        bank.commit("b1", {"x": (50, tx), "y": (150, ty)}, [op("op-1")], unlock=True)
+    assert bank.read("b1", "x", tx) == 100 and bank.read("b2", "y") == 100
+    assert bank.lock("b1", "y").recorded == {} and bank.counts().idempotency_records == 0
+
+
+def test_a_late_write_under_an_expired_lease_is_fenced_off(bank):
+    stale = bank.lock("b1", "acc").token
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            taken = bank.lock("b2", "acc")
+            break
+        except LockHeld:
+            assert time.monotonic() < deadline, "the lease never expired"
+            time.sleep(0.1)
+    with pytest.raises(NotLockHolder):
+        bank.commit("b1", {"acc": (900, stale)}, unlock=True)
+    assert taken.token > stale and taken.cents is None
+
+
+def test_a_commit_sent_again_is_replayed_with_its_first_results_and_applies_nothing(bank):
+    first = put(bank, "acc", 100, [op("op-1", result={"balance": 100})])
+    assert first == CommitOutcome(False, [{"balance": 100}])
+    again = put(bank, "acc", 999, [op("op-1", result={"balance": 999})])
+    assert again == CommitOutcome(True, [{"balance": 100}])
+    assert bank.read("b1", "acc") == 100 and bank.counts().leases == 0
+    token = bank.lock("b1", "acc").token
+    with pytest.raises(OperationConflict):
+        bank.commit("b1", {"acc": (5, token)}, [op("op-1"), op("op-2")], unlock=True)
+    # Refused, so applied nothing, the lease's release included.
+    assert bank.read("b1", "acc", token) == 100
+    assert bank.lock("b1", "acc", token=token, lookup=["op-1", "op-2"]).recorded == {
+        "op-1": {"request": "request of op-1", "result": {"balance": 100}}}
+
+
+def test_records_at_their_cap_refuse_the_commit_and_apply_nothing(bank):
+    put(bank, "acc", 1, [op("key-1")])
+    put(bank, "acc", 2, [op("key-2")])
+    token = bank.lock("b1", "acc").token
+    with pytest.raises(RecordsFull) as full:
+        bank.commit("b1", {"acc": (3, token)}, [op("key-3")])
+    assert full.value.retry_after >= 1 and bank.read("b1", "acc", token) == 2
+    # Writes without a key are recorded in a table of their own, with a cap of its own.
+    bank.commit("b1", {"acc": (4, token)}, [op("bare-1", keyed=False)])
+    with pytest.raises(RecordsFull):
+        bank.commit("b1", {"acc": (5, token)}, [op("bare-2", keyed=False)])
+    counts = bank.counts()
+    assert (counts.idempotency_records, counts.retry_records) == (2, 1)
+    assert bank.read("b1", "acc", token) == 4
+
+
+def test_a_commit_gives_back_the_leases_it_was_asked_to_release(bank):
+    granted = bank.lock_all("b1", ["a", "b"])
+    ta, tb = (grant.token for grant in granted.grants)
+    bank.commit("b1", {"a": (10, ta)}, [op("op-r")], unlock=True, release={"b": tb})
+    assert bank.counts().leases == 0 and bank.lock("b2", "b").cents is None
+
+
+def test_the_view_lists_live_leases_soonest_ending_first_with_the_total(bank):
+    put(bank, "alpha", 250)
+    put(bank, "zeta", 50)
+    bank.lock("b2", "zeta")
+    time.sleep(1.2)
+    bank.lock("b1", "alpha")
+    view = bank.view(10)
+    assert (view.total_cents, view.accounts, view.waiting, view.lease_count) == (300, 2, 0, 2)
+    assert [(lease.account, lease.holder) for lease in view.leases] == [("zeta", "b2"), ("alpha", "b1")]
+    # etcd tells whole seconds left, rounded down.
+    assert all(0 <= lease.seconds_left <= TTL for lease in view.leases)
+    assert [lease.account for lease in bank.view(1).leases] == ["zeta"]
+    counts = bank.counts()
+    assert (counts.accounts, counts.leases, counts.waiting) == (2, 2, 0)
+
+
+def test_stats_answer_for_a_store_that_is_well(bank):
+    assert isinstance(bank.stats(), Stats)
