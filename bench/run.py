@@ -28,8 +28,8 @@ TRANSFER_ACCOUNTS = 10
 RESULTS = ROOT / "bench" / "results"
 SCALE_ACCOUNTS = (10_000, 100_000, 1_000_000)
 COMPACTION_ACCOUNTS = 1_000_000
-# The code before group commit, the multi-account lock and the lighter data client: BENCH_BEFORE overrides it.
-BEFORE_REVISION = os.environ.get("BENCH_BEFORE", "1c835307caea07a26b8e4dc934f74302287adc99")
+# The code before the data server was split into its rooms (#15): BENCH_BEFORE overrides it.
+BEFORE_REVISION = os.environ.get("BENCH_BEFORE", "78d21102841011ded0765adc3d186bc1d545e230")
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -163,7 +163,7 @@ def measure_before_after(workdir, revision=BEFORE_REVISION):
             try:
                 seed_accounts(stack, "spread-", 2000, "1000.00")
                 seed_accounts(stack, "tr-", TRANSFER_ACCOUNTS, "1000000.00")
-                # Every phase but the balance reads, which this change did not touch.
+                # Every phase but the balance reads.
                 for mode, hosts, token, prefix, accounts in phases(stack, 2000)[:-1]:
                     result = run_wrk(stack, mode, 32, hosts, token, prefix, accounts)
                     print(f"{label:>6} {mode:>9} 32 clients: {result['ops_per_s']:8.0f} op/s  "
@@ -349,8 +349,8 @@ def write_results(operations, scale, sizes, compaction, comparison):
               f"while it ran: {c['slowest_write_during_ms']:.0f} ms; in as long a time after it: "
               f"{c['slowest_write_after_ms']:.0f} ms; median write {c['p50_write_ms']:.1f} ms."]
     lines += ["", f"Before and after, in this run, at 32 clients: `before` is revision {comparison['revision'][:10]} "
-              "(one lock cycle per account per worker, locks taken one account at a time, `requests`, its own "
-              ".env.example), `after` this tree.", "",
+              "(the data server in one module, before #15 split it along its seams; its own .env.example), `after` "
+              "this tree.", "",
               "| phase | before op/s | after op/s | before ratio | after ratio | before p99 ms | after p99 ms "
               "| before CPU ms/op | after CPU ms/op |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     compared = {(r["code"], r["mode"]): r for r in comparison["rows"]}
