@@ -3,7 +3,7 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo demo-cluster run test bench clean test-packages
+.PHONY: install demo demo-cluster run test bench lab clean test-packages
 
 install: $(STAMP)
 
@@ -39,10 +39,11 @@ node_modules/.installed: package.json package-lock.json
 	touch $@
 
 # Debian packages the tests run for real (as the benchmark installs wrk): Chromium and its driver for the
-# dashboard's browser test, etcd for the cluster the etcd store is tested on.
+# dashboard's browser test, etcd for the cluster the etcd store is tested on, nftables for the lab's partitions.
 test-packages:
-	command -v chromium >/dev/null && command -v chromedriver >/dev/null && command -v etcd >/dev/null || \
-		(apt-get update -qq && apt-get install -y -qq chromium chromium-driver etcd-server etcd-client)
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null && command -v etcd >/dev/null && \
+		command -v nft >/dev/null || (apt-get update -qq && \
+		apt-get install -y -qq chromium chromium-driver etcd-server etcd-client nftables)
 
 test: install node_modules/.installed test-packages
 	$(PYTHON) -m pytest
@@ -52,6 +53,13 @@ bench: install
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
 	$(PYTHON) -m bench.run
+
+# The partition lab (Linux, as root): nine simulated hosts, the nemesis, the checker; results in lab/results/.
+lab: install
+	command -v nft >/dev/null && command -v etcd >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq nftables etcd-server etcd-client)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
+	$(PYTHON) -m lab
 
 clean:
 	rm -rf $(VENV) var .pytest_cache node_modules

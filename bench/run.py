@@ -16,10 +16,9 @@ import time
 from pathlib import Path
 
 import requests
-from dotenv import dotenv_values
 
-from harness.processes import ROOT, Server, free_port, proc_stat, proc_status
 from data.journal import SNAPSHOT_CHUNK, Journal
+from harness.processes import ROOT, Server, example_settings, free_port, proc_stat, proc_status
 
 CLIENTS = (1, 8, 32, 128)
 SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
@@ -73,11 +72,6 @@ def cpu_seconds(servers):
             if fields:
                 total += (int(fields[11]) + int(fields[12])) / TICKS
     return total
-
-
-def example_settings(root=ROOT):
-    """.env.example's settings: the benchmark runs the stack as `make run` does."""
-    return {name: value for name, value in dotenv_values(Path(root) / ".env.example").items() if value is not None}
 
 
 def data_requests(stack):

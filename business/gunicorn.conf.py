@@ -1,6 +1,6 @@
 """Gunicorn settings of a business server: stateless, so several workers, each with threads."""
 from shared.gunicorn_hooks import child_exit, prepare_server, worker_exit  # noqa: F401 (hooks gunicorn calls)
-from shared.settings import exit_on_settings_error, load_business_settings, positive_int_setting
+from shared.settings import bind_setting, exit_on_settings_error, load_business_settings, positive_int_setting
 
 # Check the settings in the master so a bad value stops start-up with one line, before any worker forks.
 exit_on_settings_error(load_business_settings)
@@ -8,7 +8,7 @@ exit_on_settings_error(load_business_settings)
 prepare_server("business")
 
 wsgi_app = "business.business_server:create_app()"
-bind = ["127.0.0.1:8001"]
+bind = [exit_on_settings_error(lambda: bind_setting("BUSINESS_PORT", "8001"))]    # BIND_ADDRESS:BUSINESS_PORT
 workers = exit_on_settings_error(lambda: positive_int_setting("BUSINESS_WORKERS", "2", maximum=64))
 worker_class = "gthread"
 threads = exit_on_settings_error(lambda: positive_int_setting("BUSINESS_THREADS", "16", maximum=256))

@@ -11,6 +11,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+from shared.failover import PassOver
 from shared.money import format_cents, parse_signed_cents
 
 OPENING_CENTS = 100_00
@@ -26,10 +27,12 @@ class Event:
     amount_cents: int
     outcome: str = "unknown"         # ok | refused | unknown
     status: int | None = None
+    error: str | None = None         # the last answer's error code
     seconds: float = 0.0
     attempts: int = 0
     finished_at: float = 0.0         # time.monotonic() when its last answer came
     balances: dict = field(default_factory=dict)
+    failures: list = field(default_factory=list)     # (time.monotonic(), status, error) of each failed attempt
 
 
 @dataclass
@@ -57,6 +60,7 @@ class BankCheck:
         self._max_unknown_ratio = max_unknown_ratio
         self._run_id = uuid.uuid4().hex[:8]
         self._accounts = [f"chk-{self._run_id}-{i}" for i in range(accounts)]
+        self._servers = PassOver(len(apis))     # a server that did not answer is passed over for a while
         self._events = []
         self._events_mutex = threading.Lock()
         self._started_count = 0
@@ -130,7 +134,8 @@ class BankCheck:
         amount = format_cents(event.amount_cents)
         started = time.perf_counter()
         for attempt in range(1, self._attempts + 1):
-            api = rng.choice(self._apis)
+            server = rng.choice(self._servers.available())
+            api = self._apis[server]
             if event.kind == "deposit":
                 reply = api.deposit(event.accounts[0], amount, key)
             elif event.kind == "withdrawal":
@@ -139,7 +144,13 @@ class BankCheck:
                 reply = api.transfer(*event.accounts, amount, key)
             else:
                 reply = api.balance(event.accounts[0])
-            event.status, event.attempts = reply.status, attempt
+            event.status, event.error, event.attempts = reply.status, reply.error, attempt
+            if reply.status is None or (reply.status == 503 and reply.error == "data_unavailable"):
+                self._servers.failed(server)
+            else:
+                self._servers.answered(server)
+            if reply.status != 200:
+                event.failures.append((time.monotonic(), reply.status, reply.error))
             if reply.status == 200:
                 event.outcome = "ok"
                 event.balances = _observed_balances(event, reply.body)

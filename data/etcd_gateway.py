@@ -16,32 +16,38 @@ class EtcdGateway:
         self._members = FailoverPools(endpoints)
         self._timeout = timeout
 
-    def call(self, path, body):
-        """One request to a member (shared/failover.py says which); StoreUnavailable if none answered."""
+    def call(self, path, body, resend=False, timeout=None):
+        """One request to a member (shared/failover.py says which); StoreUnavailable if none answered.
+
+        resend: the request changes nothing, or nothing twice, so a member that took it and failed is followed by
+        the next. timeout: seconds for it, if fewer than ETCD_TIMEOUT.
+        """
         try:
             response, answer = self._members.send("POST", path, json.dumps(body).encode(),
-                                                  {"Content-Type": "application/json"}, self._timeout)
+                                                  {"Content-Type": "application/json"},
+                                                  min(self._timeout, timeout or self._timeout), resend)
         except NotAnswered as error:
             raise StoreUnavailable(f"etcd: {error}") from None
         if response.status != 200:
             raise StoreUnavailable(f"etcd answered {path} with {response.status} {answer.get('error')}")
         return answer
 
-    def txn(self, compare=(), success=(), failure=()):
+    def txn(self, compare=(), success=(), failure=(), resend=False, timeout=None):
         return self.call("/v3/kv/txn", {"compare": list(compare), "success": list(success),
-                                        "failure": list(failure)})
+                                        "failure": list(failure)}, resend, timeout)
 
-    def grant(self, seconds):
+    def grant(self, seconds, timeout=None):
         """A new etcd lease of at least one second; its id."""
-        return self.call("/v3/lease/grant", {"TTL": max(1, round(seconds))})["ID"]
+        # Sent again freely: a lease granted twice leaves one unused, which expires with nothing under it.
+        return self.call("/v3/lease/grant", {"TTL": max(1, round(seconds))}, True, timeout)["ID"]
 
     def time_left(self, lease):
         """Whole seconds the lease has left; 0 once it is gone."""
-        return max(0, int(self.call("/v3/lease/timetolive", {"ID": lease}).get("TTL", 0)))
+        return max(0, int(self.call("/v3/lease/timetolive", {"ID": lease}, resend=True).get("TTL", 0)))
 
     def keep_alive(self, lease):
         """Renew the lease; its new TTL in seconds, or None if it is gone."""
-        renewed = self.call("/v3/lease/keepalive", {"ID": lease}).get("result", {})
+        renewed = self.call("/v3/lease/keepalive", {"ID": lease}, resend=True).get("result", {})
         return int(renewed["TTL"]) if "TTL" in renewed else None
 
 

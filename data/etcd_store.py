@@ -11,6 +11,7 @@ one bank. Keys under ETCD_PREFIX:
   o/k/{id}, o/r/{id} a keyed or a retry operation record, under a lease a little longer than its retention
 """
 import json
+import math
 import threading
 import time
 import uuid
@@ -19,10 +20,18 @@ from data.etcd_gateway import (EtcdGateway, compare, count, decode, delete, get,
                                put)
 from data.metrics import LOCK_WAIT_SECONDS
 from data.store import (BankView, CommitOutcome, Counts, Grant, LeaseView, LockGrant, LockHeld, LocksGrant,
-                        NotLockHolder, OperationConflict, RecordsFull, Stats, UnknownAccount)
+                        NotLockHolder, OperationConflict, RecordsFull, Stats, StoreUnavailable, UnknownAccount)
 
 POLL_FIRST, POLL_MOST = 0.002, 0.02     # seconds between looks at a line while waiting
 RECORD_LEASE_SPAN = 60                  # seconds of records that share one etcd lease
+# A place in line outlives its waiter's wait by this much and no more: a waiter cut off from etcd cannot take its
+# place out itself, and until the place expires it holds back everyone behind it.
+LINE_LEASE_MARGIN = 1.0
+# A lock is taken only while its caller still waits for the answer: within its wait and this much more, which
+# must be less than the business servers' DATA_TIMEOUT. A lock granted to a caller that gave up holds its accounts
+# for LOCK_TTL with no one to write or release them.
+GRANT_GRACE = 0.5
+SHORTEST_CALL = 0.05                    # seconds: with less left than this, a lock is not even tried
 
 
 class EtcdStore:
@@ -51,9 +60,9 @@ class EtcdStore:
     def lock_all(self, business, accounts, lookup=(), wait=0.0):
         reads = [get(self._amount(a)) for a in accounts] + self._record_ranges(lookup)
 
-        def take():
+        def take(give_up):
             # A lease of its own, granted just before the locks are taken, so that it lives LOCK_TTL from then.
-            lease = self._etcd.grant(self._ttl)
+            lease = self._etcd.grant(self._ttl, timeout=_time_left(give_up))
             return [put(self._lock(a), business, lease) for a in accounts] + reads
 
         answer = self._when_free(accounts, wait, take)
@@ -69,11 +78,13 @@ class EtcdStore:
 
     def read(self, business, account, token=None, wait=0.0):
         if token is not None:
-            answer = self._etcd.txn(self._holder(business, account, token), [get(self._amount(account))])
+            answer = self._etcd.txn(self._holder(business, account, token), [get(self._amount(account))],
+                                    resend=True)
             if not answer.get("succeeded"):
                 raise NotLockHolder(business, account, token)
         else:
-            answer = self._when_free([account], wait, lambda: [get(self._amount(account))])
+            # A read leaves nothing behind if its caller gives up: it may take as long as etcd allows.
+            answer = self._when_free([account], wait, lambda give_up: [get(self._amount(account))], math.inf)
         cents = self._cents(answer["responses"][0])
         if cents is None:
             raise UnknownAccount(account)
@@ -104,12 +115,12 @@ class EtcdStore:
 
     def counts(self):
         answer = self._etcd.txn(success=[get(self._p + key, prefix=True, count_only=True)
-                                         for key in ("a/", "l/", "w/", "o/k/", "o/r/")])
+                                         for key in ("a/", "l/", "w/", "o/k/", "o/r/")], resend=True)
         return Counts(*(count(response) for response in answer["responses"]))
 
     def view(self, most_leases):
         answer = self._etcd.txn(success=[get(self._p + "a/", prefix=True), get(self._p + "l/", prefix=True),
-                                         get(self._p + "w/", prefix=True, count_only=True)])
+                                         get(self._p + "w/", prefix=True, count_only=True)], resend=True)
         amounts, locks, line = answer["responses"]
         # A lock set shares one etcd lease: one look at each lease tells every lock of it how long it has left.
         time_left = {lease: self._etcd.time_left(lease) for lease in {kv.get("lease") for kv in kvs(locks)} if lease}
@@ -128,20 +139,22 @@ class EtcdStore:
 
     # ---- waiting in line ---------------------------------------------------------------------------------
 
-    def _when_free(self, accounts, wait, then):
-        """Run then()'s operations in one transaction once no account is locked and no one waits for one ahead
-        of this request, waiting up to `wait` seconds in line; raise LockHeld otherwise."""
+    def _when_free(self, accounts, wait, then, grace=GRANT_GRACE):
+        """Run then(give_up)'s operations in one transaction once no account is locked and no one waits for one
+        ahead of this request, waiting up to `wait` seconds in line; raise LockHeld otherwise. give_up: the
+        time (monotonic) after which the caller no longer waits for the answer, so nothing may be taken."""
         deadline = time.monotonic() + wait
+        give_up = deadline + grace
         unlocked = [compare(self._lock(a), "VERSION", "EQUAL", 0) for a in accounts]
-        answer = self._etcd.txn(unlocked + [no_key_under(self._line(a)) for a in accounts], then(),
-                                [get(self._lock(a)) for a in accounts])
+        answer = self._etcd.txn(unlocked + [no_key_under(self._line(a)) for a in accounts], then(give_up),
+                                [get(self._lock(a)) for a in accounts], timeout=_time_left(give_up))
         if answer.get("succeeded"):
             return answer
         if wait <= 0:
             raise self._held(accounts, answer["responses"])
-        return self._wait_turn(accounts, deadline, unlocked, then)
+        return self._wait_turn(accounts, deadline, give_up, unlocked, then)
 
-    def _wait_turn(self, accounts, deadline, unlocked, then):
+    def _wait_turn(self, accounts, deadline, give_up, unlocked, then):
         """Join every account's line in one transaction (one revision: one order for all lines), wait until
         first in each and the locks are free, then run then()'s operations in the transaction that leaves."""
         with self._mutex:
@@ -150,39 +163,41 @@ class EtcdStore:
             self._waiters += 1
         started = time.monotonic()
         try:
-            return self._wait_in_line(accounts, deadline, unlocked, then)
+            return self._wait_in_line(accounts, deadline, give_up, unlocked, then)
         finally:
             LOCK_WAIT_SECONDS.observe(time.monotonic() - started)
             with self._mutex:
                 self._waiters -= 1
 
-    def _wait_in_line(self, accounts, deadline, unlocked, then):
+    def _wait_in_line(self, accounts, deadline, give_up, unlocked, then):
         me = uuid.uuid4().hex
         # A place in every account's line, and one key for the request itself, so that waiters count once.
         places = [self._place(account, me) for account in accounts]
-        lease = self._etcd.grant(max(1.0, deadline - time.monotonic()) + self._ttl)
-        self._etcd.txn(success=[put(key, "", lease) for key in places + [self._waiter(me)]])
+        lease = self._etcd.grant(deadline - time.monotonic() + LINE_LEASE_MARGIN)
+        self._etcd.txn(success=[put(key, "", lease) for key in places + [self._waiter(me)]], resend=True)
         pause = POLL_FIRST
         try:
             while True:
                 heads = self._etcd.txn(success=[get(self._line(a), prefix=True, first_created=True)
-                                                for a in accounts])
+                                                for a in accounts], resend=True)
                 first = all(kvs(r) and decode(kvs(r)[0]["key"]) == place
                             for r, place in zip(heads["responses"], places))
                 if first:
                     answer = self._etcd.txn(unlocked + [compare(place, "VERSION", "GREATER", 0) for place in places],
-                                            then() + [delete(key) for key in places + [self._waiter(me)]])
+                                            then(give_up) + [delete(key) for key in places + [self._waiter(me)]],
+                                            timeout=_time_left(give_up))
                     if answer.get("succeeded"):
                         places = []
                         return answer
                 if time.monotonic() >= deadline:
-                    locks = self._etcd.txn(success=[get(self._lock(a)) for a in accounts])["responses"]
+                    locks = self._etcd.txn(success=[get(self._lock(a)) for a in accounts],
+                                           resend=True)["responses"]
                     raise self._held(accounts, locks)
                 time.sleep(pause)
                 pause = min(pause * 2, POLL_MOST)
         finally:
             if places:
-                self._etcd.txn(success=[delete(key) for key in places + [self._waiter(me)]])
+                self._etcd.txn(success=[delete(key) for key in places + [self._waiter(me)]], resend=True)
 
     def _held(self, accounts, lock_ranges):
         for account, response in zip(accounts, lock_ranges):
@@ -194,7 +209,8 @@ class EtcdStore:
 
     def _renew(self, business, account, token, lookup):
         answer = self._etcd.txn(self._holder(business, account, token),
-                                [get(self._lock(account)), get(self._amount(account))] + self._record_ranges(lookup))
+                                [get(self._lock(account)), get(self._amount(account))] + self._record_ranges(lookup),
+                                resend=True)
         if not answer.get("succeeded"):
             raise NotLockHolder(business, account, token)
         ttl = self._etcd.keep_alive(kvs(answer["responses"][0])[0].get("lease"))
@@ -208,7 +224,7 @@ class EtcdStore:
                 compare(self._lock(account), "VALUE", "EQUAL", business)]
 
     def _holds(self, business, account, token):
-        return bool(self._etcd.txn(self._holder(business, account, token)).get("succeeded"))
+        return bool(self._etcd.txn(self._holder(business, account, token), resend=True).get("succeeded"))
 
     def _release_op(self, business, account, token):
         return nested(self._holder(business, account, token), [delete(self._lock(account))])
@@ -216,7 +232,7 @@ class EtcdStore:
     def _give_back(self, business, *held):
         ops = [self._release_op(business, account, token) for group in held for account, token in group.items()]
         if ops:
-            self._etcd.txn(success=ops)
+            self._etcd.txn(success=ops, resend=True)
 
     # ---- operation records -------------------------------------------------------------------------------
 
@@ -236,7 +252,7 @@ class EtcdStore:
         """None if no operation id is recorded; the first results if all are, for the same requests."""
         if not operations:
             return None
-        answer = self._etcd.txn(success=self._record_ranges([op["id"] for op in operations]))
+        answer = self._etcd.txn(success=self._record_ranges([op["id"] for op in operations]), resend=True)
         found = self._recorded(answer["responses"], [op["id"] for op in operations])
         if not found:
             return None
@@ -256,7 +272,8 @@ class EtcdStore:
             if not needed:
                 continue
             prefix = self._p + ("o/k/" if keyed else "o/r/")
-            held = count(self._etcd.txn(success=[get(prefix, prefix=True, count_only=True)])["responses"][0])
+            counted = self._etcd.txn(success=[get(prefix, prefix=True, count_only=True)], resend=True)
+            held = count(counted["responses"][0])
             if held + needed > self._limit[keyed]:
                 self._require_room_among_live(prefix, keyed, needed)
 
@@ -265,10 +282,10 @@ class EtcdStore:
         outlive them by a span); refuse if there is still no room, saying when the oldest live one expires."""
         now, oldest_kept = self._wall_clock(), self._wall_clock() - self._retention[keyed]
         made = [(json.loads(decode(kv["value"]))["at"], decode(kv["key"]))
-                for kv in kvs(self._etcd.txn(success=[get(prefix, prefix=True)])["responses"][0])]
+                for kv in kvs(self._etcd.txn(success=[get(prefix, prefix=True)], resend=True)["responses"][0])]
         expired = [key for at, key in made if at < oldest_kept]
         for start in range(0, len(expired), 1000):
-            self._etcd.txn(success=[delete(key) for key in expired[start:start + 1000]])
+            self._etcd.txn(success=[delete(key) for key in expired[start:start + 1000]], resend=True)
         live = sorted(at for at, _ in made if at >= oldest_kept)
         if len(live) + needed > self._limit[keyed]:
             raise RecordsFull("idempotency" if keyed else "commit retry",
@@ -314,3 +331,11 @@ class EtcdStore:
     @staticmethod
     def _cents(response):
         return int(decode(kvs(response)[0]["value"])) if kvs(response) else None
+
+
+def _time_left(give_up):
+    """Seconds before give_up, for an etcd call that takes a lock; StoreUnavailable if too few are left."""
+    left = give_up - time.monotonic()
+    if left < SHORTEST_CALL:
+        raise StoreUnavailable("etcd was too slow to lock within the caller's wait; nothing was taken")
+    return left

@@ -1,6 +1,6 @@
 """Gunicorn settings of the data server: one worker, so the in-memory store is one; threads for concurrency."""
 from shared.gunicorn_hooks import child_exit, prepare_server, worker_exit  # noqa: F401 (hooks gunicorn calls)
-from shared.settings import exit_on_settings_error, load_data_settings, positive_int_setting
+from shared.settings import bind_setting, exit_on_settings_error, load_data_settings, positive_int_setting
 
 # Check the settings in the master so a bad value stops start-up with one line, before any worker forks.
 exit_on_settings_error(load_data_settings)
@@ -8,7 +8,7 @@ exit_on_settings_error(load_data_settings)
 prepare_server("data")
 
 wsgi_app = "data.data_server:create_app()"
-bind = ["127.0.0.1:8000"]
+bind = [exit_on_settings_error(lambda: bind_setting("DATA_PORT", "8000"))]    # BIND_ADDRESS:DATA_PORT
 workers = 1                      # never more: a second worker would hold a second, different bank
 worker_class = "gthread"
 threads = exit_on_settings_error(lambda: positive_int_setting("DATA_THREADS", "64", maximum=512))

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import requests
+from dotenv import dotenv_values
 
 ROOT = Path(__file__).resolve().parents[1]
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
@@ -17,6 +18,11 @@ def free_port():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def example_settings(root=ROOT):
+    """.env.example's settings: the stack as `make run` starts it."""
+    return {name: value for name, value in dotenv_values(Path(root) / ".env.example").items() if value is not None}
 
 
 def proc_stat(pid):
@@ -34,18 +40,22 @@ def proc_status(pid):
 
 
 class Server:
-    """One gunicorn server (master and workers, in a process group of its own)."""
+    """One gunicorn server (master and workers, in a process group of its own).
 
-    def __init__(self, name, config, port, env, log_dir, root=ROOT):
+    address: where it listens; wrapper: what its command runs under (["ip", "netns", "exec", host] in the lab).
+    """
+
+    def __init__(self, name, config, port, env, log_dir, root=ROOT, address="127.0.0.1", wrapper=()):
         self.name, self.config, self.port, self.env, self.root = name, config, port, env, root
-        self.url = f"http://127.0.0.1:{port}"
+        self.address, self.wrapper = address, list(wrapper)
+        self.url = f"http://{address}:{port}"
         self.log_path = Path(log_dir) / f"{name}.log"
         self.process = None
 
     def start(self, wait=True):
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [GUNICORN, "-c", self.config, "-b", f"127.0.0.1:{self.port}"], cwd=self.root,
+            [*self.wrapper, GUNICORN, "-c", self.config, "-b", f"{self.address}:{self.port}"], cwd=self.root,
             env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         if wait:

@@ -1,39 +1,92 @@
-"""JSON over HTTP to one of several equivalent servers, keep-alive pooled, moving on only when that is safe."""
+"""JSON over HTTP to one of several equivalent servers, keep-alive pooled, moving on only when that is safe.
+
+A server that took no connection, timed out or failed is passed over for a while, so that a server alive but
+unreachable (a partition) costs one timeout, not one per call.
+"""
 import json
+import time
 
 import urllib3
+
+PASS_OVER_SECONDS = 30.0    # how long a server that did not answer is asked only after the others (last, not never)
+FAILED_ANSWER_SECONDS = 1.0  # the same for one that answered 5xx: quickly, so it costs less than a timeout
 
 
 class NotAnswered(Exception):
     """No server answered: none took the connection, or the one that did failed after the request was sent."""
 
 
+class PassOver:
+    """Which of several equivalent servers to ask first: those that failed lately come last, soonest-due first."""
+
+    def __init__(self, count, seconds=PASS_OVER_SECONDS, clock=time.monotonic):
+        self._until = [0.0] * count
+        self._seconds, self._clock = seconds, clock
+
+    def order(self, first=0):
+        """Every index, from first on, the ones passed over moved to the end."""
+        now, count = self._clock(), len(self._until)
+        indices = [(first + step) % count for step in range(count)]
+        passed = sorted((i for i in indices if self._until[i] > now), key=lambda i: self._until[i])
+        return [i for i in indices if self._until[i] <= now] + passed
+
+    def available(self):
+        """The indices not passed over now; if every one is, the one due back soonest."""
+        order = self.order()
+        fresh = [i for i in order if self._until[i] <= self._clock()]
+        return fresh or order[:1]
+
+    def failed(self, index, seconds=None):
+        self._until[index] = self._clock() + (self._seconds if seconds is None else seconds)
+
+    def answered(self, index):
+        self._until[index] = 0.0
+
+
 class FailoverPools:
     """Sends to the server that answered last, or the next when it takes no connection (nothing was sent, so
     moving on is always safe). One that took a request and failed is not asked again for it: what it did is
-    unknown, so the caller decides whether the request may be sent again — and that goes to the next server."""
+    unknown, so the request goes to the next server only if the caller says it may be sent again (resend)."""
 
-    def __init__(self, base_urls, connections=16):
+    def __init__(self, base_urls, connections=16, pass_over=None):
         # Thread-safe; no retries inside urllib3, for the same reason.
         self._pools = [urllib3.connection_from_url(url, maxsize=connections, block=False, retries=False)
                        for url in base_urls]
         self._current = 0
+        self._pass_over = pass_over or PassOver(len(self._pools))
 
-    def send(self, method, url, body, headers, timeout):
-        """(response, decoded JSON body); NotAnswered if no server answered."""
-        first = self._current
-        for attempt in range(len(self._pools)):
-            index = (first + attempt) % len(self._pools)
+    def send(self, method, url, body, headers, timeout, resend=False):
+        """(response, decoded JSON body) of the first server to answer below 500; NotAnswered if none did.
+
+        resend: the request is safe to send again, so a server that took it and failed (no answer, or 5xx) does
+        not end the call: the next is asked. Otherwise a 5xx answer is returned as it is.
+        """
+        failure = None
+        for index in self._pass_over.order(self._current):
             try:
                 response = self._pools[index].urlopen(method, url, body=body, headers=headers, retries=False,
                                                       timeout=urllib3.Timeout(total=timeout))
                 payload = json.loads(response.data)
             except urllib3.exceptions.ConnectTimeoutError:
+                self._pass_over.failed(index)
                 continue
             except (urllib3.exceptions.HTTPError, ValueError) as error:
+                self._pass_over.failed(index)
                 self._current = (index + 1) % len(self._pools)
-                raise NotAnswered(f"server {index + 1} {method} {url}: {type(error).__name__}") from None
+                failure = NotAnswered(f"server {index + 1} {method} {url}: {type(error).__name__}")
+                if resend:
+                    continue
+                raise failure from None
+            if response.status < 500:
+                self._pass_over.answered(index)
+                self._current = index
+                return response, payload
             # A server that fails (its own store unreachable, say) is not the first one asked next time.
-            self._current = index if response.status < 500 else (index + 1) % len(self._pools)
-            return response, payload
-        raise NotAnswered(f"no server took a connection for {method} {url}")
+            self._pass_over.failed(index, FAILED_ANSWER_SECONDS)
+            self._current = (index + 1) % len(self._pools)
+            failure = (response, payload)
+            if not resend:
+                return failure
+        if isinstance(failure, tuple):
+            return failure
+        raise failure or NotAnswered(f"no server took a connection for {method} {url}")

@@ -41,7 +41,7 @@ def _prepare_metrics_folder(role):
     os.makedirs(METRICS_ROOT, exist_ok=True)
     for name in os.listdir(METRICS_ROOT):
         pid = name.rpartition("-")[2]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             shutil.rmtree(os.path.join(METRICS_ROOT, name), ignore_errors=True)
     folder = os.path.abspath(os.path.join(METRICS_ROOT, f"{role}-{os.getpid()}"))
     shutil.rmtree(folder, ignore_errors=True)
@@ -49,7 +49,7 @@ def _prepare_metrics_folder(role):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
 
 
-def _alive(pid):
+def process_alive(pid):
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -1,4 +1,5 @@
 """Settings of each role, read from the environment and `.env` into frozen, validated objects."""
+import ipaddress
 import os
 import sys
 from dataclasses import dataclass
@@ -162,6 +163,17 @@ def _seconds(env, name, default):
     if not 0 < value <= 3600:
         raise SettingsError(f"{name}: must be more than 0 and at most 3600 seconds, got {text!r}")
     return value
+
+
+def bind_setting(port_name, default_port):
+    """BIND_ADDRESS:port for a gunicorn configuration file: where the server listens (its host's address)."""
+    env = _environment(None)
+    address = env.get("BIND_ADDRESS", "127.0.0.1").strip()
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        raise SettingsError(f"BIND_ADDRESS: must be an IP address such as 127.0.0.1, got {address!r}") from None
+    return f"{address}:{_positive_int(env, port_name, default_port, maximum=65535)}"
 
 
 def positive_int_setting(name, default, maximum=1_000_000_000):

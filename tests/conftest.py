@@ -4,7 +4,7 @@ import uuid
 import pytest
 from werkzeug.serving import make_server
 
-from tests.etcd_cluster import EtcdCluster
+from harness.etcd_cluster import EtcdCluster
 from business.business_server import create_app as create_business_app
 from data.data_server import create_app as create_data_app
 from shared.settings import load_business_settings, load_data_settings

@@ -1,13 +1,20 @@
 """Account amounts on the data server: reads, and atomic multi-account commits under held leases."""
+import time
+
 from business.application.ports import AmountRepository, CommitResult, DataUnavailable
 from shared.money import format_cents, parse_cents
 
+# How long a commit whose outcome is unknown is sent again: past an etcd election (about 2 s), so that the leases
+# it holds are given back by the commit itself rather than held until they expire.
+COMMIT_RESEND_SECONDS = 3.0
+FIRST_PAUSE, LONGEST_PAUSE = 0.05, 0.5
+
 
 class HttpAmountRepository(AmountRepository):
-    def __init__(self, data_client, commit_attempts=2):
+    def __init__(self, data_client, resend_seconds=COMMIT_RESEND_SECONDS, clock=time.monotonic, sleep=time.sleep):
         self._data = data_client
         self._prefix = data_client.business_id
-        self._commit_attempts = commit_attempts
+        self._resend_seconds, self._clock, self._sleep = resend_seconds, clock, sleep
 
     def get(self, account, wait=0.0):
         payload = self._data.call("GET", f"/getAmount/{self._prefix}/{account}",
@@ -19,12 +26,14 @@ class HttpAmountRepository(AmountRepository):
                            for account, (cents, lease) in writes.items()],
                 "operations": operations, "unlock": True,
                 "release": [{"account": lease.account, "token": lease.token} for lease in release]}
-        for attempt in range(1, self._commit_attempts + 1):
+        deadline, pause = self._clock() + self._resend_seconds, FIRST_PAUSE
+        while True:
             try:
-                payload = self._data.call("POST", f"/commit/{self._prefix}", body)
-                break
+                payload = self._data.call("POST", f"/commit/{self._prefix}", body, resend=False)
+                return CommitResult(payload["replayed"], payload["results"])
             except DataUnavailable:
-                # Safe to send again only because the operation ids make the commit idempotent.
-                if attempt == self._commit_attempts or not operations:
+                # Safe to send again (to the next data server) only because operation ids make it idempotent.
+                if not operations or self._clock() + pause > deadline:
                     raise
-        return CommitResult(payload["replayed"], payload["results"])
+            self._sleep(pause)
+            pause = min(pause * 2, LONGEST_PAUSE)

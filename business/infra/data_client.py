@@ -36,10 +36,12 @@ class DataServerClient:
         self._request_id_source = request_id_source
         self._servers = FailoverPools(base_urls)
 
-    def call(self, method, path, body=None, params=None, server_wait=0.0):
+    def call(self, method, path, body=None, params=None, server_wait=0.0, resend=True):
         """Send one request; return the JSON body of a 2xx answer, raise the port's exception for any other.
 
         server_wait: seconds the data server was asked to wait for a held account, added to the timeout.
+        resend: the request may go to the next data server when one took it and failed (a lease or a read taken
+        twice is harmless: a lease nobody knows of expires, and fencing refuses writes under it).
         """
         headers = {"Authorization": self._authorization}
         request_id = self._request_id_source()
@@ -51,7 +53,8 @@ class DataServerClient:
             headers["Content-Type"] = "application/json"
         url = f"{path}?{urlencode(params)}" if params else path
         try:
-            response, payload = self._servers.send(method, url, encoded, headers, self._timeout + server_wait)
+            response, payload = self._servers.send(method, url, encoded, headers, self._timeout + server_wait,
+                                                   resend)
         except NotAnswered as error:
             raise DataUnavailable(f"data server: {error}") from None
         status = response.status

@@ -54,20 +54,12 @@ def test_kill_9_of_one_of_two_data_servers_mid_workload(etcd_bank):
     assert sum(1 for event in report.events if event.outcome == "ok" and event.finished_at > killed_at + 1) > 50
 
 
-def leader(cluster):
-    for name, url in zip(cluster.names, cluster.endpoints):
-        status = requests.post(f"{url}/v3/maintenance/status", json={}, timeout=2).json()
-        if status["leader"] == status["header"]["member_id"]:
-            return name
-    raise AssertionError("the cluster has no leader")
-
-
 @pytest.mark.parametrize("role", ["follower", "leader"])
 def test_kill_9_of_an_etcd_member_mid_workload(etcd_bank, etcd_cluster, role):
     system, _ = etcd_bank
     run = background_check(system, 10, 23)
     run.wait_for(150)
-    chief = leader(etcd_cluster)
+    chief = etcd_cluster.leader()
     victim = chief if role == "leader" else next(name for name in etcd_cluster.names if name != chief)
     killed_at = time.monotonic()
     etcd_cluster.kill(victim)
@@ -88,7 +80,7 @@ def test_sigstop_of_an_etcd_member_mid_workload(etcd_bank, etcd_cluster):
     system, _ = etcd_bank
     run = background_check(system, 10, 24)
     run.wait_for(150)
-    paused = next(name for name in etcd_cluster.names if name != leader(etcd_cluster))
+    paused = next(name for name in etcd_cluster.names if name != etcd_cluster.leader())
     etcd_cluster.signal(paused, signal.SIGSTOP)
     print(f"INJECTED SIGSTOP of the etcd follower {paused} for 3 s")
     stopped_at = time.monotonic()

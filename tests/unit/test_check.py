@@ -107,3 +107,24 @@ def test_the_verdict_says_what_was_checked_and_whether_it_passed():
     assert verdict("demo", Tour(), passing) == (True, "demo passed: 20 features, 300 operations checked, no violation")
     passed, line = verdict("check", None, failing)
     assert not passed and line.startswith("check FAILED: 300 operations checked, ") and "VIOLATIONS" in line
+
+
+class SilentServer:
+    """A business server that never answers (paused, or cut off from the client)."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def _no_answer(self, *args, **kwargs):
+        self.calls += 1
+        return Reply(None, {"error": "no_answer"}, 3.0, "silent")
+
+    deposit = withdraw = transfer = balance = _no_answer
+
+
+def test_a_server_that_does_not_answer_is_passed_over_and_the_rest_serve_everything():
+    silent, bank = SilentServer(), FakeBank()
+    report = BankCheck([silent, bank], workers=4, accounts=3, operations=300, seed=3, out=io.StringIO()).run()
+    assert report.violations == [] and len(report.unknown) == 0
+    # Each worker may find it silent once; then it is asked only if the other fails too.
+    assert silent.calls <= 4

@@ -1,6 +1,6 @@
 import pytest
 
-from shared.settings import (SettingsError, exit_on_settings_error, load_business_settings,
+from shared.settings import (SettingsError, bind_setting, exit_on_settings_error, load_business_settings,
                              load_client_settings, load_data_settings)
 from tests.helpers import business_environ as business_environ_for, data_environ
 
@@ -40,7 +40,8 @@ def test_a_bad_business_setting_names_its_variable(name, value):
 
 
 def test_business_settings_convert_max_amount_to_cents():
-    assert load_business_settings(business_environ_for("b1", "http://127.0.0.1:8000", MAX_AMOUNT="12.34")).max_amount_cents == 1234
+    settings = load_business_settings(business_environ_for("b1", "http://127.0.0.1:8000", MAX_AMOUNT="12.34"))
+    assert settings.max_amount_cents == 1234
 
 
 def test_client_settings_split_urls():
@@ -54,3 +55,19 @@ def test_start_up_stops_with_one_line_naming_the_variable(capsys):
     assert stopped.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "LOCK_TTL" in err
+
+
+def test_servers_listen_on_bind_address_and_their_port(monkeypatch):
+    monkeypatch.setenv("BIND_ADDRESS", "10.77.0.5")
+    monkeypatch.setenv("DATA_PORT", "8010")
+    assert bind_setting("DATA_PORT", "8000") == "10.77.0.5:8010"
+    monkeypatch.delenv("BIND_ADDRESS")
+    assert bind_setting("BUSINESS_PORT", "8001").startswith("127.0.0.1:")
+
+
+@pytest.mark.parametrize("name, value", [("BIND_ADDRESS", "localhost; rm"), ("BIND_ADDRESS", ""),
+                                         ("DATA_PORT", "70000"), ("DATA_PORT", "http")])
+def test_a_bad_bind_setting_names_its_variable(monkeypatch, name, value):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError, match=f"^{name}:"):
+        bind_setting("DATA_PORT", "8000")

@@ -1,0 +1,117 @@
+"""A real etcd cluster, started and killed whole: on free loopback ports for the tests, or one member on each of
+the lab's simulated hosts."""
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+from harness.processes import free_port
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where one member runs: its address, its ports, and what its command runs under (a host's namespace)."""
+    address: str = "127.0.0.1"
+    client_port: int = field(default_factory=free_port)
+    peer_port: int = field(default_factory=free_port)
+    wrapper: tuple = ()
+
+    @property
+    def client_url(self):
+        return f"http://{self.address}:{self.client_port}"
+
+    @property
+    def peer_url(self):
+        return f"http://{self.address}:{self.peer_port}"
+
+
+class EtcdCluster:
+    """Members of an etcd cluster, their data in a folder; placements: {name: Placement}, three on loopback if
+    none are given."""
+
+    def __init__(self, folder, placements=None):
+        self.folder = Path(folder)
+        self.placements = placements or {f"m{i}": Placement() for i in (1, 2, 3)}
+        self.names = list(self.placements)
+        self.processes = {}
+
+    @property
+    def endpoints(self):
+        return [self.placements[name].client_url for name in self.names]
+
+    def start(self, timeout=30):
+        token = f"bank-{os.getpid()}-{self.placements[self.names[0]].client_port}"
+        cluster = ",".join(f"{name}={self.placements[name].peer_url}" for name in self.names)
+        for name in self.names:
+            self.start_member(name, cluster, token)
+        self.wait_healthy(timeout)
+        return self
+
+    def start_member(self, name, cluster=None, token=None):
+        """Start one member; without cluster and token, restart it on its data."""
+        data = self.folder / name
+        data.mkdir(mode=0o700, parents=True, exist_ok=True)
+        place = self.placements[name]
+        command = [*place.wrapper, "etcd", "--name", name, "--data-dir", str(data),
+                   "--listen-client-urls", place.client_url, "--advertise-client-urls", place.client_url,
+                   "--listen-peer-urls", place.peer_url, "--initial-advertise-peer-urls", place.peer_url,
+                   "--logger", "zap", "--log-level", "error", "--log-outputs", str(self.folder / f"{name}.log"),
+                   # A member back from a partition asks before it calls an election: no needless leader change.
+                   "--pre-vote",
+                   # A bank commit writes, records and releases up to 100 accounts in one transaction.
+                   "--max-txn-ops", "1024",
+                   # Old revisions are dropped and the database has a stated size, so the quota is never a surprise.
+                   "--auto-compaction-mode", "revision", "--auto-compaction-retention", "10000",
+                   "--quota-backend-bytes", str(2 ** 30)]
+        if cluster:
+            command += ["--initial-cluster", cluster, "--initial-cluster-state", "new",
+                        "--initial-cluster-token", token]
+        with open(self.folder / f"{name}.out", "ab") as output:
+            self.processes[name] = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=output,
+                                                    stderr=subprocess.STDOUT, start_new_session=True)
+
+    def wait_healthy(self, timeout=30, names=None):
+        deadline = time.monotonic() + timeout
+        for name in names or self.names:
+            while True:
+                if self.processes[name].poll() is not None:
+                    raise RuntimeError(f"etcd {name} exited: {(self.folder / f'{name}.out').read_text()[-2000:]}")
+                try:
+                    answer = requests.get(f"{self.placements[name].client_url}/health", timeout=1).json()
+                    if answer.get("health") == "true":
+                        break
+                except (requests.RequestException, ValueError):
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"etcd {name} was not healthy within {timeout} s")
+                time.sleep(0.05)
+
+    def leader(self, among=None):
+        """The name of the member that leads now, as the members asked (among, or all) report it."""
+        for name in among or self.names:
+            try:
+                status = requests.post(f"{self.placements[name].client_url}/v3/maintenance/status", json={},
+                                       timeout=2).json()
+            except (requests.RequestException, ValueError):
+                continue
+            if status.get("leader") == status["header"]["member_id"]:
+                return name
+        raise RuntimeError("the cluster has no leader")
+
+    def signal(self, name, signum):
+        os.killpg(self.processes[name].pid, signum)
+
+    def kill(self, name):
+        process = self.processes.get(name)
+        if process is not None and process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+
+    def stop(self):
+        """SIGKILL, not SIGTERM: a leader hands over to members that are leaving too, for seconds."""
+        for name in self.names:
+            self.kill(name)

@@ -1,0 +1,143 @@
+"""One lab run, from inside the client's host: the bank started on its hosts, the check driving it, the nemesis.
+
+python -m lab.experiment NETWORK_JSON SCHEDULE FOLDER: `python -m lab` runs it under `ip netns exec` in the client
+host once the network is up (and takes the network down after). It writes FOLDER/run.json.
+"""
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+
+import requests
+
+from client.check import BankCheck
+from client.infra.bank_api import BankApi
+from harness.etcd_cluster import EtcdCluster, Placement
+from harness.processes import Server, example_settings
+from lab.faults import SCHEDULES
+from lab.network import Network
+
+HOSTS = ("etcd1", "etcd2", "etcd3", "data1", "data2", "business1", "business2", "business3", "client")
+DATA_PORT, BUSINESS_PORT = 8000, 8001
+FAULT_SECONDS = 8           # each fault's length: past LOCK_TTL (5 s), so a paused holder's leases expire
+BETWEEN_SECONDS = 7         # healed, the bank recovers; the last 5 s of it are the next fault's rate before
+WARM_UP_SECONDS = 6
+CLIENT_TIMEOUT = 3          # seconds per request: a server that does not answer in it is passed over
+
+
+class Lab:
+    """The bank on the network's hosts: three etcd members, two data servers, three business servers."""
+
+    def __init__(self, network, folder):
+        self.network, self.folder = network, Path(folder)
+        settings = example_settings()
+        self.settings = settings
+        self.cluster = EtcdCluster(self.folder / "etcd", {
+            f"m{i}": Placement(network.addresses[f"etcd{i}"], 2379, 2380, network.wrapper(f"etcd{i}"))
+            for i in (1, 2, 3)})
+        endpoints = self.cluster.endpoints
+        tokens = {f"b{i}": settings[f"DATA_TOKEN_B{i}"] for i in (1, 2, 3)}
+        self.data = {}
+        for index, host in enumerate(("data1", "data2")):
+            # Each data server asks a different member first.
+            env = {**settings, "DATA_STORE": "etcd", "ETCD_ENDPOINTS": ",".join(endpoints[index:] + endpoints[:index]),
+                   "DATA_TOKENS": ",".join(f"{b}:{t}" for b, t in tokens.items()), "LOG_LEVEL": "WARNING"}
+            self.data[host] = self._server(host, "data/gunicorn.conf.py", DATA_PORT, env)
+        urls = [server.url for server in self.data.values()]
+        self.business = {}
+        for i in (1, 2, 3):
+            env = {**settings, "BUSINESS_ID": f"b{i}", "DATA_TOKEN": tokens[f"b{i}"], "LOG_LEVEL": "WARNING",
+                   "DATA_URLS": ",".join(urls[i % 2:] + urls[:i % 2])}
+            self.business[f"business{i}"] = self._server(f"business{i}", "business/gunicorn.conf.py",
+                                                         BUSINESS_PORT, env)
+
+    def _server(self, host, config, port, env):
+        return Server(host, config, port, env, self.folder, address=self.network.addresses[host],
+                      wrapper=self.network.wrapper(host))
+
+    def member_host(self, member):
+        return f"etcd{member[1:]}"
+
+    def start(self):
+        self.cluster.start()
+        servers = [*self.data.values(), *self.business.values()]
+        for server in servers:
+            server.start(wait=False)
+        for server in servers:
+            server.wait_healthy(timeout=30)
+
+    def stop(self):
+        for server in [*self.business.values(), *self.data.values()]:
+            server.stop()
+        self.cluster.stop()
+
+    def apis(self):
+        return [BankApi(server.url, self.settings["CLIENT_TOKEN"], CLIENT_TIMEOUT) for server in self.business.values()]
+
+    def _operator_get(self, server, path):
+        """The JSON or text a data server answers an operator at path; None if it does not answer."""
+        token = self.settings["OPERATOR_TOKENS"].split(",")[0].split(":", 1)[1]
+        try:
+            return requests.get(f"{server.url}{path}", headers={"Authorization": f"Bearer {token}"}, timeout=2)
+        except requests.RequestException:
+            return None
+
+    def fencing_refusals(self):
+        """Late writes the data servers refused (409 not_lock_holder) so far, from their metrics."""
+        answers = [self._operator_get(server, "/metrics") for server in self.data.values()]
+        return sum(float(line.split()[-1]) for answer in answers if answer is not None
+                   for line in answer.text.splitlines() if line.startswith("bank_data_fencing_refusals_total"))
+
+    def leases_held_by(self, business):
+        """The live leases of business, as the first data server to answer lists them."""
+        for server in self.data.values():
+            answer = self._operator_get(server, "/dashboard/state")
+            if answer is not None and answer.status_code == 200:
+                return [lease for lease in answer.json()["leases"] if lease["holder"] == business]
+        return []
+
+
+def run(network, schedule, folder):
+    """Start the bank, drive it with the check while the schedule's faults come and go; return what was seen."""
+    faults = SCHEDULES[schedule]
+    lab = Lab(network, folder)
+    duration = WARM_UP_SECONDS + len(faults) * (FAULT_SECONDS + BETWEEN_SECONDS)
+    try:
+        lab.start()
+        check = BankCheck(lab.apis(), workers=16, accounts=6, duration=duration, attempts=200, retry_pause=0.1)
+        box = {}
+        driver = threading.Thread(target=lambda: box.update(report=check.run()))
+        driver.start()
+        windows = []
+        time.sleep(WARM_UP_SECONDS)
+        for fault in faults:
+            refusals_before, started = lab.fencing_refusals(), time.monotonic()
+            done, heal = fault.inject(lab)
+            print(f"FAULT {fault.name}: {done}", flush=True)
+            time.sleep(max(0.0, started + FAULT_SECONDS - time.monotonic()))
+            healed = time.monotonic()
+            heal()
+            print(f"HEALED {fault.name}", flush=True)
+            time.sleep(max(0.0, healed + BETWEEN_SECONDS - time.monotonic()))
+            windows.append({"name": fault.name, "done": done, "start": started, "heal": healed,
+                            "fencing_refusals": lab.fencing_refusals() - refusals_before})
+        driver.join(duration + 300)
+        report = box["report"]
+    finally:
+        lab.stop()
+    return {"schedule": schedule, "windows": windows, "violations": report.violations,
+            "unknown": len(report.unknown), "operations": len(report.events),
+            "events": [{"finished_at": e.finished_at, "outcome": e.outcome, "kind": e.kind,
+                        "failures": e.failures} for e in report.events]}
+
+
+def main(argv):
+    description, schedule, folder = json.loads(argv[0]), argv[1], Path(argv[2])
+    results = run(Network.from_description(description), schedule, folder)
+    (folder / "run.json").write_text(json.dumps(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,90 @@
+"""The nemesis: each fault acts on the running lab and says how to heal it; the schedules list them in order."""
+import signal
+from dataclasses import dataclass
+from typing import Callable
+
+PAUSE_ATTEMPTS = 50         # tries at pausing a business server at a moment it holds a lease
+
+
+@dataclass(frozen=True)
+class Fault:
+    name: str
+    inject: Callable        # inject(lab) -> (what was done, in words; heal()), heal() undoing it
+
+
+def isolate_the_leader(lab):
+    member = lab.cluster.leader()
+    lab.network.isolate(lab.member_host(member))
+    return f"the etcd leader {member} cut off from every host", lab.network.heal
+
+
+def split_the_members_one_and_two(lab):
+    """The leader with data1 on one side, the other two members with data2 on the other."""
+    member = lab.cluster.leader()
+    alone = lab.member_host(member)
+    lab.network.cut([alone, "data1"], [lab.member_host(m) for m in lab.cluster.names if m != member] + ["data2"])
+    return f"{member} and data1 | the other two members and data2", lab.network.heal
+
+
+def cut_a_data_server_off_from_etcd(lab):
+    lab.network.cut(["data1"], [lab.member_host(m) for m in lab.cluster.names])
+    return "data1 cut off from every etcd member, still reachable by the business servers", lab.network.heal
+
+
+def cut_a_business_server_off_from_the_data_tier(lab):
+    lab.network.cut(["business1"], ["data1", "data2"])
+    return "business1 cut off from both data servers, still reachable by the client", lab.network.heal
+
+
+def bridge_the_members(lab):
+    """Jepsen's bridge: the leader and a follower cannot see each other; both see the third member."""
+    leader = lab.cluster.leader()
+    follower, middle = [m for m in lab.cluster.names if m != leader]
+    lab.network.cut([lab.member_host(leader)], [lab.member_host(follower)])
+    return f"{leader} and {follower} cut off from each other, both see {middle}", lab.network.heal
+
+
+def kill_the_leader_while_a_data_server_is_cut_off_from_it(lab):
+    member = lab.cluster.leader()
+    lab.network.cut(["data1"], [lab.member_host(member)])
+    lab.cluster.kill(member)
+
+    def heal():
+        lab.network.heal()
+        lab.cluster.start_member(member)
+        lab.cluster.wait_healthy(names=[member])
+
+    return f"data1 cut off from the leader {member}, then {member} killed (-9); healed by its restart", heal
+
+
+def pause_a_partitioned_business_server_past_its_lease(lab):
+    """Paused while it holds leases, which expire while others write the accounts: healed and resumed, its late
+    commits must all be refused."""
+    server = lab.business["business2"]
+    for _ in range(PAUSE_ATTEMPTS):
+        server.signal(signal.SIGSTOP)
+        if lab.leases_held_by("b2"):
+            break
+        server.signal(signal.SIGCONT)
+    lab.network.isolate("business2")
+
+    def heal():
+        lab.network.heal()
+        server.signal(signal.SIGCONT)
+
+    return "business2 cut off from every host and paused (SIGSTOP) past its LOCK_TTL, then healed and resumed", heal
+
+
+SCHEDULES = {
+    "full": [Fault("leader isolated", isolate_the_leader),
+             Fault("members split 1|2", split_the_members_one_and_two),
+             Fault("data server cut off from etcd", cut_a_data_server_off_from_etcd),
+             Fault("business server cut off from data", cut_a_business_server_off_from_the_data_tier),
+             Fault("members bridged", bridge_the_members),
+             Fault("leader killed, data server cut off from it",
+                   kill_the_leader_while_a_data_server_is_cut_off_from_it),
+             Fault("business server paused and partitioned", pause_a_partitioned_business_server_past_its_lease)],
+    "short": [Fault("leader isolated", isolate_the_leader),
+              Fault("data server cut off from etcd", cut_a_data_server_off_from_etcd),
+              Fault("business server paused and partitioned", pause_a_partitioned_business_server_past_its_lease)],
+}

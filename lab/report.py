@@ -1,0 +1,84 @@
+"""What each fault cost, from the check's own events: rates around it, time to first success and to full rate,
+the 503s by code; the results table and the timeline chart."""
+import collections
+
+BEFORE_SECONDS = 5          # the rate before a fault: acknowledged operations per second in the 5 s before it
+SETTLE_SECONDS = 5          # the quorum side must serve half its rate from 5 s into a fault, full rate 5 s after
+SERVING_SHARE = 0.5
+FULL_SHARE = 0.8            # "full rate": a one-second window at 80% of the rate before, noise allowed for
+
+
+def figures(run):
+    """Per fault: its window and what the bank did in it (see the module's text)."""
+    acknowledged = sorted(e["finished_at"] for e in run["events"] if e["outcome"] == "ok")
+    failures = [failure for e in run["events"] for failure in e["failures"]]
+    rows = []
+    for window in run["windows"]:
+        start, heal = window["start"], window["heal"]
+
+        def count(since, until):
+            return sum(1 for t in acknowledged if since <= t < until)
+
+        before = count(start - BEFORE_SECONDS, start) / BEFORE_SECONDS
+        first = next((t - start for t in acknowledged if t >= start), None)
+        late = count(start + SETTLE_SECONDS, heal) / max(heal - start - SETTLE_SECONDS, 1e-9)
+        full_after = next((step / 10 for step in range(0, 101)
+                           if count(heal + step / 10, heal + step / 10 + 1) >= FULL_SHARE * before), None)
+        codes = collections.Counter(error or f"status {status}" for at, status, error in failures
+                                    if start <= at < heal + SETTLE_SECONDS and status == 503)
+        rows.append({**window, "rate_before": before,
+                     "share_during": count(start, heal) / max(before * (heal - start), 1e-9),
+                     "share_settled": late / max(before, 1e-9), "first_success_s": first,
+                     "full_rate_after_s": full_after, "unavailable": dict(codes.most_common()),
+                     "serving": late >= SERVING_SHARE * before,
+                     "recovered": full_after is not None and full_after <= SETTLE_SECONDS})
+    return rows
+
+
+def markdown(run, rows):
+    lines = [f"# Partition lab: schedule `{run['schedule']}`", "",
+             f"Checker: {run['operations']} operations, {len(run['violations'])} violations, {run['unknown']} "
+             "unknown outcomes" + (": " + "; ".join(run["violations"]) if run["violations"] else "."), "",
+             "| fault | rate before, op/s | during, share | from 5 s in, share | first success, s "
+             "| full rate after heal, s | 503s by code | fencing refusals |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |"]
+    for row in rows:
+        first = "never" if row["first_success_s"] is None else f"{row['first_success_s']:.1f}"
+        full = "not within 10" if row["full_rate_after_s"] is None else f"{row['full_rate_after_s']:.1f}"
+        codes = ", ".join(f"{code} {n}" for code, n in row["unavailable"].items()) or "none"
+        lines.append(f"| {row['name']} | {row['rate_before']:.0f} | {row['share_during']:.0%} "
+                     f"| {row['share_settled']:.0%} | {first} | {full} | {codes} | {row['fencing_refusals']:.0f} |")
+    lines += ["", "Each fault:", ""] + [f"- {row['name']}: {row['done']}." for row in rows]
+    lines += ["", f"Bounds: from {SETTLE_SECONDS} s into a fault at least {SERVING_SHARE:.0%} of the rate before; "
+              f"within {SETTLE_SECONDS} s of healing a one-second window at {FULL_SHARE:.0%} of it.", ""]
+    lines += [f"- {row['name']}: {'serving' if row['serving'] else 'NOT serving'}, "
+              f"{'recovered' if row['recovered'] else 'NOT recovered'}" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def chart(run, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    origin = min((e["finished_at"] for e in run["events"]), default=0.0)
+    ok, failed = collections.Counter(), collections.Counter()
+    for event in run["events"]:
+        if event["outcome"] == "ok":
+            ok[int(event["finished_at"] - origin)] += 1
+        for at, _, _ in event["failures"]:
+            failed[int(at - origin)] += 1
+    seconds = range(max([*ok, *failed, 0]) + 1)
+    figure, axes = plt.subplots(figsize=(12, 4.5))
+    axes.plot(list(seconds), [ok[s] for s in seconds], label="acknowledged per second", color="tab:blue")
+    axes.plot(list(seconds), [failed[s] for s in seconds], label="failed answers per second", color="tab:red")
+    for index, window in enumerate(run["windows"]):
+        axes.axvspan(window["start"] - origin, window["heal"] - origin, color="0.85", zorder=0)
+        axes.text(window["start"] - origin, 0.97, window["name"], transform=axes.get_xaxis_transform(), fontsize=7,
+                  va="top", rotation=90 if len(run["windows"]) > 4 else 0)
+    axes.set_xlabel("seconds into the run")
+    axes.set_ylabel("operations")
+    axes.set_title(f"Partition lab, schedule {run['schedule']}: faults shaded")
+    axes.grid(alpha=0.3)
+    axes.legend(loc="lower right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
