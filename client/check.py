@@ -88,6 +88,11 @@ class BankCheck:
         return report
 
     @property
+    def accounts(self):
+        """The accounts the check opens and works on."""
+        return list(self._accounts)
+
+    @property
     def completed(self):
         """Operations finished so far, for watching a run from another thread."""
         return len(self._events)

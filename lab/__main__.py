@@ -66,14 +66,14 @@ def main(argv=None):
             return 2
         finally:
             network.destroy()
-    rows = report.figures(run)
+    rows, series = report.figures(run), report.timeline(run)
     args.results.mkdir(parents=True, exist_ok=True)
     (args.results / "latest.json").write_text(json.dumps({"rows": rows, "violations": run["violations"],
-                                                          "unknown": run["unknown"],
-                                                          "operations": run["operations"]}, indent=1))
+                                                          "unknown": run["unknown"], "operations": run["operations"],
+                                                          "timeline": series}, indent=1))
     (args.results / "latest.md").write_text(report.markdown(run, rows))
     if not args.no_chart:
-        report.chart(run, args.results / "timeline.png")
+        report.chart(series, args.schedule, args.results / "timeline.png")
     print((args.results / "latest.md").read_text())
     return 1 if run["violations"] else 0
 

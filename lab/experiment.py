@@ -4,6 +4,7 @@ python -m lab.experiment NETWORK_JSON SCHEDULE FOLDER: `python -m lab` runs it u
 host once the network is up (and takes the network down after). It writes FOLDER/run.json.
 """
 import json
+import subprocess
 import sys
 import threading
 import time
@@ -14,7 +15,7 @@ import requests
 from client.check import BankCheck
 from client.infra.bank_api import BankApi
 from harness.etcd_cluster import EtcdCluster, Placement
-from harness.processes import Server, example_settings
+from harness.processes import ROOT, Server, example_settings
 from lab.faults import SCHEDULES
 from lab.network import Network
 
@@ -24,6 +25,24 @@ FAULT_SECONDS = 8           # each fault's length: past LOCK_TTL (5 s), so a pau
 BETWEEN_SECONDS = 7         # healed, the bank recovers; the last 5 s of it are the next fault's rate before
 WARM_UP_SECONDS = 6
 CLIENT_TIMEOUT = 3          # seconds per request: a server that does not answer in it is passed over
+
+
+class StaleHolder:
+    """lab/stale_holder.py running on a host: it has taken its lease and waits for write_late()."""
+
+    def __init__(self, process, account):
+        self.process, self.account = process, account
+        self.token = int(process.stdout.readline())
+
+    def write_late(self):
+        """Send its write under the lease it took; {"account", "token", "status"} of the answer."""
+        try:
+            answer, _ = self.process.communicate("go\n", timeout=20)
+            status = int(answer.split()[-1])
+        except (subprocess.TimeoutExpired, ValueError, IndexError):
+            self.process.kill()
+            status = None
+        return {"account": self.account, "token": self.token, "status": status}
 
 
 class Lab:
@@ -45,6 +64,9 @@ class Lab:
                    "DATA_TOKENS": ",".join(f"{b}:{t}" for b, t in tokens.items()), "LOG_LEVEL": "WARNING"}
             self.data[host] = self._server(host, "data/gunicorn.conf.py", DATA_PORT, env)
         urls = [server.url for server in self.data.values()]
+        self._tokens = tokens
+        self.accounts = []          # the check's, once it runs
+        self.late_writes = []       # what each stale holder's late write was answered
         self.business = {}
         for i in (1, 2, 3):
             env = {**settings, "BUSINESS_ID": f"b{i}", "DATA_TOKEN": tokens[f"b{i}"], "LOG_LEVEL": "WARNING",
@@ -89,13 +111,13 @@ class Lab:
         return sum(float(line.split()[-1]) for answer in answers if answer is not None
                    for line in answer.text.splitlines() if line.startswith("bank_data_fencing_refusals_total"))
 
-    def leases_held_by(self, business):
-        """The live leases of business, as the first data server to answer lists them."""
-        for server in self.data.values():
-            answer = self._operator_get(server, "/dashboard/state")
-            if answer is not None and answer.status_code == 200:
-                return [lease for lease in answer.json()["leases"] if lease["holder"] == business]
-        return []
+    def stale_holder(self, host, account):
+        """A StaleHolder on host (as that host's business), holding a lease on account from data1."""
+        business = f"b{host[-1]}"
+        process = subprocess.Popen([*self.network.wrapper(host), sys.executable, "-m", "lab.stale_holder",
+                                    self.data["data1"].url, business, self._tokens[business], account],
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        return StaleHolder(process, account)
 
 
 def run(network, schedule, folder):
@@ -106,13 +128,14 @@ def run(network, schedule, folder):
     try:
         lab.start()
         check = BankCheck(lab.apis(), workers=16, accounts=6, duration=duration, attempts=200, retry_pause=0.1)
+        lab.accounts = check.accounts
         box = {}
         driver = threading.Thread(target=lambda: box.update(report=check.run()))
         driver.start()
         windows = []
         time.sleep(WARM_UP_SECONDS)
         for fault in faults:
-            refusals_before, started = lab.fencing_refusals(), time.monotonic()
+            refusals_before, late_before, started = lab.fencing_refusals(), len(lab.late_writes), time.monotonic()
             done, heal = fault.inject(lab)
             print(f"FAULT {fault.name}: {done}", flush=True)
             time.sleep(max(0.0, started + FAULT_SECONDS - time.monotonic()))
@@ -121,7 +144,8 @@ def run(network, schedule, folder):
             print(f"HEALED {fault.name}", flush=True)
             time.sleep(max(0.0, healed + BETWEEN_SECONDS - time.monotonic()))
             windows.append({"name": fault.name, "done": done, "start": started, "heal": healed,
-                            "fencing_refusals": lab.fencing_refusals() - refusals_before})
+                            "fencing_refusals": lab.fencing_refusals() - refusals_before,
+                            "late_writes": lab.late_writes[late_before:]})
         driver.join(duration + 300)
         report = box["report"]
     finally:

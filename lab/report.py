@@ -40,14 +40,15 @@ def markdown(run, rows):
              f"Checker: {run['operations']} operations, {len(run['violations'])} violations, {run['unknown']} "
              "unknown outcomes" + (": " + "; ".join(run["violations"]) if run["violations"] else "."), "",
              "| fault | rate before, op/s | during, share | from 5 s in, share | first success, s "
-             "| full rate after heal, s | 503s by code | fencing refusals |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |"]
+             "| full rate after heal, s | 503s by code | fencing refusals | stale holder's late write |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |"]
     for row in rows:
         first = "never" if row["first_success_s"] is None else f"{row['first_success_s']:.1f}"
         full = "not within 10" if row["full_rate_after_s"] is None else f"{row['full_rate_after_s']:.1f}"
         codes = ", ".join(f"{code} {n}" for code, n in row["unavailable"].items()) or "none"
         lines.append(f"| {row['name']} | {row['rate_before']:.0f} | {row['share_during']:.0%} "
-                     f"| {row['share_settled']:.0%} | {first} | {full} | {codes} | {row['fencing_refusals']:.0f} |")
+                     f"| {row['share_settled']:.0%} | {first} | {full} | {codes} | {row['fencing_refusals']:.0f} "
+                     f"| {', '.join(str(late['status']) for late in row['late_writes']) or '-'} |")
     lines += ["", "Each fault:", ""] + [f"- {row['name']}: {row['done']}." for row in rows]
     lines += ["", f"Bounds: from {SETTLE_SECONDS} s into a fault at least {SERVING_SHARE:.0%} of the rate before; "
               f"within {SETTLE_SECONDS} s of healing a one-second window at {FULL_SHARE:.0%} of it.", ""]
@@ -56,10 +57,8 @@ def markdown(run, rows):
     return "\n".join(lines) + "\n"
 
 
-def chart(run, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def timeline(run):
+    """Per second of the run: acknowledged operations, failed answers, and the faults' windows, in seconds."""
     origin = min((e["finished_at"] for e in run["events"]), default=0.0)
     ok, failed = collections.Counter(), collections.Counter()
     for event in run["events"]:
@@ -68,16 +67,24 @@ def chart(run, path):
         for at, _, _ in event["failures"]:
             failed[int(at - origin)] += 1
     seconds = range(max([*ok, *failed, 0]) + 1)
+    return {"acknowledged": [ok[s] for s in seconds], "failed": [failed[s] for s in seconds],
+            "windows": [(w["name"], w["start"] - origin, w["heal"] - origin) for w in run["windows"]]}
+
+
+def chart(series, schedule, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
     figure, axes = plt.subplots(figsize=(12, 4.5))
-    axes.plot(list(seconds), [ok[s] for s in seconds], label="acknowledged per second", color="tab:blue")
-    axes.plot(list(seconds), [failed[s] for s in seconds], label="failed answers per second", color="tab:red")
-    for index, window in enumerate(run["windows"]):
-        axes.axvspan(window["start"] - origin, window["heal"] - origin, color="0.85", zorder=0)
-        axes.text(window["start"] - origin, 0.97, window["name"], transform=axes.get_xaxis_transform(), fontsize=7,
-                  va="top", rotation=90 if len(run["windows"]) > 4 else 0)
+    axes.plot(series["acknowledged"], label="acknowledged per second", color="tab:blue")
+    axes.plot(series["failed"], label="failed answers per second", color="tab:red")
+    for name, start, heal in series["windows"]:
+        axes.axvspan(start, heal, color="0.85", zorder=0)
+        axes.text(start, 0.97, name, transform=axes.get_xaxis_transform(), fontsize=7, va="top",
+                  rotation=90 if len(series["windows"]) > 4 else 0)
     axes.set_xlabel("seconds into the run")
     axes.set_ylabel("operations")
-    axes.set_title(f"Partition lab, schedule {run['schedule']}: faults shaded")
+    axes.set_title(f"Partition lab, schedule {schedule}: faults shaded")
     axes.grid(alpha=0.3)
     axes.legend(loc="lower right")
     figure.tight_layout()

@@ -1,6 +1,6 @@
 """The partition lab's short schedule (lab/faults.py) on simulated hosts: the etcd leader isolated, a data server
 cut off from etcd, a business server paused and partitioned past its lease. The bank stays exact, the side with a
-quorum keeps serving, and the lab leaves no namespace behind."""
+quorum keeps serving, a stale holder's late write is refused, and the lab leaves no namespace behind."""
 import json
 import subprocess
 import sys
@@ -27,4 +27,7 @@ def test_the_short_partition_schedule_leaves_the_bank_exact_and_serving(tmp_path
     for name in ("leader isolated", "data server cut off from etcd"):
         # Half the rate before the fault from 5 s into it, full rate within 5 s of healing.
         assert rows[name]["serving"] and rows[name]["recovered"], rows[name]
-    assert [namespace for namespace in lab_namespaces()] == []
+    # The stale holder, partitioned with business2 past its lease, wrote late: refused, and the checker saw nothing.
+    stale = rows["business server paused and partitioned"]
+    assert [late["status"] for late in stale["late_writes"]] == [409] and stale["fencing_refusals"] >= 1
+    assert lab_namespaces() == []
