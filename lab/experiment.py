@@ -152,8 +152,8 @@ def run(network, schedule, folder):
         lab.stop()
     return {"schedule": schedule, "windows": windows, "violations": report.violations,
             "unknown": len(report.unknown), "operations": len(report.events),
-            "events": [{"finished_at": e.finished_at, "outcome": e.outcome, "kind": e.kind,
-                        "failures": e.failures} for e in report.events]}
+            "events": [{"started_at": e.finished_at - e.seconds, "finished_at": e.finished_at, "outcome": e.outcome,
+                        "kind": e.kind, "failures": e.failures} for e in report.events]}
 
 
 def main(argv):

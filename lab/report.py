@@ -11,6 +11,7 @@ FULL_SHARE = 0.8            # "full rate": a one-second window at 80% of the rat
 def figures(run):
     """Per fault: its window and what the bank did in it (see the module's text)."""
     acknowledged = sorted(e["finished_at"] for e in run["events"] if e["outcome"] == "ok")
+    sent_and_acknowledged = sorted((e["started_at"], e["finished_at"]) for e in run["events"] if e["outcome"] == "ok")
     failures = [failure for e in run["events"] for failure in e["failures"]]
     rows = []
     for window in run["windows"]:
@@ -20,7 +21,10 @@ def figures(run):
             return sum(1 for t in acknowledged if since <= t < until)
 
         before = count(start - BEFORE_SECONDS, start) / BEFORE_SECONDS
-        first = next((t - start for t in acknowledged if t >= start), None)
+        # The first operation sent after the fault began to be acknowledged: how long until the bank served again.
+        first = min((finished - start for sent, finished in sent_and_acknowledged if sent >= start), default=None)
+        finished = [t for t in acknowledged if start <= t < heal]
+        stall = max(later - earlier for earlier, later in zip([start, *finished], [*finished, heal]))
         late = count(start + SETTLE_SECONDS, heal) / max(heal - start - SETTLE_SECONDS, 1e-9)
         full_after = next((step / 10 for step in range(0, 101)
                            if count(heal + step / 10, heal + step / 10 + 1) >= FULL_SHARE * before), None)
@@ -28,7 +32,7 @@ def figures(run):
                                     if start <= at < heal + SETTLE_SECONDS and status == 503)
         rows.append({**window, "rate_before": before,
                      "share_during": count(start, heal) / max(before * (heal - start), 1e-9),
-                     "share_settled": late / max(before, 1e-9), "first_success_s": first,
+                     "share_settled": late / max(before, 1e-9), "first_success_s": first, "longest_stall_s": stall,
                      "full_rate_after_s": full_after, "unavailable": dict(codes.most_common()),
                      "serving": late >= SERVING_SHARE * before,
                      "recovered": full_after is not None and full_after <= SETTLE_SECONDS})
@@ -39,15 +43,16 @@ def markdown(run, rows):
     lines = [f"# Partition lab: schedule `{run['schedule']}`", "",
              f"Checker: {run['operations']} operations, {len(run['violations'])} violations, {run['unknown']} "
              "unknown outcomes" + (": " + "; ".join(run["violations"]) if run["violations"] else "."), "",
-             "| fault | rate before, op/s | during, share | from 5 s in, share | first success, s "
+             "| fault | rate before, op/s | during, share | from 5 s in, share | first success, s | longest stall, s "
              "| full rate after heal, s | 503s by code | fencing refusals | stale holder's late write |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |"]
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |"]
     for row in rows:
         first = "never" if row["first_success_s"] is None else f"{row['first_success_s']:.1f}"
         full = "not within 10" if row["full_rate_after_s"] is None else f"{row['full_rate_after_s']:.1f}"
         codes = ", ".join(f"{code} {n}" for code, n in row["unavailable"].items()) or "none"
         lines.append(f"| {row['name']} | {row['rate_before']:.0f} | {row['share_during']:.0%} "
-                     f"| {row['share_settled']:.0%} | {first} | {full} | {codes} | {row['fencing_refusals']:.0f} "
+                     f"| {row['share_settled']:.0%} | {first} | {row['longest_stall_s']:.1f} | {full} | {codes} "
+                     f"| {row['fencing_refusals']:.0f} "
                      f"| {', '.join(str(late['status']) for late in row['late_writes']) or '-'} |")
     lines += ["", "Each fault:", ""] + [f"- {row['name']}: {row['done']}." for row in rows]
     lines += ["", f"Bounds: from {SETTLE_SECONDS} s into a fault at least {SERVING_SHARE:.0%} of the rate before; "
