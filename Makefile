@@ -3,7 +3,7 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo demo-cluster run test bench lab clean test-packages
+.PHONY: install demo demo-cluster run run-cluster certs cluster-packages test bench lab clean test-packages
 
 install: $(STAMP)
 
@@ -22,12 +22,25 @@ demo: install .env
 	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" honcho start; status=$$?; echo; \
 	cat var/demo-verdict.txt 2>/dev/null || echo "demo FAILED: the client gave no verdict (see above)"; exit $$status
 
-# The same tour and check with the data tier on etcd: three members, two data servers, three business servers.
-demo-cluster: install .env
-	command -v etcd >/dev/null || (apt-get update -qq && apt-get install -y -qq etcd-server etcd-client)
+# The cluster shape: three etcd members, two data servers, three business servers and the nginx edge, TLS on
+# every hop (make certs). demo-cluster runs the tour and check through the edge, run-cluster leaves it up.
+cluster-packages:
+	command -v etcd >/dev/null && command -v nginx >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq etcd-server etcd-client nginx)
+
+# A local CA and every role's certificate in var/tls/ (kept if there; TLS_HOSTS names the hosts).
+certs: install
+	$(PYTHON) -m ops.certs
+
+demo-cluster: install .env cluster-packages certs
 	@rm -rf var/etcd var/demo-verdict.txt && mkdir -p -m 700 var/etcd
 	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" honcho -f Procfile.cluster start; status=$$?; echo; \
 	cat var/demo-verdict.txt 2>/dev/null || echo "demo FAILED: the client gave no verdict (see above)"; exit $$status
+
+run-cluster: install .env cluster-packages certs
+	@rm -rf var/etcd && mkdir -p -m 700 var/etcd
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" honcho -f Procfile.cluster start etcd1 etcd2 etcd3 data1 data2 business1 \
+		business2 business3 edge
 
 # The servers alone, left running for Postman and curl (Ctrl-C stops them).
 run: install .env
@@ -39,11 +52,12 @@ node_modules/.installed: package.json package-lock.json
 	touch $@
 
 # Debian packages the tests run for real (as the benchmark installs wrk): Chromium and its driver for the
-# dashboard's browser test, etcd for the cluster the etcd store is tested on, nftables for the lab's partitions.
+# dashboard's browser test, etcd for the cluster the etcd store is tested on, nftables for the lab's partitions,
+# nginx for the edge.
 test-packages:
 	command -v chromium >/dev/null && command -v chromedriver >/dev/null && command -v etcd >/dev/null && \
-		command -v nft >/dev/null || (apt-get update -qq && \
-		apt-get install -y -qq chromium chromium-driver etcd-server etcd-client nftables)
+		command -v nft >/dev/null && command -v nginx >/dev/null || (apt-get update -qq && \
+		apt-get install -y -qq chromium chromium-driver etcd-server etcd-client nftables nginx)
 
 test: install node_modules/.installed test-packages
 	$(PYTHON) -m pytest

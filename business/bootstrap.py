@@ -10,7 +10,7 @@ from business.infra.metrics import PrometheusQueueObserver
 def bank_service(settings, request_id_source=lambda: None):
     """The BankService on settings' data servers; request_id_source names the request each data call serves."""
     data_client = DataServerClient(settings.data_urls, settings.business_id, settings.data_token,
-                                   settings.data_timeout, request_id_source)
+                                   settings.data_timeout, request_id_source, settings.data_tls)
     queues = QueueService(HttpLockRepository(data_client), HttpAmountRepository(data_client), settings.lock_wait,
                           settings.queue_limit, settings.batch_limit, observer=PrometheusQueueObserver())
     return BankService(queues, settings.max_amount_cents)

@@ -33,9 +33,11 @@ def main(argv=None):
         command.add_argument("--seed", type=int, default=None, help="seed of the random workload")
     args = parser.parse_args(argv)
 
-    apis = [BankApi(url.strip(), args.token, args.timeout) for url in args.urls.split(",") if url.strip()]
+    apis = [BankApi(url.strip(), args.token, args.timeout, settings.tls_ca) for url in args.urls.split(",")
+            if url.strip()]
     if args.wait:
-        others = [BankApi(url.strip(), "", args.timeout) for url in args.also_wait_for.split(",") if url.strip()]
+        others = [BankApi(url.strip(), "", args.timeout, settings.tls_ca) for url in args.also_wait_for.split(",")
+                  if url.strip()]
         missing = wait_until_healthy(apis + others, args.wait)
         if missing:
             print(f"client: no answer from {', '.join(missing)} within {args.wait:.0f} s", file=sys.stderr)

@@ -176,9 +176,12 @@ class BankCheck:
     def _settled_balance(self, account):
         rng = random.Random(account)
         for _ in range(50):
-            reply = rng.choice(self._apis).balance(account)
+            server = rng.choice(self._servers.available())
+            reply = self._apis[server].balance(account)
             if reply.status == 200:
+                self._servers.answered(server)
                 return parse_signed_cents(reply.body["balance"])
+            self._servers.failed(server)
             time.sleep(0.1)
         raise SystemExit(f"check: no balance of {account} could be read at the end")
 

@@ -12,8 +12,8 @@ from shared.failover import FailoverPools, NotAnswered
 class EtcdGateway:
     """etcd's v3 JSON gateway over pools of keep-alive connections, one per member."""
 
-    def __init__(self, endpoints, timeout):
-        self._members = FailoverPools(endpoints)
+    def __init__(self, endpoints, timeout, tls=None):
+        self._members = FailoverPools(endpoints, tls=tls)
         self._timeout = timeout
 
     def call(self, path, body, resend=False, timeout=None):

@@ -38,7 +38,7 @@ class EtcdStore:
     """Accounts, leases, lines and records in etcd, each operation one transaction (see the module's text)."""
 
     def __init__(self, settings, wall_clock=time.time):
-        self._etcd = EtcdGateway(settings.etcd_endpoints, settings.etcd_timeout)
+        self._etcd = EtcdGateway(settings.etcd_endpoints, settings.etcd_timeout, settings.etcd_tls)
         self._p = settings.etcd_prefix
         self._ttl = settings.lock_ttl
         self._retention = {True: settings.operation_retention, False: settings.retry_record_retention}

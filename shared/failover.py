@@ -4,9 +4,12 @@ A server that took no connection, timed out or failed is passed over for a while
 unreachable (a partition) costs one timeout, not one per call.
 """
 import json
+import logging
 import time
 
 import urllib3
+
+log = logging.getLogger("bank.failover")
 
 PASS_OVER_SECONDS = 30.0    # how long a server that did not answer is asked only after the others (last, not never)
 FAILED_ANSWER_SECONDS = 1.0  # the same for one that answered 5xx: quickly, so it costs less than a timeout
@@ -48,12 +51,14 @@ class FailoverPools:
     moving on is always safe). One that took a request and failed is not asked again for it: what it did is
     unknown, so the request goes to the next server only if the caller says it may be sent again (resend)."""
 
-    def __init__(self, base_urls, connections=16, pass_over=None):
+    def __init__(self, base_urls, connections=16, pass_over=None, tls=None):
+        """tls: the TlsFiles (shared/settings.py) https:// servers are verified with and shown."""
         # Thread-safe; no retries inside urllib3, for the same reason.
-        self._pools = [urllib3.connection_from_url(url, maxsize=connections, block=False, retries=False)
-                       for url in base_urls]
+        self._pools = [urllib3.connection_from_url(url, maxsize=connections, block=False, retries=False,
+                                                   **_tls_options(url, tls)) for url in base_urls]
         self._current = 0
         self._pass_over = pass_over or PassOver(len(self._pools))
+        self._tls_refused = set()
 
     def send(self, method, url, body, headers, timeout, resend=False):
         """(response, decoded JSON body) of the first server to answer below 500; NotAnswered if none did.
@@ -71,6 +76,9 @@ class FailoverPools:
                 self._pass_over.failed(index)
                 continue
             except (urllib3.exceptions.HTTPError, ValueError) as error:
+                if isinstance(error, urllib3.exceptions.SSLError) and index not in self._tls_refused:
+                    self._tls_refused.add(index)        # a refused certificate stays refused: said once
+                    log.error("server %d %s: TLS refused: %s", index + 1, self._pools[index].host, error)
                 self._pass_over.failed(index)
                 self._current = (index + 1) % len(self._pools)
                 failure = NotAnswered(f"server {index + 1} {method} {url}: {type(error).__name__}")
@@ -90,3 +98,12 @@ class FailoverPools:
         if isinstance(failure, tuple):
             return failure
         raise failure or NotAnswered(f"no server took a connection for {method} {url}")
+
+
+def _tls_options(url, tls):
+    if not url.startswith("https://"):
+        return {}
+    options = {"cert_reqs": "CERT_REQUIRED", "ca_certs": tls.ca if tls else None}
+    if tls and tls.cert:
+        options.update(cert_file=tls.cert, key_file=tls.key)
+    return options

@@ -1,6 +1,7 @@
 """Settings of each role, read from the environment and `.env` into frozen, validated objects."""
 import ipaddress
 import os
+import ssl
 import sys
 from dataclasses import dataclass
 
@@ -31,6 +32,7 @@ class DataSettings:
     etcd_endpoints: tuple  # client URLs of the etcd members, for DATA_STORE=etcd
     etcd_prefix: str      # the bank's keys in etcd start with it
     etcd_timeout: float   # seconds for each call to etcd before the next member is tried
+    etcd_tls: object      # TlsFiles for https:// members (the data server's own certificate), or None
     max_body_bytes: int
     log_level: str
     log_summary_seconds: float
@@ -41,6 +43,7 @@ class BusinessSettings:
     business_id: str
     data_urls: tuple      # data servers, tried in turn when one does not take the connection
     data_token: str
+    data_tls: object      # TlsFiles for https:// data URLs (this server's client certificate), or None
     client_tokens: dict   # bearer token -> client name
     operator_tokens: dict  # bearer token -> operator, for /metrics
     lock_wait: float      # seconds an operation waits for a busy account before 503
@@ -58,6 +61,29 @@ class ClientSettings:
     business_urls: tuple
     token: str
     timeout: float
+    tls_ca: str           # the CA an https:// edge's certificate must chain to ("": the system's)
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """A CA to verify the other side with, and this side's certificate and key (both "" for none)."""
+    ca: str
+    cert: str = ""
+    key: str = ""
+
+
+@dataclass(frozen=True)
+class EdgeSettings:
+    address: str
+    port: int             # HTTPS for clients, in front of the business servers
+    data_port: int        # HTTPS with client certificates, in front of the data servers
+    rate_limit: int       # requests per second per client token
+    rate_burst: int
+    tls: TlsFiles         # the bank's CA (for client certificates) and the edge's certificate
+    business_upstreams: tuple
+    data_upstreams: tuple
+    max_body_bytes: int
+    run_dir: str          # nginx's rendered configuration, pid file and temporary files
 
 
 def load_data_settings(environ=None):
@@ -78,6 +104,7 @@ def load_data_settings(environ=None):
         etcd_endpoints=_urls(env, "ETCD_ENDPOINTS", "http://127.0.0.1:2379"),
         etcd_prefix=env.get("ETCD_PREFIX", "bank/").strip() or "bank/",
         etcd_timeout=_seconds(env, "ETCD_TIMEOUT", "1"),
+        etcd_tls=_tls_if_https(env, "ETCD_ENDPOINTS", "ETCD_TLS", "http://127.0.0.1:2379"),
         max_body_bytes=_positive_int(env, "MAX_BODY_BYTES", "1048576"),
         log_level=_choice(env, "LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
         log_summary_seconds=_seconds(env, "LOG_SUMMARY_SECONDS", "10"),
@@ -93,6 +120,7 @@ def load_business_settings(environ=None):
         business_id=business_id,
         data_urls=_urls(env, "DATA_URLS", "http://127.0.0.1:8000"),
         data_token=_required(env, "DATA_TOKEN"),
+        data_tls=_tls_if_https(env, "DATA_URLS", "DATA_TLS", "http://127.0.0.1:8000"),
         client_tokens=_token_map(env, "CLIENT_TOKENS"),
         operator_tokens=_token_map(env, "OPERATOR_TOKENS"),
         lock_wait=_seconds(env, "LOCK_WAIT", "2"),
@@ -109,8 +137,29 @@ def load_business_settings(environ=None):
 def load_client_settings(environ=None):
     env = _environment(environ)
     urls = _urls(env, "BUSINESS_URLS", "http://127.0.0.1:8001,http://127.0.0.1:8002,http://127.0.0.1:8003")
+    ca = env.get("CLIENT_TLS_CA", "").strip()
+    if ca:
+        _readable_ca(ca, "CLIENT_TLS_CA")
     return ClientSettings(business_urls=urls, token=env.get("CLIENT_TOKEN", ""),
-                          timeout=_seconds(env, "CLIENT_TIMEOUT", "5"))
+                          timeout=_seconds(env, "CLIENT_TIMEOUT", "5"), tls_ca=ca)
+
+
+def load_edge_settings(environ=None):
+    env = _environment(environ)
+    business_ports = [env.get(f"BUSINESS{i}_PORT", str(8000 + i)) for i in (1, 2, 3)]
+    return EdgeSettings(
+        address=_address(env),
+        port=_positive_int(env, "EDGE_PORT", "8443", maximum=65535),
+        data_port=_positive_int(env, "DATA_EDGE_PORT", "8444", maximum=65535),
+        rate_limit=_positive_int(env, "EDGE_RATE_LIMIT", "500"),
+        rate_burst=_positive_int(env, "EDGE_RATE_BURST", "1000"),
+        tls=_tls_files(env, "EDGE_TLS"),
+        business_upstreams=_upstreams(env, "EDGE_BUSINESS_UPSTREAMS",
+                                      ",".join(f"127.0.0.1:{port}" for port in business_ports)),
+        data_upstreams=_upstreams(env, "EDGE_DATA_UPSTREAMS", f"127.0.0.1:{env.get('DATA_PORT', '8000')}"),
+        max_body_bytes=_positive_int(env, "MAX_BODY_BYTES", "65536"),
+        run_dir=env.get("EDGE_RUN_DIR", "").strip() or os.path.join("var", "nginx"),
+    )
 
 
 def exit_on_settings_error(loader):
@@ -168,12 +217,58 @@ def _seconds(env, name, default):
 def bind_setting(port_name, default_port):
     """BIND_ADDRESS:port for a gunicorn configuration file: where the server listens (its host's address)."""
     env = _environment(None)
+    return f"{_address(env)}:{_positive_int(env, port_name, default_port, maximum=65535)}"
+
+
+def _address(env):
     address = env.get("BIND_ADDRESS", "127.0.0.1").strip()
     try:
         ipaddress.ip_address(address)
     except ValueError:
         raise SettingsError(f"BIND_ADDRESS: must be an IP address such as 127.0.0.1, got {address!r}") from None
-    return f"{address}:{_positive_int(env, port_name, default_port, maximum=65535)}"
+    return address
+
+
+def _upstreams(env, name, default):
+    """host:port pairs, comma separated."""
+    upstreams = tuple(item.strip() for item in env.get(name, default).split(",") if item.strip())
+    for item in upstreams:
+        host, _, port = item.rpartition(":")
+        if not host or not port.isdigit() or not 1 <= int(port) <= 65535 or any(c in item for c in " ;{}#'\""):
+            raise SettingsError(f"{name}: each entry must be host:port, got {item!r}")
+    if not upstreams:
+        raise SettingsError(f"{name}: at least one host:port is needed")
+    return upstreams
+
+
+def _tls_if_https(env, urls_name, prefix, default):
+    """The TlsFiles of {prefix}_CA/_CERT/_KEY when urls_name names https:// servers; None for plain http."""
+    if not any(url.strip().startswith("https://") for url in env.get(urls_name, default).split(",")):
+        return None
+    return _tls_files(env, prefix)
+
+
+def _tls_files(env, prefix):
+    """{prefix}_CA, {prefix}_CERT and {prefix}_KEY, each readable, the key the certificate's own."""
+    ca, cert, key = (env.get(f"{prefix}_{part}", "").strip() for part in ("CA", "CERT", "KEY"))
+    _readable_ca(ca, f"{prefix}_CA")
+    for path, name in ((cert, f"{prefix}_CERT"), (key, f"{prefix}_KEY")):
+        if not path or not os.access(path, os.R_OK):
+            raise SettingsError(f"{name}: {path or 'not set'}: not a readable file (make certs writes var/tls/)")
+    try:
+        ssl.create_default_context().load_cert_chain(cert, key)
+    except ssl.SSLError as error:
+        raise SettingsError(f"{prefix}_KEY: {key} is not the key of {cert} ({error.reason})") from None
+    return TlsFiles(ca, cert, key)
+
+
+def _readable_ca(path, name):
+    if not path or not os.access(path, os.R_OK):
+        raise SettingsError(f"{name}: {path or 'not set'}: not a readable file (make certs writes var/tls/ca.pem)")
+    try:
+        ssl.create_default_context().load_verify_locations(path)
+    except ssl.SSLError as error:
+        raise SettingsError(f"{name}: {path} holds no certificate ({error.reason})") from None
 
 
 def positive_int_setting(name, default, maximum=1_000_000_000):

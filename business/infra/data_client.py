@@ -29,12 +29,12 @@ class DataServerClient:
     """Calls one of the data servers (shared/failover.py says which); a write is sent again only where the
     repositories know it to be idempotent."""
 
-    def __init__(self, base_urls, business_id, token, timeout, request_id_source=lambda: None):
+    def __init__(self, base_urls, business_id, token, timeout, request_id_source=lambda: None, tls=None):
         self.business_id = business_id
         self._authorization = f"Bearer {token}"
         self._timeout = timeout
         self._request_id_source = request_id_source
-        self._servers = FailoverPools(base_urls)
+        self._servers = FailoverPools(base_urls, tls=tls)
 
     def call(self, method, path, body=None, params=None, server_wait=0.0, resend=True):
         """Send one request; return the JSON body of a 2xx answer, raise the port's exception for any other.

@@ -23,10 +23,12 @@ class Reply:
 class BankApi:
     """One business server's API, as a client with a bearer token sees it."""
 
-    def __init__(self, base_url, token, timeout):
+    def __init__(self, base_url, token, timeout, tls_ca=""):
+        """tls_ca: the CA an https:// server's certificate must chain to ("": the system's)."""
         self.base_url = base_url.rstrip("/")
         self._token = token
         self._timeout = timeout
+        self._verify = tls_ca or True
         self._local = threading.local()
 
     def deposit(self, account, amount, key=None, token=None):
@@ -68,7 +70,9 @@ class BankApi:
         if session is None:
             session = requests.Session()
             session.trust_env = False      # the servers are named in settings: no proxy or .netrc lookups per call
-            session.mount("http://", HTTPAdapter(pool_connections=1, pool_maxsize=2, max_retries=0))
+            session.verify = self._verify
+            for scheme in ("http://", "https://"):
+                session.mount(scheme, HTTPAdapter(pool_connections=1, pool_maxsize=2, max_retries=0))
             self._local.session = session
         return session
 

@@ -14,7 +14,7 @@ from client.tour import Tour
 
 def fresh_checkout(tmp_path, procfile):
     checkout = tmp_path / "checkout"
-    for folder in ("data", "business", "client", "shared"):
+    for folder in ("data", "business", "client", "shared", "ops"):
         shutil.copytree(ROOT / folder, checkout / folder, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / procfile, checkout)
     return checkout
@@ -88,13 +88,13 @@ def test_the_cluster_procfile_runs_the_demo_on_three_etcd_members_and_two_data_s
     checkout = fresh_checkout(tmp_path, "Procfile.cluster")
     # Every fixed port of the Procfile becomes a free one, so that the test runs beside anything.
     procfile = (checkout / "Procfile.cluster").read_text()
-    for port in sorted(set(re.findall(r"127\.0\.0\.1:(\d+)", procfile))):
-        procfile = procfile.replace(f"127.0.0.1:{port}", f"127.0.0.1:{free_port()}")
+    for port in sorted(set(re.findall(r"(?<=[:=])(\d{4,5})\b", procfile))):
+        procfile = re.sub(rf"(?<=[:=]){port}\b", str(free_port()), procfile)
     (checkout / "Procfile.cluster").write_text(procfile)
-    business = re.findall(r"-b (127\.0\.0\.1:\d+)", procfile)[2:]
-    (checkout / ".env").write_text((ROOT / ".env.example").read_text() + "BUSINESS_URLS="
-                                   + ",".join(f"http://{address}" for address in business) + "\n")
+    shutil.copy(ROOT / ".env.example", checkout / ".env")
     (checkout / "var" / "etcd").mkdir(parents=True, mode=0o700)
+    # TLS on every hop, with the certificates make certs writes.
+    subprocess.run([sys.executable, "-m", "ops.certs"], cwd=checkout, check=True, capture_output=True, timeout=60)
     home = tmp_path / "home"
     home.mkdir()
     returncode, output = honcho_start(checkout, home, "-f", "Procfile.cluster")

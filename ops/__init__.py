@@ -1,0 +1,1 @@
+"""Operating the bank: certificates, the nginx edge, the Prometheus scrape configuration."""

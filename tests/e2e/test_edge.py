@@ -1,0 +1,198 @@
+"""The nginx edge (ops/edge.py): clients only over HTTPS verified against the bank's CA, business servers to the
+data tier only with a client certificate from it, nginx's own answers in JSON, slow and greedy clients contained."""
+import datetime
+import os
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+import requests
+
+from harness.edge import Edge
+from harness.processes import GUNICORN, ROOT, free_port
+from ops.certs import CLIENT, issue, make_all, make_authority
+from tests.e2e.conftest import business_server_env, data_server_env
+from tests.helpers import CLIENT_TOKEN, DATA_TOKENS, OPERATOR_TOKEN, bearer
+
+pytestmark = pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed (make test installs "
+                                                                       "Debian's nginx)")
+
+
+@pytest.fixture
+def tls(tmp_path):
+    folder = tmp_path / "tls"
+    make_all(folder, ["127.0.0.1", "localhost"], out=open("/dev/null", "w"))
+    return folder
+
+
+def edge_env(tls, data_port, business_ports, **overrides):
+    return {"EDGE_PORT": str(free_port()), "DATA_EDGE_PORT": str(free_port()), "EDGE_TLS_CA": str(tls / "ca.pem"),
+            "EDGE_TLS_CERT": str(tls / "edge.pem"), "EDGE_TLS_KEY": str(tls / "edge-key.pem"),
+            "EDGE_BUSINESS_UPSTREAMS": ",".join(f"127.0.0.1:{port}" for port in business_ports),
+            "EDGE_DATA_UPSTREAMS": f"127.0.0.1:{data_port}", **overrides}
+
+
+def business_tls_env(tls, business_id, data_edge_url):
+    return {"DATA_URLS": data_edge_url, "DATA_TLS_CA": str(tls / "ca.pem"),
+            "DATA_TLS_CERT": str(tls / f"business-{business_id}.pem"),
+            "DATA_TLS_KEY": str(tls / f"business-{business_id}-key.pem")}
+
+
+@pytest.fixture
+def edge_bank(servers, tls, tmp_path):
+    """A data server and three business servers on loopback, each reached only through one edge."""
+    def start(**edge_overrides):
+        data = servers("data", "data/gunicorn.conf.py", data_server_env(tmp_path / "bank.journal"), tmp_path).start()
+        ports = [free_port() for _ in range(3)]
+        edge = Edge({**edge_env(tls, data.port, ports), "EDGE_RUN_DIR": str(tmp_path / "nginx"), **edge_overrides},
+                    tmp_path)
+        businesses = [servers(f"business{i}", "business/gunicorn.conf.py", business_server_env(
+            f"b{i}", "", **business_tls_env(tls, f"b{i}", edge.data_url)), tmp_path, port=port)
+                      for i, port in zip((1, 2, 3), ports)]
+        for business in businesses:
+            business.start(wait=False)
+        for business in businesses:
+            business.wait_healthy()
+        edges.append(edge.start())
+        return edge, data, businesses
+
+    edges = []
+    yield start
+    for edge in edges:
+        edge.stop()
+
+
+def client(tls, token=CLIENT_TOKEN):
+    session = requests.Session()
+    session.trust_env = False       # else REQUESTS_CA_BUNDLE, where set, would replace the bank's CA
+    session.verify = str(tls / "ca.pem")
+    session.headers["Authorization"] = f"Bearer {token}"
+    return session
+
+
+def test_a_client_banks_through_the_edge_over_https_verified_against_the_banks_ca(edge_bank, tls):
+    edge, _, _ = edge_bank()
+    bank = client(tls)
+    deposited = bank.post(f"{edge.url}/deposit/alice/150.00", headers={"Idempotency-Key": "edge-1"}, timeout=5)
+    assert deposited.status_code == 200 and deposited.json()["balance"] == "150.00"
+    assert bank.post(f"{edge.url}/deposit/alice/150.00", headers={"Idempotency-Key": "edge-1"},
+                     timeout=5).headers.get("Idempotent-Replayed") == "true"
+    assert bank.get(f"{edge.url}/balance/alice", timeout=5).json()["balance"] == "150.00"
+    with pytest.raises(requests.exceptions.SSLError):
+        requests.get(f"{edge.url}/health", verify=True, timeout=5)      # the system's CAs do not vouch for it
+
+
+def test_plain_http_to_a_tls_port_is_refused_in_json_and_applies_nothing(edge_bank, tls):
+    edge, _, _ = edge_bank()
+    for port in (edge.port, edge.data_port):
+        answer = requests.post(f"http://127.0.0.1:{port}/deposit/alice/1.00", timeout=5,
+                               headers={"Authorization": f"Bearer {CLIENT_TOKEN}"})
+        assert answer.status_code == 400 and answer.json()["error"] == "plain_http_to_https"
+    assert client(tls).get(f"{edge.url}/balance/alice", timeout=5).status_code == 404
+
+
+def test_the_data_edge_refuses_a_missing_foreign_or_expired_client_certificate_before_flask(edge_bank, tls, tmp_path):
+    edge, data, _ = edge_bank()
+    requests_before = requests.get(f"{data.url}/health", timeout=5).json()["requests"]
+    as_b1 = bearer(DATA_TOKENS["b1"])
+    none = requests.post(f"{edge.data_url}/getLock/b1/acc", headers=as_b1, verify=str(tls / "ca.pem"), timeout=5)
+    assert none.status_code == 400 and none.json()["error"] == "certificate_required"
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    make_authority(foreign, "another CA")
+    issue(foreign, "b1", "b1", (CLIENT,), ["127.0.0.1"])
+    issue(tls, "expired", "b1", (CLIENT,), ["127.0.0.1"], days=1,
+          now=datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=30))
+    for cert, key in ((foreign / "b1.pem", foreign / "b1-key.pem"), (tls / "expired.pem", tls / "expired-key.pem")):
+        try:
+            refused = requests.post(f"{edge.data_url}/getLock/b1/acc", headers=as_b1, verify=str(tls / "ca.pem"),
+                                    cert=(str(cert), str(key)), timeout=5)
+        except requests.exceptions.SSLError:
+            continue        # refused at the handshake
+        assert refused.status_code == 400 and refused.json()["error"] == "certificate_refused"
+    assert requests.get(f"{data.url}/health", timeout=5).json()["requests"] == requests_before
+
+
+def test_a_business_server_whose_certificate_is_refused_answers_503_within_its_timeout(servers, edge_bank, tls,
+                                                                                       tmp_path):
+    edge, _, _ = edge_bank()
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    make_authority(foreign, "another CA")
+    issue(foreign, "business-b2", "b2", (CLIENT,), ["127.0.0.1"])
+    env = business_server_env("b2", edge.data_url, DATA_TLS_CA=str(tls / "ca.pem"),
+                              DATA_TLS_CERT=str(foreign / "business-b2.pem"),
+                              DATA_TLS_KEY=str(foreign / "business-b2-key.pem"))
+    stranger = servers("stranger", "business/gunicorn.conf.py", env, tmp_path).start()
+    started = time.monotonic()
+    answer = requests.post(f"{stranger.url}/deposit/bob/1.00", headers=bearer(CLIENT_TOKEN), timeout=10)
+    assert answer.status_code == 503 and answer.json()["error"] == "data_unavailable"
+    assert time.monotonic() - started < 2 * 1 + 1        # DATA_TIMEOUT is 1 s
+    # The edge refused its certificate: the business server says why, in its log.
+    assert "certificate_refused" in stranger.log()
+
+
+def test_a_bad_certificate_setting_stops_start_up_with_one_line_naming_it(tls, tmp_path):
+    for overrides, name in (({"DATA_TLS_CERT": str(tmp_path / "missing.pem")}, "DATA_TLS_CERT"),
+                            ({"DATA_TLS_KEY": str(tls / "business-b2-key.pem")}, "DATA_TLS_KEY")):
+        env = {**os.environ, **business_server_env("b1", ""), **business_tls_env(tls, "b1", "https://127.0.0.1:8444"),
+               **overrides}
+        started = subprocess.run([GUNICORN, "-c", "business/gunicorn.conf.py", "-b", f"127.0.0.1:{free_port()}"],
+                                 cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
+        assert started.returncode == 2
+        assert started.stderr.startswith(f"configuration error: {name}:") and started.stderr.count("\n") == 1
+
+
+def test_slow_connections_to_both_edges_do_not_hold_up_the_bank(edge_bank, tls):
+    edge, _, _ = edge_bank()
+    sockets = []
+
+    def slowloris(port, count):
+        for _ in range(count):
+            try:
+                raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+                sockets.append(raw)
+                raw.sendall(b"\x16\x03\x01")        # the start of a TLS hello, and then nothing for a long time
+            except OSError:
+                pass
+
+    for port in (edge.port, edge.data_port):
+        slowloris(port, 512)
+    bank = client(tls)
+    deadline = time.monotonic() + 20
+    slowest, count = 0.0, 0
+    try:
+        while time.monotonic() < deadline:
+            started = time.monotonic()
+            assert bank.post(f"{edge.url}/deposit/busy/1.00", timeout=5).status_code == 200
+            assert bank.get(f"{edge.url}/balance/busy", timeout=5).status_code == 200
+            slowest, count = max(slowest, time.monotonic() - started), count + 1
+            time.sleep(0.2)
+    finally:
+        for raw in sockets:
+            raw.close()
+    print(f"{len(sockets)} slow connections held open; {count} deposits and balances, slowest pair {slowest:.2f} s")
+    assert len(sockets) >= 1000 and slowest < 1
+    assert bank.get(f"{edge.url}/balance/busy", timeout=5).json()["balance"] == f"{count}.00"
+
+
+def test_a_client_over_its_rate_limit_gets_429_json_and_others_are_not_slowed(edge_bank, tls):
+    edge, _, _ = edge_bank(EDGE_RATE_LIMIT="5", EDGE_RATE_BURST="5")
+    greedy = client(tls)
+    answers = [greedy.get(f"{edge.url}/balance/nobody", timeout=5) for _ in range(30)]
+    limited = [a for a in answers if a.status_code == 429]
+    assert limited and limited[0].json()["error"] == "rate_limited" and limited[0].headers["Retry-After"] == "1"
+    other = client(tls, "other-client-token")
+    assert other.get(f"{edge.url}/balance/nobody", timeout=5).status_code == 404
+
+
+def test_metrics_and_the_servers_own_json_errors_come_through_the_edge(edge_bank, tls):
+    edge, _, _ = edge_bank()
+    operator = client(tls, OPERATOR_TOKEN)
+    assert "bank_http_requests_total" in operator.get(f"{edge.url}/metrics", timeout=5).text
+    unknown = operator.get(f"{edge.url}/no/such/route", timeout=5)
+    assert unknown.status_code == 404 and unknown.json()["error"] == "not_found"
+    too_large = operator.post(f"{edge.url}/deposit/alice/1.00", data=b"x" * 200_000, timeout=5)
+    assert too_large.status_code == 413 and too_large.json()["error"] == "request_entity_too_large"
