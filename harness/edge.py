@@ -22,8 +22,9 @@ class Edge:
 
     def start(self, timeout=20):
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "ops.edge"], cwd=ROOT, env={**os.environ, **self.env},
-                                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            self.process = subprocess.Popen([sys.executable, "-m", "ops.edge"], cwd=ROOT,
+                                            env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
         deadline = time.monotonic() + timeout
         for port in (self.port, self.data_port):
             while True:

@@ -45,11 +45,13 @@ def render(settings, run_dir):
         "RUN_DIR": str(run_dir), "MAX_BODY_BYTES": str(settings.max_body_bytes),
         "EDGE_ADDRESS": settings.address, "EDGE_PORT": str(settings.port), "DATA_EDGE_PORT": str(settings.data_port),
         "EDGE_RATE_LIMIT": str(settings.rate_limit), "EDGE_RATE_BURST": str(settings.rate_burst),
-        "EDGE_TLS_CERT": str(Path(settings.tls.cert).resolve()), "EDGE_TLS_KEY": str(Path(settings.tls.key).resolve()),
+        "EDGE_TLS_CERT": str(Path(settings.tls.cert).resolve()),
+        "EDGE_TLS_KEY": str(Path(settings.tls.key).resolve()),
         "TLS_CA": str(Path(settings.tls.ca).resolve()),
         "BUSINESS_UPSTREAMS": "\n".join(f"        server {u} max_fails=1 fail_timeout=5s;"
                                         for u in settings.business_upstreams),
-        "DATA_UPSTREAMS": "\n".join(f"        server {u} max_fails=1 fail_timeout=5s;" for u in settings.data_upstreams),
+        "DATA_UPSTREAMS": "\n".join(f"        server {u} max_fails=1 fail_timeout=5s;"
+                                    for u in settings.data_upstreams),
     }
     values["ERROR_PAGES"], values["ERROR_LOCATIONS"] = error_pages()
     text = TEMPLATE.read_text()

@@ -1,6 +1,9 @@
 from dataclasses import dataclass
 
 import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
 
 from harness.processes import Server, free_port
 from client.infra.bank_api import BankApi
@@ -57,3 +60,30 @@ def start_system(servers, tmp_path):
             business.wait_healthy()
         return System(data, businesses)
     return start
+
+
+# Headless, and quiet: the machine's network is closed, so no background connections to Google's hosts.
+CHROMIUM_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--window-size=1280,1000")
+
+
+@pytest.fixture
+def make_browser(tmp_path):
+    """Makes Debian's headless Chromium under Selenium, with extra flags; quits every one after the test."""
+    made = []
+
+    def make(*flags):
+        options = Options()
+        options.binary_location = "/usr/bin/chromium"
+        for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / f'chromium{len(made)}'}", *flags):
+            options.add_argument(flag)
+        options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+        driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+        driver.set_page_load_timeout(20)
+        made.append(driver)
+        return driver
+
+    yield make
+    for driver in made:
+        driver.quit()

@@ -4,9 +4,6 @@ import os
 
 import pytest
 import requests
-from selenium import webdriver
-from selenium.webdriver.chrome.options import Options
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -16,25 +13,6 @@ from tests.helpers import CLIENT_TOKEN, DATA_TOKENS, OPERATOR_TOKEN, bearer
 
 # The README's screenshot, renewed by `UPDATE_DOCS=1 make test`; otherwise it goes to the test's own folder.
 README_SCREENSHOT = ROOT / "docs" / "dashboard.png"
-# Headless, and quiet: the machine's network is closed, so no background connections to Google's hosts.
-CHROMIUM_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--window-size=1280,1000")
-
-
-@pytest.fixture
-def browser(tmp_path):
-    options = Options()
-    options.binary_location = "/usr/bin/chromium"
-    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'chromium'}"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
-    driver.set_page_load_timeout(20)
-    yield driver
-    driver.quit()
-
-
 def sign_in(browser, token):
     field = browser.find_element(By.ID, "token")
     field.clear()
@@ -44,6 +22,11 @@ def sign_in(browser, token):
 
 def shown_total(browser):
     return parse_cents(browser.find_element(By.ID, "total").text)
+
+
+@pytest.fixture
+def browser(make_browser):
+    return make_browser()
 
 
 def test_the_dashboard_shows_the_bank_live_and_refuses_a_wrong_token(start_system, browser, tmp_path):

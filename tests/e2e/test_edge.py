@@ -1,6 +1,8 @@
 """The nginx edge (ops/edge.py): clients only over HTTPS verified against the bank's CA, business servers to the
 data tier only with a client certificate from it, nginx's own answers in JSON, slow and greedy clients contained."""
+import base64
 import datetime
+import hashlib
 import os
 import shutil
 import socket
@@ -9,11 +11,16 @@ import time
 
 import pytest
 import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
 
 from harness.edge import Edge
 from harness.processes import GUNICORN, ROOT, free_port
 from ops.certs import CLIENT, issue, make_all, make_authority
 from tests.e2e.conftest import business_server_env, data_server_env
+from tests.e2e.test_dashboard import shown_total, sign_in
 from tests.helpers import CLIENT_TOKEN, DATA_TOKENS, OPERATOR_TOKEN, bearer
 
 pytestmark = pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed (make test installs "
@@ -196,3 +203,26 @@ def test_metrics_and_the_servers_own_json_errors_come_through_the_edge(edge_bank
     assert unknown.status_code == 404 and unknown.json()["error"] == "not_found"
     too_large = operator.post(f"{edge.url}/deposit/alice/1.00", data=b"x" * 200_000, timeout=5)
     assert too_large.status_code == 413 and too_large.json()["error"] == "request_entity_too_large"
+
+
+def pinned(certificate_path):
+    """Chromium's --ignore-certificate-errors-spki-list value for a certificate: its key, pinned."""
+    certificate = x509.load_pem_x509_certificate(certificate_path.read_bytes())
+    key = certificate.public_key().public_bytes(serialization.Encoding.DER,
+                                                serialization.PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(hashlib.sha256(key).digest()).decode()
+
+
+def test_the_dashboard_works_over_https_through_the_data_edge_with_the_operator_token(edge_bank, tls, make_browser):
+    edge, _, _ = edge_bank()
+    client(tls).post(f"{edge.url}/deposit/dash-edge/42.00", timeout=5)
+    browser = make_browser(f"--ignore-certificate-errors-spki-list={pinned(tls / 'edge.pem')}")
+    browser.get(f"{edge.data_url}/dashboard")
+    sign_in(browser, OPERATOR_TOKEN)
+    WebDriverWait(browser, 10).until(lambda b: b.find_element(By.ID, "board").is_displayed())
+    assert shown_total(browser) == 42_00
+    assert [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"] == []
+    # The operators' pages need no client certificate; every other data route still does.
+    unlocked = requests.post(f"{edge.data_url}/getLock/b1/acc", headers=bearer(DATA_TOKENS["b1"]),
+                             verify=str(tls / "ca.pem"), timeout=5)
+    assert unlocked.status_code == 400 and unlocked.json()["error"] == "certificate_required"
