@@ -17,10 +17,13 @@ from pathlib import Path
 
 import requests
 
+from bench.chart import CLIENTS, chart
+from bench.edge_phase import edge_lines, measure_edge
 from data.journal import SNAPSHOT_CHUNK, Journal
+from harness.edge import Edge
 from harness.processes import ROOT, Server, example_settings, free_port, proc_stat, proc_status
+from ops.certs import make_all
 
-CLIENTS = (1, 8, 32, 128)
 SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
 SPREAD_ACCOUNTS = 10_000
 TRANSFER_ACCOUNTS = 10
@@ -38,26 +41,49 @@ class Stack:
     root: the source tree the servers run from (another revision's, for a before/after comparison).
     """
 
-    def __init__(self, workdir, business_count=3, root=ROOT):
-        Path(workdir).mkdir(parents=True, exist_ok=True)
+    def __init__(self, workdir, business_count=3, root=ROOT, edge=False):
+        """edge: the cluster shape's edge in front of both tiers, TLS on every hop (certificates in workdir)."""
+        workdir = Path(workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
         settings = example_settings(root)
         tokens = {f"b{i}": settings[f"DATA_TOKEN_B{i}"] for i in (1, 2, 3)}
-        data_env = {**settings, "DATA_JOURNAL": str(Path(workdir) / "bench.journal"), "LOG_LEVEL": "WARNING",
+        data_env = {**settings, "DATA_JOURNAL": str(workdir / "bench.journal"), "LOG_LEVEL": "WARNING",
                     "DATA_TOKENS": ",".join(f"{b}:{t}" for b, t in tokens.items())}
         self.data = Server("data", "data/gunicorn.conf.py", free_port(), data_env, workdir, root).start()
+        ports = [free_port() for _ in range(business_count)]
+        self.edge, data_urls, tls = None, self.data.url, {}
+        if edge:
+            make_all(workdir / "tls", ["127.0.0.1"], out=open(os.devnull, "w"))
+            self.edge = Edge({"EDGE_PORT": str(free_port()), "DATA_EDGE_PORT": str(free_port()),
+                              "EDGE_TLS_CA": str(workdir / "tls" / "ca.pem"),
+                              "EDGE_TLS_CERT": str(workdir / "tls" / "edge.pem"),
+                              "EDGE_TLS_KEY": str(workdir / "tls" / "edge-key.pem"),
+                              "EDGE_RUN_DIR": str(workdir / "nginx"),
+                              "EDGE_BUSINESS_UPSTREAMS": ",".join(f"127.0.0.1:{port}" for port in ports),
+                              "EDGE_DATA_UPSTREAMS": f"127.0.0.1:{self.data.port}",
+                              "EDGE_RATE_LIMIT": "100000", "EDGE_RATE_BURST": "100000"}, workdir).start()
+            data_urls = self.edge.data_url
         self.businesses = []
-        for i in range(1, business_count + 1):
+        for i, port in zip(range(1, business_count + 1), ports):
+            if edge:
+                tls = {"DATA_TLS_CA": str(workdir / "tls" / "ca.pem"),
+                       "DATA_TLS_CERT": str(workdir / "tls" / f"business-b{i}.pem"),
+                       "DATA_TLS_KEY": str(workdir / "tls" / f"business-b{i}-key.pem")}
             # DATA_URL too, for a revision from before DATA_URLS in the before/after comparison.
-            env = {**settings, "BUSINESS_ID": f"b{i}", "DATA_TOKEN": tokens[f"b{i}"], "DATA_URLS": self.data.url,
-                   "DATA_URL": self.data.url, "LOG_LEVEL": "WARNING"}
-            self.businesses.append(Server(f"business{i}", "business/gunicorn.conf.py", free_port(), env,
+            env = {**settings, "BUSINESS_ID": f"b{i}", "DATA_TOKEN": tokens[f"b{i}"], "DATA_URLS": data_urls,
+                   "DATA_URL": self.data.url, "LOG_LEVEL": "WARNING", **tls}
+            self.businesses.append(Server(f"business{i}", "business/gunicorn.conf.py", port, env,
                                           workdir, root).start(wait=False))
         for business in self.businesses:
             business.wait_healthy()
         self.data_token, self.client_token = tokens["b1"], settings["CLIENT_TOKEN"]
 
+    def entry(self):
+        """Where clients send their requests: the edge, or every business server."""
+        return [self.edge.url] if self.edge else [server.url for server in self.businesses]
+
     def servers(self):
-        return [self.data, *self.businesses]
+        return [self.data, *self.businesses, *([self.edge] if self.edge else [])]
 
     def stop(self):
         for server in self.servers():
@@ -308,7 +334,7 @@ def machine():
     return f"{os.cpu_count()} cores ({model}), {memory_gb:.0f} GiB, Linux {platform.release()}, Python {platform.python_version()}"
 
 
-def write_results(operations, scale, sizes, compaction, comparison):
+def write_results(operations, scale, sizes, compaction, comparison, edge):
     RESULTS.mkdir(parents=True, exist_ok=True)
     baseline = {r["clients"]: r["ops_per_s"] for r in operations if r["mode"] == "baseline"}
     for result in operations:
@@ -316,7 +342,7 @@ def write_results(operations, scale, sizes, compaction, comparison):
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     (RESULTS / "latest.json").write_text(json.dumps(
         {"when": when, "machine": machine(), "seconds": SECONDS, "operations": operations, "scale": scale,
-         "sizes": sizes, "compaction": compaction, "before_after": comparison}, indent=2))
+         "sizes": sizes, "compaction": compaction, "before_after": comparison, "edge": edge}, indent=2))
     settings = example_settings()
     lines = [f"# Benchmark, {when}", "", f"Machine: {machine()}. Each figure: wrk for {SECONDS:.0f} s; the "
              "stack as `make run` starts it (journal on, fsync always, 3 business servers of "
@@ -355,9 +381,10 @@ def write_results(operations, scale, sizes, compaction, comparison):
                      f"| {before['ops_per_s'] / base_before['ops_per_s']:.2f} "
                      f"| {after['ops_per_s'] / base_after['ops_per_s']:.2f} | {before['p99_ms']:.1f} "
                      f"| {after['p99_ms']:.1f} | {before['cpu_ms_per_op']:.2f} | {after['cpu_ms_per_op']:.2f} |")
+    lines += edge_lines(edge)
     lines += ["", "## Targets", ""] + [f"- {line}" for line in targets(operations, sizes)]
     (RESULTS / "latest.md").write_text("\n".join(lines) + "\n")
-    chart(operations)
+    chart(operations, RESULTS / "throughput.png")
 
 
 def targets(operations, sizes):
@@ -385,28 +412,6 @@ def targets(operations, sizes):
     return lines
 
 
-def chart(operations):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    figure, (throughput, latency) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for mode in ("baseline", "deposit", "hot", "transfer", "balance"):
-        rows = [r for r in operations if r["mode"] == mode]
-        clients = [r["clients"] for r in rows]
-        throughput.plot(clients, [r["ops_per_s"] for r in rows], marker="o", label=mode)
-        latency.plot(clients, [r["p99_ms"] for r in rows], marker="o", label=mode)
-    for axes, title, unit in ((throughput, "Throughput", "operations per second"), (latency, "p99 latency", "ms")):
-        axes.set_xscale("log", base=2)
-        axes.set_xticks(CLIENTS, [str(c) for c in CLIENTS])
-        axes.set_xlabel("concurrent clients")
-        axes.set_ylabel(unit)
-        axes.set_title(title)
-        axes.grid(alpha=0.3)
-        axes.legend()
-    figure.tight_layout()
-    figure.savefig(RESULTS / "throughput.png", dpi=110)
-
-
 def main():
     with tempfile.TemporaryDirectory(prefix="bank-bench-") as workdir:
         stack = Stack(workdir)
@@ -418,7 +423,8 @@ def main():
         sizes = measure_data_server_size(workdir)
         compaction = measure_compaction_stall(workdir)
         comparison = measure_before_after(workdir)
-    write_results(operations, scale, sizes, compaction, comparison)
+        edge = measure_edge(workdir, Stack, seed_accounts, run_wrk)
+    write_results(operations, scale, sizes, compaction, comparison, edge)
     print((RESULTS / "latest.md").read_text())
     return 0
 

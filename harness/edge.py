@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from harness.processes import ROOT
+from harness.processes import ROOT, children_of
 
 
 class Edge:
@@ -38,6 +38,10 @@ class Edge:
                         raise RuntimeError(f"the edge did not listen on {port} within {timeout} s:\n{self.log()}")
                     time.sleep(0.05)
         return self
+
+    def worker_pids(self):
+        """nginx's workers: its master's children (the master is this process, which exec'd nginx)."""
+        return children_of(self.process.pid)
 
     def stop(self):
         if self.process is not None and self.process.poll() is None:

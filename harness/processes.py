@@ -33,6 +33,16 @@ def proc_stat(pid):
         return []
 
 
+def children_of(pid):
+    """The pids whose parent is pid."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        fields = proc_stat(stat.parent.name)
+        if fields and int(fields[1]) == pid:
+            children.append(int(stat.parent.name))
+    return sorted(children)
+
+
 def proc_status(pid):
     """/proc/PID/status as {name: value}, e.g. "Threads" and "VmRSS" ("35092 kB")."""
     return {name: value.strip() for name, _, value in
@@ -96,12 +106,7 @@ class Server:
 
     def worker_pids(self):
         """The gunicorn workers: the master's children."""
-        pids = []
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            fields = proc_stat(stat.parent.name)
-            if fields and int(fields[1]) == self.process.pid:
-                pids.append(int(stat.parent.name))
-        return sorted(pids)
+        return children_of(self.process.pid)
 
     def log(self, tail=4000):
         return self.log_path.read_text(errors="replace")[-tail:] if self.log_path.exists() else ""

@@ -226,3 +226,14 @@ def test_the_dashboard_works_over_https_through_the_data_edge_with_the_operator_
     unlocked = requests.post(f"{edge.data_url}/getLock/b1/acc", headers=bearer(DATA_TOKENS["b1"]),
                              verify=str(tls / "ca.pem"), timeout=5)
     assert unlocked.status_code == 400 and unlocked.json()["error"] == "certificate_required"
+
+
+def test_the_edge_moves_on_from_a_dead_business_server(edge_bank, tls):
+    edge, _, businesses = edge_bank()
+    businesses[0].kill()
+    bank = client(tls)
+    for i in range(6):      # every business server's turn comes, the dead one's included
+        assert bank.post(f"{edge.url}/deposit/carol/1.00", timeout=5).status_code == 200
+        assert bank.post(f"{edge.url}/deposit/carol/1.00", headers={"Idempotency-Key": f"dead-{i}"},
+                         timeout=5).status_code == 200
+    assert bank.get(f"{edge.url}/balance/carol", timeout=5).json()["balance"] == "12.00"
