@@ -13,16 +13,18 @@ from harness.processes import ROOT, children_of
 class Edge:
     """`python -m ops.edge` with env on top of this process's environment; nginx in a process group of its own."""
 
-    def __init__(self, env, log_dir):
-        self.env = env
+    def __init__(self, env, log_dir, address="127.0.0.1", wrapper=(), name="edge"):
+        """address: where nginx listens; wrapper: what its command runs under (a lab host's namespace)."""
+        self.env = {**env, "BIND_ADDRESS": address}
+        self.address, self.wrapper = address, list(wrapper)
         self.port, self.data_port = int(env["EDGE_PORT"]), int(env["DATA_EDGE_PORT"])
-        self.url, self.data_url = f"https://127.0.0.1:{self.port}", f"https://127.0.0.1:{self.data_port}"
-        self.log_path = Path(log_dir) / "edge.log"
+        self.url, self.data_url = f"https://{address}:{self.port}", f"https://{address}:{self.data_port}"
+        self.log_path = Path(log_dir) / f"{name}.log"
         self.process = None
 
     def start(self, timeout=20):
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "ops.edge"], cwd=ROOT,
+            self.process = subprocess.Popen([*self.wrapper, sys.executable, "-m", "ops.edge"], cwd=ROOT,
                                             env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT,
                                             start_new_session=True)
         deadline = time.monotonic() + timeout
@@ -31,7 +33,7 @@ class Edge:
                 if self.process.poll() is not None:
                     raise RuntimeError(f"the edge exited with {self.process.returncode}:\n{self.log()}")
                 try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                    socket.create_connection((self.address, port), timeout=0.5).close()
                     break
                 except OSError:
                     if time.monotonic() > deadline:

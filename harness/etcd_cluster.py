@@ -20,32 +20,35 @@ class Placement:
     peer_port: int = field(default_factory=free_port)
     wrapper: tuple = ()
 
-    @property
-    def client_url(self):
-        return f"http://{self.address}:{self.client_port}"
-
-    @property
-    def peer_url(self):
-        return f"http://{self.address}:{self.peer_port}"
-
 
 class EtcdCluster:
     """Members of an etcd cluster, their data in a folder; placements: {name: Placement}, three on loopback if
-    none are given."""
+    none are given. tls: a folder of make certs' files: the members then speak TLS to clients and peers and take
+    only certificates from its CA, and the cluster's own calls show the data servers' certificate."""
 
-    def __init__(self, folder, placements=None):
+    def __init__(self, folder, placements=None, tls=None):
         self.folder = Path(folder)
         self.placements = placements or {f"m{i}": Placement() for i in (1, 2, 3)}
         self.names = list(self.placements)
         self.processes = {}
+        self.tls = Path(tls) if tls else None
+        self._scheme = "https" if tls else "http"
+        self._requests = {"verify": str(self.tls / "ca.pem"),
+                          "cert": (str(self.tls / "data.pem"), str(self.tls / "data-key.pem"))} if tls else {}
+
+    def client_url(self, name):
+        return f"{self._scheme}://{self.placements[name].address}:{self.placements[name].client_port}"
+
+    def peer_url(self, name):
+        return f"{self._scheme}://{self.placements[name].address}:{self.placements[name].peer_port}"
 
     @property
     def endpoints(self):
-        return [self.placements[name].client_url for name in self.names]
+        return [self.client_url(name) for name in self.names]
 
     def start(self, timeout=30):
         token = f"bank-{os.getpid()}-{self.placements[self.names[0]].client_port}"
-        cluster = ",".join(f"{name}={self.placements[name].peer_url}" for name in self.names)
+        cluster = ",".join(f"{name}={self.peer_url(name)}" for name in self.names)
         for name in self.names:
             self.start_member(name, cluster, token)
         self.wait_healthy(timeout)
@@ -55,10 +58,10 @@ class EtcdCluster:
         """Start one member; without cluster and token, restart it on its data."""
         data = self.folder / name
         data.mkdir(mode=0o700, parents=True, exist_ok=True)
-        place = self.placements[name]
-        command = [*place.wrapper, "etcd", "--name", name, "--data-dir", str(data),
-                   "--listen-client-urls", place.client_url, "--advertise-client-urls", place.client_url,
-                   "--listen-peer-urls", place.peer_url, "--initial-advertise-peer-urls", place.peer_url,
+        client, peer = self.client_url(name), self.peer_url(name)
+        command = [*self.placements[name].wrapper, "etcd", "--name", name, "--data-dir", str(data),
+                   "--listen-client-urls", client, "--advertise-client-urls", client,
+                   "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
                    "--logger", "zap", "--log-level", "error", "--log-outputs", str(self.folder / f"{name}.log"),
                    # A member back from a partition asks before it calls an election: no needless leader change.
                    "--pre-vote",
@@ -67,6 +70,12 @@ class EtcdCluster:
                    # Old revisions are dropped and the database has a stated size, so the quota is never a surprise.
                    "--auto-compaction-mode", "revision", "--auto-compaction-retention", "10000",
                    "--quota-backend-bytes", str(2 ** 30)]
+        if self.tls:
+            cert, key = str(self.tls / f"etcd-{name}.pem"), str(self.tls / f"etcd-{name}-key.pem")
+            ca = str(self.tls / "ca.pem")
+            command += ["--cert-file", cert, "--key-file", key, "--trusted-ca-file", ca, "--client-cert-auth",
+                        "--peer-cert-file", cert, "--peer-key-file", key, "--peer-trusted-ca-file", ca,
+                        "--peer-client-cert-auth"]
         if cluster:
             command += ["--initial-cluster", cluster, "--initial-cluster-state", "new",
                         "--initial-cluster-token", token]
@@ -81,7 +90,7 @@ class EtcdCluster:
                 if self.processes[name].poll() is not None:
                     raise RuntimeError(f"etcd {name} exited: {(self.folder / f'{name}.out').read_text()[-2000:]}")
                 try:
-                    answer = requests.get(f"{self.placements[name].client_url}/health", timeout=1).json()
+                    answer = requests.get(f"{self.client_url(name)}/health", timeout=1, **self._requests).json()
                     if answer.get("health") == "true":
                         break
                 except (requests.RequestException, ValueError):
@@ -94,8 +103,8 @@ class EtcdCluster:
         """The name of the member that leads now, as the members asked (among, or all) report it."""
         for name in among or self.names:
             try:
-                status = requests.post(f"{self.placements[name].client_url}/v3/maintenance/status", json={},
-                                       timeout=2).json()
+                status = requests.post(f"{self.client_url(name)}/v3/maintenance/status", json={}, timeout=2,
+                                       **self._requests).json()
             except (requests.RequestException, ValueError):
                 continue
             if status.get("leader") == status["header"]["member_id"]:

@@ -4,6 +4,7 @@ python -m lab.experiment NETWORK_JSON SCHEDULE FOLDER: `python -m lab` runs it u
 host once the network is up (and takes the network down after). It writes FOLDER/run.json.
 """
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -14,13 +15,16 @@ import requests
 
 from client.check import BankCheck
 from client.infra.bank_api import BankApi
+from harness.edge import Edge
 from harness.etcd_cluster import EtcdCluster, Placement
 from harness.processes import ROOT, Server, example_settings
 from lab.faults import SCHEDULES
 from lab.network import Network
+from ops.certs import make_all
 
 HOSTS = ("etcd1", "etcd2", "etcd3", "data1", "data2", "business1", "business2", "business3", "client")
-DATA_PORT, BUSINESS_PORT = 8000, 8001
+DATA_PORT, BUSINESS_PORT = 8000, 8001      # gunicorn, on each host's loopback
+EDGE_PORT, DATA_EDGE_PORT = 8443, 8444      # nginx, on each host's address
 FAULT_SECONDS = 8           # each fault's length: past LOCK_TTL (5 s), so a paused holder's leases expire
 BETWEEN_SECONDS = 7         # healed, the bank recovers; the last 5 s of it are the next fault's rate before
 WARM_UP_SECONDS = 6
@@ -46,68 +50,106 @@ class StaleHolder:
 
 
 class Lab:
-    """The bank on the network's hosts: three etcd members, two data servers, three business servers."""
+    """The bank on the network's hosts, as the cluster shape runs it: three etcd members; two data servers and
+    three business servers, each gunicorn on its host's loopback behind an nginx edge on its host's address; TLS
+    on every hop, with certificates for every host from a CA of the run's own."""
 
     def __init__(self, network, folder):
         self.network, self.folder = network, Path(folder)
+        self.tls = self.folder / "tls"
+        make_all(self.tls, [*network.addresses.values(), "127.0.0.1"], out=open(os.devnull, "w"))
         settings = example_settings()
         self.settings = settings
         self.cluster = EtcdCluster(self.folder / "etcd", {
             f"m{i}": Placement(network.addresses[f"etcd{i}"], 2379, 2380, network.wrapper(f"etcd{i}"))
-            for i in (1, 2, 3)})
+            for i in (1, 2, 3)}, tls=self.tls)
         endpoints = self.cluster.endpoints
         tokens = {f"b{i}": settings[f"DATA_TOKEN_B{i}"] for i in (1, 2, 3)}
-        self.data = {}
+        self.data, self.business, self.edges = {}, {}, {}
         for index, host in enumerate(("data1", "data2")):
             # Each data server asks a different member first.
             env = {**settings, "DATA_STORE": "etcd", "ETCD_ENDPOINTS": ",".join(endpoints[index:] + endpoints[:index]),
-                   "DATA_TOKENS": ",".join(f"{b}:{t}" for b, t in tokens.items()), "LOG_LEVEL": "WARNING"}
+                   "DATA_TOKENS": ",".join(f"{b}:{t}" for b, t in tokens.items()), "LOG_LEVEL": "WARNING",
+                   **self._files("ETCD_TLS", "data")}
             self.data[host] = self._server(host, "data/gunicorn.conf.py", DATA_PORT, env)
-        urls = [server.url for server in self.data.values()]
+        urls = [self.edges[host].data_url for host in self.data]
         self._tokens = tokens
         self.accounts = []          # the check's, once it runs
         self.late_writes = []       # what each stale holder's late write was answered
-        self.business = {}
         for i in (1, 2, 3):
             env = {**settings, "BUSINESS_ID": f"b{i}", "DATA_TOKEN": tokens[f"b{i}"], "LOG_LEVEL": "WARNING",
-                   "DATA_URLS": ",".join(urls[i % 2:] + urls[:i % 2])}
+                   "DATA_URLS": ",".join(urls[i % 2:] + urls[:i % 2]), **self._files("DATA_TLS", f"business-b{i}")}
             self.business[f"business{i}"] = self._server(f"business{i}", "business/gunicorn.conf.py",
                                                          BUSINESS_PORT, env)
 
+    def _files(self, prefix, name):
+        """The TLS settings prefix_CA, _CERT and _KEY for make certs' certificate `name`."""
+        return {f"{prefix}_CA": str(self.tls / "ca.pem"), f"{prefix}_CERT": str(self.tls / f"{name}.pem"),
+                f"{prefix}_KEY": str(self.tls / f"{name}-key.pem")}
+
     def _server(self, host, config, port, env):
-        return Server(host, config, port, env, self.folder, address=self.network.addresses[host],
-                      wrapper=self.network.wrapper(host))
+        """gunicorn on host's loopback, and the edge in front of it on host's address."""
+        self.edges[host] = Edge({"EDGE_PORT": str(EDGE_PORT), "DATA_EDGE_PORT": str(DATA_EDGE_PORT),
+                                 "EDGE_BUSINESS_UPSTREAMS": f"127.0.0.1:{BUSINESS_PORT}",
+                                 "EDGE_DATA_UPSTREAMS": f"127.0.0.1:{DATA_PORT}", "EDGE_RUN_DIR": str(
+                                     self.folder / f"nginx-{host}"), **self._files("EDGE_TLS", "edge")},
+                                self.folder, self.network.addresses[host], self.network.wrapper(host),
+                                name=f"edge-{host}")
+        return Server(host, config, port, env, self.folder, wrapper=self.network.wrapper(host))
+
+    def edge_healthy(self, host, timeout=30):
+        """Wait for host's server to answer /health through its edge."""
+        edge = self.edges[host]
+        url = f"{edge.data_url}/health" if host in self.data else f"{edge.url}/health"
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if requests.get(url, timeout=1, verify=str(self.tls / "ca.pem"),
+                                cert=self._client_certificate()).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{host} did not answer /health through its edge within {timeout} s")
+            time.sleep(0.1)
+
+    def _client_certificate(self):
+        return str(self.tls / "business-b1.pem"), str(self.tls / "business-b1-key.pem")
 
     def member_host(self, member):
         return f"etcd{member[1:]}"
 
     def start(self):
         self.cluster.start()
-        servers = [*self.data.values(), *self.business.values()]
-        for server in servers:
+        servers = {**self.data, **self.business}
+        for server in servers.values():
             server.start(wait=False)
-        for server in servers:
-            server.wait_healthy(timeout=30)
+        for host in servers:
+            self.edges[host].start()
+        for host in servers:
+            self.edge_healthy(host)
 
     def stop(self):
-        for server in [*self.business.values(), *self.data.values()]:
+        for server in [*self.business.values(), *self.data.values(), *self.edges.values()]:
             server.stop()
         self.cluster.stop()
 
     def apis(self):
-        return [BankApi(server.url, self.settings["CLIENT_TOKEN"], CLIENT_TIMEOUT) for server in self.business.values()]
+        return [BankApi(self.edges[host].url, self.settings["CLIENT_TOKEN"], CLIENT_TIMEOUT, str(self.tls / "ca.pem"))
+                for host in self.business]
 
-    def _operator_get(self, server, path):
-        """The JSON or text a data server answers an operator at path; None if it does not answer."""
+    def _operator_get(self, host, path):
+        """What a data server answers an operator at path, through its edge; None if it does not answer."""
         token = self.settings["OPERATOR_TOKENS"].split(",")[0].split(":", 1)[1]
         try:
-            return requests.get(f"{server.url}{path}", headers={"Authorization": f"Bearer {token}"}, timeout=2)
+            return requests.get(f"{self.edges[host].data_url}{path}", headers={"Authorization": f"Bearer {token}"},
+                                verify=str(self.tls / "ca.pem"), timeout=2)
         except requests.RequestException:
             return None
 
     def fencing_refusals(self):
         """Late writes the data servers refused (409 not_lock_holder) so far, from their metrics."""
-        answers = [self._operator_get(server, "/metrics") for server in self.data.values()]
+        answers = [self._operator_get(host, "/metrics") for host in self.data]
         return sum(float(line.split()[-1]) for answer in answers if answer is not None
                    for line in answer.text.splitlines() if line.startswith("bank_data_fencing_refusals_total"))
 
@@ -115,7 +157,8 @@ class Lab:
         """A StaleHolder on host (as that host's business), holding a lease on account from data1."""
         business = f"b{host[-1]}"
         process = subprocess.Popen([*self.network.wrapper(host), sys.executable, "-m", "lab.stale_holder",
-                                    self.data["data1"].url, business, self._tokens[business], account],
+                                    self.edges["data1"].data_url, business, self._tokens[business], account,
+                                    str(self.tls)],
                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
         return StaleHolder(process, account)
 

@@ -2,7 +2,8 @@
 server, says its token, and waits; told to go on (a line on stdin) after its lease has expired and others have
 written the account, it writes a balance under the stale token and prints the status it got (409 if fenced).
 
-python -m lab.stale_holder DATA_URL BUSINESS TOKEN ACCOUNT
+python -m lab.stale_holder DATA_EDGE_URL BUSINESS TOKEN ACCOUNT TLS_DIR (make certs' files: the CA, and the
+business's client certificate for the data edge)
 """
 import sys
 
@@ -12,14 +13,18 @@ FORGED_AMOUNT = "999999.00"     # what the late write would set: the checker wou
 
 
 def main(argv):
-    data_url, business, token, account = argv
-    headers = {"Authorization": f"Bearer {token}"}
-    granted = requests.post(f"{data_url}/getLocks/{business}", headers=headers, timeout=10,
-                            json={"accounts": [account], "wait_ms": 5000}).json()
+    data_url, business, token, account, tls = argv
+    session = requests.Session()
+    session.trust_env = False
+    session.verify = f"{tls}/ca.pem"
+    session.cert = (f"{tls}/business-{business}.pem", f"{tls}/business-{business}-key.pem")
+    session.headers["Authorization"] = f"Bearer {token}"
+    granted = session.post(f"{data_url}/getLocks/{business}", timeout=10,
+                           json={"accounts": [account], "wait_ms": 5000}).json()
     lease = granted["locks"][0]["token"]
     print(lease, flush=True)
     sys.stdin.readline()
-    late = requests.post(f"{data_url}/commit/{business}", headers=headers, timeout=10, json={
+    late = session.post(f"{data_url}/commit/{business}", timeout=10, json={
         "writes": [{"account": account, "amount": FORGED_AMOUNT, "token": lease}], "unlock": True})
     print(late.status_code, flush=True)
     return 0
