@@ -41,6 +41,14 @@ class EtcdGateway:
         # Sent again freely: a lease granted twice leaves one unused, which expires with nothing under it.
         return self.call("/v3/lease/grant", {"TTL": max(1, round(seconds))}, True, timeout)["ID"]
 
+    def revoke(self, lease):
+        """End the lease and delete every key under it; one already gone is no error."""
+        try:
+            self.call("/v3/lease/revoke", {"ID": lease}, resend=True)
+        except StoreUnavailable as error:
+            if "not found" not in str(error):
+                raise
+
     def time_left(self, lease):
         """Whole seconds the lease has left; 0 once it is gone."""
         return max(0, int(self.call("/v3/lease/timetolive", {"ID": lease}, resend=True).get("TTL", 0)))

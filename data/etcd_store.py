@@ -32,6 +32,7 @@ LINE_LEASE_MARGIN = 1.0
 # for LOCK_TTL with no one to write or release them.
 GRANT_GRACE = 0.5
 SHORTEST_CALL = 0.05                    # seconds: with less left than this, a lock is not even tried
+REVOKE_PAUSE = 0.2                      # seconds between tries at revoking the lease of a lock lost in transit
 
 
 class EtcdStore:
@@ -60,12 +61,21 @@ class EtcdStore:
     def lock_all(self, business, accounts, lookup=(), wait=0.0):
         reads = [get(self._amount(a)) for a in accounts] + self._record_ranges(lookup)
 
+        leases = []
+
         def take(give_up):
             # A lease of its own, granted just before the locks are taken, so that it lives LOCK_TTL from then.
-            lease = self._etcd.grant(self._ttl, timeout=_time_left(give_up))
-            return [put(self._lock(a), business, lease) for a in accounts] + reads
+            leases.append(self._etcd.grant(self._ttl, timeout=_time_left(give_up)))
+            return [put(self._lock(a), business, leases[-1]) for a in accounts] + reads
 
-        answer = self._when_free(accounts, wait, take)
+        try:
+            answer = self._when_free(accounts, wait, take)
+        except StoreUnavailable:
+            # A lock transaction whose answer was lost may still be applied (in an election, say), and no one
+            # would ever write or release under it: its lease is revoked, which takes any such lock with it.
+            for lease in leases:
+                self._revoke_in_background(lease)
+            raise
         token = int(answer["header"]["revision"])
         responses = answer["responses"][len(accounts):]
         grants = [Grant(account, token, self._cents(responses[i])) for i, account in enumerate(accounts)]
@@ -218,6 +228,19 @@ class EtcdStore:
             raise NotLockHolder(business, account, token)
         return LockGrant(token, ttl, self._cents(answer["responses"][1]),
                          self._recorded(answer["responses"][2:], lookup))
+
+    def _revoke_in_background(self, lease):
+        """Revoke lease, trying again while etcd does not answer, for at most LOCK_TTL (when it would expire)."""
+        def revoke():
+            deadline = time.monotonic() + self._ttl
+            while time.monotonic() < deadline:
+                try:
+                    self._etcd.revoke(lease)
+                    return
+                except StoreUnavailable:
+                    time.sleep(REVOKE_PAUSE)
+
+        threading.Thread(target=revoke, name="lease-revoke", daemon=True).start()
 
     def _holder(self, business, account, token):
         return [compare(self._lock(account), "CREATE", "EQUAL", token),

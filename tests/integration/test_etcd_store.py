@@ -118,3 +118,25 @@ def test_no_lock_is_taken_once_its_caller_would_have_given_up(request, monkeypat
     assert store.counts().leases == 0
     monkeypatch.setattr(store._etcd, "grant", granting)
     assert store.lock_all("b2", ["acc"]).grants[0].account == "acc"
+
+
+def test_a_lock_whose_answer_was_lost_is_given_back_by_revoking_its_lease(request, monkeypatch):
+    store = EtcdStore(load_data_settings(store_environ("etcd", request)))
+    sent = store._etcd.txn
+
+    def applied_but_unanswered(*args, **kwargs):
+        answer = sent(*args, **kwargs)
+        if kwargs.get("timeout") is not None:       # the transaction that takes the locks
+            raise StoreUnavailable("etcd: the answer was lost")
+        return answer
+
+    monkeypatch.setattr(store._etcd, "txn", applied_but_unanswered)
+    with pytest.raises(StoreUnavailable):
+        store.lock_all("b1", ["acc"])
+    monkeypatch.setattr(store._etcd, "txn", sent)
+    # The lock was taken, but no one knows its token: its lease is revoked, long before LOCK_TTL (5 s) is up.
+    deadline = time.monotonic() + 2
+    while store.counts().leases:
+        assert time.monotonic() < deadline, "the lost lock was not given back"
+        time.sleep(0.05)
+    assert store.lock_all("b2", ["acc"]).grants[0].account == "acc"
