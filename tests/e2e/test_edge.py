@@ -237,3 +237,18 @@ def test_the_edge_moves_on_from_a_dead_business_server(edge_bank, tls):
         assert bank.post(f"{edge.url}/deposit/carol/1.00", headers={"Idempotency-Key": f"dead-{i}"},
                          timeout=5).status_code == 200
     assert bank.get(f"{edge.url}/balance/carol", timeout=5).json()["balance"] == "12.00"
+
+
+def test_the_postman_collection_passes_through_the_edge_over_tls(edge_bank, tls):
+    edge, _, _ = edge_bank()
+    newman = ROOT / "node_modules" / ".bin" / "newman"
+    assert newman.exists(), "newman is not installed: `make test` runs `npm ci` first"
+    result = subprocess.run(
+        [str(newman), "run", "postman/bank.postman_collection.json", "-e", "postman/cluster.postman_environment.json",
+         "--env-var", f"baseUrl={edge.url}", "--env-var", f"dataUrl={edge.data_url}",
+         "--env-var", f"clientToken={CLIENT_TOKEN}", "--env-var", f"dataToken={DATA_TOKENS['b1']}",
+         "--ssl-extra-ca-certs", str(tls / "ca.pem"), "--ssl-client-cert", str(tls / "business-b1.pem"),
+         "--ssl-client-key", str(tls / "business-b1-key.pem"), "--color", "off"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    print(result.stdout[-3000:], result.stderr[-2000:])
+    assert result.returncode == 0 and "AssertionError" not in result.stdout
