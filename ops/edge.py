@@ -21,7 +21,8 @@ NGINX_ANSWERS = {
     496: ("certificate_required", "this edge needs a client certificate from the bank's CA", 400),
     497: ("plain_http_to_https", "this port speaks HTTPS only; nothing was applied", 400),
     500: ("internal_error", "the edge failed; the request may be retried", 500),
-    502: ("upstream_unavailable", "no server behind the edge answered; nothing was applied", 502),
+    502: ("upstream_unavailable", "no server behind the edge answered: a write's outcome is unknown, and sending "
+                                  "it again is safe only under the same Idempotency-Key", 502),
     503: ("upstream_unavailable", "no server behind the edge is available; try again", 503),
     504: ("upstream_timeout", "the server behind the edge did not answer in time; the outcome is unknown", 504),
 }
