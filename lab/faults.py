@@ -74,7 +74,7 @@ def pause_a_partitioned_business_server_past_its_lease(lab):
 
 SCHEDULES = {
     "full": [Fault("leader isolated", isolate_the_leader),
-             Fault("members split 1|2", split_the_members_one_and_two),
+             Fault("members split 1 / 2", split_the_members_one_and_two),
              Fault("data server cut off from etcd", cut_a_data_server_off_from_etcd),
              Fault("business server cut off from data", cut_a_business_server_off_from_the_data_tier),
              Fault("members bridged", bridge_the_members),
