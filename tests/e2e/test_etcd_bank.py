@@ -29,6 +29,15 @@ def etcd_bank(servers, etcd_cluster, etcd_prefix, tmp_path):
     return System(data[0], businesses), data
 
 
+def assert_exact_and_serving_since(report, fault_at):
+    """No violation, every account written after the fault, no gap longer than MEMBER_LOSS_STALL; says what it found."""
+    stalled = longest_stall(report, fault_at)
+    print(f"FOUND {len(report.violations)} violations, {len(report.unknown)} unknown outcomes; longest gap between "
+          f"finished operations after the fault: {stalled:.2f} s")
+    assert report.violations == []
+    assert written_after(report, fault_at) == set(report.final) and stalled < MEMBER_LOSS_STALL
+
+
 def background_check(system, seconds, seed):
     return BackgroundCheck(system.apis(timeout=4), workers=12, accounts=4, duration=seconds, seed=seed,
                            attempts=60, retry_pause=0.1)
@@ -69,11 +78,8 @@ def test_kill_9_of_an_etcd_member_mid_workload(etcd_bank, etcd_cluster, role):
         # The cluster serves the rest of the run: the member comes back on its data.
         etcd_cluster.start_member(victim)
         etcd_cluster.wait_healthy()
-    stalled = longest_stall(report, killed_at)
-    print(f"INJECTED kill -9 of the etcd {role} {victim}; longest gap between finished operations after it: "
-          f"{stalled:.2f} s; FOUND {len(report.violations)} violations, {len(report.unknown)} unknown outcomes")
-    assert report.violations == []
-    assert written_after(report, killed_at) == set(report.final) and stalled < MEMBER_LOSS_STALL
+    print(f"INJECTED kill -9 of the etcd {role} {victim}")
+    assert_exact_and_serving_since(report, killed_at)
 
 
 def test_sigstop_of_an_etcd_member_mid_workload(etcd_bank, etcd_cluster):
@@ -89,12 +95,8 @@ def test_sigstop_of_an_etcd_member_mid_workload(etcd_bank, etcd_cluster):
     finally:
         etcd_cluster.signal(paused, signal.SIGCONT)
     report = run.join()
-    stalled = longest_stall(report, stopped_at)
-    print(f"FOUND {len(report.violations)} violations, {len(report.unknown)} unknown outcomes; longest gap between "
-          f"finished operations after the SIGSTOP: {stalled:.2f} s")
-    assert report.violations == []
     # Two members of three are a quorum: the bank goes on while the third is stopped, not only after.
-    assert written_after(report, stopped_at) == set(report.final) and stalled < MEMBER_LOSS_STALL
+    assert_exact_and_serving_since(report, stopped_at)
 
 
 def test_a_whole_cluster_restart_loses_nothing_acknowledged_and_tokens_keep_growing(etcd_bank, etcd_cluster):
