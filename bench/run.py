@@ -53,7 +53,7 @@ class Stack:
         ports = [free_port() for _ in range(business_count)]
         self.edge, data_urls, tls = None, self.data.url, {}
         if edge:
-            make_all(workdir / "tls", ["127.0.0.1"], out=open(os.devnull, "w"))
+            make_all(workdir / "tls", ["127.0.0.1"])
             self.edge = Edge({"EDGE_PORT": str(free_port()), "DATA_EDGE_PORT": str(free_port()),
                               "EDGE_TLS_CA": str(workdir / "tls" / "ca.pem"),
                               "EDGE_TLS_CERT": str(workdir / "tls" / "edge.pem"),

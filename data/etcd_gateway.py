@@ -16,11 +16,12 @@ class EtcdGateway:
         self._members = FailoverPools(endpoints, tls=tls)
         self._timeout = timeout
 
-    def call(self, path, body, resend=False, timeout=None):
+    def call(self, path, body, resend=False, timeout=None, absent_ok=False):
         """One request to a member (shared/failover.py says which); StoreUnavailable if none answered.
 
         resend: the request changes nothing, or nothing twice, so a member that took it and failed is followed by
-        the next. timeout: seconds for it, if fewer than ETCD_TIMEOUT.
+        the next. timeout: seconds for it, if fewer than ETCD_TIMEOUT. absent_ok: etcd's 404 (what the request
+        names is gone) is an answer too.
         """
         try:
             response, answer = self._members.send("POST", path, json.dumps(body).encode(),
@@ -28,7 +29,7 @@ class EtcdGateway:
                                                   min(self._timeout, timeout or self._timeout), resend)
         except NotAnswered as error:
             raise StoreUnavailable(f"etcd: {error}") from None
-        if response.status != 200:
+        if response.status != 200 and not (absent_ok and response.status == 404):
             raise StoreUnavailable(f"etcd answered {path} with {response.status} {answer.get('error')}")
         return answer
 
@@ -43,11 +44,7 @@ class EtcdGateway:
 
     def revoke(self, lease):
         """End the lease and delete every key under it; one already gone is no error."""
-        try:
-            self.call("/v3/lease/revoke", {"ID": lease}, resend=True)
-        except StoreUnavailable as error:
-            if "not found" not in str(error):
-                raise
+        self.call("/v3/lease/revoke", {"ID": lease}, resend=True, absent_ok=True)
 
     def time_left(self, lease):
         """Whole seconds the lease has left; 0 once it is gone."""

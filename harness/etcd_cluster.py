@@ -99,9 +99,9 @@ class EtcdCluster:
                     raise RuntimeError(f"etcd {name} was not healthy within {timeout} s")
                 time.sleep(0.05)
 
-    def leader(self, among=None):
-        """The name of the member that leads now, as the members asked (among, or all) report it."""
-        for name in among or self.names:
+    def leader(self):
+        """The name of the member that leads now, as the members report it."""
+        for name in self.names:
             try:
                 status = requests.post(f"{self.client_url(name)}/v3/maintenance/status", json={}, timeout=2,
                                        **self._requests).json()

@@ -4,7 +4,6 @@ python -m lab.experiment NETWORK_JSON SCHEDULE FOLDER: `python -m lab` runs it u
 host once the network is up (and takes the network down after). It writes FOLDER/run.json.
 """
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -57,7 +56,7 @@ class Lab:
     def __init__(self, network, folder):
         self.network, self.folder = network, Path(folder)
         self.tls = self.folder / "tls"
-        make_all(self.tls, [*network.addresses.values(), "127.0.0.1"], out=open(os.devnull, "w"))
+        make_all(self.tls, [*network.addresses.values(), "127.0.0.1"])
         settings = example_settings()
         self.settings = settings
         self.cluster = EtcdCluster(self.folder / "etcd", {

@@ -95,19 +95,24 @@ def make_authority(folder, common_name="bank local CA"):
     _write(folder / "ca.pem", certificate.public_bytes(serialization.Encoding.PEM))
 
 
-def make_all(folder, hosts, renew=False, out=sys.stdout):
-    """The CA and every role's certificate in folder; existing files kept unless renew."""
+def make_all(folder, hosts, renew=False, out=None):
+    """The CA and every role's certificate in folder; existing files kept unless renew; out (a file) hears what
+    was written and kept."""
+    def say(text):
+        if out:
+            print(text, file=out)
+
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     if renew or not (folder / "ca.pem").exists():
         make_authority(folder)
         renew = True            # a new CA invalidates every certificate the old one signed
-        print(f"certs: new CA {folder / 'ca.pem'}", file=out)
+        say(f"certs: new CA {folder / 'ca.pem'}")
     for name, (common_name, usages) in ROLES.items():
         if not renew and (folder / f"{name}.pem").exists() and (folder / f"{name}-key.pem").exists():
-            print(f"certs: kept {folder / name}.pem (remove it, or pass --renew, for a new one)", file=out)
+            say(f"certs: kept {folder / name}.pem (remove it, or pass --renew, for a new one)")
             continue
         issue(folder, name, common_name, usages, hosts)
-        print(f"certs: wrote {folder / name}.pem for {', '.join(hosts)}", file=out)
+        say(f"certs: wrote {folder / name}.pem for {', '.join(hosts)}")
 
 
 def main(argv=None):
@@ -118,7 +123,7 @@ def main(argv=None):
                         help="subject names, comma separated (TLS_HOSTS)")
     parser.add_argument("--renew", action="store_true", help="replace every certificate, the CA's included")
     args = parser.parse_args(argv)
-    make_all(args.dir, [host.strip() for host in args.hosts.split(",") if host.strip()], args.renew)
+    make_all(args.dir, [host.strip() for host in args.hosts.split(",") if host.strip()], args.renew, sys.stdout)
     return 0
 
 

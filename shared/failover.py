@@ -35,9 +35,9 @@ class PassOver:
 
     def available(self):
         """The indices not passed over now; if every one is, the one due back soonest."""
-        order = self.order()
-        fresh = [i for i in order if self._until[i] <= self._clock()]
-        return fresh or order[:1]
+        now = self._clock()
+        fresh = [i for i, until in enumerate(self._until) if until <= now]
+        return fresh or [min(range(len(self._until)), key=self._until.__getitem__)]
 
     def failed(self, index, seconds=None):
         self._until[index] = self._clock() + (self._seconds if seconds is None else seconds)
@@ -51,13 +51,13 @@ class FailoverPools:
     moving on is always safe). One that took a request and failed is not asked again for it: what it did is
     unknown, so the request goes to the next server only if the caller says it may be sent again (resend)."""
 
-    def __init__(self, base_urls, connections=16, pass_over=None, tls=None):
+    def __init__(self, base_urls, connections=16, tls=None):
         """tls: the TlsFiles (shared/settings.py) https:// servers are verified with and shown."""
         # Thread-safe; no retries inside urllib3, for the same reason.
         self._pools = [urllib3.connection_from_url(url, maxsize=connections, block=False, retries=False,
                                                    **_tls_options(url, tls)) for url in base_urls]
         self._current = 0
-        self._pass_over = pass_over or PassOver(len(self._pools))
+        self._pass_over = PassOver(len(self._pools))
         self._tls_refused = set()
 
     def send(self, method, url, body, headers, timeout, resend=False):

@@ -88,6 +88,7 @@ class EdgeSettings:
 
 def load_data_settings(environ=None):
     env = _environment(environ)
+    etcd_endpoints = _urls(env, "ETCD_ENDPOINTS", "http://127.0.0.1:2379")
     return DataSettings(
         tokens=_token_map(env, "DATA_TOKENS"),
         operator_tokens=_token_map(env, "OPERATOR_TOKENS"),
@@ -101,10 +102,10 @@ def load_data_settings(environ=None):
         compact_min_bytes=_positive_int(env, "DATA_COMPACT_MIN_BYTES", "16777216"),
         lock_waiters=_positive_int(env, "DATA_LOCK_WAITERS", "48"),
         store=_choice(env, "DATA_STORE", "memory", ("memory", "etcd")),
-        etcd_endpoints=_urls(env, "ETCD_ENDPOINTS", "http://127.0.0.1:2379"),
+        etcd_endpoints=etcd_endpoints,
         etcd_prefix=env.get("ETCD_PREFIX", "bank/").strip() or "bank/",
         etcd_timeout=_seconds(env, "ETCD_TIMEOUT", "1"),
-        etcd_tls=_tls_if_https(env, "ETCD_ENDPOINTS", "ETCD_TLS", "http://127.0.0.1:2379"),
+        etcd_tls=_tls_if_https(env, etcd_endpoints, "ETCD_TLS"),
         max_body_bytes=_positive_int(env, "MAX_BODY_BYTES", "1048576"),
         log_level=_choice(env, "LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
         log_summary_seconds=_seconds(env, "LOG_SUMMARY_SECONDS", "10"),
@@ -116,11 +117,12 @@ def load_business_settings(environ=None):
     business_id = _required(env, "BUSINESS_ID")
     if not is_account_id(business_id):
         raise SettingsError(f"BUSINESS_ID: must be 1 to 64 of A-Z a-z 0-9 _ -, got {business_id!r}")
+    data_urls = _urls(env, "DATA_URLS", "http://127.0.0.1:8000")
     return BusinessSettings(
         business_id=business_id,
-        data_urls=_urls(env, "DATA_URLS", "http://127.0.0.1:8000"),
+        data_urls=data_urls,
         data_token=_required(env, "DATA_TOKEN"),
-        data_tls=_tls_if_https(env, "DATA_URLS", "DATA_TLS", "http://127.0.0.1:8000"),
+        data_tls=_tls_if_https(env, data_urls, "DATA_TLS"),
         client_tokens=_token_map(env, "CLIENT_TOKENS"),
         operator_tokens=_token_map(env, "OPERATOR_TOKENS"),
         lock_wait=_seconds(env, "LOCK_WAIT", "2"),
@@ -241,11 +243,9 @@ def _upstreams(env, name, default):
     return upstreams
 
 
-def _tls_if_https(env, urls_name, prefix, default):
-    """The TlsFiles of {prefix}_CA/_CERT/_KEY when urls_name names https:// servers; None for plain http."""
-    if not any(url.strip().startswith("https://") for url in env.get(urls_name, default).split(",")):
-        return None
-    return _tls_files(env, prefix)
+def _tls_if_https(env, urls, prefix):
+    """The TlsFiles of {prefix}_CA/_CERT/_KEY when urls name https:// servers; None for plain http."""
+    return _tls_files(env, prefix) if any(url.startswith("https://") for url in urls) else None
 
 
 def _tls_files(env, prefix):

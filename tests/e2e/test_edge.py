@@ -30,7 +30,7 @@ pytestmark = pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is 
 @pytest.fixture
 def tls(tmp_path):
     folder = tmp_path / "tls"
-    make_all(folder, ["127.0.0.1", "localhost"], out=open("/dev/null", "w"))
+    make_all(folder, ["127.0.0.1", "localhost"])
     return folder
 
 
