@@ -2,14 +2,16 @@
 edge with TLS on every hop (client to edge, business server to the data edge), one after the other in one run."""
 from pathlib import Path
 
+from bench.stack import Stack, run_wrk, seed_accounts
+
 PHASES = (("deposit", "spread-"), ("balance", "spread-"))
 ACCOUNTS = 2000
 
 
-def measure_edge(workdir, stack_type, seed_accounts, run_wrk):
+def measure_edge(workdir):
     rows = []
     for label, edge in (("direct", False), ("edge", True)):
-        stack = stack_type(Path(workdir) / f"edge-{label}", edge=edge)
+        stack = Stack(Path(workdir) / f"edge-{label}", edge=edge)
         try:
             seed_accounts(stack, "spread-", ACCOUNTS, "1000.00")
             for mode, prefix in PHASES:

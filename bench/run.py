@@ -8,7 +8,6 @@ import datetime
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -19,12 +18,10 @@ import requests
 
 from bench.chart import CLIENTS, chart
 from bench.edge_phase import edge_lines, measure_edge
+from bench.stack import SECONDS, Stack, run_wrk, seed_accounts
 from data.journal import SNAPSHOT_CHUNK, Journal
-from harness.edge import Edge
-from harness.processes import ROOT, Server, example_settings, free_port, proc_stat, proc_status
-from ops.certs import make_all
+from harness.processes import ROOT, Server, example_settings, free_port, proc_status
 
-SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
 SPREAD_ACCOUNTS = 10_000
 TRANSFER_ACCOUNTS = 10
 RESULTS = ROOT / "bench" / "results"
@@ -32,117 +29,6 @@ SCALE_ACCOUNTS = (10_000, 100_000, 1_000_000)
 COMPACTION_ACCOUNTS = 1_000_000
 # The code before the data server was split into its rooms (#15): BENCH_BEFORE overrides it.
 BEFORE_REVISION = os.environ.get("BENCH_BEFORE", "78d21102841011ded0765adc3d186bc1d545e230")
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-class Stack:
-    """A data server with its journal and some business servers, started with .env.example's settings.
-
-    root: the source tree the servers run from (another revision's, for a before/after comparison).
-    """
-
-    def __init__(self, workdir, business_count=3, root=ROOT, edge=False):
-        """edge: the cluster shape's edge in front of both tiers, TLS on every hop (certificates in workdir)."""
-        workdir = Path(workdir)
-        workdir.mkdir(parents=True, exist_ok=True)
-        settings = example_settings(root)
-        tokens = {f"b{i}": settings[f"DATA_TOKEN_B{i}"] for i in (1, 2, 3)}
-        data_env = {**settings, "DATA_JOURNAL": str(workdir / "bench.journal"), "LOG_LEVEL": "WARNING",
-                    "DATA_TOKENS": ",".join(f"{b}:{t}" for b, t in tokens.items())}
-        self.data = Server("data", "data/gunicorn.conf.py", free_port(), data_env, workdir, root).start()
-        ports = [free_port() for _ in range(business_count)]
-        self.edge, data_urls, tls = None, self.data.url, {}
-        if edge:
-            make_all(workdir / "tls", ["127.0.0.1"])
-            self.edge = Edge({"EDGE_PORT": str(free_port()), "DATA_EDGE_PORT": str(free_port()),
-                              "EDGE_TLS_CA": str(workdir / "tls" / "ca.pem"),
-                              "EDGE_TLS_CERT": str(workdir / "tls" / "edge.pem"),
-                              "EDGE_TLS_KEY": str(workdir / "tls" / "edge-key.pem"),
-                              "EDGE_RUN_DIR": str(workdir / "nginx"),
-                              "EDGE_BUSINESS_UPSTREAMS": ",".join(f"127.0.0.1:{port}" for port in ports),
-                              "EDGE_DATA_UPSTREAMS": f"127.0.0.1:{self.data.port}",
-                              "EDGE_RATE_LIMIT": "100000", "EDGE_RATE_BURST": "100000"}, workdir).start()
-            data_urls = self.edge.data_url
-        self.businesses = []
-        for i, port in zip(range(1, business_count + 1), ports):
-            if edge:
-                tls = {"DATA_TLS_CA": str(workdir / "tls" / "ca.pem"),
-                       "DATA_TLS_CERT": str(workdir / "tls" / f"business-b{i}.pem"),
-                       "DATA_TLS_KEY": str(workdir / "tls" / f"business-b{i}-key.pem")}
-            # DATA_URL too, for a revision from before DATA_URLS in the before/after comparison.
-            env = {**settings, "BUSINESS_ID": f"b{i}", "DATA_TOKEN": tokens[f"b{i}"], "DATA_URLS": data_urls,
-                   "DATA_URL": self.data.url, "LOG_LEVEL": "WARNING", **tls}
-            self.businesses.append(Server(f"business{i}", "business/gunicorn.conf.py", port, env,
-                                          workdir, root).start(wait=False))
-        for business in self.businesses:
-            business.wait_healthy()
-        self.data_token, self.client_token = tokens["b1"], settings["CLIENT_TOKEN"]
-
-    def entry(self):
-        """Where clients send their requests: the edge, or every business server."""
-        return [self.edge.url] if self.edge else [server.url for server in self.businesses]
-
-    def servers(self):
-        return [self.data, *self.businesses, *([self.edge] if self.edge else [])]
-
-    def stop(self):
-        for server in self.servers():
-            server.stop()
-
-
-def cpu_seconds(servers):
-    total = 0
-    for server in servers:
-        for pid in [server.process.pid, *server.worker_pids()]:
-            fields = proc_stat(pid)
-            if fields:
-                total += (int(fields[11]) + int(fields[12])) / TICKS
-    return total
-
-
-def data_requests(stack):
-    return requests.get(f"{stack.data.url}/health", timeout=5).json()["requests"]
-
-
-def run_wrk(stack, mode, clients, hosts, token, prefix, accounts):
-    threads = 1 if clients == 1 else min(clients, 8)
-    env = {**os.environ, "BENCH_MODE": mode, "BENCH_TOKEN": token, "BENCH_PREFIX": prefix,
-           "BENCH_ACCOUNTS": str(accounts), "BENCH_HOSTS": ",".join(h.split("//")[1] for h in hosts)}
-    calls_before, server_cpu_before = data_requests(stack), cpu_seconds(stack.servers())
-    usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
-    output = subprocess.run(["wrk", "-t", str(threads), "-c", str(clients), "-d", f"{int(SECONDS)}s", "--timeout", "10s",
-                             "-s", str(ROOT / "bench" / "load.lua"), hosts[0]],
-                            env=env, capture_output=True, text=True, timeout=SECONDS * 4 + 30, check=True).stdout
-    wall = time.perf_counter() - started
-    usage_after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    result = json.loads(output.strip().splitlines()[-1])
-    operations = max(result["requests"], 1)
-    generator_cpu = (usage_after.ru_utime - usage_before.ru_utime) + (usage_after.ru_stime - usage_before.ru_stime)
-    return {
-        "mode": mode, "clients": clients, "ops_per_s": result["requests"] / (result["duration_us"] / 1e6),
-        "p50_ms": result["p50_us"] / 1000, "p95_ms": result["p95_us"] / 1000, "p99_ms": result["p99_us"] / 1000,
-        "errors": result["errors"], "data_calls_per_op": (data_requests(stack) - calls_before) / operations,
-        "generator_cpu": generator_cpu / wall / os.cpu_count(),
-        "servers_cpu": (cpu_seconds(stack.servers()) - server_cpu_before) / wall / os.cpu_count(),
-        "cpu_ms_per_op": (cpu_seconds(stack.servers()) - server_cpu_before) * 1000 / operations,
-    }
-
-
-def seed_accounts(stack, prefix, count, amount):
-    """Create accounts directly on the data server: setting up, not measuring."""
-    session_headers = {"Authorization": f"Bearer {stack.data_token}"}
-
-    def create(index):
-        with requests.Session() as session:
-            account = f"{prefix}{index}"
-            token = session.post(f"{stack.data.url}/getLock/b1/{account}", headers=session_headers,
-                                 json={"wait_ms": 5000}, timeout=10).json()["token"]
-            session.post(f"{stack.data.url}/setAmount/b1/{account}", headers=session_headers, timeout=10,
-                         json={"amount": amount, "token": token, "unlock": True}).raise_for_status()
-
-    with concurrent.futures.ThreadPoolExecutor(16) as pool:
-        list(pool.map(create, range(count)))
 
 
 def phases(stack, spread_accounts):
@@ -423,7 +309,7 @@ def main():
         sizes = measure_data_server_size(workdir)
         compaction = measure_compaction_stall(workdir)
         comparison = measure_before_after(workdir)
-        edge = measure_edge(workdir, Stack, seed_accounts, run_wrk)
+        edge = measure_edge(workdir)
     write_results(operations, scale, sizes, compaction, comparison, edge)
     print((RESULTS / "latest.md").read_text())
     return 0

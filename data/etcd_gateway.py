@@ -14,7 +14,7 @@ class EtcdGateway:
 
     def __init__(self, endpoints, timeout, tls=None):
         self._members = FailoverPools(endpoints, tls=tls)
-        self._timeout = timeout
+        self.timeout = timeout      # seconds for each call, at most
 
     def call(self, path, body, resend=False, timeout=None, absent_ok=False):
         """One request to a member (shared/failover.py says which); StoreUnavailable if none answered.
@@ -26,7 +26,7 @@ class EtcdGateway:
         try:
             response, answer = self._members.send("POST", path, json.dumps(body).encode(),
                                                   {"Content-Type": "application/json"},
-                                                  min(self._timeout, timeout or self._timeout), resend)
+                                                  min(self.timeout, timeout or self.timeout), resend)
         except NotAnswered as error:
             raise StoreUnavailable(f"etcd: {error}") from None
         if response.status != 200 and not (absent_ok and response.status == 404):
@@ -49,11 +49,6 @@ class EtcdGateway:
     def time_left(self, lease):
         """Whole seconds the lease has left; 0 once it is gone."""
         return max(0, int(self.call("/v3/lease/timetolive", {"ID": lease}, resend=True).get("TTL", 0)))
-
-    def keep_alive(self, lease):
-        """Renew the lease; its new TTL in seconds, or None if it is gone."""
-        renewed = self.call("/v3/lease/keepalive", {"ID": lease}, resend=True).get("result", {})
-        return int(renewed["TTL"]) if "TTL" in renewed else None
 
 
 def encode(text):

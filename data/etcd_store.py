@@ -5,10 +5,17 @@ records all live in etcd, and every change is one etcd transaction, so any numbe
 one bank. Keys under ETCD_PREFIX:
 
   a/{account}        cents
-  l/{account}        the holder's business id, under an etcd lease of LOCK_TTL; its create revision is the token
+  l/{account}        the holder's business id, under an etcd lease; its create revision is the token
   q/{account}/{id}   a request waiting for the account, under a lease; create revisions order the line
   w/{id}             the same waiting request, once, to count them
   o/k/{id}, o/r/{id} a keyed or a retry operation record, under a lease a little longer than its retention
+
+What each operation costs etcd (make bench counts it): a lock is one transaction, a commit another. Locks share
+etcd leases: a data server grants one every LOCK_LEASE_SHARE seconds for every lock it takes in that time, so a
+lock lives from LOCK_TTL to LOCK_TTL + LOCK_LEASE_SHARE; a renewal moves the lock to the newest lease (its create
+revision, the token, stays). The caps on records are checked against a count taken at most RECOUNT_AFTER seconds
+ago plus what this process has recorded since, and counted again before any refusal: with several data servers,
+the cap may be passed by what the others recorded in that time.
 """
 import json
 import math
@@ -18,6 +25,7 @@ import uuid
 
 from data.etcd_gateway import (EtcdGateway, compare, count, decode, delete, get, kvs, nested, no_key_under,
                                put)
+from data.local_lines import LocalLines
 from data.metrics import LOCK_WAIT_SECONDS
 from data.store import (BankView, CommitOutcome, Counts, Grant, LeaseView, LockGrant, LockHeld, LocksGrant,
                         NotLockHolder, OperationConflict, RecordsFull, Stats, StoreUnavailable, UnknownAccount)
@@ -33,6 +41,8 @@ LINE_LEASE_MARGIN = 1.0
 GRANT_GRACE = 0.5
 SHORTEST_CALL = 0.05                    # seconds: with less left than this, a lock is not even tried
 REVOKE_PAUSE = 0.2                      # seconds between tries at revoking the lease of a lock lost in transit
+LOCK_LEASE_SHARE = 1                    # seconds (etcd's leases are whole seconds) one lease is given to new locks
+RECOUNT_AFTER = 1.0                     # seconds a count of the records stands in for counting them again
 
 
 class EtcdStore:
@@ -46,9 +56,14 @@ class EtcdStore:
         self._limit = {True: settings.operation_limit, False: settings.retry_record_limit}
         self._wall_clock = wall_clock
         self._record_leases = {}            # (keyed, span) -> etcd lease id
+        self._records_counted = {}          # keyed -> (records held, time.monotonic() of the count)
+        self._lock_lease = (None, -math.inf)    # the lease new locks share, time.monotonic() before its grant
+        self._lock_lease_mutex = threading.Lock()
         self._mutex = threading.Lock()
         self._max_waiters = settings.lock_waiters   # waiting requests hold this process's threads: keep some free
         self._waiters = 0
+        self._in_etcd_line = 0              # of them, those with a place in etcd's lines
+        self._local = LocalLines()
 
     # ---- the contract (data/store.py) --------------------------------------------------------------------
 
@@ -64,18 +79,19 @@ class EtcdStore:
         leases = []
 
         def take(give_up):
-            # A lease of its own, granted just before the locks are taken, so that it lives LOCK_TTL from then.
-            leases.append(self._etcd.grant(self._ttl, timeout=_time_left(give_up)))
+            leases.append(self._shared_lock_lease(give_up))
             return [put(self._lock(a), business, leases[-1]) for a in accounts] + reads
 
         try:
             answer = self._when_free(accounts, wait, take)
-        except StoreUnavailable:
+        except _TakingUnanswered:
             # A lock transaction whose answer was lost may still be applied (in an election, say), and no one
-            # would ever write or release under it: its lease is revoked, which takes any such lock with it.
-            for lease in leases:
-                self._revoke_in_background(lease)
+            # would ever write or release under it: its lease is revoked, which takes any such lock with it (and
+            # the other locks of the lease, whose holders' commits are then refused and tried again).
+            self._retire_lock_lease(leases[-1])
+            self._revoke_in_background(leases[-1])
             raise
+        self._local.granted(accounts, time.monotonic() + self._ttl + LOCK_LEASE_SHARE)
         token = int(answer["header"]["revision"])
         responses = answer["responses"][len(accounts):]
         grants = [Grant(account, token, self._cents(responses[i])) for i, account in enumerate(accounts)]
@@ -83,6 +99,7 @@ class EtcdStore:
 
     def unlock(self, business, account, token):
         answer = self._etcd.txn(self._holder(business, account, token), [delete(self._lock(account))])
+        self._local.released([account])
         if not answer.get("succeeded"):
             raise NotLockHolder(business, account, token)
 
@@ -102,11 +119,16 @@ class EtcdStore:
 
     def commit(self, business, writes, operations=(), unlock=False, release=None):
         release = release or {}
-        first_results = self._recorded_results(operations)
-        if first_results is not None:
-            self._give_back(business, {a: token for a, (_, token) in writes.items()} if unlock else {}, release)
+        held = {a: token for a, (_, token) in writes.items()} if unlock else {}
+        try:
+            self._require_room(operations)
+        except RecordsFull:
+            # A retry of what is recorded is answered from its record, full or not.
+            first_results = self._recorded_results(operations)
+            if first_results is None:
+                raise
+            self._give_back(business, held, release)
             return CommitOutcome(True, first_results)
-        self._require_room(operations)
         checks = [c for account, (_, token) in writes.items() for c in self._holder(business, account, token)]
         checks += [compare(self._record(op), "VERSION", "EQUAL", 0) for op in operations]
         success = [put(self._amount(account), str(cents)) for account, (cents, _) in writes.items()]
@@ -114,11 +136,18 @@ class EtcdStore:
         if unlock:
             success += [delete(self._lock(account)) for account in writes]
         success += [self._release_op(business, account, token) for account, token in release.items()]
-        answer = self._etcd.txn(checks, success)
+        # Refused, the transaction says what is recorded of its operations: a retry is told its first results.
+        try:
+            answer = self._etcd.txn(checks, success, self._record_ranges([op["id"] for op in operations]))
+        finally:
+            if unlock or release:
+                # Released, or not known to be held any more: this process's waiters for them may try.
+                self._local.released([*held, *release])
         if answer.get("succeeded"):
             return CommitOutcome(False, [op["result"] for op in operations])
-        first_results = self._recorded_results(operations)
+        first_results = self._first_results(answer["responses"], operations) if operations else None
         if first_results is not None:
+            self._give_back(business, held, release)
             return CommitOutcome(True, first_results)
         lost = [(account, token) for account, (_, token) in writes.items() if not self._holds(business, account, token)]
         raise NotLockHolder(business, *(lost or [(None, None)])[0])
@@ -126,7 +155,8 @@ class EtcdStore:
     def counts(self):
         answer = self._etcd.txn(success=[get(self._p + key, prefix=True, count_only=True)
                                          for key in ("a/", "l/", "w/", "o/k/", "o/r/")], resend=True)
-        return Counts(*(count(response) for response in answer["responses"]))
+        accounts, leases, line, keyed, retries = (count(response) for response in answer["responses"])
+        return Counts(accounts, leases, line + self._waiting_here(), keyed, retries)
 
     def view(self, most_leases):
         answer = self._etcd.txn(success=[get(self._p + "a/", prefix=True), get(self._p + "l/", prefix=True),
@@ -138,7 +168,8 @@ class EtcdStore:
         leases = sorted((LeaseView(decode(kv["key"])[len(self._p) + 2:], decode(kv["value"]),
                                    int(kv["create_revision"]), time_left.get(kv.get("lease"), 0))
                          for kv in kvs(locks)), key=lambda lease: (lease.seconds_left, lease.account))
-        return BankView(sum(int(decode(kv["value"])) for kv in kvs(amounts)), count(amounts), count(line),
+        return BankView(sum(int(decode(kv["value"])) for kv in kvs(amounts)), count(amounts),
+                        count(line) + self._waiting_here(),
                         count(locks), leases[:most_leases])
 
     def stats(self):
@@ -155,36 +186,70 @@ class EtcdStore:
         time (monotonic) after which the caller no longer waits for the answer, so nothing may be taken."""
         deadline = time.monotonic() + wait
         give_up = deadline + grace
-        unlocked = [compare(self._lock(a), "VERSION", "EQUAL", 0) for a in accounts]
-        answer = self._etcd.txn(unlocked + [no_key_under(self._line(a)) for a in accounts], then(give_up),
-                                [get(self._lock(a)) for a in accounts], timeout=_time_left(give_up))
-        if answer.get("succeeded"):
-            return answer
-        if wait <= 0:
-            raise self._held(accounts, answer["responses"])
-        return self._wait_turn(accounts, deadline, give_up, unlocked, then)
+        # A lock granted through this process is not free: a request that may wait need not ask etcd yet.
+        if not self._local.waiting(accounts) and not (wait > 0 and self._local.held_here(accounts)):
+            answer = self._try_now(accounts, then, give_up)
+            if answer.get("succeeded"):
+                return answer
+            if wait <= 0:
+                raise self._held(accounts, answer["responses"])
+        elif wait <= 0:
+            raise LockHeld(accounts[0], "earlier waiting requests", 0.01)
+        return self._wait_turn(accounts, deadline, give_up, then)
 
-    def _wait_turn(self, accounts, deadline, give_up, unlocked, then):
-        """Join every account's line in one transaction (one revision: one order for all lines), wait until
-        first in each and the locks are free, then run then()'s operations in the transaction that leaves."""
+    def _try_now(self, accounts, then, give_up):
+        """then()'s transaction if no account is locked and no one is in etcd's line for one; else the locks."""
+        return self._take([compare(self._lock(a), "VERSION", "EQUAL", 0) for a in accounts]
+                          + [no_key_under(self._line(a)) for a in accounts], then, give_up,
+                          failure=[get(self._lock(a)) for a in accounts])
+
+    def _take(self, compares, then, give_up, success=(), failure=()):
+        operations = then(give_up) + list(success)
+        timeout = _time_left(give_up)
+        try:
+            return self._etcd.txn(compares, operations, failure, timeout=timeout)
+        except StoreUnavailable as error:
+            raise _TakingUnanswered(str(error)) from None
+
+    def _wait_turn(self, accounts, deadline, give_up, then):
+        """Wait first in this process's lines for the accounts, then, while their locks were granted here, for
+        this process to release them; then, if another data server's lock or waiter is in the way, in etcd's
+        lines (shared by every data server); then run then()."""
         with self._mutex:
             if self._waiters >= self._max_waiters:
                 raise LockHeld(accounts[0], "earlier waiting requests", 0.01)
             self._waiters += 1
-        started = time.monotonic()
+        started, ticket = time.monotonic(), self._local.join(accounts)
         try:
-            return self._wait_in_line(accounts, deadline, give_up, unlocked, then)
+            if not self._local.wait_first(ticket, accounts, deadline):
+                raise self._held(accounts, self._locks(accounts))
+            while True:
+                self._local.wait_unheld(accounts, deadline)
+                answer = self._try_now(accounts, then, give_up)
+                if answer.get("succeeded"):
+                    return answer
+                if time.monotonic() >= deadline:
+                    raise self._held(accounts, answer["responses"])
+                locked = [a for a, response in zip(accounts, answer["responses"]) if kvs(response)]
+                if not locked or not self._local.held_here(locked):
+                    return self._wait_in_line(accounts, deadline, give_up, then)
         finally:
+            self._local.leave(ticket, accounts)
             LOCK_WAIT_SECONDS.observe(time.monotonic() - started)
             with self._mutex:
                 self._waiters -= 1
 
-    def _wait_in_line(self, accounts, deadline, give_up, unlocked, then):
+    def _wait_in_line(self, accounts, deadline, give_up, then):
+        """Join every account's line in etcd in one transaction (one revision: one order for all lines), wait
+        until first in each and the locks are free, then run then()'s operations in the transaction that leaves."""
         me = uuid.uuid4().hex
         # A place in every account's line, and one key for the request itself, so that waiters count once.
         places = [self._place(account, me) for account in accounts]
         lease = self._etcd.grant(deadline - time.monotonic() + LINE_LEASE_MARGIN)
         self._etcd.txn(success=[put(key, "", lease) for key in places + [self._waiter(me)]], resend=True)
+        with self._mutex:
+            self._in_etcd_line += 1
+        unlocked = [compare(self._lock(a), "VERSION", "EQUAL", 0) for a in accounts]
         pause = POLL_FIRST
         try:
             while True:
@@ -193,21 +258,28 @@ class EtcdStore:
                 first = all(kvs(r) and decode(kvs(r)[0]["key"]) == place
                             for r, place in zip(heads["responses"], places))
                 if first:
-                    answer = self._etcd.txn(unlocked + [compare(place, "VERSION", "GREATER", 0) for place in places],
-                                            then(give_up) + [delete(key) for key in places + [self._waiter(me)]],
-                                            timeout=_time_left(give_up))
+                    answer = self._take(unlocked + [compare(place, "VERSION", "GREATER", 0) for place in places],
+                                        then, give_up, [delete(key) for key in places + [self._waiter(me)]])
                     if answer.get("succeeded"):
                         places = []
                         return answer
                 if time.monotonic() >= deadline:
-                    locks = self._etcd.txn(success=[get(self._lock(a)) for a in accounts],
-                                           resend=True)["responses"]
-                    raise self._held(accounts, locks)
-                time.sleep(pause)
+                    raise self._held(accounts, self._locks(accounts))
+                self._local.pause(pause)
                 pause = min(pause * 2, POLL_MOST)
         finally:
+            with self._mutex:
+                self._in_etcd_line -= 1
             if places:
                 self._etcd.txn(success=[delete(key) for key in places + [self._waiter(me)]], resend=True)
+
+    def _locks(self, accounts):
+        return self._etcd.txn(success=[get(self._lock(a)) for a in accounts], resend=True)["responses"]
+
+    def _waiting_here(self):
+        """This process's waiting requests that have no key in etcd's lines (yet)."""
+        with self._mutex:
+            return self._local.waiting() - self._in_etcd_line
 
     def _held(self, accounts, lock_ranges):
         for account, response in zip(accounts, lock_ranges):
@@ -218,16 +290,36 @@ class EtcdStore:
     # ---- leases and holders ------------------------------------------------------------------------------
 
     def _renew(self, business, account, token, lookup):
+        # The lock moves to the newest lease: renewing the one it shares would keep its neighbours alive too.
+        lease = self._shared_lock_lease(time.monotonic() + self._etcd.timeout)
         answer = self._etcd.txn(self._holder(business, account, token),
-                                [get(self._lock(account)), get(self._amount(account))] + self._record_ranges(lookup),
-                                resend=True)
+                                [put(self._lock(account), business, lease), get(self._amount(account))]
+                                + self._record_ranges(lookup), resend=True)
         if not answer.get("succeeded"):
             raise NotLockHolder(business, account, token)
-        ttl = self._etcd.keep_alive(kvs(answer["responses"][0])[0].get("lease"))
-        if ttl is None:
-            raise NotLockHolder(business, account, token)
-        return LockGrant(token, ttl, self._cents(answer["responses"][1]),
+        self._local.granted([account], time.monotonic() + self._ttl + LOCK_LEASE_SHARE)
+        return LockGrant(token, self._ttl, self._cents(answer["responses"][1]),
                          self._recorded(answer["responses"][2:], lookup))
+
+    def _shared_lock_lease(self, give_up):
+        """The lease new locks take: granted anew every LOCK_LEASE_SHARE seconds, for LOCK_TTL and that long."""
+        if not self._lock_lease_mutex.acquire(timeout=_time_left(give_up)):
+            raise StoreUnavailable("etcd was too slow to grant a lease within the caller's wait; nothing was taken")
+        try:
+            lease, asked_at = self._lock_lease
+            if time.monotonic() - asked_at >= LOCK_LEASE_SHARE:
+                asked_at = time.monotonic()
+                lease = self._etcd.grant(self._ttl + LOCK_LEASE_SHARE, timeout=_time_left(give_up))
+                self._lock_lease = (lease, asked_at)
+            return lease
+        finally:
+            self._lock_lease_mutex.release()
+
+    def _retire_lock_lease(self, lease):
+        """No new lock takes lease (it is being revoked)."""
+        with self._lock_lease_mutex:
+            if self._lock_lease[0] == lease:
+                self._lock_lease = (None, -math.inf)
 
     def _revoke_in_background(self, lease):
         """Revoke lease, trying again while etcd does not answer, for at most LOCK_TTL (when it would expire)."""
@@ -255,7 +347,10 @@ class EtcdStore:
     def _give_back(self, business, *held):
         ops = [self._release_op(business, account, token) for group in held for account, token in group.items()]
         if ops:
-            self._etcd.txn(success=ops, resend=True)
+            try:
+                self._etcd.txn(success=ops, resend=True)
+            finally:
+                self._local.released([account for group in held for account in group])
 
     # ---- operation records -------------------------------------------------------------------------------
 
@@ -276,7 +371,11 @@ class EtcdStore:
         if not operations:
             return None
         answer = self._etcd.txn(success=self._record_ranges([op["id"] for op in operations]), resend=True)
-        found = self._recorded(answer["responses"], [op["id"] for op in operations])
+        return self._first_results(answer["responses"], operations)
+
+    def _first_results(self, record_ranges, operations):
+        """_recorded_results from the answers to _record_ranges of the operations' ids."""
+        found = self._recorded(record_ranges, [op["id"] for op in operations])
         if not found:
             return None
         if all(op["id"] in found and found[op["id"]]["request"] == op["request"] for op in operations):
@@ -294,15 +393,24 @@ class EtcdStore:
             needed = sum(1 for op in operations if op.get("keyed", True) == keyed)
             if not needed:
                 continue
-            prefix = self._p + ("o/k/" if keyed else "o/r/")
-            counted = self._etcd.txn(success=[get(prefix, prefix=True, count_only=True)], resend=True)
-            held = count(counted["responses"][0])
+            with self._mutex:
+                held, counted_at = self._records_counted.get(keyed, (0, -math.inf))
+                if time.monotonic() - counted_at < RECOUNT_AFTER and held + needed <= self._limit[keyed]:
+                    # Counted as held from now on, taken or not: a count too high only brings a recount sooner.
+                    self._records_counted[keyed] = (held + needed, counted_at)
+                    continue
+            prefix, counted_at = self._p + ("o/k/" if keyed else "o/r/"), time.monotonic()
+            held = count(self._etcd.txn(success=[get(prefix, prefix=True, count_only=True)],
+                                        resend=True)["responses"][0])
             if held + needed > self._limit[keyed]:
-                self._require_room_among_live(prefix, keyed, needed)
+                held = self._require_room_among_live(prefix, keyed, needed)
+            with self._mutex:
+                self._records_counted[keyed] = (held + needed, counted_at)
 
     def _require_room_among_live(self, prefix, keyed, needed):
         """Near the cap, count only records within their retention, dropping the others (their etcd lease may
-        outlive them by a span); refuse if there is still no room, saying when the oldest live one expires."""
+        outlive them by a span); refuse if there is still no room, saying when the oldest live one expires. The
+        live records' count."""
         now, oldest_kept = self._wall_clock(), self._wall_clock() - self._retention[keyed]
         made = [(json.loads(decode(kv["value"]))["at"], decode(kv["key"]))
                 for kv in kvs(self._etcd.txn(success=[get(prefix, prefix=True)], resend=True)["responses"][0])]
@@ -313,6 +421,7 @@ class EtcdStore:
         if len(live) + needed > self._limit[keyed]:
             raise RecordsFull("idempotency" if keyed else "commit retry",
                               max(1.0, live[0] + self._retention[keyed] - now))
+        return len(live)
 
     def _put_record(self, op):
         keyed = op.get("keyed", True)
@@ -354,6 +463,10 @@ class EtcdStore:
     @staticmethod
     def _cents(response):
         return int(decode(kvs(response)[0]["value"])) if kvs(response) else None
+
+
+class _TakingUnanswered(StoreUnavailable):
+    """A transaction that would take a lock went unanswered: it may have been applied."""
 
 
 def _time_left(give_up):

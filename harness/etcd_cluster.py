@@ -111,6 +111,16 @@ class EtcdCluster:
                 return name
         raise RuntimeError("the cluster has no leader")
 
+    def pids(self):
+        """The members' processes (etcd itself: its command replaces any wrapper's)."""
+        return [process.pid for process in self.processes.values() if process.poll() is None]
+
+    def metrics(self, name):
+        """One member's Prometheus samples: {sample line's name and labels: value}."""
+        text = requests.get(f"{self.client_url(name)}/metrics", timeout=5, **self._requests).text
+        samples = (line.rpartition(" ") for line in text.splitlines() if line and not line.startswith("#"))
+        return {sample: float(value) for sample, _, value in samples}
+
     def signal(self, name, signum):
         os.killpg(self.processes[name].pid, signum)
 

@@ -1,0 +1,83 @@
+"""The etcd tier beside the embedded store, in the same run: a 3-member cluster on loopback with one and with two
+data servers, the same deposit, hot-account and transfer phases, etcd's own count of the requests each operation
+cost, the CPU of every process (etcd members included), a py-spy profile of the data servers, and what etcd's
+database holds after it all."""
+from pathlib import Path
+
+from bench.chart import CLIENTS
+from bench.profile import profile_while
+from bench.stack import SECONDS, Stack, run_wrk, seed_accounts
+from harness.etcd_cluster import EtcdCluster
+
+MODES = (("deposit", "spread-"), ("hot", "hot-"), ("transfer", "tr-"))
+DATA_SERVERS = (1, 2)
+DB_BYTES = "etcd_mvcc_db_total_size_in_bytes"
+DB_BYTES_IN_USE = "etcd_mvcc_db_total_size_in_use_in_bytes"
+
+
+def measure_etcd_tier(workdir, spread_accounts, transfer_accounts):
+    """Rows as run_wrk's, with "data_servers"; the data servers' profile at 32 clients' deposits; etcd's size."""
+    accounts = {"spread-": spread_accounts, "hot-": 1, "tr-": transfer_accounts}
+    cluster = EtcdCluster(Path(workdir) / "etcd").start()
+    rows, profile = [], None
+    try:
+        for data_count in DATA_SERVERS:
+            stack = Stack(Path(workdir) / f"etcd-tier-{data_count}", etcd=cluster, data_count=data_count)
+            try:
+                if data_count == DATA_SERVERS[0]:
+                    seed_accounts(stack, "spread-", spread_accounts, "1000.00")
+                    seed_accounts(stack, "tr-", transfer_accounts, "1000000.00")
+                for mode, prefix in MODES:
+                    for clients in CLIENTS:
+                        result = run_wrk(stack, mode, clients, stack.entry(), stack.client_token, prefix,
+                                         accounts[prefix])
+                        print(f"etcd, {data_count} data: {mode:>9} {clients:>4} clients: {result['ops_per_s']:8.0f} "
+                              f"op/s  p99 {result['p99_ms']:7.1f} ms  errors {result['errors']}  CPU "
+                              f"{result['cpu_ms_per_op']:.2f} ms/op  etcd txn/op "
+                              f"{result['etcd_calls_per_op']['etcd Txn']:.2f}", flush=True)
+                        rows.append({"data_servers": data_count, **result})
+                if data_count == DATA_SERVERS[0]:
+                    workers = [pid for server in stack.data_servers for pid in server.worker_pids()]
+                    _, profile = profile_while(workers, SECONDS, lambda: run_wrk(
+                        stack, "deposit", 32, stack.entry(), stack.client_token, "spread-", spread_accounts))
+            finally:
+                stack.stop()
+        members = [cluster.metrics(name) for name in cluster.names]
+        size = {"db_bytes": max(m.get(DB_BYTES, 0) for m in members),
+                "db_bytes_in_use": max(m.get(DB_BYTES_IN_USE, 0) for m in members)}
+    finally:
+        cluster.stop()
+    return {"rows": rows, "profile": profile, "size": size}
+
+
+def etcd_lines(etcd, operations):
+    """The results table beside the embedded store's rows of the same run, then the profile."""
+    embedded = {(r["mode"], r["clients"]): r for r in operations}
+    methods = list(etcd["rows"][0]["etcd_calls_per_op"])
+    lines = ["", "## The etcd tier", "",
+             "A 3-member etcd cluster on this machine's loopback (the members share its cores with everything else), "
+             "one or two data servers (DATA_STORE=etcd), the same three business servers and load; the ratio is to "
+             "the embedded store's row of the same phase and clients above. etcd requests are etcd's own counts "
+             "(every member's gRPC requests, which its JSON gateway makes) per operation; CPU counts every process, "
+             "the etcd members included.", "",
+             "| phase | data servers | clients | op/s | ratio to embedded | p50 ms | p99 ms | errors | "
+             + " | ".join(f"{m.split()[1]}/op" for m in methods) + " | CPU ms/op | of which etcd |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | " + "---: | " * len(methods) + "---: | ---: |"]
+    for r in etcd["rows"]:
+        ratio = r["ops_per_s"] / embedded[(r["mode"], r["clients"])]["ops_per_s"]
+        calls = " | ".join(f"{r['etcd_calls_per_op'][m]:.2f}" for m in methods)
+        lines.append(f"| {r['mode']} | {r['data_servers']} | {r['clients']} | {r['ops_per_s']:.0f} | {ratio:.2f} "
+                     f"| {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} | {calls} | {r['cpu_ms_per_op']:.2f} "
+                     f"| {r['cpu_ms_per_op_by_role'].get('etcd', 0):.2f} |")
+    size = etcd["size"]
+    lines += ["", f"etcd's database after the phases: {size['db_bytes'] / 1e6:.1f} MB on disk, "
+              f"{size['db_bytes_in_use'] / 1e6:.1f} MB of it in use."]
+    profile = etcd["profile"]
+    if profile:
+        lines += ["", f"Where a data server's CPU goes at 32 clients' deposits (py-spy, {profile['samples']} samples "
+                  "of its busy threads): the functions with the most samples of their own, and this project's "
+                  "functions with their callees' samples included.", "",
+                  "| own time | share | with callees | share |", "| --- | ---: | --- | ---: |"]
+        for (own, own_share), (inclusive, inclusive_share) in zip(profile["own"], profile["inclusive"]):
+            lines.append(f"| `{own}` | {own_share:.0%} | `{inclusive}` | {inclusive_share:.0%} |")
+    return lines
