@@ -6,7 +6,7 @@ from pathlib import Path
 
 from bench.chart import CLIENTS
 from bench.profile import profile_while
-from bench.stack import SECONDS, Stack, run_wrk, seed_accounts
+from bench.stack import SECONDS, Stack, run_wrk, seed_accounts, verdict
 from harness.etcd_cluster import EtcdCluster
 
 MODES = (("deposit", "spread-"), ("hot", "hot-"), ("transfer", "tr-"))
@@ -75,9 +75,28 @@ def etcd_lines(etcd, operations):
     profile = etcd["profile"]
     if profile:
         lines += ["", f"Where a data server's CPU goes at 32 clients' deposits (py-spy, {profile['samples']} samples "
-                  "of its busy threads): the functions with the most samples of their own, and this project's "
+                  "of the thread holding the GIL): the functions with the most samples of their own, and this project's "
                   "functions with their callees' samples included.", "",
                   "| own time | share | with callees | share |", "| --- | ---: | --- | ---: |"]
         for (own, own_share), (inclusive, inclusive_share) in zip(profile["own"], profile["inclusive"]):
             lines.append(f"| `{own}` | {own_share:.0%} | `{inclusive}` | {inclusive_share:.0%} |")
+    return lines
+
+
+def etcd_targets(etcd, operations):
+    """Issue #18's targets, each reached or not, on the run's rows."""
+    embedded = {(r["mode"], r["clients"]): r for r in operations}
+    rows = {(r["mode"], r["data_servers"], r["clients"]): r for r in etcd["rows"]}
+    lines = []
+    for mode, goal in (("deposit", 0.6), ("transfer", 0.5), ("hot", 0.5)):
+        for data_count in DATA_SERVERS:
+            ratio = rows[(mode, data_count, 32)]["ops_per_s"] / embedded[(mode, 32)]["ops_per_s"]
+            lines.append(f"etcd tier, {data_count} data server(s): {mode} at 32 clients {ratio:.2f}x the embedded "
+                         f"store (target {goal}): {verdict(ratio >= goal)}")
+    for data_count in DATA_SERVERS:
+        cpu = rows[("deposit", data_count, 32)]["cpu_ms_per_op"]
+        lines.append(f"etcd tier, {data_count} data server(s): CPU per deposit at 32 clients, every process, {cpu:.2f} "
+                     f"ms (target 4): {verdict(cpu <= 4)}")
+    errors = sum(r["errors"] for r in etcd["rows"] if r["clients"] == 128)
+    lines.append(f"etcd tier at 128 clients: {errors} errors (target 0): {verdict(errors == 0)}")
     return lines

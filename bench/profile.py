@@ -1,4 +1,5 @@
-"""py-spy on a running server while a load runs: where its CPU goes, by function, own time and with callees."""
+"""py-spy on a running server while a load runs: where its Python CPU goes (samples of the thread that holds the
+GIL), by function, own time and with callees."""
 import collections
 import os
 import subprocess
@@ -16,7 +17,7 @@ def profile_while(pids, seconds, load):
     with tempfile.TemporaryDirectory(prefix="bank-profile-") as folder:
         outputs = [Path(folder) / f"{pid}.txt" for pid in pids]
         samplers = [subprocess.Popen([PY_SPY, "record", "--pid", str(pid), "--duration", str(seconds), "--rate",
-                                      "200", "--format", "raw", "--output", str(output), "--nonblocking"],
+                                      "200", "--gil", "--format", "raw", "--output", str(output), "--nonblocking"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                     for pid, output in zip(pids, outputs)]
         try:

@@ -18,7 +18,8 @@ import requests
 
 from bench.chart import CLIENTS, chart
 from bench.edge_phase import edge_lines, measure_edge
-from bench.stack import SECONDS, Stack, run_wrk, seed_accounts
+from bench.etcd_phase import etcd_lines, etcd_targets, measure_etcd_tier
+from bench.stack import SECONDS, Stack, run_wrk, seed_accounts, verdict
 from data.journal import SNAPSHOT_CHUNK, Journal
 from harness.processes import ROOT, Server, example_settings, free_port, proc_status
 
@@ -220,7 +221,7 @@ def machine():
     return f"{os.cpu_count()} cores ({model}), {memory_gb:.0f} GiB, Linux {platform.release()}, Python {platform.python_version()}"
 
 
-def write_results(operations, scale, sizes, compaction, comparison, edge):
+def write_results(operations, scale, sizes, compaction, comparison, edge, etcd):
     RESULTS.mkdir(parents=True, exist_ok=True)
     baseline = {r["clients"]: r["ops_per_s"] for r in operations if r["mode"] == "baseline"}
     for result in operations:
@@ -228,7 +229,8 @@ def write_results(operations, scale, sizes, compaction, comparison, edge):
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     (RESULTS / "latest.json").write_text(json.dumps(
         {"when": when, "machine": machine(), "seconds": SECONDS, "operations": operations, "scale": scale,
-         "sizes": sizes, "compaction": compaction, "before_after": comparison, "edge": edge}, indent=2))
+         "sizes": sizes, "compaction": compaction, "before_after": comparison, "edge": edge, "etcd": etcd},
+        indent=2))
     settings = example_settings()
     lines = [f"# Benchmark, {when}", "", f"Machine: {machine()}. Each figure: wrk for {SECONDS:.0f} s; the "
              "stack as `make run` starts it (journal on, fsync always, 3 business servers of "
@@ -268,16 +270,14 @@ def write_results(operations, scale, sizes, compaction, comparison, edge):
                      f"| {after['ops_per_s'] / base_after['ops_per_s']:.2f} | {before['p99_ms']:.1f} "
                      f"| {after['p99_ms']:.1f} | {before['cpu_ms_per_op']:.2f} | {after['cpu_ms_per_op']:.2f} |")
     lines += edge_lines(edge)
-    lines += ["", "## Targets", ""] + [f"- {line}" for line in targets(operations, sizes)]
+    lines += etcd_lines(etcd, operations)
+    lines += ["", "## Targets", ""] + [f"- {line}" for line in targets(operations, sizes) + etcd_targets(etcd, operations)]
     (RESULTS / "latest.md").write_text("\n".join(lines) + "\n")
     chart(operations, RESULTS / "throughput.png")
 
 
 def targets(operations, sizes):
     at = {(r["mode"], r["clients"]): r for r in operations}
-
-    def verdict(ok):
-        return "reached" if ok else "NOT reached"
 
     lines = []
     for mode, goal in (("deposit", 1.0), ("hot", 1.5), ("transfer", 0.5)):
@@ -305,12 +305,13 @@ def main():
             operations = measure_operations(stack)
         finally:
             stack.stop()
+        etcd = measure_etcd_tier(workdir, SPREAD_ACCOUNTS, TRANSFER_ACCOUNTS)
         scale = measure_business_scale(workdir)
         sizes = measure_data_server_size(workdir)
         compaction = measure_compaction_stall(workdir)
         comparison = measure_before_after(workdir)
         edge = measure_edge(workdir)
-    write_results(operations, scale, sizes, compaction, comparison, edge)
+    write_results(operations, scale, sizes, compaction, comparison, edge, etcd)
     print((RESULTS / "latest.md").read_text())
     return 0
 

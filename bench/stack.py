@@ -157,3 +157,8 @@ def seed_accounts(stack, prefix, count, amount):
 
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         list(pool.map(create, range(count)))
+
+
+def verdict(reached):
+    """How a results table says whether a target was reached."""
+    return "reached" if reached else "NOT reached"

@@ -17,7 +17,7 @@ from data.etcd_store import EtcdStore
 from data.journal import Journal, MemoryJournal, run_in_thread
 from data.metrics import COMMIT_WRITES, COMMITS, FENCING_REFUSALS, LiveState
 from data.store import (LockHeld, NotLockHolder, OperationConflict, RecordsFull, StorageFailed, StoreError,
-                        StoreUnavailable, UnknownAccount, WriteFailed)
+                        StoreFull, StoreUnavailable, UnknownAccount, WriteFailed)
 from shared.auth import bearer_auth, configure_tokens
 from shared.errors import ApiError, error_response
 from shared.metrics import register_metrics_route
@@ -39,6 +39,8 @@ STORE_REFUSALS = {
     StorageFailed: (503, "storage_failed", "the journal could not be made durable, so what is on disk is unknown: "
                                            "this request's outcome is unknown and nothing is answered until the "
                                            "data server is restarted"),
+    StoreFull: (503, "store_full", "{error}; nothing was applied, and no write will be until an operator makes room "
+                                   "(README: the etcd tier's size)"),
     StoreUnavailable: (503, "store_unavailable", "the store's cluster did not answer; a write sent to it may or may "
                                                  "not have been applied: retry with the same operation ids"),
 }

@@ -5,7 +5,10 @@ The request builders below make the parts of a transaction; EtcdGateway sends th
 import base64
 import json
 
-from data.store import StoreUnavailable
+from data.store import StoreFull, StoreUnavailable
+
+# etcd's answer to any write once its database is at --quota-backend-bytes (its alarm stays on until disarmed).
+NO_SPACE = "etcdserver: mvcc: database space exceeded"
 from shared.failover import FailoverPools, NotAnswered
 
 
@@ -29,6 +32,8 @@ class EtcdGateway:
                                                   min(self.timeout, timeout or self.timeout), resend)
         except NotAnswered as error:
             raise StoreUnavailable(f"etcd: {error}") from None
+        if response.status == 429 and answer.get("error") == NO_SPACE:
+            raise StoreFull(f"etcd's database is at its quota: {NO_SPACE}")
         if response.status != 200 and not (absent_ok and response.status == 404):
             raise StoreUnavailable(f"etcd answered {path} with {response.status} {answer.get('error')}")
         return answer

@@ -152,6 +152,12 @@ class StorageFailed(StoreError):
     retry_after = 5
 
 
+class StoreFull(StoreError):
+    """The store's cluster refuses writes: its database is at its quota. Nothing was applied."""
+
+    retry_after = 30
+
+
 class StoreUnavailable(StoreError):
     """The store's cluster did not answer: what a write sent to it did is unknown."""
 

@@ -24,14 +24,16 @@ class Placement:
 class EtcdCluster:
     """Members of an etcd cluster, their data in a folder; placements: {name: Placement}, three on loopback if
     none are given. tls: a folder of make certs' files: the members then speak TLS to clients and peers and take
-    only certificates from its CA, and the cluster's own calls show the data servers' certificate."""
+    only certificates from its CA, and the cluster's own calls show the data servers' certificate. quota_bytes: the
+    database size at which etcd refuses writes (--quota-backend-bytes)."""
 
-    def __init__(self, folder, placements=None, tls=None):
+    def __init__(self, folder, placements=None, tls=None, quota_bytes=2 ** 30):
         self.folder = Path(folder)
         self.placements = placements or {f"m{i}": Placement() for i in (1, 2, 3)}
         self.names = list(self.placements)
         self.processes = {}
         self.tls = Path(tls) if tls else None
+        self.quota_bytes = quota_bytes
         self._scheme = "https" if tls else "http"
         self._requests = {"verify": str(self.tls / "ca.pem"),
                           "cert": (str(self.tls / "data.pem"), str(self.tls / "data-key.pem"))} if tls else {}
@@ -69,7 +71,7 @@ class EtcdCluster:
                    "--max-txn-ops", "1024",
                    # Old revisions are dropped and the database has a stated size, so the quota is never a surprise.
                    "--auto-compaction-mode", "revision", "--auto-compaction-retention", "10000",
-                   "--quota-backend-bytes", str(2 ** 30)]
+                   "--quota-backend-bytes", str(self.quota_bytes)]
         if self.tls:
             cert, key = str(self.tls / f"etcd-{name}.pem"), str(self.tls / f"etcd-{name}-key.pem")
             ca = str(self.tls / "ca.pem")

@@ -1,14 +1,18 @@
 """What only the etcd store can show: several data servers serving one bank, leases expiring in real time on the
 cluster, and a clear 503 when no member answers."""
+import json
 import socket
+import subprocess
 import threading
 import time
 
 import pytest
 
 from data.etcd_gateway import EtcdGateway
+from data.etcd_gateway import put as etcd_put
 from data.etcd_store import EtcdStore
-from data.store import StoreUnavailable
+from data.store import LockHeld, StoreFull, StoreUnavailable
+from harness.etcd_cluster import EtcdCluster, Placement
 from harness.processes import free_port
 from data.data_server import create_app as create_data_app
 from shared.settings import load_data_settings
@@ -140,3 +144,110 @@ def test_a_lock_whose_answer_was_lost_is_given_back_by_revoking_its_lease(reques
         assert time.monotonic() < deadline, "the lost lock was not given back"
         time.sleep(0.05)
     assert store.lock_all("b2", ["acc"]).grants[0].account == "acc"
+
+
+def etcd_store(request, **overrides):
+    return EtcdStore(load_data_settings(store_environ("etcd", request, **overrides)))
+
+
+def test_locks_sharing_a_lease_each_live_their_ttl_and_a_renewal_keeps_only_its_own(request):
+    store = etcd_store(request, LOCK_TTL="2")
+    renewed = store.lock("b1", "renewed")
+    time.sleep(0.8)                             # the second lock shares the first one's lease, 0.8 s older
+    left = store.lock("b1", "left")
+    taken = time.monotonic()
+    while time.monotonic() < taken + 3.5:
+        store.lock("b1", "renewed", token=renewed.token)
+        if time.monotonic() < taken + 1.8:      # a lock lives its TTL (2 s) from its own grant at least
+            with pytest.raises(LockHeld):
+                store.lock("b2", "left")
+        time.sleep(0.3)
+    # The renewals moved "renewed" to newer leases; "left", never renewed, expired with the lease it shared.
+    assert store.lock("b2", "left").token > left.token
+    assert store.commit("b1", {"renewed": (100, renewed.token)}, unlock=True).replayed is False
+
+
+def test_a_waiter_behind_a_lock_of_its_own_data_server_is_woken_by_the_release_not_by_polling(request):
+    store = etcd_store(request)
+    calls, sent = [], store._etcd.txn
+    store._etcd.txn = lambda *args, **kwargs: calls.append(args) or sent(*args, **kwargs)
+    holder = store.lock("b1", "acc")
+    waiter = threading.Thread(target=lambda: calls.append(store.lock("b2", "acc", wait=5)))
+    before = len(calls)
+    waiter.start()
+    time.sleep(0.5)
+    released = time.monotonic()
+    store.unlock("b1", "acc", holder.token)
+    waiter.join(5)
+    assert time.monotonic() - released < 0.2 and calls[-1].token > holder.token
+    # Half a second of waiting asked etcd nothing: one transaction took the lock after the release (and one
+    # was the release itself).
+    assert len(calls) - before - 1 == 2
+
+
+def test_waiters_on_two_data_servers_are_served_in_arrival_order(request):
+    first, second = etcd_store(request), etcd_store(request)
+    holder = first.lock("b1", "acc")
+    order = []
+
+    def wait_through(store, name):
+        granted = store.lock("b2", "acc", wait=5)
+        order.append(name)
+        store.unlock("b2", "acc", granted.token)
+
+    early = threading.Thread(target=wait_through, args=(second, "through the other server"))
+    early.start()
+    deadline = time.monotonic() + 5
+    while first.counts().waiting != 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    # Waiting at the holder's own server, this one is woken by the release first, and still goes second.
+    late = threading.Thread(target=wait_through, args=(first, "through the holder's server"))
+    late.start()
+    while first.counts().waiting != 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    first.unlock("b1", "acc", holder.token)
+    early.join(10)
+    late.join(10)
+    assert order == ["through the other server", "through the holder's server"]
+
+
+def test_at_etcds_quota_writes_are_refused_as_store_full_nothing_is_lost_and_room_brings_them_back(tmp_path):
+    cluster = EtcdCluster(tmp_path / "etcd", {"m1": Placement()}, quota_bytes=2 * 2 ** 20).start()
+    try:
+        endpoint = cluster.endpoints[0]
+        client = create_data_app(load_data_settings(data_environ(
+            DATA_STORE="etcd", ETCD_ENDPOINTS=endpoint, ETCD_PREFIX="bank/"))).test_client()
+        deposit = {"writes": [{"account": "acc", "amount": "100.00"}], "operations": [
+            {"id": "op-1", "request": "r", "result": 1}], "unlock": True}
+        deposit["writes"][0]["token"] = client.post("/getLock/b1/acc", headers=B1).json["token"]
+        assert client.post("/commit/b1", headers=B1, json=deposit).status_code == 200
+        held = client.post("/getLock/b1/acc", headers=B1).json["token"]
+        # Something else fills etcd's database up to its quota.
+        filler = EtcdGateway([endpoint], 5)
+        with pytest.raises(StoreFull):
+            for i in range(100):
+                filler.txn(success=[etcd_put(f"filler/{i}", "x" * 100_000)])
+        late = {"writes": [{"account": "acc", "amount": "250.00", "token": held}],
+                "operations": [{"id": "op-2", "request": "r", "result": 2}], "unlock": True}
+        for refused in (client.post("/commit/b1", headers=B1, json=late), client.post("/getLock/b1/other", headers=B1)):
+            assert refused.status_code == 503 and refused.json["error"] == "store_full"
+            assert refused.headers["Retry-After"] == "30"
+        # Deletes are still taken: the lock is given back, and the balance is read as it was.
+        assert client.post("/unLock/b1/acc", headers=B1, json={"token": held}).status_code == 200
+        assert client.get("/getAmount/b2/acc", headers=B2).json["amount"] == "100.00"
+        # What the README tells an operator to do: delete, compact, defragment, disarm the alarm.
+        etcdctl = ["etcdctl", "--endpoints", endpoint]
+        subprocess.run([*etcdctl, "del", "--prefix", "filler/"], check=True, capture_output=True, timeout=30)
+        status = json.loads(subprocess.run([*etcdctl, "endpoint", "status", "-w", "json"], check=True,
+                                           capture_output=True, timeout=30).stdout)
+        for command in (["compact", str(status[0]["Status"]["header"]["revision"])], ["defrag"], ["alarm", "disarm"]):
+            subprocess.run([*etcdctl, *command], check=True, capture_output=True, timeout=30)
+        late["writes"][0]["token"] = client.post("/getLock/b1/acc", headers=B1, json={"wait_ms": 5000}).json["token"]
+        again = client.post("/commit/b1", headers=B1, json=late)
+        # The refused commit recorded nothing: sent again, it is applied now, once.
+        assert again.status_code == 200 and again.json["replayed"] is False
+        assert client.get("/getAmount/b2/acc", headers=B2).json["amount"] == "250.00"
+    finally:
+        cluster.stop()
