@@ -91,9 +91,10 @@ def delete(key):
     return {"request_delete_range": {"key": encode(key)}}
 
 
-def nested(compare, success):
-    """A transaction inside a transaction: its success applies only where its own compare holds."""
-    return {"request_txn": {"compare": list(compare), "success": list(success), "failure": []}}
+def nested(compare, success, failure=()):
+    """A transaction inside a transaction: its success applies only where its own compare holds, its failure
+    where it does not."""
+    return {"request_txn": {"compare": list(compare), "success": list(success), "failure": list(failure)}}
 
 
 def compare(key, target, result, value):

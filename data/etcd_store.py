@@ -9,11 +9,13 @@ one bank. Keys under ETCD_PREFIX:
   q/{account}/{id}   a request waiting for the account, under a lease; create revisions order the line
   w/{id}             the same waiting request, once, to count them
   o/k/{id}, o/r/{id} a keyed or a retry operation record, under a lease a little longer than its retention
+  quota              empty: written by every transaction of grouped requests, so that etcd weighs it (etcd_groups.py)
 
-What each operation costs etcd (make bench counts it): a lock is one transaction, a commit another. Locks share
-etcd leases: a data server grants one every LOCK_LEASE_SHARE seconds for every lock it takes in that time, so a
-lock lives from LOCK_TTL to LOCK_TTL + LOCK_LEASE_SHARE; a renewal moves the lock to the newest lease (its create
-revision, the token, stays). The caps on records are checked against a count taken at most RECOUNT_AFTER seconds
+What each operation costs etcd (make bench counts it): a lock is one transaction, a commit another, and the lock
+attempts and commits of concurrent requests on different accounts go to etcd together, as one (etcd_groups.py).
+Locks share etcd leases: a data server grants one every LOCK_LEASE_SHARE seconds for every lock it takes in that
+time, so a lock lives from LOCK_TTL to LOCK_TTL + LOCK_LEASE_SHARE; a renewal moves the lock to the newest lease
+(its create revision, the token, stays). The caps on records are checked against a count taken at most RECOUNT_AFTER seconds
 ago plus what this process has recorded since, and counted again before any refusal: with several data servers,
 the cap may be passed by what the others recorded in that time.
 """
@@ -25,6 +27,7 @@ import uuid
 
 from data.etcd_gateway import (EtcdGateway, compare, count, decode, delete, get, kvs, nested, no_key_under,
                                put)
+from data.etcd_groups import GroupedTxns, NotSent
 from data.local_lines import LocalLines
 from data.metrics import LOCK_WAIT_SECONDS
 from data.store import (BankView, CommitOutcome, Counts, Grant, LeaseView, LockGrant, LockHeld, LocksGrant,
@@ -64,6 +67,7 @@ class EtcdStore:
         self._waiters = 0
         self._in_etcd_line = 0              # of them, those with a place in etcd's lines
         self._local = LocalLines()
+        self._groups = GroupedTxns(self._etcd, f"{self._p}quota")
 
     # ---- the contract (data/store.py) --------------------------------------------------------------------
 
@@ -138,7 +142,9 @@ class EtcdStore:
         success += [self._release_op(business, account, token) for account, token in release.items()]
         # Refused, the transaction says what is recorded of its operations: a retry is told its first results.
         try:
-            answer = self._etcd.txn(checks, success, self._record_ranges([op["id"] for op in operations]))
+            answer = self._groups.txn([*writes, *release, *(f"operation {op['id']}" for op in operations)], checks,
+                                      success, self._record_ranges([op["id"] for op in operations]),
+                                      self._etcd.timeout)
         finally:
             if unlock or release:
                 # Released, or not known to be held any more: this process's waiters for them may try.
@@ -201,13 +207,18 @@ class EtcdStore:
         """then()'s transaction if no account is locked and no one is in etcd's line for one; else the locks."""
         return self._take([compare(self._lock(a), "VERSION", "EQUAL", 0) for a in accounts]
                           + [no_key_under(self._line(a)) for a in accounts], then, give_up,
-                          failure=[get(self._lock(a)) for a in accounts])
+                          failure=[get(self._lock(a)) for a in accounts], grouped_by=accounts)
 
-    def _take(self, compares, then, give_up, success=(), failure=()):
+    def _take(self, compares, then, give_up, success=(), failure=(), grouped_by=None):
+        """then()'s transaction; sent with other requests' if grouped_by names the keys (accounts) it touches."""
         operations = then(give_up) + list(success)
         timeout = _time_left(give_up)
         try:
+            if grouped_by is not None:
+                return self._groups.txn(grouped_by, compares, operations, failure, timeout)
             return self._etcd.txn(compares, operations, failure, timeout=timeout)
+        except NotSent:
+            raise
         except StoreUnavailable as error:
             raise _TakingUnanswered(str(error)) from None
 

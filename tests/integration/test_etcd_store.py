@@ -1,5 +1,6 @@
 """What only the etcd store can show: several data servers serving one bank, leases expiring in real time on the
 cluster, and a clear 503 when no member answers."""
+import concurrent.futures
 import json
 import socket
 import subprocess
@@ -251,3 +252,25 @@ def test_at_etcds_quota_writes_are_refused_as_store_full_nothing_is_lost_and_roo
         assert client.get("/getAmount/b2/acc", headers=B2).json["amount"] == "250.00"
     finally:
         cluster.stop()
+
+
+def test_concurrent_requests_share_etcd_transactions_but_two_on_one_account_never_do(request):
+    store = etcd_store(request)
+    calls, sent = [], store._etcd.txn
+    store._etcd.txn = lambda *args, **kwargs: calls.append(args) or sent(*args, **kwargs)
+    barrier = threading.Barrier(24)
+
+    def lock(account):
+        barrier.wait()
+        try:
+            return store.lock("b1", account).token
+        except LockHeld:
+            return None
+
+    with concurrent.futures.ThreadPoolExecutor(24) as pool:
+        distinct = list(pool.map(lock, [f"acc-{i}" for i in range(24)]))
+    assert all(distinct) and len(calls) < 24
+    with concurrent.futures.ThreadPoolExecutor(24) as pool:
+        same = list(pool.map(lock, ["one"] * 24))
+    # Never together: etcd would refuse the transaction (a key written twice), or lease the account twice.
+    assert len([token for token in same if token]) == 1 and store.counts().leases == 25
