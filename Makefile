@@ -62,9 +62,11 @@ test-packages:
 test: install node_modules/.installed test-packages
 	$(PYTHON) -m pytest
 
-# The benchmark (wrk from Debian, the chart from matplotlib); results in bench/results/.
+# The benchmark (wrk, etcd and PostgreSQL for its peer from Debian; the chart from matplotlib, py-spy, psycopg);
+# results in bench/results/.
 bench: install
-	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	command -v wrk >/dev/null && command -v etcd >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+		(apt-get update -qq && apt-get install -y -qq wrk etcd-server etcd-client postgresql)
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
 	$(PYTHON) -m bench.run
 

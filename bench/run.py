@@ -19,6 +19,7 @@ import requests
 from bench.chart import CLIENTS, chart
 from bench.edge_phase import edge_lines, measure_edge
 from bench.etcd_phase import etcd_lines, etcd_targets, measure_etcd_tier
+from bench.peer_phase import measure_peer, peer_lines, peer_targets
 from bench.stack import SECONDS, Stack, run_wrk, seed_accounts, verdict
 from data.journal import SNAPSHOT_CHUNK, Journal
 from harness.processes import ROOT, Server, example_settings, free_port, proc_status
@@ -221,7 +222,7 @@ def machine():
     return f"{os.cpu_count()} cores ({model}), {memory_gb:.0f} GiB, Linux {platform.release()}, Python {platform.python_version()}"
 
 
-def write_results(operations, scale, sizes, compaction, comparison, edge, etcd):
+def write_results(operations, scale, sizes, compaction, comparison, edge, etcd, peer):
     RESULTS.mkdir(parents=True, exist_ok=True)
     baseline = {r["clients"]: r["ops_per_s"] for r in operations if r["mode"] == "baseline"}
     for result in operations:
@@ -229,7 +230,8 @@ def write_results(operations, scale, sizes, compaction, comparison, edge, etcd):
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     (RESULTS / "latest.json").write_text(json.dumps(
         {"when": when, "machine": machine(), "seconds": SECONDS, "operations": operations, "scale": scale,
-         "sizes": sizes, "compaction": compaction, "before_after": comparison, "edge": edge, "etcd": etcd},
+         "sizes": sizes, "compaction": compaction, "before_after": comparison, "edge": edge, "etcd": etcd,
+         "peer": peer},
         indent=2))
     settings = example_settings()
     lines = [f"# Benchmark, {when}", "", f"Machine: {machine()}. Each figure: wrk for {SECONDS:.0f} s; the "
@@ -271,9 +273,11 @@ def write_results(operations, scale, sizes, compaction, comparison, edge, etcd):
                      f"| {after['p99_ms']:.1f} | {before['cpu_ms_per_op']:.2f} | {after['cpu_ms_per_op']:.2f} |")
     lines += edge_lines(edge)
     lines += etcd_lines(etcd, operations)
-    lines += ["", "## Targets", ""] + [f"- {line}" for line in targets(operations, sizes) + etcd_targets(etcd, operations)]
+    lines += peer_lines(peer, operations)
+    reached = targets(operations, sizes) + etcd_targets(etcd, operations) + peer_targets(peer, operations)
+    lines += ["", "## Targets", ""] + [f"- {line}" for line in reached]
     (RESULTS / "latest.md").write_text("\n".join(lines) + "\n")
-    chart(operations, RESULTS / "throughput.png")
+    chart(operations, RESULTS / "throughput.png", peer)
 
 
 def targets(operations, sizes):
@@ -306,12 +310,13 @@ def main():
         finally:
             stack.stop()
         etcd = measure_etcd_tier(workdir, SPREAD_ACCOUNTS, TRANSFER_ACCOUNTS)
+        peer = measure_peer(workdir, SPREAD_ACCOUNTS, TRANSFER_ACCOUNTS)
         scale = measure_business_scale(workdir)
         sizes = measure_data_server_size(workdir)
         compaction = measure_compaction_stall(workdir)
         comparison = measure_before_after(workdir)
         edge = measure_edge(workdir)
-    write_results(operations, scale, sizes, compaction, comparison, edge, etcd)
+    write_results(operations, scale, sizes, compaction, comparison, edge, etcd, peer)
     print((RESULTS / "latest.md").read_text())
     return 0
 
