@@ -32,7 +32,8 @@ class Event:
     attempts: int = 0
     finished_at: float = 0.0         # time.monotonic() when its last answer came
     balances: dict = field(default_factory=dict)
-    failures: list = field(default_factory=list)     # (time.monotonic(), status, error) of each failed attempt
+    # (time.monotonic(), status, error) of each attempt that got no answer or a 5xx; a refusal (4xx) is an answer
+    failures: list = field(default_factory=list)
 
 
 @dataclass
@@ -154,7 +155,7 @@ class BankCheck:
                 self._servers.failed(server)
             else:
                 self._servers.answered(server)
-            if reply.status != 200:
+            if reply.status is None or reply.status >= 500:
                 event.failures.append((time.monotonic(), reply.status, reply.error))
             if reply.status == 200:
                 event.outcome = "ok"

@@ -8,20 +8,11 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from harness.processes import ROOT
-from shared.money import parse_cents
+from tests.e2e.dashboard_page import shown_total, sign_in
 from tests.helpers import CLIENT_TOKEN, DATA_TOKENS, OPERATOR_TOKEN, bearer
 
 # The README's screenshot, renewed by `UPDATE_DOCS=1 make test`; otherwise it goes to the test's own folder.
 README_SCREENSHOT = ROOT / "docs" / "dashboard.png"
-def sign_in(browser, token):
-    field = browser.find_element(By.ID, "token")
-    field.clear()
-    field.send_keys(token)
-    browser.find_element(By.CSS_SELECTOR, "#login button").click()
-
-
-def shown_total(browser):
-    return parse_cents(browser.find_element(By.ID, "total").text)
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from harness.edge import Edge
 from harness.processes import GUNICORN, ROOT, free_port
 from ops.certs import CLIENT, issue, make_all, make_authority
 from tests.e2e.conftest import business_server_env, data_server_env
-from tests.e2e.test_dashboard import shown_total, sign_in
+from tests.e2e.dashboard_page import shown_total, sign_in
 from tests.helpers import CLIENT_TOKEN, DATA_TOKENS, OPERATOR_TOKEN, bearer
 
 pytestmark = pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed (make test installs "

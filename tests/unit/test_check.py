@@ -128,3 +128,13 @@ def test_a_server_that_does_not_answer_is_passed_over_and_the_rest_serve_everyth
     assert report.violations == [] and len(report.unknown) == 0
     # Each worker may find it silent once; then it is asked only if the other fails too.
     assert silent.calls <= 4
+
+
+def test_only_attempts_without_an_answer_or_with_a_5xx_count_as_failed_not_refusals():
+    report = BankCheck([FakeBank("silent")], workers=2, accounts=2, operations=60, seed=1, out=io.StringIO(),
+                       attempts=2, retry_pause=0).run()
+    refused = [e for e in report.events if e.outcome == "refused"]
+    silent = [e for e in report.events if e.outcome == "unknown"]
+    assert refused and silent
+    assert all(e.failures == [] for e in refused)
+    assert all(len(e.failures) == e.attempts and all(status is None for _, status, _ in e.failures) for e in silent)
