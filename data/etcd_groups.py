@@ -77,13 +77,13 @@ class GroupedTxns:
             self._send(group)
 
     def _take_group(self):
-        """The pending requests that go together, oldest first: no shared key, within MOST_OPERATIONS."""
-        group, keys, size = [], set(), 0
+        """The pending requests that go together, oldest first, within MOST_OPERATIONS (txn() keeps the
+        pending ones free of shared keys)."""
+        group, size = [], 0
         for request in self._pending:
-            if request.keys & keys or (group and size + request.size > MOST_OPERATIONS):
-                continue
+            if group and size + request.size > MOST_OPERATIONS:
+                break
             group.append(request)
-            keys |= request.keys
             size += request.size
         for request in group:
             self._pending.remove(request)
@@ -97,13 +97,16 @@ class GroupedTxns:
                 raise NotSent("etcd was too busy to take the request within its time; nothing was sent")
             weighed = [self._quota_put] if any(request.writes for request in group) else []
             answer = self._etcd.txn(success=[request.operation for request in group] + weighed, timeout=timeout)
-        except Exception as error:      # every request of the group is told, whatever went wrong
+            answers = [{"header": answer["header"], "succeeded": response["response_txn"].get("succeeded", False),
+                        "responses": response["response_txn"].get("responses", [])}
+                       for response in answer["responses"][:len(group)]]
+            if len(answers) != len(group):
+                raise StoreUnavailable(f"etcd answered {len(answers)} of a transaction's {len(group)} requests")
+        except Exception as error:      # every request of the group is told, whatever went wrong, and this goes on
             for request in group:
                 request.error = error
                 request.done.set()
             return
-        for request, response in zip(group, answer["responses"]):
-            nested = response["response_txn"]
-            request.answer = {"header": answer["header"], "succeeded": nested.get("succeeded", False),
-                              "responses": nested.get("responses", [])}
+        for request, request_answer in zip(group, answers):
+            request.answer = request_answer
             request.done.set()
