@@ -1,7 +1,10 @@
 """The etcd tier beside the embedded store, in the same run: a 3-member cluster on loopback with one and with two
 data servers, the same deposit, hot-account and transfer phases, etcd's own count of the requests each operation
-cost, the CPU of every process (etcd members included), a py-spy profile of the data servers, and what etcd's
-database holds after it all."""
+cost, the CPU of every process (etcd members included), a py-spy profile of the data servers, what etcd's
+database holds after it all, and its size through a compaction under load."""
+import os
+import threading
+import time
 from pathlib import Path
 
 from bench.chart import CLIENTS
@@ -13,6 +16,9 @@ MODES = (("deposit", "spread-"), ("hot", "hot-"), ("transfer", "tr-"))
 DATA_SERVERS = (1, 2)
 DB_BYTES = "etcd_mvcc_db_total_size_in_bytes"
 DB_BYTES_IN_USE = "etcd_mvcc_db_total_size_in_use_in_bytes"
+# Long enough to pass the first compaction: etcd 3.4 compacts in revision mode every five minutes.
+COMPACTION_SECONDS = int(os.environ.get("BENCH_COMPACTION_SECONDS", "400"))
+SAMPLE_EVERY = 10       # seconds between looks at etcd's database size
 
 
 def measure_etcd_tier(workdir, spread_accounts, transfer_accounts):
@@ -42,12 +48,48 @@ def measure_etcd_tier(workdir, spread_accounts, transfer_accounts):
                         stack, "deposit", 32, stack.entry(), stack.client_token, "spread-", spread_accounts))
             finally:
                 stack.stop()
-        members = [cluster.metrics(name) for name in cluster.names]
-        size = {"db_bytes": max(m.get(DB_BYTES, 0) for m in members),
-                "db_bytes_in_use": max(m.get(DB_BYTES_IN_USE, 0) for m in members)}
+        size = _database_size(cluster)
     finally:
         cluster.stop()
-    return {"rows": rows, "profile": profile, "size": size}
+    return {"rows": rows, "profile": profile, "size": size, "compaction": _size_through_a_compaction(workdir)}
+
+
+def _database_size(cluster):
+    members = [cluster.metrics(name) for name in cluster.names]
+    return {"db_bytes": max(m.get(DB_BYTES, 0) for m in members),
+            "db_bytes_in_use": max(m.get(DB_BYTES_IN_USE, 0) for m in members)}
+
+
+def _size_through_a_compaction(workdir, accounts=2000):
+    """Deposits at 32 clients on a fresh cluster (the settings the README documents) for COMPACTION_SECONDS,
+    etcd's database size looked at every SAMPLE_EVERY seconds: [(seconds, bytes on disk, bytes in use)]."""
+    cluster = EtcdCluster(Path(workdir) / "etcd-compaction").start()
+    samples, done = [], threading.Event()
+    try:
+        stack = Stack(Path(workdir) / "etcd-compaction-tier", etcd=cluster)
+        try:
+            seed_accounts(stack, "spread-", accounts, "1000.00")
+            started = time.monotonic()
+
+            def sample():
+                while not done.wait(SAMPLE_EVERY):
+                    size = _database_size(cluster)
+                    samples.append((time.monotonic() - started, size["db_bytes"], size["db_bytes_in_use"]))
+
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
+            result = run_wrk(stack, "deposit", 32, stack.entry(), stack.client_token, "spread-", accounts,
+                             COMPACTION_SECONDS)
+            done.set()
+            sampler.join(SAMPLE_EVERY + 10)
+        finally:
+            stack.stop()
+    finally:
+        cluster.stop()
+    print(f"etcd through a compaction: {result['ops_per_s']:.0f} op/s for {COMPACTION_SECONDS} s, in use "
+          f"{[round(in_use / 1e6) for _, _, in_use in samples]} MB", flush=True)
+    return {"seconds": COMPACTION_SECONDS, "ops_per_s": result["ops_per_s"], "errors": result["errors"],
+            "samples": samples}
 
 
 def etcd_lines(etcd, operations):
@@ -76,6 +118,7 @@ def etcd_lines(etcd, operations):
               f"and keys. etcd compacts every five minutes (revision mode): at the fastest rate here, {fastest:.0f} "
               f"op/s, five minutes of history is {per_op * fastest * 300 / 2 ** 20:.0f} MiB against the 1 GiB quota of "
               "the cluster the bench and tests start."]
+    lines += _compaction_lines(etcd["compaction"])
     profile = etcd["profile"]
     if profile:
         lines += ["", f"Where a data server's CPU goes at 32 clients' deposits (py-spy, {profile['samples']} samples "
@@ -103,4 +146,25 @@ def etcd_targets(etcd, operations):
                      f"ms (target 4): {verdict(cpu <= 4)}")
     errors = sum(r["errors"] for r in etcd["rows"] if r["clients"] == 128)
     lines.append(f"etcd tier at 128 clients: {errors} errors (target 0): {verdict(errors == 0)}")
+    lines.append("etcd's database in use fell to under half its peak after a compaction, under load: "
+                 f"{verdict(compaction_bounded(etcd['compaction']))}")
     return lines
+
+
+def _compaction_lines(compaction):
+    samples = compaction["samples"]
+    peak = max(samples, key=lambda sample: sample[2])
+    after = [sample for sample in samples if sample[0] > peak[0]]
+    lowest_after = min(after, key=lambda sample: sample[2]) if after else peak
+    return ["", f"Through a compaction: deposits at 32 clients on a fresh cluster for {compaction['seconds']} s "
+            f"({compaction['ops_per_s']:.0f} op/s, {compaction['errors']} errors), etcd's database in use peaked at "
+            f"{peak[2] / 1e6:.0f} MB at {peak[0]:.0f} s and was {lowest_after[2] / 1e6:.0f} MB at "
+            f"{lowest_after[0]:.0f} s; the file stayed at {samples[-1][1] / 1e6:.0f} MB (its freed pages are reused). "
+            "In use, MB, every 10 s: " + ", ".join(f"{in_use / 1e6:.0f}" for _, _, in_use in samples) + "."]
+
+
+def compaction_bounded(compaction):
+    """Whether etcd's database in use fell after its peak: the compaction bounded it."""
+    samples = compaction["samples"]
+    peak = max(range(len(samples)), key=lambda i: samples[i][2])
+    return any(in_use < samples[peak][2] / 2 for _, _, in_use in samples[peak + 1:])

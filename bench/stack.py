@@ -113,7 +113,9 @@ def cpu_by_role(pids_by_role):
     return totals
 
 
-def run_wrk(stack, mode, clients, hosts, token, prefix, accounts):
+def run_wrk(stack, mode, clients, hosts, token, prefix, accounts, seconds=None):
+    """One wrk run of `seconds` (BENCH_SECONDS if None) and what it measured."""
+    seconds = seconds or SECONDS
     threads = 1 if clients == 1 else min(clients, 8)
     env = {**os.environ, "BENCH_MODE": mode, "BENCH_TOKEN": token, "BENCH_PREFIX": prefix,
            "BENCH_ACCOUNTS": str(accounts), "BENCH_HOSTS": ",".join(h.split("//")[1] for h in hosts)}
@@ -121,9 +123,9 @@ def run_wrk(stack, mode, clients, hosts, token, prefix, accounts):
     counted_before, cpu_before = stack.counters(), cpu_by_role(pids)
     usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    output = subprocess.run(["wrk", "-t", str(threads), "-c", str(clients), "-d", f"{int(SECONDS)}s", "--timeout", "10s",
+    output = subprocess.run(["wrk", "-t", str(threads), "-c", str(clients), "-d", f"{int(seconds)}s", "--timeout", "10s",
                              "-s", str(ROOT / "bench" / "load.lua"), hosts[0]],
-                            env=env, capture_output=True, text=True, timeout=SECONDS * 4 + 30, check=True).stdout
+                            env=env, capture_output=True, text=True, timeout=seconds * 4 + 30, check=True).stdout
     wall = time.perf_counter() - started
     usage_after, cpu_after, counted_after = (resource.getrusage(resource.RUSAGE_CHILDREN), cpu_by_role(pids),
                                              stack.counters())
