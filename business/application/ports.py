@@ -34,6 +34,14 @@ class AccountLocked(Exception):
         self.account, self.retry_after = account, retry_after
 
 
+class DataStoreFull(Exception):
+    """The data tier's store takes no more writes until an operator makes room: nothing was applied."""
+
+    def __init__(self, retry_after):
+        super().__init__("the data tier's store is full")
+        self.retry_after = retry_after
+
+
 class AccountMissing(Exception):
     pass
 

@@ -14,14 +14,20 @@ import time
 
 from business.application.errors import AccountNotFound, BankError, ServiceUnavailable
 from business.application.operations import Outcome, apply_batch
-from business.application.ports import (AccountLocked, AccountMissing, DataRefused, DataUnavailable,
-                                        IdempotencyStoreFull, LeaseLost, OperationConflict, QueueObserver)
+from business.application.ports import (AccountLocked, AccountMissing, DataRefused, DataStoreFull,
+                                        DataUnavailable, IdempotencyStoreFull, LeaseLost, OperationConflict,
+                                        QueueObserver)
 
 log = logging.getLogger("bank.business")
 
 FIRST_BACKOFF = 0.002       # seconds; doubles up to MAX_BACKOFF while an account stays locked
 MAX_BACKOFF = 0.05
 SERVER_WAIT = 0.5           # seconds the data server may queue one lock or read request for a held account
+
+
+def _store_full(full):
+    return ServiceUnavailable("store_full", "the data tier's store is full and takes no writes until an operator "
+                                            "makes room; nothing was applied, try again later", full.retry_after)
 
 
 def _unavailable(accounts, error):
@@ -150,6 +156,8 @@ class QueueService:
                 except ServiceUnavailable as busy:
                     return _fill(outcomes, going, busy)
                 continue
+            except DataStoreFull as full:
+                return _fill(outcomes, going, _store_full(full))
             except (DataUnavailable, DataRefused) as error:
                 return _fill(outcomes, going, _unavailable(accounts, error))
             try:
@@ -174,6 +182,9 @@ class QueueService:
             self._release_all(leases.values())
             raise ServiceUnavailable("account_busy", "the account changed hands before the write; nothing was "
                                                      "applied, try again") from None
+        except DataStoreFull as full:
+            self._release_all(leases.values())
+            raise _store_full(full) from None
         except IdempotencyStoreFull as full:
             self._release_all(leases.values())
             raise ServiceUnavailable("idempotency_store_full", "the data server holds as many operation records as "

@@ -3,8 +3,8 @@ one table of what each of the data server's refusals means to the application.""
 import json
 from urllib.parse import urlencode
 
-from business.application.ports import (AccountLocked, AccountMissing, DataRefused, DataUnavailable,
-                                        IdempotencyStoreFull, LeaseLost, OperationConflict)
+from business.application.ports import (AccountLocked, AccountMissing, DataRefused, DataStoreFull,
+                                        DataUnavailable, IdempotencyStoreFull, LeaseLost, OperationConflict)
 from shared.failover import FailoverPools, NotAnswered
 
 
@@ -22,6 +22,7 @@ DATA_REFUSALS = {
     (423, "locked"): _locked,
     (503, "idempotency_store_full"): lambda payload, headers: IdempotencyStoreFull(
         int(headers.get("Retry-After", "1"))),
+    (503, "store_full"): lambda payload, headers: DataStoreFull(int(headers.get("Retry-After", "30"))),
 }
 
 

@@ -2,8 +2,8 @@
 import threading
 
 from business.application.ports import (AccountLocked, AccountMissing, AmountRepository, CommitResult,
-                                        DataUnavailable, IdempotencyStoreFull, Lease, LeaseLost, LockRepository,
-                                        OperationConflict)
+                                        DataStoreFull, DataUnavailable, IdempotencyStoreFull, Lease, LeaseLost,
+                                        LockRepository, OperationConflict)
 
 
 class FakeDataServer:
@@ -21,6 +21,7 @@ class FakeDataServer:
         self.released = []
         self.locked_by_others = {}       # account -> attempts still refused with 423 (None: forever)
         self.down = False
+        self.full = False                # as a data tier at etcd's quota: every write refused, nothing applied
         self.fail_commit = None          # an exception class to raise from the next commit
         self.gate = None                 # an Event that the next acquire waits on
         self.acquire_entered = threading.Event()
@@ -30,6 +31,11 @@ class FakeDataServer:
         if self.down:
             raise DataUnavailable("fake data server is down")
 
+    def check_room(self):
+        """Writes only: reads and releases are served by a full store."""
+        if self.full:
+            raise DataStoreFull(30)
+
 
 class FakeLocks(LockRepository):
     def __init__(self, server):
@@ -38,6 +44,7 @@ class FakeLocks(LockRepository):
     def acquire_all(self, accounts, lookup=(), wait=0.0):
         server = self.server
         server.check_up()
+        server.check_room()
         server.acquire_entered.set()
         gate, server.gate = server.gate, None
         if gate is not None:
@@ -87,6 +94,7 @@ class FakeAmounts(AmountRepository):
     def commit(self, writes, operations, release=()):
         server = self.server
         server.check_up()
+        server.check_room()
         if server.fail_commit is not None:
             failure, server.fail_commit = server.fail_commit, None
             raise failure("fake commit failure")

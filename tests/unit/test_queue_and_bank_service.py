@@ -8,7 +8,7 @@ from business.application.bank_service import BankService
 from business.application.errors import (AccountNotFound, IdempotencyConflict, InsufficientFunds, InvalidRequest,
                                          ServiceUnavailable)
 from business.application.queue_service import QueueService
-from business.application.ports import AccountLocked, DataUnavailable, LeaseLost
+from business.application.ports import AccountLocked, DataStoreFull, DataUnavailable, LeaseLost
 from tests.helpers import FakeClock
 from tests.unit.fakes import FakeAmounts, FakeDataServer, FakeLocks
 
@@ -255,6 +255,24 @@ def test_an_unavailable_data_server_is_503_data_unavailable(where):
         harness.bank.deposit("a", 1, "c")
     assert refused.value.code == "data_unavailable"
     assert harness.server.accounts == {"a": 100}
+
+
+def test_a_full_data_store_is_503_store_full_applies_nothing_and_leaves_no_lock_while_balances_are_read():
+    harness = Harness({"a": 100, "b": 5})
+    harness.server.full = True
+    for write in (lambda: harness.bank.deposit("a", 1, "c", "key-1"), lambda: harness.bank.transfer("a", "b", 1, "c")):
+        with pytest.raises(ServiceUnavailable) as refused:
+            write()
+        assert refused.value.code == "store_full" and refused.value.retry_after == 30
+    assert harness.bank.balance("a").balance_cents == 100
+    # Full between the lock and the commit: the lock is given back.
+    harness.server.full = False
+    harness.server.fail_commit = lambda message: DataStoreFull(30)
+    with pytest.raises(ServiceUnavailable) as refused:
+        harness.bank.deposit("a", 1, "c", "key-1")
+    assert refused.value.code == "store_full"
+    assert harness.server.accounts == {"a": 100, "b": 5} and harness.server.leases == {}
+    assert harness.bank.deposit("a", 1, "c", "key-1").replayed is False
 
 
 def test_a_retry_with_the_same_key_returns_the_first_result_and_applies_nothing():
