@@ -18,12 +18,16 @@ class DataRefused(Exception):
         self.status, self.code = status, code
 
 
-class IdempotencyStoreFull(Exception):
-    """The data tier holds as many operation records as it may: the commit was refused, nothing applied."""
+class DataTierFull(Exception):
+    """The data tier has no room for the write: it was refused, nothing applied; retry_after in seconds."""
 
     def __init__(self, retry_after):
-        super().__init__("the data server's operation records are full")
+        super().__init__(self.__doc__)
         self.retry_after = retry_after
+
+
+class IdempotencyStoreFull(DataTierFull):
+    """The data tier holds as many operation records as it may: the commit was refused, nothing applied."""
 
 
 class AccountLocked(Exception):
@@ -34,12 +38,8 @@ class AccountLocked(Exception):
         self.account, self.retry_after = account, retry_after
 
 
-class DataStoreFull(Exception):
+class DataStoreFull(DataTierFull):
     """The data tier's store takes no more writes until an operator makes room: nothing was applied."""
-
-    def __init__(self, retry_after):
-        super().__init__("the data tier's store is full")
-        self.retry_after = retry_after
 
 
 class AccountMissing(Exception):

@@ -15,8 +15,8 @@ import time
 from business.application.errors import AccountNotFound, BankError, ServiceUnavailable
 from business.application.operations import Outcome, apply_batch
 from business.application.ports import (AccountLocked, AccountMissing, DataRefused, DataStoreFull,
-                                        DataUnavailable, IdempotencyStoreFull, LeaseLost, OperationConflict,
-                                        QueueObserver)
+                                        DataTierFull, DataUnavailable, IdempotencyStoreFull, LeaseLost,
+                                        OperationConflict, QueueObserver)
 
 log = logging.getLogger("bank.business")
 
@@ -25,9 +25,17 @@ MAX_BACKOFF = 0.05
 SERVER_WAIT = 0.5           # seconds the data server may queue one lock or read request for a held account
 
 
-def _store_full(full):
-    return ServiceUnavailable("store_full", "the data tier's store is full and takes no writes until an operator "
-                                            "makes room; nothing was applied, try again later", full.retry_after)
+# What each refusal for lack of room at the data tier is to the client: its code and message.
+FULL_REFUSALS = {
+    IdempotencyStoreFull: ("idempotency_store_full", "the data server holds as many operation records as it may; "
+                                                     "nothing was applied, try again later"),
+    DataStoreFull: ("store_full", "the data tier's store is full and takes no writes until an operator makes room; "
+                                  "nothing was applied, try again later"),
+}
+
+
+def _no_room(full):
+    return ServiceUnavailable(*FULL_REFUSALS[type(full)], full.retry_after)
 
 
 def _unavailable(accounts, error):
@@ -156,8 +164,8 @@ class QueueService:
                 except ServiceUnavailable as busy:
                     return _fill(outcomes, going, busy)
                 continue
-            except DataStoreFull as full:
-                return _fill(outcomes, going, _store_full(full))
+            except DataTierFull as full:
+                return _fill(outcomes, going, _no_room(full))
             except (DataUnavailable, DataRefused) as error:
                 return _fill(outcomes, going, _unavailable(accounts, error))
             try:
@@ -182,13 +190,9 @@ class QueueService:
             self._release_all(leases.values())
             raise ServiceUnavailable("account_busy", "the account changed hands before the write; nothing was "
                                                      "applied, try again") from None
-        except DataStoreFull as full:
+        except DataTierFull as full:
             self._release_all(leases.values())
-            raise _store_full(full) from None
-        except IdempotencyStoreFull as full:
-            self._release_all(leases.values())
-            raise ServiceUnavailable("idempotency_store_full", "the data server holds as many operation records as "
-                                     "it may; nothing was applied, try again later", full.retry_after) from None
+            raise _no_room(full) from None
         except (DataUnavailable, DataRefused) as error:
             log.warning("commit on %s: %s", sorted(leases), error)
             raise ServiceUnavailable("data_unavailable", "the data server did not confirm the write; retry with "
