@@ -15,9 +15,9 @@ What each operation costs etcd (make bench counts it): a lock is one transaction
 attempts and commits of concurrent requests on different accounts go to etcd together, as one (etcd_groups.py).
 Locks share etcd leases: a data server grants one every LOCK_LEASE_SHARE seconds for every lock it takes in that
 time, so a lock lives from LOCK_TTL to LOCK_TTL + LOCK_LEASE_SHARE; a renewal moves the lock to the newest lease
-(its create revision, the token, stays). The caps on records are checked against a count taken at most RECOUNT_AFTER seconds
-ago plus what this process has recorded since, and counted again before any refusal: with several data servers,
-the cap may be passed by what the others recorded in that time.
+(its create revision, the token, stays). The caps on records are checked against a count taken at most
+RECOUNT_AFTER seconds ago plus what this process has recorded since, and counted again before any refusal: with
+several data servers, the cap may be passed by what the others recorded in that time.
 """
 import json
 import math
@@ -55,6 +55,7 @@ class EtcdStore:
         self._etcd = EtcdGateway(settings.etcd_endpoints, settings.etcd_timeout, settings.etcd_tls)
         self._p = settings.etcd_prefix
         self._ttl = settings.lock_ttl
+        self._lease_life = self._ttl + LOCK_LEASE_SHARE    # seconds a lock lease lives at most
         self._retention = {True: settings.operation_retention, False: settings.retry_record_retention}
         self._limit = {True: settings.operation_limit, False: settings.retry_record_limit}
         self._wall_clock = wall_clock
@@ -95,7 +96,7 @@ class EtcdStore:
             self._retire_lock_lease(leases[-1])
             self._revoke_in_background(leases[-1])
             raise
-        self._local.granted(accounts, time.monotonic() + self._ttl + LOCK_LEASE_SHARE)
+        self._local.granted(accounts, time.monotonic() + self._lease_life)
         token = int(answer["header"]["revision"])
         responses = answer["responses"][len(accounts):]
         grants = [Grant(account, token, self._cents(responses[i])) for i, account in enumerate(accounts)]
@@ -151,7 +152,7 @@ class EtcdStore:
                 self._local.released([*held, *release])
         if answer.get("succeeded"):
             return CommitOutcome(False, [op["result"] for op in operations])
-        first_results = self._first_results(answer["responses"], operations) if operations else None
+        first_results = self._first_results(answer["responses"], operations)
         if first_results is not None:
             self._give_back(business, held, release)
             return CommitOutcome(True, first_results)
@@ -207,7 +208,7 @@ class EtcdStore:
         """then()'s transaction if no account is locked and no one is in etcd's line for one; else the locks."""
         return self._take([compare(self._lock(a), "VERSION", "EQUAL", 0) for a in accounts]
                           + [no_key_under(self._line(a)) for a in accounts], then, give_up,
-                          failure=[get(self._lock(a)) for a in accounts], grouped_by=accounts)
+                          failure=self._lock_reads(accounts), grouped_by=accounts)
 
     def _take(self, compares, then, give_up, success=(), failure=(), grouped_by=None):
         """then()'s transaction; sent with other requests' if grouped_by names the keys (accounts) it touches."""
@@ -284,8 +285,11 @@ class EtcdStore:
             if places:
                 self._etcd.txn(success=[delete(key) for key in places + [self._waiter(me)]], resend=True)
 
+    def _lock_reads(self, accounts):
+        return [get(self._lock(a)) for a in accounts]
+
     def _locks(self, accounts):
-        return self._etcd.txn(success=[get(self._lock(a)) for a in accounts], resend=True)["responses"]
+        return self._etcd.txn(success=self._lock_reads(accounts), resend=True)["responses"]
 
     def _waiting_here(self):
         """This process's waiting requests that have no key in etcd's lines (yet)."""
@@ -308,7 +312,7 @@ class EtcdStore:
                                 + self._record_ranges(lookup), resend=True)
         if not answer.get("succeeded"):
             raise NotLockHolder(business, account, token)
-        self._local.granted([account], time.monotonic() + self._ttl + LOCK_LEASE_SHARE)
+        self._local.granted([account], time.monotonic() + self._lease_life)
         return LockGrant(token, self._ttl, self._cents(answer["responses"][1]),
                          self._recorded(answer["responses"][2:], lookup))
 
@@ -320,7 +324,7 @@ class EtcdStore:
             lease, asked_at = self._lock_lease
             if time.monotonic() - asked_at >= LOCK_LEASE_SHARE:
                 asked_at = time.monotonic()
-                lease = self._etcd.grant(self._ttl + LOCK_LEASE_SHARE, timeout=_time_left(give_up))
+                lease = self._etcd.grant(self._lease_life, timeout=_time_left(give_up))
                 self._lock_lease = (lease, asked_at)
             return lease
         finally:
@@ -333,7 +337,8 @@ class EtcdStore:
                 self._lock_lease = (None, -math.inf)
 
     def _revoke_in_background(self, lease):
-        """Revoke lease, trying again while etcd does not answer, for at most LOCK_TTL (when it would expire)."""
+        """Revoke lease, trying again while etcd does not answer, for at most LOCK_TTL (after which the lease has
+        at most LOCK_LEASE_SHARE left to live)."""
         def revoke():
             deadline = time.monotonic() + self._ttl
             while time.monotonic() < deadline:
