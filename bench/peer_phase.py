@@ -29,7 +29,7 @@ class PeerStack:
         return [server.url for server in self.servers]
 
     def pids_by_role(self):
-        return {"peer": [pid for server in self.servers for pid in [server.process.pid, *server.worker_pids()]],
+        return {"peer": [pid for server in self.servers for pid in server.pids()],
                 "postgres": self.database.pids()}
 
     def counters(self):

@@ -82,7 +82,7 @@ class Stack:
     def pids_by_role(self):
         """Every process of the stack, etcd members included, by what it is: {"data": [pid, ...], ...}."""
         roles = {"data": self.data_servers, "business": self.businesses, "edge": [self.edge] if self.edge else []}
-        pids = {role: [pid for server in servers for pid in [server.process.pid, *server.worker_pids()]]
+        pids = {role: [pid for server in servers for pid in server.pids()]
                 for role, servers in roles.items()}
         pids["etcd"] = self.etcd.pids() if self.etcd else []
         return {role: found for role, found in pids.items() if found}

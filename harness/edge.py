@@ -45,6 +45,10 @@ class Edge:
         """nginx's workers: its master's children (the master is this process, which exec'd nginx)."""
         return children_of(self.process.pid)
 
+    def pids(self):
+        """The master and its workers."""
+        return [self.process.pid, *self.worker_pids()]
+
     def stop(self):
         if self.process is not None and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGQUIT)      # nginx's graceful stop

@@ -108,5 +108,9 @@ class Server:
         """The gunicorn workers: the master's children."""
         return children_of(self.process.pid)
 
+    def pids(self):
+        """The master and its workers."""
+        return [self.process.pid, *self.worker_pids()]
+
     def log(self, tail=4000):
         return self.log_path.read_text(errors="replace")[-tail:] if self.log_path.exists() else ""
