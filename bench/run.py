@@ -8,6 +8,7 @@ import datetime
 import json
 import os
 import platform
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -29,8 +30,8 @@ TRANSFER_ACCOUNTS = 10
 RESULTS = ROOT / "bench" / "results"
 SCALE_ACCOUNTS = (10_000, 100_000, 1_000_000)
 COMPACTION_ACCOUNTS = 1_000_000
-# The code before the data server was split into its rooms (#15): BENCH_BEFORE overrides it.
-BEFORE_REVISION = os.environ.get("BENCH_BEFORE", "78d21102841011ded0765adc3d186bc1d545e230")
+# The code before every account had a history (#19), to show what the history costs: BENCH_BEFORE overrides it.
+BEFORE_REVISION = os.environ.get("BENCH_BEFORE", "3b125978f207062ef3abb508cb1f515ad9ccfd0c")
 
 
 def phases(stack, spread_accounts):
@@ -222,7 +223,7 @@ def machine():
     return f"{os.cpu_count()} cores ({model}), {memory_gb:.0f} GiB, Linux {platform.release()}, Python {platform.python_version()}"
 
 
-def write_results(operations, scale, sizes, compaction, comparison, edge, etcd, peer):
+def write_results(operations, scale, sizes, compaction, comparison, edge, etcd, peer, history):
     RESULTS.mkdir(parents=True, exist_ok=True)
     baseline = {r["clients"]: r["ops_per_s"] for r in operations if r["mode"] == "baseline"}
     for result in operations:
@@ -231,7 +232,7 @@ def write_results(operations, scale, sizes, compaction, comparison, edge, etcd, 
     (RESULTS / "latest.json").write_text(json.dumps(
         {"when": when, "machine": machine(), "seconds": SECONDS, "operations": operations, "scale": scale,
          "sizes": sizes, "compaction": compaction, "before_after": comparison, "edge": edge, "etcd": etcd,
-         "peer": peer},
+         "peer": peer, "history": history},
         indent=2))
     settings = example_settings()
     lines = [f"# Benchmark, {when}", "", f"Machine: {machine()}. Each figure: wrk for {SECONDS:.0f} s; the "
@@ -259,8 +260,7 @@ def write_results(operations, scale, sizes, compaction, comparison, edge, etcd, 
               f"while it ran: {c['slowest_write_during_ms']:.0f} ms; in as long a time after it: "
               f"{c['slowest_write_after_ms']:.0f} ms; median write {c['p50_write_ms']:.1f} ms."]
     lines += ["", f"Before and after, in this run, at 32 clients: `before` is revision {comparison['revision'][:10]} "
-              "(the data server in one module, before #15 split it along its seams; its own .env.example), `after` "
-              "this tree.", "",
+              "(before every account had a history, #19; its own .env.example), `after` this tree, history on.", "",
               "| phase | before op/s | after op/s | before ratio | after ratio | before p99 ms | after p99 ms "
               "| before CPU ms/op | after CPU ms/op |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     compared = {(r["code"], r["mode"]): r for r in comparison["rows"]}
@@ -271,6 +271,10 @@ def write_results(operations, scale, sizes, compaction, comparison, edge, etcd, 
                      f"| {before['ops_per_s'] / base_before['ops_per_s']:.2f} "
                      f"| {after['ops_per_s'] / base_after['ops_per_s']:.2f} | {before['p99_ms']:.1f} "
                      f"| {after['p99_ms']:.1f} | {before['cpu_ms_per_op']:.2f} | {after['cpu_ms_per_op']:.2f} |")
+    per_entry = history["bytes"] / max(history["entries"], 1)
+    lines += ["", f"History: after the phases above, the data server's history file held {history['entries']:,} "
+              f"entries in {history['bytes'] / 1e6:.1f} MB, {per_entry:.0f} bytes an entry (SQLite, beside the "
+              "journal)."]
     lines += edge_lines(edge)
     lines += etcd_lines(etcd, operations)
     lines += peer_lines(peer, operations)
@@ -302,6 +306,16 @@ def targets(operations, sizes):
     return lines
 
 
+def history_size(workdir):
+    """The embedded store's history file after the phases: its entries and bytes (the data server stopped)."""
+    path = Path(workdir) / "bench.journal.history"
+    with sqlite3.connect(path) as db:
+        entries = db.execute("SELECT count(*) FROM entries").fetchone()[0]
+    size = sum(made.stat().st_size for made in Path(workdir).glob("bench.journal.history*"))
+    print(f"history: {entries:,} entries in {size / 1e6:.1f} MB, {size / max(entries, 1):.0f} bytes each", flush=True)
+    return {"entries": entries, "bytes": size}
+
+
 def main():
     with tempfile.TemporaryDirectory(prefix="bank-bench-") as workdir:
         stack = Stack(workdir)
@@ -309,6 +323,7 @@ def main():
             operations = measure_operations(stack)
         finally:
             stack.stop()
+        history = history_size(workdir)
         etcd = measure_etcd_tier(workdir, SPREAD_ACCOUNTS, TRANSFER_ACCOUNTS)
         peer = measure_peer(workdir, SPREAD_ACCOUNTS, TRANSFER_ACCOUNTS)
         scale = measure_business_scale(workdir)
@@ -316,7 +331,7 @@ def main():
         compaction = measure_compaction_stall(workdir)
         comparison = measure_before_after(workdir)
         edge = measure_edge(workdir)
-    write_results(operations, scale, sizes, compaction, comparison, edge, etcd, peer)
+    write_results(operations, scale, sizes, compaction, comparison, edge, etcd, peer, history)
     print((RESULTS / "latest.md").read_text())
     return 0
 

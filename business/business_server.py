@@ -2,6 +2,7 @@
 from flask import Blueprint, current_app, g, has_request_context, jsonify, request
 
 from business import bootstrap
+from business.application.bank_service import MAX_STATEMENT_ENTRIES
 from business.application.errors import (AccountNotFound, BalanceLimitExceeded, BankError, IdempotencyConflict,
                                          InsufficientFunds, InvalidRequest, ServiceUnavailable)
 from business.infra.metrics import UNAVAILABLE
@@ -89,6 +90,22 @@ def transfer(origin_account_id, target_account_id, amount):
                             "amount": format_cents(receipt.amount_cents),
                             "origin_balance": format_cents(receipt.balance_cents),
                             "target_balance": format_cents(receipt.target_balance_cents)})
+
+
+@bank.get("/history/<account_id>")
+def history(account_id):
+    account = valid_account_id(account_id)
+    limit_text, cursor = request.args.get("limit"), request.args.get("cursor")
+    if limit_text is not None and not (limit_text.isascii() and limit_text.isdigit() and len(limit_text) <= 3):
+        raise ApiError(400, "invalid_limit", f"limit must be a whole number from 1 to {MAX_STATEMENT_ENTRIES}")
+    if cursor is not None and not is_opaque_key(cursor):
+        raise ApiError(400, "invalid_cursor", "cursor must be a next_cursor the bank gave")
+    statement = _service().statement(account, None if limit_text is None else int(limit_text), cursor)
+    return jsonify(account=statement.account, entries=[{
+        "seq": entry.seq, "kind": entry.kind, "amount": format_cents(entry.amount_cents),
+        "balance": format_cents(entry.balance_cents), "counterparty": entry.counterparty,
+        "operation": entry.operation, "idempotency_key": entry.idempotency_key, "at": entry.at}
+        for entry in statement.entries], next_cursor=statement.next_cursor)
 
 
 def _current_request_id():

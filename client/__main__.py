@@ -1,4 +1,4 @@
-"""python -m client tour | check | demo — exercise and verify the running bank."""
+"""python -m client tour | check | demo | history — exercise and verify the running bank, or print a statement."""
 import argparse
 import sys
 from pathlib import Path
@@ -22,6 +22,10 @@ def main(argv=None):
                                                             "separated, whose /health --wait waits for too")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("tour", help="exercise every feature, one PASS/FAIL line each")
+    statement = commands.add_parser("history", help="print an account's statement, newest first")
+    statement.add_argument("account", help="the account id")
+    statement.add_argument("--limit", type=_at_least(1), default=20, help="entries to print (1 to 100)")
+    statement.add_argument("--cursor", default=None, help="the next page's cursor that an earlier page printed")
     for name, workers, accounts, operations in (("check", 16, 5, 2000), ("demo", 8, 4, 400)):
         command = commands.add_parser(name, help="concurrent bank workload and checker" if name == "check"
                                       else "the tour, then a short check")
@@ -42,6 +46,8 @@ def main(argv=None):
         if missing:
             print(f"client: no answer from {', '.join(missing)} within {args.wait:.0f} s", file=sys.stderr)
             return 2
+    if args.command == "history":
+        return print_statement(apis[0], args.account, args.limit, args.cursor)
     tour = report = None
     if args.command in ("tour", "demo"):
         tour = Tour(apis, sys.stdout)
@@ -54,6 +60,24 @@ def main(argv=None):
         Path(args.verdict).parent.mkdir(parents=True, exist_ok=True)
         Path(args.verdict).write_text(line + "\n")
     return 0 if passed else 1
+
+
+def print_statement(api, account, limit, cursor):
+    """Print a page of account's statement; 0 if the bank gave it, 1 with its error if not."""
+    reply = api.history(account, limit, cursor)
+    if reply.status != 200:
+        print(f"client: {reply.status or 'no answer'} {reply.error}: {reply.body.get('message', '')}", file=sys.stderr)
+        return 1
+    print(f"statement of {account}, newest first")
+    print(f"{'seq':>6}  {'at (UTC)':<24}  {'kind':<12}  {'amount':>14}  {'balance':>14}  {'counterparty':<14}  key")
+    for entry in reply.body["entries"]:
+        print(f"{entry['seq']:>6}  {entry['at']:<24}  {entry['kind']:<12}  {entry['amount']:>14}  "
+              f"{entry['balance']:>14}  {entry['counterparty'] or '':<14}  {entry['idempotency_key'] or ''}")
+    if not reply.body["entries"]:
+        print("(no entries)")
+    if reply.body["next_cursor"]:
+        print(f"older entries: python -m client history {account} --limit {limit} --cursor {reply.body['next_cursor']}")
+    return 0
 
 
 def verdict(command, tour, report):

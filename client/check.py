@@ -11,6 +11,8 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+from client.statements import (StatementUnavailable, read_statement, statement_violations,
+                               transfer_halves_violations)
 from shared.failover import PassOver
 from shared.money import format_cents, parse_signed_cents
 
@@ -18,6 +20,7 @@ OPENING_CENTS = 100_00
 # 503 codes for which the servers promise that nothing was applied.
 NOTHING_APPLIED = {"account_busy", "queue_full", "idempotency_store_full", "store_full"}
 KIND_WEIGHTS = {"deposit": 25, "withdrawal": 25, "transfer": 35, "balance": 15}
+MOST_SHOWN = 50             # violations printed one by one; the rest are counted
 
 
 @dataclass
@@ -25,6 +28,7 @@ class Event:
     kind: str
     accounts: tuple
     amount_cents: int
+    key: str | None = None           # the Idempotency-Key of a write
     outcome: str = "unknown"         # ok | refused | unknown
     status: int | None = None
     error: str | None = None         # the last answer's error code
@@ -43,6 +47,7 @@ class Report:
     final: dict
     seconds: float
     violations: list
+    statements: dict = field(default_factory=dict)     # account -> its history entries, oldest first
 
     @property
     def unknown(self):
@@ -63,6 +68,7 @@ class BankCheck:
         self._accounts = [f"chk-{self._run_id}-{i}" for i in range(accounts)]
         self._servers = PassOver(len(apis))     # a server that did not answer is passed over for a while
         self._events = []
+        self._openings = []
         self._events_mutex = threading.Lock()
         self._started_count = 0
         self._stop = threading.Event()
@@ -84,7 +90,7 @@ class BankCheck:
         progress.join()
         final = {account: self._settled_balance(account) for account in self._accounts}
         report = Report(self._events, opening, final, seconds, [])
-        report.violations = self._verify(report)
+        report.violations = self._verify(report) + self._verify_statements(report)
         self._print(report)
         return report
 
@@ -107,6 +113,7 @@ class BankCheck:
             event = self._send(Event("deposit", (account,), OPENING_CENTS), random.Random(account), f"open-{account}")
             if event.outcome != "ok":
                 raise SystemExit(f"check: could not open {account}: {event.status} {event.outcome}")
+            self._openings.append(event)
             opening[account] = OPENING_CENTS
         return opening
 
@@ -135,7 +142,7 @@ class BankCheck:
 
     def _send(self, event, rng, name):
         """Send event's operation, again with the same key while its outcome is open; fill in the outcome."""
-        key = f"chk-{self._run_id}-{name}" if event.kind != "balance" else None
+        key = event.key = f"chk-{self._run_id}-{name}" if event.kind != "balance" else None
         ambiguous = False
         amount = format_cents(event.amount_cents)
         started = time.perf_counter()
@@ -217,6 +224,25 @@ class BankCheck:
                               f"{allowed_unknown} allowed)")
         return violations
 
+    def _verify_statements(self, report):
+        """Every account's history against the events: see client/statements.py for what it proves."""
+        rng, violations = random.Random(self._seed), []
+        touching = collections.defaultdict(list)
+        for event in self._openings + report.events:
+            for account in event.accounts:
+                touching[account].append(event)
+        for account in self._accounts:
+            try:
+                report.statements[account] = read_statement(self._apis, account, self._servers, rng)
+            except StatementUnavailable as error:
+                violations.append(str(error))
+                continue
+            violations += statement_violations(account, report.statements[account], report.final[account],
+                                               touching[account])
+        if len(report.statements) == len(self._accounts):
+            violations += transfer_halves_violations(report.statements, report.events)
+        return violations
+
     def _show_progress(self, started):
         """A live line on a terminal (plain lines otherwise): progress, rate, unknown outcomes, violations so far."""
         interactive = self._out.isatty()
@@ -261,12 +287,17 @@ class BankCheck:
         say(f"retried with the same Idempotency-Key: {retried}; still unknown: {len(report.unknown)}")
         say(f"total: opening {format_cents(sum(report.opening.values()))}, final "
             f"{format_cents(sum(report.final.values()))}")
+        entries = sum(len(statement) for statement in report.statements.values())
+        say(f"history: {entries} entries in {len(report.statements)} statements checked")
         if report.violations:
-            for violation in report.violations:
+            for violation in report.violations[:MOST_SHOWN]:
                 say(f"VIOLATION  {violation}")
+            if len(report.violations) > MOST_SHOWN:
+                say(f"... and {len(report.violations) - MOST_SHOWN} more violations")
         else:
             say("no violations: every balance is its opening plus its acknowledged operations, the total is "
-                "conserved by transfers, no balance was ever negative")
+                "conserved by transfers, no balance was ever negative; every statement adds up without gaps to "
+                "its final balance and holds each acknowledged write once, no refused one, nothing else")
 
     def _say(self, text):
         print(text, file=self._out, flush=True)

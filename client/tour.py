@@ -39,6 +39,15 @@ class Tour:
         self._expect("the same retry on another server returns the first result", retry, 200, balance="90.00")
         self._check("... and says it was replayed", retry.replayed, "Idempotent-Replayed: true")
         self._expect("balance shows it applied once", first.balance(alice), 200, balance="90.00")
+        statement = other.history(alice)
+        kinds = [(e.get("kind"), e.get("balance")) for e in statement.body.get("entries", [])]
+        self._check("the statement lists every change, newest first, with the balance after it",
+                    statement.status == 200 and kinds == [("withdrawal", "90.00"), ("transfer_out", "100.00"),
+                                                          ("withdrawal", "129.50"), ("deposit", "150.00")],
+                    f"{statement.url.split('//', 1)[-1]} -> {statement.status} {kinds}")
+        keyed = [e for e in statement.body.get("entries", []) if e.get("idempotency_key") == key]
+        self._check("... the retried withdrawal once, under its Idempotency-Key", len(keyed) == 1,
+                    f"{len(keyed)} entries with key {key}")
         totals = [parse_cents(first.balance(a).body.get("balance", "0")) for a in (alice, bob)]
         self._check("no money created or lost", sum(totals) == 15050 - 2050 - 1000,
                     f"sum {format_cents(sum(totals))}")

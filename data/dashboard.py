@@ -5,24 +5,29 @@ import time
 
 from flask import Blueprint, current_app, jsonify, send_from_directory
 
+from data import history
 from shared.money import format_cents
 
 RATE_WINDOW = 5             # seconds over which operations per second are averaged
 MOST_LEASES = 50            # leases listed; the count says how many there are in all
 RECENT_REFUSALS = 20
+RECENT_ENTRIES = 20         # the latest history entries this data server recorded, bank-wide
 
 
 class Activity:
-    """Operations committed per business (a rate over the last seconds) and the latest fencing refusals."""
+    """Operations committed per business (a rate over the last seconds), the latest history entries and the latest
+    fencing refusals."""
 
     def __init__(self, clock=time.time):
         self._clock = clock
         self._mutex = threading.Lock()
         self._seconds = collections.defaultdict(collections.Counter)   # business -> {whole second: operations}
         self._refusals = collections.deque(maxlen=RECENT_REFUSALS)
+        self._entries = collections.deque(maxlen=RECENT_ENTRIES)
 
-    def committed(self, business, operations):
+    def committed(self, business, operations, entries=()):
         with self._mutex:
+            self._entries.extendleft(entries)
             counts = self._seconds[business]
             counts[int(self._clock())] += operations
             oldest = int(self._clock()) - RATE_WINDOW
@@ -35,13 +40,13 @@ class Activity:
                                        "token": token})
 
     def view(self):
-        """({business: operations per second}, [recent refusals, newest first])."""
+        """({business: operations per second}, [recent refusals], [recent history entries]), newest first."""
         with self._mutex:
             now = int(self._clock())
             # The current second is still filling: average over the whole seconds before it.
             rates = {business: sum(n for second, n in counts.items() if now - RATE_WINDOW <= second < now)
                      / RATE_WINDOW for business, counts in self._seconds.items()}
-            return rates, list(self._refusals)
+            return rates, list(self._refusals), list(self._entries)
 
 
 def dashboard_blueprint(operator):
@@ -56,7 +61,7 @@ def dashboard_blueprint(operator):
     @operator.login_required
     def state():
         view = current_app.extensions["bank.store"].view(MOST_LEASES)
-        rates, refusals = current_app.extensions["bank.activity"].view()
+        rates, refusals, entries = current_app.extensions["bank.activity"].view()
         now = time.time()
         return jsonify(
             total=format_cents(view.total_cents), accounts=view.accounts, waiting=view.waiting,
@@ -64,6 +69,7 @@ def dashboard_blueprint(operator):
             leases=[{"account": lease.account, "holder": lease.holder, "token": lease.token,
                      "seconds_left": round(lease.seconds_left, 2)} for lease in view.leases],
             operations_per_second={business: round(rate, 1) for business, rate in sorted(rates.items())},
-            refusals=[{**refusal, "seconds_ago": round(now - refusal["at"], 1)} for refusal in refusals])
+            refusals=[{**refusal, "seconds_ago": round(now - refusal["at"], 1)} for refusal in refusals],
+            entries=[{"account": entry["account"], **history.wire(entry)} for entry in entries])
 
     return dashboard

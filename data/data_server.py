@@ -10,14 +10,16 @@ import time
 
 from flask import Blueprint, current_app, jsonify
 
-from data import parsing
+from data import history, parsing
 from data.dashboard import Activity, dashboard_blueprint
 from data.embedded_store import EmbeddedStore
 from data.etcd_store import EtcdStore
+from data.history_file import HistoryFile
 from data.journal import Journal, MemoryJournal, run_in_thread
 from data.metrics import COMMIT_WRITES, COMMITS, FENCING_REFUSALS, LiveState
-from data.store import (LockHeld, NotLockHolder, OperationConflict, RecordsFull, StorageFailed, StoreError,
-                        StoreFull, StoreUnavailable, UnknownAccount, WriteFailed)
+from data.store import (HistoryMismatch, HistoryUnavailable, LockHeld, NotLockHolder, OperationConflict,
+                        RecordsFull, StorageFailed, StoreError, StoreFull, StoreUnavailable, UnknownAccount,
+                        WriteFailed)
 from shared.auth import bearer_auth, configure_tokens
 from shared.errors import ApiError, error_response
 from shared.metrics import register_metrics_route
@@ -34,6 +36,8 @@ STORE_REFUSALS = {
     NotLockHolder: (409, "not_lock_holder", "{error}"),
     UnknownAccount: (404, "account_not_found", "{error}"),
     OperationConflict: (409, "operation_conflict", "{error}"),
+    HistoryMismatch: (409, "history_mismatch", "{error}; nothing was applied"),
+    HistoryUnavailable: (503, "history_unavailable", "{error}"),
     RecordsFull: (503, "idempotency_store_full", "{error}; nothing was applied, try again later"),
     WriteFailed: (503, "storage_unavailable", "the write could not be journaled; nothing was applied"),
     StorageFailed: (503, "storage_failed", "the journal could not be made durable, so what is on disk is unknown: "
@@ -105,10 +109,10 @@ def _caller(business_id, account_id=None):
     return caller
 
 
-def _count_commit(business, writes, operations):
+def _count_commit(business, writes, operations, entries=()):
     COMMITS.inc()
     COMMIT_WRITES.observe(writes)
-    current_app.extensions["bank.activity"].committed(business, operations)
+    current_app.extensions["bank.activity"].committed(business, operations, entries)
 
 
 def _amount_or_none(cents):
@@ -150,8 +154,8 @@ def set_amount(business_id, account_id):
     body = json_object()
     writes = {account_id: (amount_cents(body.get("amount")), parsing.token(body.get("token")))}
     unlock = parsing.flag(body, "unlock")
-    _store().commit(business, writes, unlock=unlock)
-    _count_commit(business, 1, 1)
+    outcome = _store().commit(business, writes, unlock=unlock)
+    _count_commit(business, 1, 1, outcome.entries)
     return jsonify(account=account_id, amount=format_cents(writes[account_id][0]), unlocked=unlock)
 
 
@@ -170,13 +174,24 @@ def commit(business_id):
     operations, release = parsing.operations(body), parsing.releases(body)
     # Operations alone may be recorded (a refusal under an idempotency key), or leases alone given back.
     writes = parsing.writes(body, release, fewest=0 if operations or release else 1)
+    entries = parsing.entries(body, writes)
     unlock = parsing.flag(body, "unlock")
-    outcome = _store().commit(business, writes, operations, unlock, release)
+    outcome = _store().commit(business, writes, operations, unlock, release, entries)
     if not outcome.replayed:
-        _count_commit(business, len(writes), max(len(operations), 1))
+        _count_commit(business, len(writes), max(len(operations), 1), outcome.entries)
     return jsonify(replayed=outcome.replayed, results=outcome.results,
                    amounts={account: format_cents(cents) for account, (cents, _) in writes.items()},
                    unlocked=unlock and not outcome.replayed)
+
+
+@api.get("/getHistory/<business_id>/<account_id>")
+def get_history(business_id, account_id):
+    _caller(business_id, account_id)
+    before = parsing.history_before(parsing.query_number("before"))
+    limit = parsing.history_limit(parsing.query_number("limit"))
+    page = _store().history(account_id, before, limit)
+    return jsonify(account=account_id, entries=[history.wire(entry) for entry in page.entries],
+                   next_before=page.next_before)
 
 
 def create_store(settings, clock=time.monotonic, wall_clock=time.time, background=run_in_thread):
@@ -184,7 +199,10 @@ def create_store(settings, clock=time.monotonic, wall_clock=time.time, backgroun
     if settings.store == "etcd":
         return EtcdStore(settings, wall_clock)
     journal = Journal(settings.journal_path, settings.fsync, background) if settings.journal_path else MemoryJournal()
-    return EmbeddedStore(journal, settings, clock, wall_clock)
+    # The history file sits beside the journal (in memory with it); an entry goes there once its record is on disk.
+    history_file = HistoryFile(settings.journal_path and settings.journal_path + ".history", settings.history_retention,
+                               lambda seq: journal.sync(seq, force=True), wall_clock)
+    return EmbeddedStore(journal, history_file, settings, clock, wall_clock)
 
 
 def create_app(settings=None, clock=time.monotonic, wall_clock=time.time, background=run_in_thread):

@@ -1,7 +1,8 @@
 """The embedded store: every balance, lease and waiting line in this process's memory, every change journaled.
 
 One data-server process holds the bank (one gunicorn worker, threads for concurrency); data/journal.py makes it
-durable, data/fencing.py hands out its tokens and data/records.py keeps its operation records.
+durable, data/fencing.py hands out its tokens, data/records.py keeps its operation records and
+data/history_file.py its accounts' history (memory holds only each account's last entry number).
 """
 import collections
 import itertools
@@ -9,12 +10,13 @@ import threading
 import time
 from typing import NamedTuple
 
+from data import history
 from data.fencing import FencingTokens
 from data.journal import SNAPSHOT_CHUNK, JournalCorrupt
 from data.metrics import LOCK_WAIT_SECONDS
 from data.records import OperationRecords
-from data.store import (BankView, CommitOutcome, Counts, Grant, LeaseView, LockGrant, LockHeld, LocksGrant,
-                        NotLockHolder, OperationConflict, Stats, StorageFailed, UnknownAccount)
+from data.store import (BankView, CommitOutcome, Counts, Grant, HistoryPage, LeaseView, LockGrant, LockHeld,
+                        LocksGrant, NotLockHolder, OperationConflict, Stats, StorageFailed, UnknownAccount)
 
 
 class _Lease(NamedTuple):
@@ -26,11 +28,12 @@ class _Lease(NamedTuple):
 class EmbeddedStore:
     """Accounts, leases and the turns of those waiting for them; fencing and records are their own objects."""
 
-    def __init__(self, journal, settings, clock=time.monotonic, wall_clock=time.time):
+    def __init__(self, journal, history_file, settings, clock=time.monotonic, wall_clock=time.time):
         self._journal = journal
+        self._history = history_file
         self._ttl = settings.lock_ttl
         self._compact_min_bytes = settings.compact_min_bytes
-        self._clock = clock
+        self._clock, self._wall_clock = clock, wall_clock
         self._mutex = threading.Lock()
         self._wakeups = {}                                  # account id -> Condition: lease freed or line moved
         self._max_waiters = settings.lock_waiters           # waiting requests hold server threads: keep some free
@@ -39,13 +42,17 @@ class EmbeddedStore:
         self._accounts = {}                                 # account id -> cents
         self._total_cents = 0                               # the sum of _accounts, kept as it changes
         self._leases = {}                                   # account id -> _Lease
+        self._seqs = {}                                     # account id -> its last history entry's seq
         self._operations = OperationRecords(settings, wall_clock)   # wall clock: retention holds across restarts
         self._fence = FencingTokens(journal)
         self._sweep_leases_at = 10_000
         self.compaction_copy_seconds = 0.0      # how long the last compaction's copy held the mutex
         for record in journal.replay():
             self._apply_record(record)
+            if record.get("h"):
+                history_file.add(0, record["h"])    # on disk already: the file catches up with it
         journal.open()
+        history_file.open()
 
     def lock(self, business, account, token=None, lookup=(), wait=0.0):
         """Grant or renew a lease; while someone else holds it, wait up to `wait` seconds for this request's turn,
@@ -114,13 +121,13 @@ class EmbeddedStore:
         self._journal.sync(seq)
         return amount
 
-    def commit(self, business, writes, operations=(), unlock=False, release=None):
+    def commit(self, business, writes, operations=(), unlock=False, release=None, entries=None):
         """Apply writes {account: (cents, token)} all or nothing (data/store.py says the rest)."""
         with self._mutex:
             self._journal.check()
             first_results = self._recorded_results(operations)
             if first_results is None:
-                seq = self._apply_commit(business, writes, operations, unlock)
+                seq, recorded = self._apply_commit(business, writes, operations, unlock, entries or {})
             else:
                 if unlock:
                     self._release_held(business, writes)
@@ -129,7 +136,7 @@ class EmbeddedStore:
                 self._release_if_held(business, account, token)
         self._journal.sync(seq)
         if first_results is None:
-            return CommitOutcome(False, [op["result"] for op in operations])
+            return CommitOutcome(False, [op["result"] for op in operations], recorded)
         return CommitOutcome(True, first_results)
 
     def _recorded_results(self, operations):
@@ -141,23 +148,32 @@ class EmbeddedStore:
             return [rec["result"] for rec in recorded]
         raise OperationConflict("an operation id of this commit is recorded for another request")
 
-    def _apply_commit(self, business, writes, operations, unlock):
-        """Check every lease and the records' room, journal the commit, apply it; return the sequence to sync."""
+    def _apply_commit(self, business, writes, operations, unlock, entries):
+        """Check every lease, the history and the records' room, journal the commit, apply it; return the sequence
+        to sync and the history entries recorded."""
         now = self._clock()
         for account, (_, token) in writes.items():
             self._require_holder(business, account, token, now)
+        amounts = {account: cents for account, (cents, _) in writes.items()}
+        prior = {account: (self._accounts.get(account), self._seqs.get(account, 0)) for account in writes}
+        recorded = history.numbered(amounts, entries, prior, operations[0]["id"] if operations else None,
+                                    int(self._wall_clock() * 1000))
+        self._history.require_room(len(recorded))
         self._operations.require_room(operations)
-        record = {"t": "commit", "w": {account: cents for account, (cents, _) in writes.items()}}
+        record = {"t": "commit", "w": amounts}
         if operations:
             record["o"] = self._operations.stamp(operations)
+        if recorded:
+            record["h"] = recorded
         seq = self._journal.append(record)
         self._apply_record(record)
+        self._history.add(seq, recorded)
         if unlock:
             for account in writes:
                 self._release(account)
         if self._journal.due_for_compaction(self._compact_min_bytes):
             self._start_compaction()
-        return seq
+        return seq, recorded
 
     def view(self, most_leases):
         with self._mutex:
@@ -173,11 +189,21 @@ class EmbeddedStore:
             live = sum(1 for lease in self._leases.values() if lease.expires_at > now)
             return Counts(len(self._accounts), live, self._waiters, *self._operations.counts())
 
+    def history(self, account, before=None, limit=history.DEFAULT_PAGE):
+        with self._mutex:
+            self._journal.check()
+            if account not in self._accounts:
+                raise UnknownAccount(account)
+        entries = self._history.page(account, before, limit)
+        oldest = entries[-1]["seq"] if entries else 1
+        return HistoryPage(entries, oldest if len(entries) == limit and oldest > 1 else None)
+
     def stats(self):
         self._journal.check()
         return Stats(self._journal.compactions, self.compaction_copy_seconds, self._journal.last_switch_seconds)
 
     def close(self):
+        self._history.close()
         self._journal.close()
 
     def _wait_turn(self, accounts, wait):
@@ -279,8 +305,10 @@ class EmbeddedStore:
             self._set_amounts(record["w"])
             for op in record.get("o", ()):
                 self._operations.add(op)
+            self._seqs.update(history.last_seqs(record.get("h", ())))
         elif kind == "accounts":
             self._set_amounts(record["a"])
+            self._seqs.update(record.get("s", {}))
         elif kind == "operations":
             for op in record["o"]:
                 self._operations.add(op)
@@ -298,15 +326,22 @@ class EmbeddedStore:
         """Copy the state under the mutex (the only pause writers see); the journal encodes and writes it later."""
         started = time.perf_counter()
         fence, accounts, operations = self._fence.reserved, self._accounts.copy(), self._operations.copy()
+        seqs = self._seqs.copy()
         self.compaction_copy_seconds = time.perf_counter() - started
 
         def snapshot_records():
             yield {"t": "fence", "upto": fence}
             items = iter(accounts.items())
             for _ in range(0, len(accounts), SNAPSHOT_CHUNK):
-                yield {"t": "accounts", "a": dict(itertools.islice(items, SNAPSHOT_CHUNK))}
+                chunk = dict(itertools.islice(items, SNAPSHOT_CHUNK))
+                record = {"t": "accounts", "a": chunk}
+                numbered = {account: seqs[account] for account in chunk if account in seqs}
+                if numbered:
+                    record["s"] = numbered
+                yield record
             for start in range(0, len(operations), SNAPSHOT_CHUNK):
                 yield {"t": "operations", "o": operations[start:start + SNAPSHOT_CHUNK]}
 
-        self._journal.start_compaction(snapshot_records())
+        # The snapshot drops the journal's history entries: the history file must hold them all first.
+        self._journal.start_compaction(snapshot_records(), prepare=self._history.caught_up)
 

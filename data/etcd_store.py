@@ -4,7 +4,9 @@ The data server keeps no state of its own: balances, lock leases, fencing tokens
 records all live in etcd, and every change is one etcd transaction, so any number of data-server processes serve
 one bank. Keys under ETCD_PREFIX:
 
-  a/{account}        cents
+  a/{account}        "cents seq": the balance and the account's last history entry's seq
+  h/{account}/{seq}  a history entry (data/history.py; seq in 12 digits), under a lease a little longer than
+                     the history's retention
   l/{account}        the holder's business id, under an etcd lease; its create revision is the token
   q/{account}/{id}   a request waiting for the account, under a lease; create revisions order the line
   w/{id}             the same waiting request, once, to count them
@@ -17,7 +19,9 @@ Locks share etcd leases: a data server grants one every LOCK_LEASE_SHARE seconds
 time, so a lock lives from LOCK_TTL to LOCK_TTL + LOCK_LEASE_SHARE; a renewal moves the lock to the newest lease
 (its create revision, the token, stays). The caps on records are checked against a count taken at most
 RECOUNT_AFTER seconds ago plus what this process has recorded since, and counted again before any refusal: with
-several data servers, the cap may be passed by what the others recorded in that time.
+several data servers, the cap may be passed by what the others recorded in that time. A commit numbers its history
+entries on from each account's seq as this process read it when it took the lock (or reads it, if another process
+took it), and its transaction holds only if that balance is still the one read.
 """
 import json
 import math
@@ -25,13 +29,15 @@ import threading
 import time
 import uuid
 
-from data.etcd_gateway import (EtcdGateway, compare, count, decode, delete, get, kvs, nested, no_key_under,
-                               put)
+from data import history
+from data.etcd_gateway import (EtcdGateway, compare, count, decode, delete, get, get_newest, kvs, nested,
+                               no_key_under, put)
 from data.etcd_groups import GroupedTxns, NotSent
 from data.local_lines import LocalLines
 from data.metrics import LOCK_WAIT_SECONDS
-from data.store import (BankView, CommitOutcome, Counts, Grant, LeaseView, LockGrant, LockHeld, LocksGrant,
-                        NotLockHolder, OperationConflict, RecordsFull, Stats, StoreUnavailable, UnknownAccount)
+from data.store import (BankView, CommitOutcome, Counts, Grant, HistoryMismatch, HistoryPage, LeaseView,
+                        LockGrant, LockHeld, LocksGrant, NotLockHolder, OperationConflict, RecordsFull, Stats,
+                        StoreUnavailable, UnknownAccount)
 
 POLL_FIRST, POLL_MOST = 0.002, 0.02     # seconds between looks at a line while waiting
 RECORD_LEASE_SPAN = 60                  # seconds of records that share one etcd lease
@@ -46,6 +52,7 @@ SHORTEST_CALL = 0.05                    # seconds: with less left than this, a l
 REVOKE_PAUSE = 0.2                      # seconds between tries at revoking the lease of a lock lost in transit
 LOCK_LEASE_SHARE = 1                    # seconds (etcd's leases are whole seconds) one lease is given to new locks
 RECOUNT_AFTER = 1.0                     # seconds a count of the records stands in for counting them again
+KNOWN_BALANCES = 10_000                 # balances read at lock time kept before those of expired locks are swept
 
 
 class EtcdStore:
@@ -56,7 +63,9 @@ class EtcdStore:
         self._p = settings.etcd_prefix
         self._ttl = settings.lock_ttl
         self._lease_life = self._ttl + LOCK_LEASE_SHARE    # seconds a lock lease lives at most
-        self._retention = {True: settings.operation_retention, False: settings.retry_record_retention}
+        # Seconds each kind of record lives: keyed and retry operation records, history entries.
+        self._retention = {True: settings.operation_retention, False: settings.retry_record_retention,
+                           "history": settings.history_retention}
         self._limit = {True: settings.operation_limit, False: settings.retry_record_limit}
         self._wall_clock = wall_clock
         self._record_leases = {}            # (keyed, span) -> etcd lease id
@@ -68,6 +77,7 @@ class EtcdStore:
         self._waiters = 0
         self._in_etcd_line = 0              # of them, those with a place in etcd's lines
         self._local = LocalLines()
+        self._known = {}                    # account -> (token, its a/ value as read under that lock, time to forget)
         self._groups = GroupedTxns(self._etcd, f"{self._p}quota")
 
     # ---- the contract (data/store.py) --------------------------------------------------------------------
@@ -96,15 +106,18 @@ class EtcdStore:
             self._retire_lock_lease(leases[-1])
             self._revoke_in_background(leases[-1])
             raise
-        self._local.granted(accounts, time.monotonic() + self._lease_life)
+        until = time.monotonic() + self._lease_life
+        self._local.granted(accounts, until)
         token = int(answer["header"]["revision"])
         responses = answer["responses"][len(accounts):]
+        self._remember({account: (token, self._value(responses[i])) for i, account in enumerate(accounts)}, until)
         grants = [Grant(account, token, self._cents(responses[i])) for i, account in enumerate(accounts)]
         return LocksGrant(grants, self._ttl, self._recorded(responses[len(accounts):], lookup))
 
     def unlock(self, business, account, token):
         answer = self._etcd.txn(self._holder(business, account, token), [delete(self._lock(account))])
         self._local.released([account])
+        self._forget([account])
         if not answer.get("succeeded"):
             raise NotLockHolder(business, account, token)
 
@@ -122,7 +135,7 @@ class EtcdStore:
             raise UnknownAccount(account)
         return cents
 
-    def commit(self, business, writes, operations=(), unlock=False, release=None):
+    def commit(self, business, writes, operations=(), unlock=False, release=None, entries=None):
         release = release or {}
         held = {a: token for a, (_, token) in writes.items()} if unlock else {}
         try:
@@ -134,30 +147,81 @@ class EtcdStore:
                 raise
             self._give_back(business, held, release)
             return CommitOutcome(True, first_results)
+        # Numbered from the balances read under the lock; read again once, if another data server wrote since.
+        for fresh in (False, True):
+            prior = self._prior_balances(business, writes, operations, fresh)
+            if not isinstance(prior, dict):
+                self._give_back(business, held, release)
+                return CommitOutcome(True, prior)
+            outcome = self._commit_once(business, writes, operations, held, release, entries or {}, prior)
+            if outcome is not None:
+                return outcome
+        # Twice a balance other than the one just read: someone else writes under this lock.
+        account, (_, token) = next(iter(writes.items()))
+        raise NotLockHolder(business, account, token)
+
+    def _commit_once(self, business, writes, operations, held, release, entries, prior):
+        """The commit as one transaction: its outcome, or None if a balance is no longer the one in prior."""
+        at = int(self._wall_clock() * 1000)
+        try:
+            recorded = history.numbered({a: cents for a, (cents, _) in writes.items()}, entries,
+                                        {a: (cents, seq) for a, (cents, seq, _) in prior.items()},
+                                        operations[0]["id"] if operations else None, at)
+        except HistoryMismatch:
+            # A commit applied before no longer follows from the balance it wrote: a retry, told its first results.
+            first_results = self._recorded_results(operations)
+            if first_results is None:
+                raise
+            self._give_back(business, held, release)
+            return CommitOutcome(True, first_results)
+        seqs = {a: seq for a, (_, seq, _) in prior.items()} | history.last_seqs(recorded)
         checks = [c for account, (_, token) in writes.items() for c in self._holder(business, account, token)]
         checks += [compare(self._record(op), "VERSION", "EQUAL", 0) for op in operations]
-        success = [put(self._amount(account), str(cents)) for account, (cents, _) in writes.items()]
+        checks += [compare(self._amount(a), "VALUE", "EQUAL", value) if value is not None
+                   else compare(self._amount(a), "VERSION", "EQUAL", 0) for a, (_, _, value) in prior.items()]
+        success = [put(self._amount(account), f"{cents} {seqs[account]}") for account, (cents, _) in writes.items()]
         success += [self._put_record(op) for op in operations]
-        if unlock:
-            success += [delete(self._lock(account)) for account in writes]
+        success += [self._put_entry(entry) for entry in recorded]
+        success += [delete(self._lock(account)) for account in held]
         success += [self._release_op(business, account, token) for account, token in release.items()]
         # Refused, the transaction says what is recorded of its operations: a retry is told its first results.
         try:
             answer = self._groups.txn([*writes, *release, *(f"operation {op['id']}" for op in operations)], checks,
                                       success, self._record_ranges([op["id"] for op in operations]),
                                       self._etcd.timeout)
+        except StoreUnavailable:
+            self._forget(writes)
+            raise
         finally:
-            if unlock or release:
+            if held or release:
                 # Released, or not known to be held any more: this process's waiters for them may try.
                 self._local.released([*held, *release])
+                self._forget([*held, *release])
         if answer.get("succeeded"):
-            return CommitOutcome(False, [op["result"] for op in operations])
-        first_results = self._first_results(answer["responses"], operations)
+            if not held:
+                self._remember({a: (token, f"{cents} {seqs[a]}") for a, (cents, token) in writes.items()},
+                               time.monotonic() + self._lease_life)
+            return CommitOutcome(False, [op["result"] for op in operations], recorded)
+        first_results = self._first_results(answer.get("responses", []), operations)
         if first_results is not None:
             self._give_back(business, held, release)
             return CommitOutcome(True, first_results)
+        self._forget(writes)
         lost = [(account, token) for account, (_, token) in writes.items() if not self._holds(business, account, token)]
-        raise NotLockHolder(business, *(lost or [(None, None)])[0])
+        if lost:
+            raise NotLockHolder(business, *lost[0])
+        return None
+
+    def history(self, account, before=None, limit=history.DEFAULT_PAGE):
+        answer = self._etcd.txn(success=[get(self._amount(account)),
+                                         get_newest(self._entries(account), before and f"{before:012d}", limit)],
+                                resend=True)
+        if not kvs(answer["responses"][0]):
+            raise UnknownAccount(account)
+        entries = [{"account": account, "seq": int(decode(kv["key"]).rpartition("/")[2]),
+                    **json.loads(decode(kv["value"]))} for kv in kvs(answer["responses"][1])]
+        oldest = entries[-1]["seq"] if entries else 1
+        return HistoryPage(entries, oldest if len(entries) == limit and oldest > 1 else None)
 
     def counts(self):
         answer = self._etcd.txn(success=[get(self._p + key, prefix=True, count_only=True)
@@ -175,7 +239,7 @@ class EtcdStore:
         leases = sorted((LeaseView(decode(kv["key"])[len(self._p) + 2:], decode(kv["value"]),
                                    int(kv["create_revision"]), time_left.get(kv.get("lease"), 0))
                          for kv in kvs(locks)), key=lambda lease: (lease.seconds_left, lease.account))
-        return BankView(sum(int(decode(kv["value"])) for kv in kvs(amounts)), count(amounts),
+        return BankView(sum(_balance(decode(kv["value"]))[0] for kv in kvs(amounts)), count(amounts),
                         count(line) + self._waiting_here(),
                         count(locks), leases[:most_leases])
 
@@ -312,7 +376,9 @@ class EtcdStore:
                                 + self._record_ranges(lookup), resend=True)
         if not answer.get("succeeded"):
             raise NotLockHolder(business, account, token)
-        self._local.granted([account], time.monotonic() + self._lease_life)
+        until = time.monotonic() + self._lease_life
+        self._local.granted([account], until)
+        self._remember({account: (token, self._value(answer["responses"][1]))}, until)
         return LockGrant(token, self._ttl, self._cents(answer["responses"][1]),
                          self._recorded(answer["responses"][2:], lookup))
 
@@ -367,6 +433,54 @@ class EtcdStore:
                 self._etcd.txn(success=ops, resend=True)
             finally:
                 self._local.released([account for group in held for account in group])
+                self._forget([account for group in held for account in group])
+
+    # ---- balances and history ----------------------------------------------------------------------------
+
+    def _prior_balances(self, business, writes, operations, fresh):
+        """{account: (cents or None, last seq, a/ value or None)} of the written accounts as they are under the
+        caller's locks: as this process read them when it took a lock (unless fresh), else read now. If the locks
+        are gone because this very commit was applied before, its first results instead (a list)."""
+        prior, unread = {}, []
+        for account, (_, token) in writes.items():
+            known = None if fresh else self._known.get(account)
+            if known is not None and known[0] == token:
+                prior[account] = (*_balance(known[1]), known[1])
+            else:
+                unread.append(account)
+        if not unread:
+            return prior
+        op_ids = [op["id"] for op in operations]
+        answer = self._etcd.txn([c for a in unread for c in self._holder(business, a, writes[a][1])],
+                                [get(self._amount(a)) for a in unread], self._record_ranges(op_ids), resend=True)
+        if not answer.get("succeeded"):
+            first_results = self._first_results(answer.get("responses", []), operations)
+            if first_results is not None:
+                return first_results
+            account = next(a for a in unread if not self._holds(business, a, writes[a][1]))
+            raise NotLockHolder(business, account, writes[account][1])
+        for account, response in zip(unread, answer["responses"]):
+            value = self._value(response)
+            prior[account] = (*_balance(value), value)
+        return prior
+
+    def _remember(self, balances, until):
+        """Keep {account: (token, a/ value)} as read under those locks, until the locks' leases end at the latest."""
+        with self._mutex:
+            if len(self._known) >= KNOWN_BALANCES:
+                now = time.monotonic()
+                self._known = {a: known for a, known in self._known.items() if known[2] > now}
+            self._known.update({a: (token, value, until) for a, (token, value) in balances.items()})
+
+    def _forget(self, accounts):
+        with self._mutex:
+            for account in accounts:
+                self._known.pop(account, None)
+
+    def _put_entry(self, entry):
+        value = {key: entry[key] for key in ("kind", "cents", "balance", "counterparty", "operation", "key", "at")}
+        return put(f"{self._entries(entry['account'])}{entry['seq']:012d}", json.dumps(value, separators=(",", ":")),
+                   self._span_lease("history", entry["at"] // 1000))
 
     # ---- operation records -------------------------------------------------------------------------------
 
@@ -443,17 +557,18 @@ class EtcdStore:
         keyed = op.get("keyed", True)
         at = int(self._wall_clock())
         value = json.dumps({"request": op["request"], "result": op["result"], "at": at}, separators=(",", ":"))
-        return put(self._record(op), value, self._record_lease(keyed, at))
+        return put(self._record(op), value, self._span_lease(keyed, at))
 
-    def _record_lease(self, keyed, at):
-        """One etcd lease for the records made in the same span, outliving their retention by at most a span."""
+    def _span_lease(self, kind, at):
+        """One etcd lease for the records (or history entries: kind "history") made in the same span, outliving
+        their retention by at most a span."""
         span = at // RECORD_LEASE_SPAN
         with self._mutex:
-            lease = self._record_leases.get((keyed, span))
+            lease = self._record_leases.get((kind, span))
             if lease is None:
-                lease = self._etcd.grant(self._retention[keyed] + 2 * RECORD_LEASE_SPAN)
+                lease = self._etcd.grant(self._retention[kind] + 2 * RECORD_LEASE_SPAN)
                 self._record_leases = {key: value for key, value in self._record_leases.items() if key[1] >= span}
-                self._record_leases[(keyed, span)] = lease
+                self._record_leases[(kind, span)] = lease
             return lease
 
     # ---- keys --------------------------------------------------------------------------------------------
@@ -476,13 +591,28 @@ class EtcdStore:
     def _record(self, op):
         return f"{self._p}o/{'k' if op.get('keyed', True) else 'r'}/{op['id']}"
 
+    def _entries(self, account):
+        return f"{self._p}h/{account}/"
+
     @staticmethod
-    def _cents(response):
-        return int(decode(kvs(response)[0]["value"])) if kvs(response) else None
+    def _value(response):
+        """An a/ key's value as read, or None if there is no such key."""
+        return decode(kvs(response)[0]["value"]) if kvs(response) else None
+
+    def _cents(self, response):
+        return _balance(self._value(response))[0]
 
 
 class _TakingUnanswered(StoreUnavailable):
     """A transaction that would take a lock went unanswered: it may have been applied."""
+
+
+def _balance(value):
+    """(cents or None, last history seq) of an a/ value ("cents seq"; "cents" as written before history)."""
+    if value is None:
+        return None, 0
+    cents, _, seq = value.partition(" ")
+    return int(cents), int(seq or 0)
 
 
 def _time_left(give_up):

@@ -6,15 +6,18 @@ newline was never acknowledged and is dropped (and cut off) at the next start. B
 
   {"t": "fence", "upto": N}                       fencing tokens up to N are reserved: after a restart, only
                                                   later ones are handed out (data/fencing.py)
-  {"t": "commit", "w": {account: cents, ...},     one commit, all or nothing: the balances it wrote ("w") and
-   "o": [operation record, ...]}                  the operations it recorded ("o", left out when none)
-  {"t": "accounts", "a": {account: cents, ...}}   a part of a snapshot: up to SNAPSHOT_CHUNK balances
+  {"t": "commit", "w": {account: cents, ...},     one commit, all or nothing: the balances it wrote ("w"), the
+   "o": [operation record, ...],                  operations it recorded ("o") and the history entries it made
+   "h": [history entry, ...]}                     ("h", data/history.py), each left out when none
+  {"t": "accounts", "a": {account: cents, ...},   a part of a snapshot: up to SNAPSHOT_CHUNK balances, and the
+   "s": {account: seq, ...}}                      last history entry's seq of those that have one
   {"t": "operations", "o": [operation record, ...]}  a part of a snapshot: operation records
 
 An operation record is {"id", "request", "result", "at": Unix seconds when it was made} and "keyed": false for a
 write without an Idempotency-Key (left out when keyed; data/records.py). A compaction writes a snapshot (one fence,
 then accounts and operations records) to a new file, appends what was journaled meanwhile and renames it over the
-journal: a snapshot at the head of a file stands for everything before it.
+journal: a snapshot at the head of a file stands for everything before it. A snapshot holds no history entries:
+they live in the history file (data/history_file.py), which a compaction waits for first.
 """
 import json
 import logging
@@ -24,7 +27,7 @@ import time
 import zlib
 
 from data.metrics import COMPACTION_SECONDS, JOURNAL_APPEND_SECONDS, JOURNAL_FSYNC_SECONDS
-from data.store import StorageFailed, WriteFailed
+from data.store import StorageFailed, StoreError, WriteFailed
 
 log = logging.getLogger("bank.data")
 
@@ -145,17 +148,18 @@ class Journal:
     def due_for_compaction(self, min_bytes):
         return self._lines_during_compaction is None and self._size > max(min_bytes, 2 * self.snapshot_size)
 
-    def start_compaction(self, snapshot_records):
+    def start_compaction(self, snapshot_records, prepare=lambda: None):
         """Write snapshot_records to a new journal in the background, then switch to it.
 
         Call it where no append can run at the same time, so that the snapshot (a copy of the state as of now)
-        and the lines kept for the switch meet exactly.
+        and the lines kept for the switch meet exactly. prepare runs in the background first; a StoreError from
+        it puts the compaction off until a later write.
         """
         with self._append_lock:
             if self._lines_during_compaction is not None or self._failure is not None or self._fd is None:
                 return
             self._lines_during_compaction = []
-        self._background(lambda: self._compact(snapshot_records))
+        self._background(lambda: self._compact(snapshot_records, prepare))
 
     def close(self):
         self._closed.set()
@@ -166,11 +170,12 @@ class Journal:
                 os.close(self._fd)
                 self._fd = None
 
-    def _compact(self, snapshot_records):
+    def _compact(self, snapshot_records, prepare):
         started = time.perf_counter()
         temporary = self.path + ".compacting"
         fd = None
         try:
+            prepare()
             fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
             snapshot_size = synced_size = 0
             for record in snapshot_records:
@@ -188,7 +193,7 @@ class Journal:
                 COMPACTION_SECONDS.observe(time.perf_counter() - started)
                 log.info("journal compacted to %d bytes in %.0f ms (appends held back %.1f ms)", snapshot_size,
                          (time.perf_counter() - started) * 1000, self.last_switch_seconds * 1000)
-        except OSError:
+        except (OSError, StoreError):
             # The old journal is still whole and still in use: only compaction waits for the next chance.
             log.exception("journal compaction failed; will try again after a later write")
         finally:

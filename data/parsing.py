@@ -2,6 +2,8 @@
 the store is asked anything; a malformed part is a 400 ApiError whatever the accounts' state."""
 from flask import request
 
+from data import history
+from data.store import HistoryMismatch
 from shared.errors import ApiError
 from shared.validation import is_account_id, is_opaque_key
 from shared.web import amount_cents, json_object
@@ -12,6 +14,8 @@ MAX_WRITES_PER_COMMIT = 100
 MAX_OPERATIONS_PER_COMMIT = 100
 MAX_OPERATION_ID = 200
 MAX_OPERATION_REQUEST = 512
+MAX_ENTRIES_PER_COMMIT = 2 * MAX_OPERATIONS_PER_COMMIT     # a transfer changes two accounts
+ENTRY_KINDS = history.CREDITS + history.DEBITS
 
 
 def optional_body():
@@ -111,3 +115,51 @@ def writes(body, release, fewest):
             raise ApiError(400, "invalid_writes", f"account {item['account']} is written or released twice")
         parsed[item["account"]] = (amount_cents(item.get("amount")), token(item.get("token")))
     return parsed
+
+
+def entries(body, writes):
+    """The commit's "entries" as {account: [history entry]}: each of a written account, each account's in the order
+    they were applied, adding up to the balance written."""
+    items = body.get("entries", [])
+    if not isinstance(items, list) or len(items) > MAX_ENTRIES_PER_COMMIT:
+        raise ApiError(400, "invalid_entries", f"entries must be a list of at most {MAX_ENTRIES_PER_COMMIT} objects")
+    by_account = {}
+    for item in items:
+        if not (isinstance(item, dict) and is_account_id(item.get("account")) and item["account"] in writes
+                and item.get("kind") in ENTRY_KINDS
+                and (item.get("counterparty") is None) == (item["kind"] not in history.TRANSFERS)
+                and (item.get("counterparty") is None or is_account_id(item["counterparty"]))
+                and is_opaque_key(item.get("operation"), MAX_OPERATION_ID)
+                and (item.get("key") is None or is_opaque_key(item["key"]))):
+            raise ApiError(400, "invalid_entries", "each entry needs the account of one of the writes, a kind ("
+                                                   f"{', '.join(ENTRY_KINDS)}), an amount, the balance after it, "
+                                                   "an operation id, a counterparty for a transfer (only) and "
+                                                   "optionally the client's Idempotency-Key")
+        entry = {"kind": item["kind"], "cents": amount_cents(item.get("amount")),
+                 "balance": amount_cents(item.get("balance")), "counterparty": item.get("counterparty"),
+                 "operation": item["operation"], "key": item.get("key")}
+        if entry["cents"] == 0:
+            raise ApiError(400, "invalid_entries", "an entry's amount must be more than 0.00")
+        by_account.setdefault(item["account"], []).append(entry)
+    for account, own in by_account.items():
+        try:
+            history.check_chain(account, own, writes[account][0])
+        except HistoryMismatch as mismatch:
+            raise ApiError(400, "invalid_entries", str(mismatch)) from None
+    return by_account
+
+
+def history_before(value):
+    if value is None:
+        return None
+    if not isinstance(value, int) or not 1 <= value <= MAX_TOKEN:
+        raise ApiError(400, "invalid_before", "before must be the positive seq of an entry (a page's next_before)")
+    return value
+
+
+def history_limit(value):
+    if value is None:
+        return history.DEFAULT_PAGE
+    if not isinstance(value, int) or not 1 <= value <= history.MAX_PAGE:
+        raise ApiError(400, "invalid_limit", f"limit must be a whole number from 1 to {history.MAX_PAGE}")
+    return value

@@ -30,6 +30,7 @@ class LocksGrant(NamedTuple):
 class CommitOutcome(NamedTuple):
     replayed: bool              # True: this very commit was applied before and nothing was applied now
     results: list               # each operation's result, the first ones if replayed
+    entries: list = []          # the history entries it recorded, numbered (none if replayed)
 
 
 class LeaseView(NamedTuple):
@@ -55,6 +56,11 @@ class Counts(NamedTuple):
     retry_records: int
 
 
+class HistoryPage(NamedTuple):
+    entries: list               # the account's entries (data/history.py), newest first
+    next_before: int | None     # the seq to ask before for the page after this one; None: this was the oldest
+
+
 class Stats(NamedTuple):
     """A store's upkeep; None where the store has no such thing (etcd keeps no journal of its own)."""
     compactions: int | None = None
@@ -77,13 +83,18 @@ class Store(Protocol):
     def read(self, business, account, token=None, wait=0.0) -> int:
         """The account's cents: the holder reads with its token, anyone else waits its turn as in lock()."""
 
-    def commit(self, business, writes, operations=(), unlock=False, release=None) -> CommitOutcome:
+    def commit(self, business, writes, operations=(), unlock=False, release=None, entries=None) -> CommitOutcome:
         """Apply writes {account: (cents, token)} all or nothing, with operations recorded.
 
         operations: [{"id", "request", "result", "keyed"}]; if every id is recorded already for the same request,
         nothing is applied and the first results come back; a partial or different match is OperationConflict.
-        release: {account: token} of leases given back unwritten once the commit is through.
+        release: {account: token} of leases given back unwritten once the commit is through. entries: {account:
+        [history entry]} (data/history.py), each account's checked against its writes; they are numbered and
+        recorded with the commit (a written account without any gets an adjustment), a replay records none.
         """
+
+    def history(self, account, before=None, limit=20) -> HistoryPage:
+        """Up to limit of the account's committed entries with a seq below before, newest first; no lock needed."""
 
     def view(self, most_leases) -> BankView:
         """The bank at a glance, with up to most_leases live leases, soonest ending first."""
@@ -130,6 +141,16 @@ class UnknownAccount(StoreError):
 
 class OperationConflict(StoreError):
     """Some of a commit's operation ids are recorded already, but not all of them as this same request."""
+
+
+class HistoryMismatch(StoreError):
+    """A commit's history entries do not add up to the balances it writes: nothing was applied."""
+
+
+class HistoryUnavailable(StoreError):
+    """The history cannot be read (or kept up with) now; the balances and the journal are unaffected."""
+
+    retry_after = 1
 
 
 class RecordsFull(StoreError):

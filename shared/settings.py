@@ -27,6 +27,7 @@ class DataSettings:
     retry_record_limit: int     # records of writes without a key, held at most
     retry_record_retention: float  # seconds those are kept, for a commit's own retry
     compact_min_bytes: int      # journal size below which it is never compacted
+    history_retention: float    # seconds an account's history entry is kept
     lock_waiters: int     # requests that may wait at once for a held account (each holds a server thread)
     store: str            # memory (the embedded store and its journal) | etcd
     etcd_endpoints: tuple  # client URLs of the etcd members, for DATA_STORE=etcd
@@ -100,6 +101,7 @@ def load_data_settings(environ=None):
         retry_record_limit=_positive_int(env, "DATA_RETRY_RECORD_LIMIT", "500000"),
         retry_record_retention=_positive_int(env, "DATA_RETRY_RECORD_RETENTION", "60"),
         compact_min_bytes=_positive_int(env, "DATA_COMPACT_MIN_BYTES", "16777216"),
+        history_retention=_positive_int(env, "DATA_HISTORY_RETENTION", "86400"),
         lock_waiters=_positive_int(env, "DATA_LOCK_WAITERS", "48"),
         store=_choice(env, "DATA_STORE", "memory", ("memory", "etcd")),
         etcd_endpoints=etcd_endpoints,

@@ -20,7 +20,11 @@ class Operation:
     amount_cents: int = 0
     target: str | None = None
     operation_id: str = ""     # what the data server records it under
-    keyed: bool = False        # from a client's Idempotency-Key: an earlier result may exist
+    key: str | None = None     # the client's Idempotency-Key: an earlier result may exist
+
+    @property
+    def keyed(self):
+        return self.key is not None
 
     @property
     def request(self):
@@ -43,12 +47,13 @@ class Outcome:
 
 
 def apply_batch(operations, leases):
-    """Apply operations in order to the leased balances; return (outcomes, balances, records to commit)."""
+    """Apply operations in order to the leased balances; return (outcomes, balances, records to commit, history
+    entries to commit, in the order they were applied)."""
     balances = {account: lease.amount_cents for account, lease in leases.items()}
     earlier = {}
     for lease in leases.values():
         earlier.update(lease.recorded)
-    outcomes, records = [], []
+    outcomes, records, entries = [], [], []
     for operation in operations:
         first = earlier.get(operation.operation_id) if operation.keyed else None
         if first is not None:
@@ -56,13 +61,28 @@ def apply_batch(operations, leases):
             continue
         outcome = _apply_one(operation, balances)
         outcomes.append(outcome)
+        if isinstance(outcome, Outcome) and operation.writes:
+            entries += _entries(operation, outcome.result)
         result = _recordable_result(operation, outcome)
         if result is not None:
             record = {"id": operation.operation_id, "request": operation.request, "result": result,
                       "keyed": operation.keyed}
             records.append(record)
             earlier[operation.operation_id] = record
-    return outcomes, balances, records
+    return outcomes, balances, records, entries
+
+
+def _entries(operation, result):
+    """The history entries of an applied write: {"account", "kind", "cents", "balance", "counterparty",
+    "operation", "key"}, one for each account it changed."""
+    def entry(account, kind, balance, counterparty=None):
+        return {"account": account, "kind": kind, "cents": operation.amount_cents, "balance": balance,
+                "counterparty": counterparty, "operation": operation.operation_id, "key": operation.key}
+
+    if operation.kind != "transfer":
+        return [entry(operation.account, operation.kind, result["balance"])]
+    return [entry(operation.account, "transfer_out", result["balance"], operation.target),
+            entry(operation.target, "transfer_in", result["target_balance"], operation.account)]
 
 
 def _recordable_result(operation, outcome):

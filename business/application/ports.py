@@ -63,6 +63,24 @@ class Lease:
 
 
 @dataclass(frozen=True)
+class HistoryEntry:
+    seq: int                        # 1, 2, 3, ... in the account's own order
+    kind: str                       # deposit | withdrawal | transfer_in | transfer_out | adjustment
+    amount_cents: int               # positive; an adjustment's is signed
+    balance_cents: int              # after it
+    counterparty: str | None        # the other account of a transfer
+    operation: str                  # the data tier's operation id (a transfer's two entries share it)
+    idempotency_key: str | None
+    at: str                         # RFC 3339, UTC
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    entries: list                   # [HistoryEntry], newest first
+    next_before: int | None         # the seq to read before for older entries; None: none are left
+
+
+@dataclass(frozen=True)
 class CommitResult:
     replayed: bool      # True: the data server had applied this very commit before (a retry); first results
     results: list
@@ -88,12 +106,20 @@ class AmountRepository(abc.ABC):
         """Return the account's cents; raise AccountMissing, or AccountLocked if still held after `wait` s."""
 
     @abc.abstractmethod
-    def commit(self, writes, operations, release=()):
+    def commit(self, writes, operations, release=(), entries=()):
         """Write {account: (cents, lease)} all or nothing, record operations, release those leases and `release`.
 
-        operations: [{"id", "request", "result", "keyed"}]; release: leases given back unwritten. Raise LeaseLost,
-        OperationConflict or IdempotencyStoreFull, applying nothing.
+        operations: [{"id", "request", "result", "keyed"}]; release: leases given back unwritten; entries: the
+        history entries of the writes, in the order applied ({"account", "kind", "cents", "balance",
+        "counterparty", "operation", "key"}). Raise LeaseLost, OperationConflict or DataTierFull, applying nothing.
         """
+
+
+class HistoryRepository(abc.ABC):
+    @abc.abstractmethod
+    def page(self, account, before, limit):
+        """Up to limit of the account's entries with a seq below before (None: the newest), as a HistoryPage;
+        raise AccountMissing."""
 
 
 class QueueObserver:

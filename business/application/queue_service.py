@@ -177,15 +177,16 @@ class QueueService:
             return outcomes
 
     def _apply_and_commit(self, operations, leases):
-        outcomes, balances, records = apply_batch(operations, leases)
+        outcomes, balances, records, entries = apply_batch(operations, leases)
         if not records:
             self._release_all(leases.values())
             return outcomes
-        writes = {a: (balances[a], lease) for a, lease in leases.items()
-                  if balances[a] is not None and balances[a] != lease.amount_cents}
+        # Every account with an entry is written, even one whose changes add up to nothing.
+        changed = {entry["account"] for entry in entries}
+        writes = {a: (balances[a], lease) for a, lease in leases.items() if a in changed}
         untouched = [lease for a, lease in leases.items() if a not in writes]
         try:
-            self._amounts.commit(writes, records, untouched)
+            self._amounts.commit(writes, records, untouched, entries)
         except (LeaseLost, OperationConflict):
             self._release_all(leases.values())
             raise ServiceUnavailable("account_busy", "the account changed hands before the write; nothing was "

@@ -21,11 +21,14 @@ class HttpAmountRepository(AmountRepository):
                                   params={"wait_ms": int(wait * 1000)}, server_wait=wait)
         return parse_cents(payload["amount"])
 
-    def commit(self, writes, operations, release=()):
+    def commit(self, writes, operations, release=(), entries=()):
         body = {"writes": [{"account": account, "amount": format_cents(cents), "token": lease.token}
                            for account, (cents, lease) in writes.items()],
                 "operations": operations, "unlock": True,
-                "release": [{"account": lease.account, "token": lease.token} for lease in release]}
+                "release": [{"account": lease.account, "token": lease.token} for lease in release],
+                "entries": [{"account": entry["account"], "kind": entry["kind"], "amount": format_cents(entry["cents"]),
+                             "balance": format_cents(entry["balance"]), "counterparty": entry["counterparty"],
+                             "operation": entry["operation"], "key": entry["key"]} for entry in entries]}
         deadline, pause = self._clock() + self._resend_seconds, FIRST_PAUSE
         while True:
             try:

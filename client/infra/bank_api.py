@@ -2,6 +2,7 @@
 import threading
 import time
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -42,6 +43,11 @@ class BankApi:
 
     def balance(self, account, token=None):
         return self._send("GET", f"/balance/{account}", None, token)
+
+    def history(self, account, limit=100, cursor=None):
+        """A page of the account's statement, newest first; cursor: the next_cursor of the page before."""
+        query = urlencode({"limit": limit, **({"cursor": cursor} if cursor else {})})
+        return self._send("GET", f"/history/{account}?{query}", None, None)
 
     def health(self):
         return self._send("GET", "/health", None, None)

@@ -11,13 +11,13 @@ function cell(text) {
   return td;
 }
 
-function fill(id, rows, empty) {
+function fill(id, rows, empty, columns = 4) {
   const body = document.getElementById(id);
   body.replaceChildren();
   if (rows.length === 0) {
     const tr = document.createElement("tr");
     const td = cell(empty);
-    td.colSpan = 4;
+    td.colSpan = columns;
     tr.append(td);
     body.append(tr);
   }
@@ -37,6 +37,8 @@ function show(state) {
        "no operations yet");
   fill("leases", state.leases.map((l) => [l.account, l.holder, l.token, l.seconds_left.toFixed(1) + " s"]),
        "no lease is held");
+  fill("entries", state.entries.map((e) => [e.at.slice(11, 23), e.account, e.seq, e.kind, e.amount, e.balance]),
+       "no entry yet", 6);
   fill("refusals", state.refusals.map((r) => [r.seconds_ago + " s ago", r.business, r.account, r.token]),
        "none");
 }

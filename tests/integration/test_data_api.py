@@ -212,7 +212,7 @@ def test_health_needs_no_token(data_client):
 
 @pytest.mark.parametrize("method, path", [
     ("post", "/getLock/b1/acc"), ("post", "/unLock/b1/acc"), ("post", "/setAmount/b1/acc"),
-    ("get", "/getAmount/b1/acc"), ("post", "/commit/b1"),
+    ("get", "/getAmount/b1/acc"), ("post", "/commit/b1"), ("get", "/getHistory/b1/acc"),
 ])
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic YTpi"},
                                      {"Authorization": "Bearer"}, {"Authorization": ""}])

@@ -27,6 +27,13 @@ BUSINESS_CASES = [
     ("POST", "/deposit/alice/1.00", CLIENT, {"json": {"amount": "1000.00"}}, {400}),
     ("POST", "/deposit/alice/1.00", CLIENT, {"data": "x" * 100_000, "content_type": "application/json"}, {413}),
     ("DELETE", "/balance/alice", CLIENT, {}, {405}),
+    *[("GET", f"/history/alice?{query}", CLIENT, {}, {400}) for query in
+      [f"limit={LONG}", "limit=1e3", "limit=%EF%BC%91", "limit=", f"cursor={LONG}", "cursor=%FF%FE", "cursor=%20",
+       "cursor=YmVmb3JlOjk5OTk5OTk5OTk5OTk5OTk5OTk5OTk5OQ", "cursor=..%2F..%2Fetc"]],
+    ("GET", f"/history/{'a' * 10_000}", CLIENT, {}, {400}),
+    ("GET", "/history/alice", bearer(DATA_TOKENS["b1"]), {}, {401}),
+    ("GET", "/history/alice", CLIENT, {"json": {"limit": 5}}, {400}),
+    ("POST", "/history/alice", CLIENT, {}, {405}),
     ("GET", "/balance/alice/../bob", CLIENT, {}, {404}),
 ]
 
@@ -45,6 +52,7 @@ def test_hostile_requests_to_a_business_server(bank, method, path, headers, body
     assert response.status_code in statuses, response.data[:200]
     assert response.is_json and set(response.json) >= {"error", "message"}
     assert bank.get("/balance/alice", headers=CLIENT).json["balance"] == "100.00"
+    assert len(bank.get("/history/alice", headers=CLIENT).json["entries"]) == 1
 
 
 DATA = bearer(DATA_TOKENS["b1"])
@@ -66,6 +74,18 @@ DATA_CASES = [
     ("POST", "/commit/b1", DATA, {"data": "x" * 2_000_000, "content_type": "application/json"}, {413}),
     ("GET", f"/getAmount/b1/acc?token={LONG}", DATA, {}, {400}),
     ("GET", "/getAmount/b1/acc?wait_ms=-1", DATA, {}, {400}),
+    ("GET", f"/getHistory/b1/acc?before={LONG}", DATA, {}, {400}),
+    ("GET", "/getHistory/b1/acc?limit=-1", DATA, {}, {400}),
+    ("GET", "/getHistory/b1/acc?before=1.5", DATA, {}, {400}),
+    ("GET", "/getHistory/b2/acc", DATA, {}, {403}),
+    *[("POST", "/commit/b1", DATA, {"json": {"writes": [{"account": "acc", "amount": "1.00", "token": 1}],
+                                              "entries": entries}}, {400}) for entries in [
+        [{"account": "acc", "kind": "deposit", "amount": LONG, "balance": "1.00", "operation": "o"}],
+        [{"account": "acc", "kind": "deposit", "amount": "1.00", "balance": "1.00", "operation": "o" * 10_000}],
+        [{"account": ["acc"], "kind": "deposit", "amount": "1.00", "balance": "1.00", "operation": "o"}],
+        [{"account": "acc", "kind": {"x": 1}, "amount": "1.00", "balance": "1.00", "operation": "o"}],
+        [{"account": "acc", "kind": "deposit", "amount": 1.0, "balance": 1.0, "operation": "o"}],
+        {"acc": []}, [[[[]]]]]],
 ]
 
 
@@ -79,3 +99,4 @@ def test_hostile_requests_to_the_data_server(data_client, b1, method, path, head
     assert response.is_json and set(response.json) >= {"error", "message"}
     assert data_client.get("/getAmount/b1/acc", headers=b1).json["amount"] == "100.00"
     assert data_client.get("/health").json["accounts"] == 1
+    assert len(data_client.get("/getHistory/b1/acc", headers=b1).json["entries"]) == 1

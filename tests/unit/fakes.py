@@ -2,8 +2,11 @@
 import threading
 
 from business.application.ports import (AccountLocked, AccountMissing, AmountRepository, CommitResult,
-                                        DataStoreFull, DataUnavailable, IdempotencyStoreFull, Lease, LeaseLost,
-                                        LockRepository, OperationConflict)
+                                        DataStoreFull, DataUnavailable, HistoryEntry, HistoryPage,
+                                        HistoryRepository, IdempotencyStoreFull, Lease, LeaseLost, LockRepository,
+                                        OperationConflict)
+
+SIGN = {"deposit": 1, "transfer_in": 1, "withdrawal": -1, "transfer_out": -1}
 
 
 class FakeDataServer:
@@ -18,6 +21,7 @@ class FakeDataServer:
         self.acquired = []               # accounts in the order they were locked
         self.lock_requests = []          # the accounts of each lock request, granted or not
         self.commits = []
+        self.history = {}                # account -> [HistoryEntry], oldest first
         self.released = []
         self.locked_by_others = {}       # account -> attempts still refused with 423 (None: forever)
         self.down = False
@@ -91,7 +95,7 @@ class FakeAmounts(AmountRepository):
                 raise AccountMissing(account)
             return server.accounts[account]
 
-    def commit(self, writes, operations, release=()):
+    def commit(self, writes, operations, release=(), entries=()):
         server = self.server
         server.check_up()
         server.check_room()
@@ -107,6 +111,9 @@ class FakeAmounts(AmountRepository):
             for account, (_, lease) in writes.items():
                 if server.leases.get(account) != lease.token:
                     raise LeaseLost(account)
+            numbered = self._numbered(writes, entries)
+            for entry_account, entry in numbered:
+                server.history.setdefault(entry_account, []).append(entry)
             for account, (cents, lease) in writes.items():
                 server.accounts[account] = cents
                 del server.leases[account]
@@ -118,3 +125,34 @@ class FakeAmounts(AmountRepository):
                     server.released.append(lease.account)
             server.commits.append(dict((a, c) for a, (c, _) in writes.items()))
         return CommitResult(False, [op["result"] for op in operations])
+
+    def _numbered(self, writes, entries):
+        """As the data server: every entry of a written account, each following from the balance before it and
+        the last ending at the balance written; numbered on from the account's last."""
+        balances = {account: self.server.accounts.get(account) or 0 for account in writes}
+        numbered = []
+        for entry in entries:
+            account = entry["account"]
+            assert account in writes, f"an entry of {account}, which the commit does not write"
+            assert balances[account] + SIGN[entry["kind"]] * entry["cents"] == entry["balance"], entry
+            balances[account] = entry["balance"]
+            seq = len(self.server.history.get(account, [])) + 1 + sum(1 for a, _ in numbered if a == account)
+            numbered.append((account, HistoryEntry(seq, entry["kind"], entry["cents"], entry["balance"],
+                                                   entry["counterparty"], entry["operation"], entry["key"],
+                                                   "2026-12-01T00:00:00.000Z")))
+        for account, (cents, _) in writes.items():
+            assert balances[account] == cents, f"the entries of {account} do not end at its balance written"
+        return numbered
+
+
+class FakeHistory(HistoryRepository):
+    def __init__(self, server):
+        self.server = server
+
+    def page(self, account, before, limit):
+        self.server.check_up()
+        if account not in self.server.accounts:
+            raise AccountMissing(account)
+        older = [e for e in reversed(self.server.history.get(account, [])) if before is None or e.seq < before]
+        page = older[:limit]
+        return HistoryPage(page, page[-1].seq if len(page) == limit and page[-1].seq > 1 else None)

@@ -2,6 +2,8 @@
 import io
 import threading
 
+import pytest
+
 from client.__main__ import verdict
 from client.check import BankCheck, percentile
 from client.infra.bank_api import Reply
@@ -9,14 +11,42 @@ from shared.money import format_cents, parse_cents
 
 
 class FakeBank:
-    """An in-memory bank API; `flaw` makes it wrong in one way."""
+    """An in-memory bank API with statements; `flaw` makes it wrong in one way."""
 
     def __init__(self, flaw=None):
         self.balances, self.flaw, self.calls = {}, flaw, 0
+        self.entries = {}           # account -> its history, oldest first
         self.mutex = threading.Lock()
 
     def _reply(self, status, **body):
         return Reply(status, body, 0.001, "fake")
+
+    def _record(self, account, kind, cents, key, counterparty=None):
+        entries = self.entries.setdefault(account, [])
+        entries.append({"seq": len(entries) + 1, "kind": kind, "amount": format_cents(cents),
+                        "balance": format_cents(self.balances[account]), "counterparty": counterparty,
+                        "operation": key, "idempotency_key": key, "at": "2026-12-01T00:00:00.000Z"})
+
+    def history(self, account, limit=100, cursor=None):
+        with self.mutex:
+            entries = [dict(entry) for entry in self.entries.get(account, [])]
+        # Each flaw spoils the statement of one account in one place, once it has a few entries.
+        if account.endswith("-0") and len(entries) > 5:
+            if self.flaw == "drop_entry":
+                del entries[3]
+            elif self.flaw == "duplicate_entry":
+                entries.insert(3, dict(entries[3]))
+            elif self.flaw == "reorder_entries":
+                entries[2], entries[3] = entries[3], entries[2]
+            elif self.flaw == "phantom_entry":
+                entries.append({**entries[-1], "seq": len(entries) + 1, "kind": "deposit", "amount": "0.01",
+                                "balance": format_cents(parse_cents(entries[-1]["balance"]) + 1),
+                                "idempotency_key": "nobody-sent-this"})
+        newest_first = entries[::-1]
+        start = int(cursor or 0)
+        page = newest_first[start:start + limit]
+        more = start + limit < len(newest_first)
+        return self._reply(200, account=account, entries=page, next_cursor=str(start + limit) if more else None)
 
     def deposit(self, account, amount, key=None):
         with self.mutex:
@@ -26,6 +56,7 @@ class FakeBank:
             new = self.balances.get(account, 0) + parse_cents(amount)
             if not (self.flaw == "lose_deposits" and self.calls % 7 == 0 and account in self.balances):
                 self.balances[account] = new
+                self._record(account, "deposit", parse_cents(amount), key)
             return self._reply(200, balance=format_cents(new))
 
     def withdraw(self, account, amount, key=None):
@@ -36,6 +67,7 @@ class FakeBank:
             if new < 0 and self.flaw != "overdraw":
                 return self._reply(422, error="insufficient_funds")
             self.balances[account] = new
+            self._record(account, "withdrawal", parse_cents(amount), key)
             return self._reply(200, balance=format_cents(new))
 
     def transfer(self, origin, target, amount, key=None):
@@ -45,6 +77,8 @@ class FakeBank:
                 return self._reply(422, error="insufficient_funds")
             self.balances[origin] -= cents
             self.balances[target] += cents
+            self._record(origin, "transfer_out", cents, key, target)
+            self._record(target, "transfer_in", cents, key, origin)
             return self._reply(200, origin_balance=format_cents(self.balances[origin]),
                                target_balance=format_cents(self.balances[target]))
 
@@ -65,6 +99,23 @@ def test_a_correct_bank_has_no_violation():
 def test_acknowledged_deposits_that_were_lost_are_violations():
     report = run_check(FakeBank("lose_deposits"))
     assert any("expected" in violation for violation in report.violations)
+
+
+@pytest.mark.parametrize("flaw, found", [
+    ("drop_entry", "without gaps"), ("duplicate_entry", "without gaps"), ("reorder_entries", "without gaps"),
+    ("phantom_entry", "no operation of the check")])
+def test_a_statement_that_drops_duplicates_reorders_or_invents_an_entry_is_a_violation(flaw, found):
+    report = run_check(FakeBank(flaw))
+    assert any(found in violation for violation in report.violations), report.violations
+    # The balances themselves are right: only the statement gives it away.
+    assert not any("expected" in violation for violation in report.violations)
+
+
+def test_a_correct_bank_has_every_write_once_in_its_statements():
+    report = run_check(FakeBank())
+    written = [e for e in report.events if e.kind != "balance" and e.outcome == "ok"]
+    in_statements = sum(len(entries) for entries in report.statements.values())
+    assert in_statements == 3 + sum(2 if e.kind == "transfer" else 1 for e in written)
 
 
 def test_a_negative_balance_is_a_violation():
@@ -119,7 +170,7 @@ class SilentServer:
         self.calls += 1
         return Reply(None, {"error": "no_answer"}, 3.0, "silent")
 
-    deposit = withdraw = transfer = balance = _no_answer
+    deposit = withdraw = transfer = balance = history = _no_answer
 
 
 def test_a_server_that_does_not_answer_is_passed_over_and_the_rest_serve_everything():

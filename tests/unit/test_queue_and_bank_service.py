@@ -10,7 +10,7 @@ from business.application.errors import (AccountNotFound, IdempotencyConflict, I
 from business.application.queue_service import QueueService
 from business.application.ports import AccountLocked, DataStoreFull, DataUnavailable, LeaseLost
 from tests.helpers import FakeClock
-from tests.unit.fakes import FakeAmounts, FakeDataServer, FakeLocks
+from tests.unit.fakes import FakeAmounts, FakeDataServer, FakeHistory, FakeLocks
 
 
 class Harness:
@@ -20,7 +20,7 @@ class Harness:
         self.sleeps = []
         self.queues = QueueService(locks(self.server), FakeAmounts(self.server), lock_wait, queue_limit,
                                    batch_limit, clock=self.clock, sleep=self._sleep, jitter=lambda: 0.5)
-        self.bank = BankService(self.queues, max_amount_cents=1_000_000)
+        self.bank = BankService(self.queues, FakeHistory(self.server), max_amount_cents=1_000_000)
 
     def _sleep(self, seconds):
         self.sleeps.append(seconds)

@@ -1,0 +1,122 @@
+"""Statements: an account's whole history read from the bank, and the checker's proof against it.
+
+The proof: sequence numbers 1, 2, 3, ... without gaps; each entry's balance is the one before plus or minus its
+amount, never negative; the newest is the final balance; every acknowledged write is there exactly once (by its
+Idempotency-Key) in each account it touched, as its kind and amount, with the balance its answer showed; no
+refused write is there; one whose outcome is unknown is there at most once, on both sides of a transfer or
+neither; nothing is there that the check did not send.
+"""
+import collections
+import time
+
+from shared.money import format_cents, parse_cents, parse_signed_cents
+
+CREDIT_KINDS = ("deposit", "transfer_in")
+MOST_PAGES = 10_000         # pages of one statement at most: a bound on the walk, far past any check's length
+
+
+class StatementUnavailable(Exception):
+    """No server gave a page of the statement."""
+
+
+def read_statement(apis, account, servers, rng, attempts=50, pause=0.1):
+    """Every entry of account's history, oldest first, page by page from whichever server answers (servers: a
+    PassOver of apis, rng: a random.Random to choose among those available)."""
+    entries, cursor = [], None
+    for _ in range(MOST_PAGES):
+        page = _page(apis, account, cursor, servers, rng, attempts, pause)
+        entries += page["entries"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return entries[::-1]
+    raise StatementUnavailable(f"the statement of {account} has more than {MOST_PAGES} pages")
+
+
+def _page(apis, account, cursor, servers, rng, attempts, pause):
+    for _ in range(attempts):
+        index = rng.choice(servers.available())
+        reply = apis[index].history(account, 100, cursor)
+        if reply.status == 200:
+            servers.answered(index)
+            return reply.body
+        servers.failed(index)
+        time.sleep(pause)
+    raise StatementUnavailable(f"no server gave the statement of {account}")
+
+
+def statement_violations(account, entries, final_cents, events):
+    """What is wrong in account's statement (entries oldest first) against the check's events on it."""
+    violations = []
+    seqs = [entry["seq"] for entry in entries]
+    if seqs != list(range(1, len(entries) + 1)):
+        violations.append(f"{account}: history numbers {_sample(seqs)} are not 1, 2, 3, ... without gaps")
+    balance = 0
+    for entry in entries:
+        amount = parse_signed_cents(entry["amount"])
+        balance += amount if entry["kind"] in CREDIT_KINDS or entry["kind"] == "adjustment" else -amount
+        shown = parse_signed_cents(entry["balance"])
+        if shown != balance:
+            violations.append(f"{account}: entry {entry['seq']} shows {entry['balance']} after {entry['kind']} "
+                              f"{entry['amount']}, but the entries before it add up to {format_cents(balance)}")
+            balance = shown
+        if shown < 0:
+            violations.append(f"{account}: entry {entry['seq']} leaves a negative balance {entry['balance']}")
+    if balance != final_cents:
+        violations.append(f"{account}: the newest entry's balance {format_cents(balance)} is not the final "
+                          f"{format_cents(final_cents)}")
+    by_key = collections.defaultdict(list)
+    for entry in entries:
+        by_key[entry["idempotency_key"]].append(entry)
+    expected = {event.key: event for event in events if event.key is not None}
+    for key, found in by_key.items():
+        if key not in expected:
+            violations.append(f"{account}: {len(found)} entries ({found[0]['kind']} {found[0]['amount']}) come from "
+                              f"no operation of the check (key {key})")
+    for key, event in expected.items():
+        violations += _event_violations(account, event, by_key.get(key, []))
+    return violations
+
+
+def _event_violations(account, event, found):
+    kind, counterparty = _entry_of(event, account)
+    described = f"{event.kind} {format_cents(event.amount_cents)} (key {event.key})"
+    wrong = [e for e in found if (e["kind"], parse_cents(e["amount"]), e["counterparty"]) !=
+             (kind, event.amount_cents, counterparty)]
+    if wrong:
+        return [f"{account}: {described} is recorded as {wrong[0]['kind']} {wrong[0]['amount']}"]
+    if event.outcome == "ok":
+        if len(found) != 1:
+            return [f"{account}: acknowledged {described} appears {len(found)} times in its history"]
+        if account in event.balances and parse_signed_cents(found[0]["balance"]) != event.balances[account]:
+            return [f"{account}: acknowledged {described} answered balance {format_cents(event.balances[account])}, "
+                    f"its entry says {found[0]['balance']}"]
+    elif event.outcome == "refused" and found:
+        return [f"{account}: refused {described} appears in its history"]
+    elif len(found) > 1:
+        return [f"{account}: {described} of unknown outcome appears {len(found)} times"]
+    return []
+
+
+def transfer_halves_violations(statements, events):
+    """A transfer of unknown outcome is in both its accounts' histories or in neither."""
+    violations = []
+    for event in events:
+        if event.kind != "transfer" or event.outcome != "unknown":
+            continue
+        present = [any(e["idempotency_key"] == event.key for e in statements[account]) for account in event.accounts]
+        if present[0] != present[1]:
+            violations.append(f"transfer {event.key} of unknown outcome is in the history of only one of "
+                              f"{event.accounts[0]} and {event.accounts[1]}")
+    return violations
+
+
+def _entry_of(event, account):
+    """(kind, counterparty) of the entry event makes in account's history."""
+    if event.kind != "transfer":
+        return event.kind, None
+    origin, target = event.accounts
+    return ("transfer_out", target) if account == origin else ("transfer_in", origin)
+
+
+def _sample(values, most=12):
+    return ", ".join(map(str, values[:most])) + (", ..." if len(values) > most else "")

@@ -1,0 +1,78 @@
+"""An account's history: one entry for each change a commit makes to its balance, numbered 1, 2, 3, … per account.
+
+Both stores record a commit's entries in the same all-or-nothing step as its balances. This module says what an
+entry is, checks that a commit's entries agree with the balances it writes, and numbers and stamps them. An entry:
+
+  {"seq": n, "kind": k, "cents": amount, "balance": cents after it, "counterparty": account or None,
+   "operation": operation id, "key": the client's Idempotency-Key or None, "at": Unix milliseconds}
+
+Amounts are positive, their direction the kind's; an adjustment (a write that came without entries, such as the
+seed's setAmount) carries its signed change.
+"""
+import datetime
+
+from data.store import HistoryMismatch
+from shared.money import format_cents
+
+CREDITS = ("deposit", "transfer_in")
+DEBITS = ("withdrawal", "transfer_out")
+ADJUSTMENT = "adjustment"
+TRANSFERS = ("transfer_in", "transfer_out")
+MAX_PAGE = 100              # entries one read returns at most
+DEFAULT_PAGE = 20
+
+
+def change(entry):
+    """The signed cents the entry adds to its account's balance."""
+    if entry["kind"] in DEBITS:
+        return -entry["cents"]
+    return entry["cents"]
+
+
+def check_chain(account, entries, written):
+    """Each of one account's entries (in commit order) must follow from the one before, the last end at written."""
+    for before, after in zip(entries, entries[1:]):
+        if before["balance"] + change(after) != after["balance"]:
+            raise HistoryMismatch(f"the entries of {account} do not add up: {after['balance']} is not "
+                                  f"{before['balance']} and the change after it")
+    if entries and entries[-1]["balance"] != written:
+        raise HistoryMismatch(f"the last entry of {account} does not end at the balance written")
+
+
+def numbered(writes, entries, prior, operation, at):
+    """The commit's entries, numbered on from each account's last and stamped with at (Unix ms).
+
+    writes: {account: cents}; entries: {account: [entry without seq and at]}, checked with check_chain already;
+    prior: {account: (cents or None, last seq)}. A written account without entries gets an adjustment entry,
+    under operation (the commit's first operation id, or None). HistoryMismatch if an account's first entry does
+    not follow from its balance before the commit.
+    """
+    recorded = []
+    for account, cents in writes.items():
+        before, seq = prior[account]
+        own = entries.get(account)
+        if own is None:
+            if cents == (before or 0):
+                continue
+            own = [{"kind": ADJUSTMENT, "cents": cents - (before or 0), "balance": cents, "counterparty": None,
+                    "operation": operation, "key": None}]
+        elif (before or 0) + change(own[0]) != own[0]["balance"]:
+            raise HistoryMismatch(f"the first entry of {account} does not follow from its balance before the commit")
+        for entry in own:
+            seq += 1
+            recorded.append({"account": account, "seq": seq, **entry, "at": at})
+    return recorded
+
+
+def last_seqs(recorded):
+    """{account: its last seq} of numbered entries."""
+    return {entry["account"]: entry["seq"] for entry in recorded}
+
+
+def wire(entry):
+    """An entry as the data server answers it (amounts as decimal strings, the time in RFC 3339, UTC)."""
+    at = datetime.datetime.fromtimestamp(entry["at"] / 1000, datetime.timezone.utc)
+    return {"seq": entry["seq"], "kind": entry["kind"], "amount": format_cents(entry["cents"]),
+            "balance": format_cents(entry["balance"]), "counterparty": entry["counterparty"],
+            "operation": entry["operation"], "idempotency_key": entry["key"],
+            "at": at.isoformat(timespec="milliseconds").replace("+00:00", "Z")}
