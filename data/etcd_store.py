@@ -11,17 +11,16 @@ one bank. Keys under ETCD_PREFIX:
   q/{account}/{id}   a request waiting for the account, under a lease; create revisions order the line
   w/{id}             the same waiting request, once, to count them
   o/k/{id}, o/r/{id} a keyed or a retry operation record, under a lease a little longer than its retention
+                     (etcd_records.py)
   quota              empty: written by every transaction of grouped requests, so that etcd weighs it (etcd_groups.py)
 
 What each operation costs etcd (make bench counts it): a lock is one transaction, a commit another, and the lock
 attempts and commits of concurrent requests on different accounts go to etcd together, as one (etcd_groups.py).
 Locks share etcd leases: a data server grants one every LOCK_LEASE_SHARE seconds for every lock it takes in that
 time, so a lock lives from LOCK_TTL to LOCK_TTL + LOCK_LEASE_SHARE; a renewal moves the lock to the newest lease
-(its create revision, the token, stays). The caps on records are checked against a count taken at most
-RECOUNT_AFTER seconds ago plus what this process has recorded since, and counted again before any refusal: with
-several data servers, the cap may be passed by what the others recorded in that time. A commit numbers its history
-entries on from each account's seq as this process read it when it took the lock (or reads it, if another process
-took it), and its transaction holds only if that balance is still the one read.
+(its create revision, the token, stays). A commit numbers its history entries on from each account's seq as this
+process read it when it took the lock (or reads it, if another process took it), and its transaction holds only if
+that balance is still the one read (else it reads it and tries once more).
 """
 import json
 import math
@@ -33,14 +32,14 @@ from data import history
 from data.etcd_gateway import (EtcdGateway, compare, count, decode, delete, get, get_newest, kvs, nested,
                                no_key_under, put)
 from data.etcd_groups import GroupedTxns, NotSent
+from data.etcd_records import EtcdRecords
 from data.local_lines import LocalLines
 from data.metrics import LOCK_WAIT_SECONDS
 from data.store import (BankView, CommitOutcome, Counts, Grant, HistoryMismatch, HistoryPage, LeaseView,
-                        LockGrant, LockHeld, LocksGrant, NotLockHolder, OperationConflict, RecordsFull, Stats,
-                        StoreUnavailable, UnknownAccount)
+                        LockGrant, LockHeld, LocksGrant, NotLockHolder, RecordsFull, Stats, StoreUnavailable,
+                        UnknownAccount)
 
 POLL_FIRST, POLL_MOST = 0.002, 0.02     # seconds between looks at a line while waiting
-RECORD_LEASE_SPAN = 60                  # seconds of records that share one etcd lease
 # A place in line outlives its waiter's wait by this much and no more: a waiter cut off from etcd cannot take its
 # place out itself, and until the place expires it holds back everyone behind it.
 LINE_LEASE_MARGIN = 1.0
@@ -51,7 +50,6 @@ GRANT_GRACE = 0.5
 SHORTEST_CALL = 0.05                    # seconds: with less left than this, a lock is not even tried
 REVOKE_PAUSE = 0.2                      # seconds between tries at revoking the lease of a lock lost in transit
 LOCK_LEASE_SHARE = 1                    # seconds (etcd's leases are whole seconds) one lease is given to new locks
-RECOUNT_AFTER = 1.0                     # seconds a count of the records stands in for counting them again
 KNOWN_BALANCES = 10_000                 # balances read at lock time kept before those of expired locks are swept
 
 
@@ -63,13 +61,8 @@ class EtcdStore:
         self._p = settings.etcd_prefix
         self._ttl = settings.lock_ttl
         self._lease_life = self._ttl + LOCK_LEASE_SHARE    # seconds a lock lease lives at most
-        # Seconds each kind of record lives: keyed and retry operation records, history entries.
-        self._retention = {True: settings.operation_retention, False: settings.retry_record_retention,
-                           "history": settings.history_retention}
-        self._limit = {True: settings.operation_limit, False: settings.retry_record_limit}
         self._wall_clock = wall_clock
-        self._record_leases = {}            # (keyed, span) -> etcd lease id
-        self._records_counted = {}          # keyed -> (records held, time.monotonic() of the count)
+        self._records = EtcdRecords(self._etcd, self._p, settings, wall_clock)
         self._lock_lease = (None, -math.inf)    # the lease new locks share, time.monotonic() before its grant
         self._lock_lease_mutex = threading.Lock()
         self._mutex = threading.Lock()
@@ -89,7 +82,7 @@ class EtcdStore:
         return LockGrant(granted.grants[0].token, granted.ttl, granted.grants[0].cents, granted.recorded)
 
     def lock_all(self, business, accounts, lookup=(), wait=0.0):
-        reads = [get(self._amount(a)) for a in accounts] + self._record_ranges(lookup)
+        reads = [get(self._amount(a)) for a in accounts] + self._records.ranges(lookup)
 
         leases = []
 
@@ -112,7 +105,7 @@ class EtcdStore:
         responses = answer["responses"][len(accounts):]
         self._remember({account: (token, self._value(responses[i])) for i, account in enumerate(accounts)}, until)
         grants = [Grant(account, token, self._cents(responses[i])) for i, account in enumerate(accounts)]
-        return LocksGrant(grants, self._ttl, self._recorded(responses[len(accounts):], lookup))
+        return LocksGrant(grants, self._ttl, self._records.recorded(responses[len(accounts):], lookup))
 
     def unlock(self, business, account, token):
         answer = self._etcd.txn(self._holder(business, account, token), [delete(self._lock(account))])
@@ -139,10 +132,10 @@ class EtcdStore:
         release = release or {}
         held = {a: token for a, (_, token) in writes.items()} if unlock else {}
         try:
-            self._require_room(operations)
+            self._records.require_room(operations)
         except RecordsFull:
             # A retry of what is recorded is answered from its record, full or not.
-            first_results = self._recorded_results(operations)
+            first_results = self._records.recorded_results(operations)
             if first_results is None:
                 raise
             self._give_back(business, held, release)
@@ -153,15 +146,16 @@ class EtcdStore:
             if not isinstance(prior, dict):
                 self._give_back(business, held, release)
                 return CommitOutcome(True, prior)
-            outcome = self._commit_once(business, writes, operations, held, release, entries or {}, prior)
+            outcome = self._commit_once(business, writes, operations, held, release, entries or {}, prior, fresh)
             if outcome is not None:
                 return outcome
         # Twice a balance other than the one just read: someone else writes under this lock.
         account, (_, token) = next(iter(writes.items()))
         raise NotLockHolder(business, account, token)
 
-    def _commit_once(self, business, writes, operations, held, release, entries, prior):
-        """The commit as one transaction: its outcome, or None if a balance is no longer the one in prior."""
+    def _commit_once(self, business, writes, operations, held, release, entries, prior, fresh):
+        """The commit as one transaction: its outcome, or None if a balance is no longer the one in prior (read
+        just now if fresh, else when this process took the lock)."""
         at = int(self._wall_clock() * 1000)
         try:
             recorded = history.numbered({a: cents for a, (cents, _) in writes.items()}, entries,
@@ -169,25 +163,27 @@ class EtcdStore:
                                         operations[0]["id"] if operations else None, at)
         except HistoryMismatch:
             # A commit applied before no longer follows from the balance it wrote: a retry, told its first results.
-            first_results = self._recorded_results(operations)
+            first_results = self._records.recorded_results(operations)
             if first_results is None:
+                if not fresh:
+                    return None         # another data server may have written under the lock since it was taken
                 raise
             self._give_back(business, held, release)
             return CommitOutcome(True, first_results)
         seqs = {a: seq for a, (_, seq, _) in prior.items()} | history.last_seqs(recorded)
         checks = [c for account, (_, token) in writes.items() for c in self._holder(business, account, token)]
-        checks += [compare(self._record(op), "VERSION", "EQUAL", 0) for op in operations]
+        checks += [compare(self._records.key(op), "VERSION", "EQUAL", 0) for op in operations]
         checks += [compare(self._amount(a), "VALUE", "EQUAL", value) if value is not None
                    else compare(self._amount(a), "VERSION", "EQUAL", 0) for a, (_, _, value) in prior.items()]
         success = [put(self._amount(account), f"{cents} {seqs[account]}") for account, (cents, _) in writes.items()]
-        success += [self._put_record(op) for op in operations]
+        success += [self._records.put(op) for op in operations]
         success += [self._put_entry(entry) for entry in recorded]
         success += [delete(self._lock(account)) for account in held]
         success += [self._release_op(business, account, token) for account, token in release.items()]
         # Refused, the transaction says what is recorded of its operations: a retry is told its first results.
         try:
             answer = self._groups.txn([*writes, *release, *(f"operation {op['id']}" for op in operations)], checks,
-                                      success, self._record_ranges([op["id"] for op in operations]),
+                                      success, self._records.ranges([op["id"] for op in operations]),
                                       self._etcd.timeout)
         except StoreUnavailable:
             self._forget(writes)
@@ -202,7 +198,7 @@ class EtcdStore:
                 self._remember({a: (token, f"{cents} {seqs[a]}") for a, (cents, token) in writes.items()},
                                time.monotonic() + self._lease_life)
             return CommitOutcome(False, [op["result"] for op in operations], recorded)
-        first_results = self._first_results(answer.get("responses", []), operations)
+        first_results = self._records.first_results(answer.get("responses", []), operations)
         if first_results is not None:
             self._give_back(business, held, release)
             return CommitOutcome(True, first_results)
@@ -373,14 +369,14 @@ class EtcdStore:
         lease = self._shared_lock_lease(time.monotonic() + self._etcd.timeout)
         answer = self._etcd.txn(self._holder(business, account, token),
                                 [put(self._lock(account), business, lease), get(self._amount(account))]
-                                + self._record_ranges(lookup), resend=True)
+                                + self._records.ranges(lookup), resend=True)
         if not answer.get("succeeded"):
             raise NotLockHolder(business, account, token)
         until = time.monotonic() + self._lease_life
         self._local.granted([account], until)
         self._remember({account: (token, self._value(answer["responses"][1]))}, until)
         return LockGrant(token, self._ttl, self._cents(answer["responses"][1]),
-                         self._recorded(answer["responses"][2:], lookup))
+                         self._records.recorded(answer["responses"][2:], lookup))
 
     def _shared_lock_lease(self, give_up):
         """The lease new locks take: granted anew every LOCK_LEASE_SHARE seconds, for LOCK_TTL and that long."""
@@ -452,9 +448,9 @@ class EtcdStore:
             return prior
         op_ids = [op["id"] for op in operations]
         answer = self._etcd.txn([c for a in unread for c in self._holder(business, a, writes[a][1])],
-                                [get(self._amount(a)) for a in unread], self._record_ranges(op_ids), resend=True)
+                                [get(self._amount(a)) for a in unread], self._records.ranges(op_ids), resend=True)
         if not answer.get("succeeded"):
-            first_results = self._first_results(answer.get("responses", []), operations)
+            first_results = self._records.first_results(answer.get("responses", []), operations)
             if first_results is not None:
                 return first_results
             account = next(a for a in unread if not self._holds(business, a, writes[a][1]))
@@ -480,96 +476,7 @@ class EtcdStore:
     def _put_entry(self, entry):
         value = {key: entry[key] for key in ("kind", "cents", "balance", "counterparty", "operation", "key", "at")}
         return put(f"{self._entries(entry['account'])}{entry['seq']:012d}", json.dumps(value, separators=(",", ":")),
-                   self._span_lease("history", entry["at"] // 1000))
-
-    # ---- operation records -------------------------------------------------------------------------------
-
-    def _record_ranges(self, op_ids):
-        return [get(self._p + f"o/{kind}/{op_id}") for op_id in op_ids for kind in ("k", "r")]
-
-    def _recorded(self, responses, op_ids):
-        now, recorded = self._wall_clock(), {}
-        for index, op_id in enumerate(op_ids):
-            for keyed, response in zip((True, False), responses[2 * index:2 * index + 2]):
-                record = self._live_record(response, keyed, now)
-                if record is not None:
-                    recorded[op_id] = {"request": record["request"], "result": record["result"]}
-        return recorded
-
-    def _recorded_results(self, operations):
-        """None if no operation id is recorded; the first results if all are, for the same requests."""
-        if not operations:
-            return None
-        answer = self._etcd.txn(success=self._record_ranges([op["id"] for op in operations]), resend=True)
-        return self._first_results(answer["responses"], operations)
-
-    def _first_results(self, record_ranges, operations):
-        """_recorded_results from the answers to _record_ranges of the operations' ids."""
-        found = self._recorded(record_ranges, [op["id"] for op in operations])
-        if not found:
-            return None
-        if all(op["id"] in found and found[op["id"]]["request"] == op["request"] for op in operations):
-            return [found[op["id"]]["result"] for op in operations]
-        raise OperationConflict("an operation id of this commit is recorded for another request")
-
-    def _live_record(self, response, keyed, now):
-        if not kvs(response):
-            return None
-        record = json.loads(decode(kvs(response)[0]["value"]))
-        return record if record["at"] >= now - self._retention[keyed] else None
-
-    def _require_room(self, operations):
-        for keyed in (True, False):
-            needed = sum(1 for op in operations if op.get("keyed", True) == keyed)
-            if not needed:
-                continue
-            with self._mutex:
-                held, counted_at = self._records_counted.get(keyed, (0, -math.inf))
-                if time.monotonic() - counted_at < RECOUNT_AFTER and held + needed <= self._limit[keyed]:
-                    # Counted as held from now on, taken or not: a count too high only brings a recount sooner.
-                    self._records_counted[keyed] = (held + needed, counted_at)
-                    continue
-            prefix, counted_at = self._p + ("o/k/" if keyed else "o/r/"), time.monotonic()
-            held = count(self._etcd.txn(success=[get(prefix, prefix=True, count_only=True)],
-                                        resend=True)["responses"][0])
-            if held + needed > self._limit[keyed]:
-                held = self._require_room_among_live(prefix, keyed, needed)
-            with self._mutex:
-                self._records_counted[keyed] = (held + needed, counted_at)
-
-    def _require_room_among_live(self, prefix, keyed, needed):
-        """Near the cap, count only records within their retention, dropping the others (their etcd lease may
-        outlive them by a span); refuse if there is still no room, saying when the oldest live one expires. The
-        live records' count."""
-        now, oldest_kept = self._wall_clock(), self._wall_clock() - self._retention[keyed]
-        made = [(json.loads(decode(kv["value"]))["at"], decode(kv["key"]))
-                for kv in kvs(self._etcd.txn(success=[get(prefix, prefix=True)], resend=True)["responses"][0])]
-        expired = [key for at, key in made if at < oldest_kept]
-        for start in range(0, len(expired), 1000):
-            self._etcd.txn(success=[delete(key) for key in expired[start:start + 1000]], resend=True)
-        live = sorted(at for at, _ in made if at >= oldest_kept)
-        if len(live) + needed > self._limit[keyed]:
-            raise RecordsFull("idempotency" if keyed else "commit retry",
-                              max(1.0, live[0] + self._retention[keyed] - now))
-        return len(live)
-
-    def _put_record(self, op):
-        keyed = op.get("keyed", True)
-        at = int(self._wall_clock())
-        value = json.dumps({"request": op["request"], "result": op["result"], "at": at}, separators=(",", ":"))
-        return put(self._record(op), value, self._span_lease(keyed, at))
-
-    def _span_lease(self, kind, at):
-        """One etcd lease for the records (or history entries: kind "history") made in the same span, outliving
-        their retention by at most a span."""
-        span = at // RECORD_LEASE_SPAN
-        with self._mutex:
-            lease = self._record_leases.get((kind, span))
-            if lease is None:
-                lease = self._etcd.grant(self._retention[kind] + 2 * RECORD_LEASE_SPAN)
-                self._record_leases = {key: value for key, value in self._record_leases.items() if key[1] >= span}
-                self._record_leases[(kind, span)] = lease
-            return lease
+                   self._records.span_lease("history", entry["at"] // 1000))
 
     # ---- keys --------------------------------------------------------------------------------------------
 
@@ -587,9 +494,6 @@ class EtcdStore:
 
     def _place(self, account, me):
         return f"{self._p}q/{account}/{me}"
-
-    def _record(self, op):
-        return f"{self._p}o/{'k' if op.get('keyed', True) else 'r'}/{op['id']}"
 
     def _entries(self, account):
         return f"{self._p}h/{account}/"

@@ -274,3 +274,23 @@ def test_concurrent_requests_share_etcd_transactions_but_two_on_one_account_neve
         same = list(pool.map(lock, ["one"] * 24))
     # Never together: etcd would refuse the transaction (a key written twice), or lease the account twice.
     assert len([token for token in same if token]) == 1 and store.counts().leases == 25
+
+
+def test_history_is_numbered_on_whichever_data_server_took_the_lock_and_whichever_writes_under_it(request):
+    first, second = etcd_app(request).test_client(), etcd_app(request).test_client()
+
+    def commit(client, amount, entry_amount, balance, op_id, unlock):
+        return client.post("/commit/b1", headers=B1, json={
+            "writes": [{"account": "acc", "amount": amount, "token": token}], "unlock": unlock,
+            "operations": [{"id": op_id, "request": "r", "result": 1}],
+            "entries": [{"account": "acc", "kind": "deposit", "amount": entry_amount, "balance": balance,
+                         "operation": op_id}]})
+
+    # The first server took the lock and read the balance; the second writes under it, then the first again.
+    token = first.post("/getLock/b1/acc", headers=B1).json["token"]
+    assert commit(second, "5.00", "5.00", "5.00", "op-1", unlock=False).status_code == 200
+    assert commit(first, "7.00", "2.00", "7.00", "op-2", unlock=False).status_code == 200
+    assert commit(second, "8.00", "1.00", "8.00", "op-3", unlock=True).status_code == 200
+    entries = first.get("/getHistory/b1/acc", headers=B1).json["entries"]
+    assert [(e["seq"], e["balance"], e["operation"]) for e in entries] == [
+        (3, "8.00", "op-3"), (2, "7.00", "op-2"), (1, "5.00", "op-1")]
