@@ -10,6 +10,7 @@ from pathlib import Path
 from harness.processes import ROOT, free_port
 from client.check import BankCheck
 from client.tour import Tour
+from tests.helpers import CLIENT_TOKEN
 
 
 def fresh_checkout(tmp_path, procfile):
@@ -101,3 +102,29 @@ def test_the_cluster_procfile_runs_the_demo_on_three_etcd_members_and_two_data_s
     assert returncode == 0
     assert re.search(r"client\.1\s+\| demo passed: \d+ features, \d+ operations checked, no violation", output)
     assert (checkout / "var" / "etcd" / "m1" / "member").is_dir()
+
+
+def test_the_client_prints_a_statement_page_by_page(start_system):
+    system = start_system()
+    api = system.apis()[0]
+    for amount in ("10.00", "2.50", "0.25"):
+        assert api.deposit("statement-alice", amount, key=f"st-{amount}").status == 200
+    urls = ",".join(business.url for business in system.businesses)
+
+    def client_history(*args):
+        return subprocess.run([sys.executable, "-m", "client", "--urls", urls, "--token", CLIENT_TOKEN, "history",
+                               *args], cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+    first = client_history("statement-alice", "--limit", "2")
+    assert first.returncode == 0, first.stderr
+    lines = first.stdout.splitlines()
+    assert lines[0] == "statement of statement-alice, newest first"
+    assert re.match(r"\s+3\s+\S+Z\s+deposit\s+0\.25\s+12\.75\s+st-0\.25$", lines[2])
+    assert re.match(r"\s+2\s+\S+Z\s+deposit\s+2\.50\s+12\.50\s+st-2\.50$", lines[3])
+    cursor = re.search(r"--cursor (\S+)$", lines[-1]).group(1)
+    older = client_history("statement-alice", "--limit", "2", "--cursor", cursor).stdout.splitlines()
+    assert re.match(r"\s+1\s+\S+Z\s+deposit\s+10\.00\s+10\.00\s+st-10\.00$", older[2]) and len(older) == 3
+    bad_cursor = client_history("statement-alice", "--cursor", "bogus")
+    assert bad_cursor.returncode == 1 and "400 invalid_cursor" in bad_cursor.stderr
+    missing = client_history("nobody-here")
+    assert missing.returncode == 1 and "404 account_not_found" in missing.stderr
