@@ -342,6 +342,6 @@ class EmbeddedStore:
             for start in range(0, len(operations), SNAPSHOT_CHUNK):
                 yield {"t": "operations", "o": operations[start:start + SNAPSHOT_CHUNK]}
 
-        # The snapshot drops the journal's history entries: the history file must hold them all first.
-        self._journal.start_compaction(snapshot_records(), prepare=self._history.caught_up)
+        # The snapshot drops the journal's history entries: the history file must hold them all on disk first.
+        self._journal.start_compaction(snapshot_records(), prepare=self._history.on_disk)
 

@@ -3,8 +3,10 @@
 The journal is the truth: each commit record holds its entries, and this file only catches up with it. So an
 entry is written here once the journal has it on disk (never one of a commit a crash could take back), each
 (account, seq) once however often the journal is replayed; a read first waits until every entry committed before
-it is here; a compaction, which drops the journal's entries, first waits until every one of them is here. Memory
-holds only the entries not written yet, at most HISTORY_BEHIND_LIMIT; the file drops entries past their retention.
+it is here; a compaction, which drops the journal's entries, first waits until every one of them is here and on
+disk. So the file's own writes need no fsync of their own (SQLite's synchronous=NORMAL): what a crash takes from it
+is still in the journal. Memory holds only the entries not written yet, at most HISTORY_BEHIND_LIMIT; the file
+drops entries past their retention.
 """
 import collections
 import itertools
@@ -54,7 +56,7 @@ class HistoryFile:
         replay added first."""
         self._db = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
         self._writer.start()
 
@@ -82,6 +84,15 @@ class HistoryFile:
                     raise HistoryUnavailable(self._failure)
                 if not self._changed.wait(deadline - time.monotonic()) and time.monotonic() >= deadline:
                     raise HistoryUnavailable("the history file did not catch up with the journal in time")
+
+    def on_disk(self):
+        """Return once every entry added so far is in the file and on disk: before the journal may drop them."""
+        self.caught_up()
+        try:
+            with self._db_lock:
+                self._db.execute("PRAGMA wal_checkpoint(FULL)")
+        except sqlite3.Error as error:
+            raise HistoryUnavailable(f"the history file could not be made durable: {error}") from None
 
     def page(self, account, before, limit):
         """Up to limit entries of account with a seq below before (None: the newest), newest first."""
