@@ -41,6 +41,10 @@ def test_the_dashboard_shows_the_bank_live_and_refuses_a_wrong_token(start_syste
 
     requests.post(f"{system.businesses[0].url}/deposit/dash-live/12.34", headers=bearer(CLIENT_TOKEN), timeout=5)
     WebDriverWait(browser, 2).until(lambda b: shown_total(b) == 300_00 + 12_34)
+    # The bank's newest history entry, as it was recorded: account, seq, kind, amount, balance after it.
+    WebDriverWait(browser, 2).until(lambda b: "dash-live" in b.find_element(By.ID, "entries").text)
+    newest = [cell.text for cell in browser.find_elements(By.CSS_SELECTOR, "#entries tr:first-child td")]
+    assert newest[1:] == ["dash-live", "1", "deposit", "12.34", "12.34"]
     WebDriverWait(browser, 5).until(lambda b: "b1" in b.find_element(By.ID, "rates").text)
     errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
     assert errors == []
