@@ -33,8 +33,8 @@ def check_chain(account, entries, written):
     """Each of one account's entries (in commit order) must follow from the one before, the last end at written."""
     for before, after in zip(entries, entries[1:]):
         if before["balance"] + change(after) != after["balance"]:
-            raise HistoryMismatch(f"the entries of {account} do not add up: {after['balance']} is not "
-                                  f"{before['balance']} and the change after it")
+            raise HistoryMismatch(f"the entries of {account} do not add up: a {after['kind']} of {after['cents']} "
+                                  f"cents after a balance of {before['balance']} does not leave {after['balance']}")
     if entries and entries[-1]["balance"] != written:
         raise HistoryMismatch(f"the last entry of {account} does not end at the balance written")
 
