@@ -172,7 +172,12 @@ class BankCheck:
                 event.outcome = "refused"
                 break
             if reply.status == 503 and reply.error in NOTHING_APPLIED:
-                event.outcome = "unknown" if ambiguous else "refused"
+                if not ambiguous:
+                    # Settled: nothing was applied. Going on frees this worker for accounts that are not held, so
+                    # one account held through a fault does not stall the whole check.
+                    event.outcome = "refused"
+                    break
+                event.outcome = "unknown"
             else:
                 ambiguous = True
                 event.outcome = "unknown"
