@@ -453,7 +453,8 @@ class EtcdStore:
             first_results = self._records.first_results(answer.get("responses", []), operations)
             if first_results is not None:
                 return first_results
-            account = next(a for a in unread if not self._holds(business, a, writes[a][1]))
+            # The lock that was lost, or (gone and back between the two looks) the first asked about.
+            account = next((a for a in unread if not self._holds(business, a, writes[a][1])), unread[0])
             raise NotLockHolder(business, account, writes[account][1])
         for account, response in zip(unread, answer["responses"]):
             value = self._value(response)
