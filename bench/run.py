@@ -30,8 +30,9 @@ TRANSFER_ACCOUNTS = 10
 RESULTS = ROOT / "bench" / "results"
 SCALE_ACCOUNTS = (10_000, 100_000, 1_000_000)
 COMPACTION_ACCOUNTS = 1_000_000
-# The code before every account had a history (#19), to show what the history costs: BENCH_BEFORE overrides it.
-BEFORE_REVISION = os.environ.get("BENCH_BEFORE", "3b125978f207062ef3abb508cb1f515ad9ccfd0c")
+# The code before one batcher per business server (#20), each worker batching alone, to show what the batcher
+# gives: BENCH_BEFORE overrides it.
+BEFORE_REVISION = os.environ.get("BENCH_BEFORE", "1d619690676dcadfb4e70f6899e796ee521fc174")
 
 
 def phases(stack, spread_accounts):
@@ -260,9 +261,11 @@ def write_results(operations, scale, sizes, compaction, comparison, edge, etcd, 
               f"while it ran: {c['slowest_write_during_ms']:.0f} ms; in as long a time after it: "
               f"{c['slowest_write_after_ms']:.0f} ms; median write {c['p50_write_ms']:.1f} ms."]
     lines += ["", f"Before and after, in this run, at 32 clients: `before` is revision {comparison['revision'][:10]} "
-              "(before every account had a history, #19; its own .env.example), `after` this tree, history on.", "",
+              "(each business worker batching alone, before one batcher per server, #20; its own .env.example), "
+              "`after` this tree.", "",
               "| phase | before op/s | after op/s | before ratio | after ratio | before p99 ms | after p99 ms "
-              "| before CPU ms/op | after CPU ms/op |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+              "| before CPU ms/op | after CPU ms/op | before data calls/op | after data calls/op |",
+              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     compared = {(r["code"], r["mode"]): r for r in comparison["rows"]}
     for mode in ("deposit", "hot", "transfer"):
         before, after = compared[("before", mode)], compared[("after", mode)]
@@ -270,7 +273,8 @@ def write_results(operations, scale, sizes, compaction, comparison, edge, etcd, 
         lines.append(f"| {mode} | {before['ops_per_s']:.0f} | {after['ops_per_s']:.0f} "
                      f"| {before['ops_per_s'] / base_before['ops_per_s']:.2f} "
                      f"| {after['ops_per_s'] / base_after['ops_per_s']:.2f} | {before['p99_ms']:.1f} "
-                     f"| {after['p99_ms']:.1f} | {before['cpu_ms_per_op']:.2f} | {after['cpu_ms_per_op']:.2f} |")
+                     f"| {after['p99_ms']:.1f} | {before['cpu_ms_per_op']:.2f} | {after['cpu_ms_per_op']:.2f} "
+                     f"| {before['data_calls_per_op']:.2f} | {after['data_calls_per_op']:.2f} |")
     per_entry = history["bytes"] / max(history["entries"], 1)
     lines += ["", f"History: after the phases above, the data server's history file held {history['entries']:,} "
               f"entries in {history['bytes'] / 1e6:.1f} MB, {per_entry:.0f} bytes an entry (SQLite, beside the "

@@ -2,16 +2,38 @@
 from business.application.bank_service import BankService
 from business.application.queue_service import QueueService
 from business.infra.amount_repository import HttpAmountRepository
+from business.infra.batcher_client import BatcherQueue
 from business.infra.data_client import DataServerClient
 from business.infra.history_repository import HttpHistoryRepository
 from business.infra.lock_repository import HttpLockRepository
 from business.infra.metrics import PrometheusQueueObserver
 
 
-def bank_service(settings, request_id_source=lambda: None):
-    """The BankService on settings' data servers; request_id_source names the request each data call serves."""
-    data_client = DataServerClient(settings.data_urls, settings.business_id, settings.data_token,
-                                   settings.data_timeout, request_id_source, settings.data_tls)
-    queues = QueueService(HttpLockRepository(data_client), HttpAmountRepository(data_client), settings.lock_wait,
-                          settings.queue_limit, settings.batch_limit, observer=PrometheusQueueObserver())
-    return BankService(queues, HttpHistoryRepository(data_client), settings.max_amount_cents)
+def data_client(settings, request_id_source):
+    """A client of settings' data servers; request_id_source names the request each data call serves."""
+    return DataServerClient(settings.data_urls, settings.business_id, settings.data_token, settings.data_timeout,
+                            request_id_source, settings.data_tls)
+
+
+def queue_service(settings, request_id_source, client=None):
+    """The lock cycles of one process: a worker's own, or its server's batcher's."""
+    client = client or data_client(settings, request_id_source)
+    return QueueService(HttpLockRepository(client), HttpAmountRepository(client), settings.lock_wait,
+                        settings.queue_limit, settings.batch_limit, observer=PrometheusQueueObserver())
+
+
+def batcher_reply_timeout(settings):
+    """How long a worker waits for the batcher's answer: an operation's turn in the line (a lock cycle before it,
+    set aside for up to LOCK_WAIT), then its own lock request and commit, each a data call that may fail over."""
+    return 2 * settings.lock_wait + 4 * settings.data_timeout + 1
+
+
+def bank_service(settings, request_id_source=lambda: None, batcher_socket=None):
+    """The BankService; its operations go to the server's batcher at batcher_socket, or if None to this
+    process's own lock cycles."""
+    client = data_client(settings, request_id_source)
+    if batcher_socket:
+        queues = BatcherQueue(batcher_socket, batcher_reply_timeout(settings), request_id_source)
+    else:
+        queues = queue_service(settings, request_id_source, client)
+    return BankService(queues, HttpHistoryRepository(client), settings.max_amount_cents)

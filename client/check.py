@@ -18,7 +18,7 @@ from shared.money import format_cents, parse_signed_cents
 
 OPENING_CENTS = 100_00
 # 503 codes for which the servers promise that nothing was applied.
-NOTHING_APPLIED = {"account_busy", "queue_full", "idempotency_store_full", "store_full"}
+NOTHING_APPLIED = {"account_busy", "queue_full", "idempotency_store_full", "store_full", "batcher_unavailable"}
 KIND_WEIGHTS = {"deposit": 25, "withdrawal": 25, "transfer": 35, "balance": 15}
 MOST_SHOWN = 50             # violations printed one by one; the rest are counted
 

@@ -43,6 +43,13 @@ def children_of(pid):
     return sorted(children)
 
 
+def _is_batcher(pid):
+    try:
+        return b"business.batcher" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
 def proc_status(pid):
     """/proc/PID/status as {name: value}, e.g. "Threads" and "VmRSS" ("35092 kB")."""
     return {name: value.strip() for name, _, value in
@@ -105,12 +112,16 @@ class Server:
             self.kill()
 
     def worker_pids(self):
-        """The gunicorn workers: the master's children."""
-        return children_of(self.process.pid)
+        """The gunicorn workers: the master's children but a business server's batcher."""
+        return [pid for pid in children_of(self.process.pid) if not _is_batcher(pid)]
+
+    def batcher_pid(self):
+        """A business server's batcher, or None (not started yet, or between two)."""
+        return next((pid for pid in children_of(self.process.pid) if _is_batcher(pid)), None)
 
     def pids(self):
-        """The master and its workers."""
-        return [self.process.pid, *self.worker_pids()]
+        """The master and its children: workers, and a business server's batcher."""
+        return [self.process.pid, *children_of(self.process.pid)]
 
     def log(self, tail=4000):
         return self.log_path.read_text(errors="replace")[-tail:] if self.log_path.exists() else ""

@@ -1,6 +1,7 @@
 """The ports the application layer needs from the data tier, and how their adapters may fail.
 
-Adapters (business/infra/) implement LockRepository and AmountRepository and raise only these exceptions.
+Adapters (business/infra/) implement LockRepository, AmountRepository and HistoryRepository and raise only these
+exceptions; OperationQueue is what BankService submits to (QueueService, or business/infra/batcher_client.py).
 """
 import abc
 from dataclasses import dataclass, field
@@ -122,11 +123,19 @@ class HistoryRepository(abc.ABC):
         raise AccountMissing."""
 
 
+class OperationQueue(abc.ABC):
+    """Where the bank's use cases send every operation: QueueService in this process, or the server's batcher."""
+
+    @abc.abstractmethod
+    def submit(self, operation):
+        """Apply operation in a coming lock cycle; return its Outcome or raise its BankError."""
+
+
 class QueueObserver:
     """What the queue service reports as it works, for metrics; this one takes no notice."""
 
     def waiting(self, change):
-        """Operations waiting in this worker went up or down by change."""
+        """Operations waiting in the queue went up or down by change."""
 
     def lock_cycle(self, operations):
         """A lock cycle started for a batch of that many operations."""

@@ -1,9 +1,10 @@
-"""Every operation of a worker passes through its queue, and those waiting are applied together.
+"""Every operation of a business server passes through one queue (in its batcher; in a test's app, in the app's
+own process), and those waiting are applied together.
 
 While one lock cycle is under way, the operations that arrive wait, whatever their accounts; the next cycle takes
 them all (up to a bound): one lock request for every account they touch, each applied in arrival order against
 its account's running balance, one commit that writes, records and releases, and each caller gets its own
-outcome. No extra threads: the first caller to find the worker idle leads the cycle, then hands leadership to
+outcome. No extra threads: the first caller to find the queue idle leads the cycle, then hands leadership to
 the next caller still waiting.
 """
 import collections
@@ -16,7 +17,7 @@ from business.application.errors import AccountNotFound, BankError, ServiceUnava
 from business.application.operations import Outcome, apply_batch
 from business.application.ports import (AccountLocked, AccountMissing, DataRefused, DataStoreFull,
                                         DataTierFull, DataUnavailable, IdempotencyStoreFull, LeaseLost,
-                                        OperationConflict, QueueObserver)
+                                        OperationConflict, OperationQueue, QueueObserver)
 
 log = logging.getLogger("bank.business")
 
@@ -54,7 +55,7 @@ class _Waiter:
         self.wake = threading.Event()
 
 
-class QueueService:
+class QueueService(OperationQueue):
     def __init__(self, locks, amounts, lock_wait, queue_limit, batch_limit,
                  clock=time.monotonic, sleep=time.sleep, jitter=random.random, observer=QueueObserver()):
         self._locks, self._amounts, self._observer = locks, amounts, observer
@@ -86,7 +87,7 @@ class QueueService:
         return waiter.outcome
 
     def pending(self, account):
-        """How many operations on account wait in this worker, not counting a lock cycle under way."""
+        """How many operations on account wait in this queue, not counting a lock cycle under way."""
         with self._mutex:
             return self._pending[account]
 
