@@ -47,12 +47,20 @@ class BatcherSupervisor:
             os.unlink(self._path)
 
     def _spawn(self):
-        self._process = subprocess.Popen([sys.executable, "-m", "business.batcher"], stdin=subprocess.PIPE)
+        try:
+            self._process = subprocess.Popen([sys.executable, "-m", "business.batcher"], stdin=subprocess.PIPE)
+        except OSError as error:
+            if self._process is None:
+                raise       # at the server's start: the server does not start
+            # The dead one stays in _process: the watcher finds it gone at once and tries again after its pause.
+            self._log.error("batcher not started: %s; the workers answer 503 batcher_unavailable", error)
+            return
         deadline = time.monotonic() + START_TIMEOUT
         while not _accepts(self._path):
             if self._process.poll() is not None or time.monotonic() > deadline:
                 self._log.error("batcher (pid %s) did not start; the workers answer 503 batcher_unavailable",
                                 self._process.pid)
+                self._process.kill()    # one that hangs too: the watcher starts another
                 return
             time.sleep(0.02)
         self._log.info("batcher (pid %s) listening at %s", self._process.pid, self._path)
@@ -67,7 +75,7 @@ class BatcherSupervisor:
                 return
             self._log.error("batcher (pid %s) is gone; starting another", process.pid)
             _mark_dead(process.pid)
-            # A batcher that ran a while died of something else than its start: start the next one at once.
+            # A batcher that ran a while did not die of its start: the next one after the shortest pause.
             pause = FIRST_RESTART_PAUSE if time.monotonic() - started > MAX_RESTART_PAUSE else pause
             time.sleep(pause)
             pause = min(pause * 2, MAX_RESTART_PAUSE)

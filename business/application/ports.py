@@ -107,12 +107,13 @@ class AmountRepository(abc.ABC):
         """Return the account's cents; raise AccountMissing, or AccountLocked if still held after `wait` s."""
 
     @abc.abstractmethod
-    def commit(self, writes, operations, release=(), entries=()):
+    def commit(self, writes, operations, release=(), entries=(), on_resend=lambda: None):
         """Write {account: (cents, lease)} all or nothing, record operations, release those leases and `release`.
 
         operations: [{"id", "request", "result", "keyed"}]; release: leases given back unwritten; entries: the
         history entries of the writes, in the order applied ({"account", "kind", "cents", "balance",
         "counterparty", "operation", "key"}). Raise LeaseLost, OperationConflict or DataTierFull, applying nothing.
+        on_resend is called once if an unanswered commit is to be sent again.
         """
 
 

@@ -109,40 +109,50 @@ class QueueService(OperationQueue):
                 if not self._pending[waiter.operation.account]:
                     del self._pending[waiter.operation.account]
         self._observer.lock_cycle(len(batch))
+        handed_over = set()     # once the lead is passed on: the positions still this cycle's
+
+        def hand_over(committing):
+            """The commit of the batch's positions committing goes unanswered and is sent again: the line behind
+            it goes on meanwhile (the next cycle waits at the data server for any account this one holds)."""
+            handed_over.update(committing)
+            self._pass_on([waiter for position, waiter in enumerate(batch) if position not in committing])
+
         try:
-            outcomes = self._lock_cycle([waiter.operation for waiter in batch])
+            outcomes = self._lock_cycle([waiter.operation for waiter in batch], hand_over)
         except Exception as error:
-            # Every waiter must hear back, even from a bug, or its request would hang.
+            # Every waiter of this cycle must hear back, even from a bug, or its request would hang.
             log.exception("lock cycle failed")
-            outcomes = [error] * len(batch)
-        now = self._clock()
-        set_aside = []
+            outcomes = [error if not handed_over or position in handed_over else None for position in range(len(batch))]
+        if not handed_over:
+            self._pass_on([waiter for waiter, outcome in zip(batch, outcomes) if outcome is None])
         for waiter, outcome in zip(batch, outcomes):
-            if outcome is None and now >= waiter.deadline:
-                outcome = ServiceUnavailable("account_busy", f"account {waiter.operation.account} stayed busy; "
-                                                             "nothing was applied, try again")
-            if outcome is None:
-                set_aside.append(waiter)
-            else:
+            if outcome is not None:
                 waiter.outcome = outcome
+                waiter.wake.set()
+
+    def _pass_on(self, set_aside):
+        """Put the operations set aside first in the line, still in arrival order (answering account_busy those
+        past their deadline), and hand the lead to the first waiting, if any."""
+        now = self._clock()
+        for waiter in [waiter for waiter in set_aside if now >= waiter.deadline]:
+            waiter.outcome = ServiceUnavailable("account_busy", f"account {waiter.operation.account} stayed busy; "
+                                                                "nothing was applied, try again")
+            waiter.wake.set()
         with self._mutex:
-            # Set aside for an account another holds: first in the next cycle, still in arrival order.
-            self._enqueue(set_aside, front=True)
+            self._enqueue([waiter for waiter in set_aside if waiter.outcome is None], front=True)
             if self._waiting:
                 successor = self._waiting[0]
                 successor.leads = True
                 successor.wake.set()
             else:
                 self._busy = False
-        for waiter in batch:
-            if waiter.outcome is not None:
-                waiter.wake.set()
 
-    def _lock_cycle(self, operations):
+    def _lock_cycle(self, operations, hand_over=lambda committing: None):
         """Apply operations in one lock request and one commit; return their outcomes, None for those set aside.
 
         When an account stays held past the wait, the operations that touch it (and any later one that shares an
-        account with those) are set aside for the next cycle and the others go on at once.
+        account with those) are set aside for the next cycle and the others go on at once. hand_over(positions)
+        is called if the commit of those positions must be sent again.
         """
         if not any(operation.writes for operation in operations):
             return self._read_all(operations)
@@ -170,14 +180,14 @@ class QueueService(OperationQueue):
             except (DataUnavailable, DataRefused) as error:
                 return _fill(outcomes, going, _unavailable(accounts, error))
             try:
-                results = self._apply_and_commit(batch, leases)
+                results = self._apply_and_commit(batch, leases, lambda: hand_over(set(going)))
             except BankError as error:
                 return _fill(outcomes, going, error)
             for i, outcome in zip(going, results):
                 outcomes[i] = outcome
             return outcomes
 
-    def _apply_and_commit(self, operations, leases):
+    def _apply_and_commit(self, operations, leases, on_resend):
         outcomes, balances, records, entries = apply_batch(operations, leases)
         if not records:
             self._release_all(leases.values())
@@ -187,7 +197,7 @@ class QueueService(OperationQueue):
         writes = {a: (balances[a], lease) for a, lease in leases.items() if a in changed}
         untouched = [lease for a, lease in leases.items() if a not in writes]
         try:
-            self._amounts.commit(writes, records, untouched, entries)
+            self._amounts.commit(writes, records, untouched, entries, on_resend)
         except (LeaseLost, OperationConflict):
             self._release_all(leases.values())
             raise ServiceUnavailable("account_busy", "the account changed hands before the write; nothing was "
@@ -202,17 +212,22 @@ class QueueService(OperationQueue):
         return outcomes
 
     def _read_all(self, operations):
-        """Balances without locks: each account read once, waiting its turn at the data server."""
-        answers = {}
+        """Balances without locks: each account read once, waiting its turn at the data server, all of them
+        within one LOCK_WAIT; once the data server has not answered one, the rest are answered so too (the
+        operations queued behind this batch must not wait a data timeout for each of its accounts)."""
+        answers, unavailable = {}, None
+        deadline = self._clock() + self._lock_wait
         for account in dict.fromkeys(op.account for op in operations):
             try:
-                answers[account] = Outcome({"balance": self._read(account)})
+                answers[account] = unavailable or Outcome({"balance": self._read(account, deadline)})
             except BankError as error:
                 answers[account] = error
+                if isinstance(error, ServiceUnavailable) and error.code == "data_unavailable":
+                    unavailable = error
         return [answers[op.account] for op in operations]
 
-    def _read(self, account):
-        deadline, delay = self._clock() + self._lock_wait, FIRST_BACKOFF
+    def _read(self, account, deadline):
+        delay = FIRST_BACKOFF
         while True:
             try:
                 return self._amounts.get(account, self._server_wait(deadline))

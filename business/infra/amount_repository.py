@@ -21,7 +21,7 @@ class HttpAmountRepository(AmountRepository):
                                   params={"wait_ms": int(wait * 1000)}, server_wait=wait)
         return parse_cents(payload["amount"])
 
-    def commit(self, writes, operations, release=(), entries=()):
+    def commit(self, writes, operations, release=(), entries=(), on_resend=lambda: None):
         body = {"writes": [{"account": account, "amount": format_cents(cents), "token": lease.token}
                            for account, (cents, lease) in writes.items()],
                 "operations": operations, "unlock": True,
@@ -38,5 +38,7 @@ class HttpAmountRepository(AmountRepository):
                 # Safe to send again (to the next data server) only because operation ids make it idempotent.
                 if not operations or self._clock() + pause > deadline:
                     raise
+            if pause == FIRST_PAUSE:
+                on_resend()
             self._sleep(pause)
             pause = min(pause * 2, LONGEST_PAUSE)

@@ -23,6 +23,7 @@ class FakeDataServer:
         self.commits = []
         self.history = {}                # account -> [HistoryEntry], oldest first
         self.released = []
+        self.reads = []                  # the account of each balance read asked for, answered or not
         self.locked_by_others = {}       # account -> attempts still refused with 423 (None: forever)
         self.down = False
         self.full = False                # as a data tier at etcd's quota: every write refused, nothing applied
@@ -87,6 +88,7 @@ class FakeAmounts(AmountRepository):
 
     def get(self, account, wait=0.0):
         server = self.server
+        server.reads.append(account)
         server.check_up()
         with server.mutex:
             if account in server.locked_by_others and server.locked_by_others[account] is None:
@@ -95,7 +97,7 @@ class FakeAmounts(AmountRepository):
                 raise AccountMissing(account)
             return server.accounts[account]
 
-    def commit(self, writes, operations, release=(), entries=()):
+    def commit(self, writes, operations, release=(), entries=(), on_resend=lambda: None):
         server = self.server
         server.check_up()
         server.check_room()

@@ -30,9 +30,11 @@ OPERATIONS = [{"id": "op-1", "request": "deposit acc - 100", "result": {"balance
 
 
 def test_a_commit_without_an_answer_is_sent_again_until_one_comes():
-    data, clock = FlakyDataServer(failures=4), FakeClock()
-    committed = repository(data, clock).commit(WRITES, OPERATIONS)
+    data, clock, resends = FlakyDataServer(failures=4), FakeClock(), []
+    committed = repository(data, clock).commit(WRITES, OPERATIONS, on_resend=lambda: resends.append(clock.now))
     assert committed.results == [{"balance": 500}] and len(data.sent) == 5
+    # The caller hears once, at the first unanswered attempt, that the commit goes on a while.
+    assert resends == [1000]
     # Never resent inside one call: each resending is the repository's own, after a pause that grows.
     assert all(resend is False for _, resend in data.sent) and clock.now - 1000 == pytest.approx(0.05 + 0.1 + 0.2 + 0.4)
 
@@ -45,7 +47,7 @@ def test_a_commit_that_stays_unanswered_past_its_window_is_unavailable():
 
 
 def test_a_commit_with_nothing_to_make_it_idempotent_is_never_sent_again():
-    data = FlakyDataServer(failures=1)
+    data, resends = FlakyDataServer(failures=1), []
     with pytest.raises(DataUnavailable):
-        repository(data, FakeClock()).commit(WRITES, [])
-    assert len(data.sent) == 1
+        repository(data, FakeClock()).commit(WRITES, [], on_resend=lambda: resends.append(True))
+    assert len(data.sent) == 1 and resends == []

@@ -257,6 +257,51 @@ def test_an_unavailable_data_server_is_503_data_unavailable(where):
     assert harness.server.accounts == {"a": 100}
 
 
+class ResendingAmounts(FakeAmounts):
+    """As the data server whose answer to the first commit on `account` is lost: sent again once `finish` is set."""
+
+    def __init__(self, server, account):
+        super().__init__(server)
+        self.account, self.resending, self.finish = account, threading.Event(), threading.Event()
+
+    def commit(self, writes, operations, release=(), entries=(), on_resend=lambda: None):
+        if self.account in writes and not self.resending.is_set():
+            on_resend()
+            self.resending.set()
+            assert self.finish.wait(10)
+        return super().commit(writes, operations, release, entries, on_resend)
+
+
+def test_while_a_commit_is_sent_again_the_operations_behind_it_go_on_and_it_still_gets_its_answer():
+    server = FakeDataServer({"slow": 100, "other": 5})
+    amounts = ResendingAmounts(server, "slow")
+    bank = BankService(QueueService(FakeLocks(server), amounts, 2.0, 100, 50), FakeHistory(server), 1_000_000)
+    resent = threading.Thread(target=lambda: bank.deposit("slow", 1, "c"))
+    resent.start()
+    assert amounts.resending.wait(10)
+    # Without the hand-over these would wait behind the resending commit, here for ever (10 s).
+    assert bank.deposit("other", 2, "c").balance_cents == 7 and bank.balance("other").balance_cents == 7
+    amounts.finish.set()
+    resent.join(10)
+    assert server.accounts == {"slow": 101, "other": 7} and server.leases == {}
+
+
+def test_balances_read_together_wait_for_one_data_timeout_not_one_each_when_the_data_server_is_down():
+    harness = Harness({"a": 1, "b": 2, "c": 3, "gate": 0})
+    gate = harness.server.gate = threading.Event()
+    leader = harness.in_thread(harness.bank.deposit, "gate", 1, "c")
+    assert harness.server.acquire_entered.wait(10)
+    reads = [harness.in_thread(harness.bank.balance, account) for account in ("a", "b", "c")]
+    for account in ("a", "b", "c"):
+        harness.wait_pending(account, 1)
+    harness.server.down = True
+    gate.set()
+    for box in (leader, *reads):
+        box["thread"].join(10)
+    assert [box["error"].code for box in reads] == ["data_unavailable"] * 3
+    assert harness.server.reads == ["a"]
+
+
 def test_a_full_data_store_is_503_store_full_applies_nothing_and_leaves_no_lock_while_balances_are_read():
     harness = Harness({"a": 100, "b": 5})
     harness.server.full = True
