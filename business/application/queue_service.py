@@ -45,13 +45,14 @@ def _unavailable(accounts, error):
 
 
 class _Waiter:
-    __slots__ = ("operation", "deadline", "outcome", "leads", "wake")
+    __slots__ = ("operation", "deadline", "outcome", "leads", "reads", "wake")
 
     def __init__(self, operation, deadline):
         self.operation = operation
         self.deadline = deadline    # past it, an operation set aside for a held account is answered account_busy
         self.outcome = None
         self.leads = False
+        self.reads = False          # its turn came in a batch of reads only: it reads its balance itself
         self.wake = threading.Event()
 
 
@@ -82,6 +83,8 @@ class QueueService(OperationQueue):
             if waiter.leads:
                 waiter.leads = False
                 self._lead()
+            elif waiter.reads:
+                waiter.outcome = self._balance(operation.account, waiter.deadline)
         if isinstance(waiter.outcome, BaseException):
             raise waiter.outcome
         return waiter.outcome
@@ -109,6 +112,14 @@ class QueueService(OperationQueue):
                 if not self._pending[waiter.operation.account]:
                     del self._pending[waiter.operation.account]
         self._observer.lock_cycle(len(batch))
+        if not any(waiter.operation.writes for waiter in batch):
+            # Balances need no lock: each is read by its own caller, all at once, and the line goes on meanwhile
+            # (the data server answers a read of an account under a lease once the lease is given back).
+            self._pass_on([])
+            for waiter in batch:
+                waiter.reads = True
+                waiter.wake.set()
+            return
         handed_over = set()     # once the lead is passed on: the positions still this cycle's
 
         def hand_over(committing):
@@ -154,8 +165,6 @@ class QueueService(OperationQueue):
         account with those) are set aside for the next cycle and the others go on at once. hand_over(positions)
         is called if the commit of those positions must be sent again.
         """
-        if not any(operation.writes for operation in operations):
-            return self._read_all(operations)
         outcomes = [None] * len(operations)
         going = list(range(len(operations)))
         deadline, delay = self._clock() + self._lock_wait, FIRST_BACKOFF
@@ -211,20 +220,12 @@ class QueueService(OperationQueue):
                                                          "the same Idempotency-Key to learn the outcome") from None
         return outcomes
 
-    def _read_all(self, operations):
-        """Balances without locks: each account read once, waiting its turn at the data server, all of them
-        within one LOCK_WAIT; once the data server has not answered one, the rest are answered so too (the
-        operations queued behind this batch must not wait a data timeout for each of its accounts)."""
-        answers, unavailable = {}, None
-        deadline = self._clock() + self._lock_wait
-        for account in dict.fromkeys(op.account for op in operations):
-            try:
-                answers[account] = unavailable or Outcome({"balance": self._read(account, deadline)})
-            except BankError as error:
-                answers[account] = error
-                if isinstance(error, ServiceUnavailable) and error.code == "data_unavailable":
-                    unavailable = error
-        return [answers[op.account] for op in operations]
+    def _balance(self, account, deadline):
+        """A balance read without a lock: its Outcome, or the BankError that refuses it."""
+        try:
+            return Outcome({"balance": self._read(account, deadline)})
+        except BankError as error:
+            return error
 
     def _read(self, account, deadline):
         delay = FIRST_BACKOFF

@@ -14,11 +14,12 @@ from tests.unit.fakes import FakeAmounts, FakeDataServer, FakeHistory, FakeLocks
 
 
 class Harness:
-    def __init__(self, accounts=None, queue_limit=100, batch_limit=50, lock_wait=2.0, locks=FakeLocks):
+    def __init__(self, accounts=None, queue_limit=100, batch_limit=50, lock_wait=2.0, locks=FakeLocks,
+                 amounts=FakeAmounts):
         self.server = FakeDataServer(accounts)
         self.clock = FakeClock()
         self.sleeps = []
-        self.queues = QueueService(locks(self.server), FakeAmounts(self.server), lock_wait, queue_limit,
+        self.queues = QueueService(locks(self.server), amounts(self.server), lock_wait, queue_limit,
                                    batch_limit, clock=self.clock, sleep=self._sleep, jitter=lambda: 0.5)
         self.bank = BankService(self.queues, FakeHistory(self.server), max_amount_cents=1_000_000)
 
@@ -286,20 +287,32 @@ def test_while_a_commit_is_sent_again_the_operations_behind_it_go_on_and_it_stil
     assert server.accounts == {"slow": 101, "other": 7} and server.leases == {}
 
 
-def test_balances_read_together_wait_for_one_data_timeout_not_one_each_when_the_data_server_is_down():
-    harness = Harness({"a": 1, "b": 2, "c": 3, "gate": 0})
+class MeetingAmounts(FakeAmounts):
+    """As a data server that answers balance reads only once `readers` of them are in flight together."""
+
+    def __init__(self, server, readers):
+        super().__init__(server)
+        self.together = threading.Barrier(readers, timeout=5)
+
+    def get(self, account, wait=0.0):
+        self.together.wait()
+        return super().get(account, wait)
+
+
+def test_balances_whose_turn_comes_together_are_read_at_once_each_by_its_caller_and_the_line_goes_on():
+    harness = Harness({"a": 1, "b": 2, "c": 3, "gate": 0}, amounts=lambda server: MeetingAmounts(server, 3))
     gate = harness.server.gate = threading.Event()
     leader = harness.in_thread(harness.bank.deposit, "gate", 1, "c")
     assert harness.server.acquire_entered.wait(10)
     reads = [harness.in_thread(harness.bank.balance, account) for account in ("a", "b", "c")]
     for account in ("a", "b", "c"):
         harness.wait_pending(account, 1)
-    harness.server.down = True
     gate.set()
     for box in (leader, *reads):
         box["thread"].join(10)
-    assert [box["error"].code for box in reads] == ["data_unavailable"] * 3
-    assert harness.server.reads == ["a"]
+    # One after another, the first read would have waited for the other two for ever (5 s): BrokenBarrierError.
+    assert [box["result"].balance_cents for box in reads] == [1, 2, 3]
+    assert sorted(harness.server.reads) == ["a", "b", "c"]
 
 
 def test_a_full_data_store_is_503_store_full_applies_nothing_and_leaves_no_lock_while_balances_are_read():
