@@ -88,7 +88,8 @@ def _stop_when_the_master_goes():
 
 def main():
     settings = exit_on_settings_error(load_business_settings)
-    logging.basicConfig(level=settings.log_level, format="[%(asctime)s] [batcher %(process)d] %(levelname)s %(message)s")
+    logging.basicConfig(level=settings.log_level,
+                        format="[%(asctime)s] [batcher %(process)d] %(levelname)s %(message)s")
     for ignored in (signal.SIGTERM, signal.SIGINT):
         signal.signal(ignored, signal.SIG_IGN)
     threading.Thread(target=_stop_when_the_master_goes, daemon=True).start()

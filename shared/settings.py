@@ -50,7 +50,7 @@ class BusinessSettings:
     lock_wait: float      # seconds an operation waits for a busy account before 503
     data_timeout: float   # seconds for each call to the data server
     max_amount_cents: int
-    queue_limit: int      # operations waiting on one account in one worker
+    queue_limit: int      # operations waiting on one account in one queue (a business server's batcher)
     batch_limit: int      # operations applied in one lock cycle
     max_body_bytes: int
     log_level: str
