@@ -19,7 +19,7 @@ from business.batcher_supervisor import SOCKET_ENV
 from business.infra.batcher_wire import MAX_LINE_BYTES, WireError, answer_line, parse_request
 from shared.settings import exit_on_settings_error, load_business_settings
 
-MAX_CONNECTIONS = 1024      # a worker thread keeps one; more than any allowed BUSINESS_WORKERS x BUSINESS_THREADS
+MAX_CONNECTIONS = 1024      # a worker thread keeps one: BUSINESS_WORKERS x BUSINESS_THREADS up to this (32 as shipped)
 FAILED = ServiceUnavailable("data_unavailable", "the business server failed to finish the operation; retry with "
                                                 "the same Idempotency-Key to learn the outcome")
 
