@@ -4,6 +4,7 @@ before the workers fork, starts it again whenever it dies, and stops it after th
 Nothing here imports prometheus_client at load time: the gunicorn conf file imports this module before the
 metrics folder is chosen.
 """
+import contextlib
 import os
 import socket
 import subprocess
@@ -11,7 +12,10 @@ import sys
 import threading
 import time
 
+from shared.gunicorn_hooks import process_alive
+
 SOCKET_ENV = "BUSINESS_BATCHER_SOCKET"     # set in the master for the workers it forks and for the batcher
+RUN_FOLDER = os.path.join("var", "run")
 START_TIMEOUT = 10          # seconds for a batcher to accept connections
 STOP_TIMEOUT = 5            # seconds for it to go once its stdin closes
 FIRST_RESTART_PAUSE = 0.2   # seconds before starting a batcher that died; doubles up to MAX_RESTART_PAUSE
@@ -87,7 +91,18 @@ class BatcherSupervisor:
 
 def socket_path():
     """Where this master's batcher listens: var/run/ of the project, named by the master's pid."""
-    return os.path.abspath(os.path.join("var", "run", f"batcher-{os.getpid()}.sock"))
+    return os.path.abspath(os.path.join(RUN_FOLDER, f"batcher-{os.getpid()}.sock"))
+
+
+def _drop_sockets_of_masters_gone():
+    """A master killed with its batcher (kill -9 of the group) leaves its socket file: drop those of dead pids."""
+    if not os.path.isdir(RUN_FOLDER):
+        return
+    for name in os.listdir(RUN_FOLDER):
+        pid = name.removeprefix("batcher-").removesuffix(".sock")
+        if name.startswith("batcher-") and pid.isdigit() and not process_alive(int(pid)):
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(RUN_FOLDER, name))
 
 
 def _accepts(path):
@@ -114,6 +129,7 @@ def when_ready(server):
     """Gunicorn's hook, before the first workers fork: start the batcher (unless its socket path is too long for
     AF_UNIX, when each worker batches alone)."""
     global _supervisor
+    _drop_sockets_of_masters_gone()
     path = socket_path()
     if len(path.encode()) > MAX_SOCKET_PATH:
         server.log.error("batcher not started: %s is too long a socket path; each worker batches alone", path)

@@ -7,7 +7,7 @@ import time
 
 import requests
 
-from harness.processes import proc_stat
+from harness.processes import ROOT, proc_stat
 from tests.e2e.workload import BackgroundCheck, written_after
 from tests.helpers import CLIENT_TOKEN, DATA_TOKENS, OPERATOR_TOKEN, bearer, metric_samples, metric_sum
 
@@ -82,6 +82,11 @@ def test_the_batcher_goes_with_its_server_however_the_server_goes(start_system):
     os.kill(killed.process.pid, signal.SIGKILL)     # the master alone: its batcher sees its stdin close
     killed.process.wait(5)
     wait_until(lambda: not any(alive(pid) for pid in batchers), "a batcher outlived its server", timeout=10)
+    # The stopped server's socket is gone with it; the killed one's goes at the next start of a business server.
+    sockets = [ROOT / "var" / "run" / f"batcher-{server.process.pid}.sock" for server in (stopped, killed)]
+    assert not sockets[0].exists() and sockets[1].exists()
+    killed.start()
+    assert not sockets[1].exists() and killed.batcher_pid() is not None
 
 
 def alive(pid):
