@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 
-from shared.gunicorn_hooks import process_alive
+from shared.gunicorn_hooks import left_by_processes_gone
 
 SOCKET_ENV = "BUSINESS_BATCHER_SOCKET"     # set in the master for the workers it forks and for the batcher
 RUN_FOLDER = os.path.join("var", "run")
@@ -96,13 +96,10 @@ def socket_path():
 
 def _drop_sockets_of_masters_gone():
     """A master killed with its batcher (kill -9 of the group) leaves its socket file: drop those of dead pids."""
-    if not os.path.isdir(RUN_FOLDER):
-        return
-    for name in os.listdir(RUN_FOLDER):
-        pid = name.removeprefix("batcher-").removesuffix(".sock")
-        if name.startswith("batcher-") and pid.isdigit() and not process_alive(int(pid)):
+    if os.path.isdir(RUN_FOLDER):
+        for path in left_by_processes_gone(RUN_FOLDER):
             with contextlib.suppress(OSError):
-                os.unlink(os.path.join(RUN_FOLDER, name))
+                os.unlink(path)
 
 
 def _accepts(path):

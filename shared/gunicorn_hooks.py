@@ -39,14 +39,20 @@ def _write_json_error(sock, status_int, reason, mesg):
 def _prepare_metrics_folder(role):
     """A fresh folder for this master and the workers it forks; the folders of masters gone are dropped."""
     os.makedirs(METRICS_ROOT, exist_ok=True)
-    for name in os.listdir(METRICS_ROOT):
-        pid = name.rpartition("-")[2]
-        if pid.isdigit() and not process_alive(int(pid)):
-            shutil.rmtree(os.path.join(METRICS_ROOT, name), ignore_errors=True)
+    for path in left_by_processes_gone(METRICS_ROOT):
+        shutil.rmtree(path, ignore_errors=True)
     folder = os.path.abspath(os.path.join(METRICS_ROOT, f"{role}-{os.getpid()}"))
     shutil.rmtree(folder, ignore_errors=True)
     os.makedirs(folder)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+
+
+def left_by_processes_gone(folder):
+    """The paths in folder named after a process (`name-PID`, with any extension) that is no longer alive."""
+    for name in os.listdir(folder):
+        pid = name.partition(".")[0].rpartition("-")[2]
+        if pid.isdigit() and not process_alive(int(pid)):
+            yield os.path.join(folder, name)
 
 
 def process_alive(pid):
