@@ -2,14 +2,19 @@
 data servers, the same deposit, hot-account and transfer phases, etcd's own count of the requests each operation
 cost, the CPU of every process (etcd members included), a py-spy profile of the data servers, what etcd's
 database holds after it all, and its size through a compaction under load."""
+import concurrent.futures
+import json
 import os
 import threading
 import time
 from pathlib import Path
 
+import requests
+
 from bench.chart import CLIENTS
 from bench.profile import profile_while
-from bench.stack import SECONDS, Stack, run_wrk, seed_accounts, verdict
+from bench.stack import SECONDS, Stack, cpu_by_role, run_wrk, seed_accounts, verdict
+from data.etcd_gateway import put
 from harness.etcd_cluster import EtcdCluster
 
 MODES = (("deposit", "spread-"), ("hot", "hot-"), ("transfer", "tr-"))
@@ -19,6 +24,8 @@ DB_BYTES_IN_USE = "etcd_mvcc_db_total_size_in_use_in_bytes"
 # Long enough to pass the first compaction: etcd 3.4 compacts in revision mode every five minutes.
 COMPACTION_SECONDS = int(os.environ.get("BENCH_COMPACTION_SECONDS", "400"))
 SAMPLE_EVERY = 10       # seconds between looks at etcd's database size
+FLOOR_TXNS = 800        # one-put transactions sent to measure what etcd itself costs a transaction here
+FLOOR_IN_FLIGHT = (1, 16)
 
 
 def measure_etcd_tier(workdir, spread_accounts, transfer_accounts):
@@ -27,6 +34,7 @@ def measure_etcd_tier(workdir, spread_accounts, transfer_accounts):
     cluster = EtcdCluster(Path(workdir) / "etcd").start()
     rows, profile = [], None
     try:
+        floor = {in_flight: _transaction_floor(cluster, in_flight) for in_flight in FLOOR_IN_FLIGHT}
         for data_count in DATA_SERVERS:
             stack = Stack(Path(workdir) / f"etcd-tier-{data_count}", etcd=cluster, data_count=data_count)
             try:
@@ -51,7 +59,29 @@ def measure_etcd_tier(workdir, spread_accounts, transfer_accounts):
         size = _database_size(cluster)
     finally:
         cluster.stop()
-    return {"rows": rows, "profile": profile, "size": size, "compaction": _size_through_a_compaction(workdir)}
+    return {"rows": rows, "profile": profile, "size": size, "floor": floor,
+            "compaction": _size_through_a_compaction(workdir)}
+
+
+def _transaction_floor(cluster, in_flight):
+    """etcd's own CPU (every member's) per transaction of one small put, in_flight of them at a time, sent to the
+    leader: the least a transaction costs on this machine, whatever sends it."""
+    leader = cluster.client_url(cluster.leader())
+
+    def send(sender):
+        with requests.Session() as session:
+            session.trust_env = False
+            for i in range(FLOOR_TXNS // in_flight):
+                body = {"success": [put(f"floor/{in_flight}/{sender}/{i}", "x" * 100)]}
+                session.post(f"{leader}/v3/kv/txn", data=json.dumps(body), timeout=10).raise_for_status()
+
+    roles = {"etcd": cluster.pids()}
+    before = cpu_by_role(roles)["etcd"]
+    with concurrent.futures.ThreadPoolExecutor(in_flight) as pool:
+        list(pool.map(send, range(in_flight)))
+    cost = (cpu_by_role(roles)["etcd"] - before) * 1000 / (FLOOR_TXNS // in_flight * in_flight)
+    print(f"etcd floor: one-put transactions, {in_flight} in flight: {cost:.2f} ms of etcd CPU each", flush=True)
+    return cost
 
 
 def _database_size(cluster):
@@ -103,14 +133,22 @@ def etcd_lines(etcd, operations):
              "(every member's gRPC requests, which its JSON gateway makes) per operation; CPU counts every process, "
              "the etcd members included.", "",
              "| phase | data servers | clients | op/s | ratio to embedded | p50 ms | p99 ms | errors | "
-             + " | ".join(f"{m.split()[1]}/op" for m in methods) + " | CPU ms/op | of which etcd |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | " + "---: | " * len(methods) + "---: | ---: |"]
+             + " | ".join(f"{m.split()[1]}/op" for m in methods) + " | CPU ms/op | of which etcd | etcd ms/Txn |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | " + "---: | " * len(methods)
+             + "---: | ---: | ---: |"]
     for r in etcd["rows"]:
         ratio = r["ops_per_s"] / embedded[(r["mode"], r["clients"])]["ops_per_s"]
         calls = " | ".join(f"{r['etcd_calls_per_op'][m]:.2f}" for m in methods)
+        etcd_cpu, txns = r["cpu_ms_per_op_by_role"].get("etcd", 0), r["etcd_calls_per_op"]["etcd Txn"]
         lines.append(f"| {r['mode']} | {r['data_servers']} | {r['clients']} | {r['ops_per_s']:.0f} | {ratio:.2f} "
                      f"| {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} | {calls} | {r['cpu_ms_per_op']:.2f} "
-                     f"| {r['cpu_ms_per_op_by_role'].get('etcd', 0):.2f} |")
+                     f"| {etcd_cpu:.2f} | {etcd_cpu / txns if txns else 0:.2f} |")
+    floor = etcd["floor"]
+    lines += ["", "What etcd itself costs a transaction on this machine, whatever sends it: a transaction of one "
+              "100-byte put, sent straight to the leader, took "
+              + " and ".join(f"{floor[n]:.2f} ms of the members' CPU with {n} in flight" for n in FLOOR_IN_FLIGHT)
+              + " (the last column above is the same for the tier's own lock and commit transactions, which carry "
+              "every account and record of the batches they group)."]
     size, operations_done = etcd["size"], sum(r["ops_per_s"] * SECONDS for r in etcd["rows"])
     per_op, fastest = size["db_bytes_in_use"] / operations_done, max(r["ops_per_s"] for r in etcd["rows"])
     lines += ["", f"etcd's database after the phases (before its first compaction): {size['db_bytes'] / 1e6:.1f} MB "
