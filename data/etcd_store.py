@@ -20,34 +20,23 @@ Locks share etcd leases: a data server grants one every LOCK_LEASE_SHARE seconds
 time, so a lock lives from LOCK_TTL to LOCK_TTL + LOCK_LEASE_SHARE; a renewal moves the lock to the newest lease
 (its create revision, the token, stays). A commit numbers its history entries on from each account's seq as this
 process read it when it took the lock (or reads it, if another process took it), and its transaction holds only if
-that balance is still the one read (else it reads it and tries once more).
+that balance is still the one read (else it reads it and tries once more). Waiting for accounts: etcd_lines.py.
 """
 import json
 import math
 import threading
 import time
-import uuid
 
 from data import history
-from data.etcd_gateway import (EtcdGateway, compare, count, decode, delete, get, get_newest, kvs, nested,
-                               no_key_under, put)
-from data.etcd_groups import GroupedTxns, NotSent
+from data.etcd_gateway import EtcdGateway, compare, count, decode, delete, get, get_newest, kvs, nested, put
+from data.etcd_groups import GroupedTxns
+from data.etcd_keys import EtcdKeys
+from data.etcd_lines import EtcdLines, TakingUnanswered, time_left
 from data.etcd_records import EtcdRecords
 from data.local_lines import LocalLines
-from data.metrics import LOCK_WAIT_SECONDS
 from data.store import (BankView, CommitOutcome, Counts, Grant, HistoryMismatch, HistoryPage, LeaseView,
-                        LockGrant, LockHeld, LocksGrant, NotLockHolder, RecordsFull, Stats, StoreUnavailable,
-                        UnknownAccount)
+                        LockGrant, LocksGrant, NotLockHolder, RecordsFull, Stats, StoreUnavailable, UnknownAccount)
 
-POLL_FIRST, POLL_MOST = 0.002, 0.02     # seconds between looks at a line while waiting
-# A place in line outlives its waiter's wait by this much and no more: a waiter cut off from etcd cannot take its
-# place out itself, and until the place expires it holds back everyone behind it.
-LINE_LEASE_MARGIN = 1.0
-# A lock is taken only while its caller still waits for the answer: within its wait and this much more, which
-# must be less than the business servers' DATA_TIMEOUT. A lock granted to a caller that gave up holds its accounts
-# for LOCK_TTL with no one to write or release them.
-GRANT_GRACE = 0.5
-SHORTEST_CALL = 0.05                    # seconds: with less left than this, a lock is not even tried
 REVOKE_PAUSE = 0.2                      # seconds between tries at revoking the lease of a lock lost in transit
 LOCK_LEASE_SHARE = 1                    # seconds (etcd's leases are whole seconds) one lease is given to new locks
 KNOWN_BALANCES = 10_000                 # balances read at lock time kept before those of expired locks are swept
@@ -59,6 +48,7 @@ class EtcdStore:
     def __init__(self, settings, wall_clock=time.time):
         self._etcd = EtcdGateway(settings.etcd_endpoints, settings.etcd_timeout, settings.etcd_tls)
         self._p = settings.etcd_prefix
+        self._keys = EtcdKeys(self._p)
         self._ttl = settings.lock_ttl
         self._lease_life = self._ttl + LOCK_LEASE_SHARE    # seconds a lock lease lives at most
         self._wall_clock = wall_clock
@@ -66,12 +56,10 @@ class EtcdStore:
         self._lock_lease = (None, -math.inf)    # the lease new locks share, time.monotonic() before its grant
         self._lock_lease_mutex = threading.Lock()
         self._mutex = threading.Lock()
-        self._max_waiters = settings.lock_waiters   # waiting requests hold this process's threads: keep some free
-        self._waiters = 0
-        self._in_etcd_line = 0              # of them, those with a place in etcd's lines
         self._local = LocalLines()
         self._known = {}                    # account -> (token, its a/ value as read under that lock, time to forget)
         self._groups = GroupedTxns(self._etcd, f"{self._p}quota")
+        self._lines = EtcdLines(self._etcd, self._groups, self._keys, self._local, settings.lock_waiters, self._ttl)
 
     # ---- the contract (data/store.py) --------------------------------------------------------------------
 
@@ -82,17 +70,17 @@ class EtcdStore:
         return LockGrant(granted.grants[0].token, granted.ttl, granted.grants[0].cents, granted.recorded)
 
     def lock_all(self, business, accounts, lookup=(), wait=0.0):
-        reads = [get(self._amount(a)) for a in accounts] + self._records.ranges(lookup)
+        reads = [get(self._keys.amount(a)) for a in accounts] + self._records.ranges(lookup)
 
         leases = []
 
         def take(give_up):
             leases.append(self._shared_lock_lease(give_up))
-            return [put(self._lock(a), business, leases[-1]) for a in accounts] + reads
+            return [put(self._keys.lock(a), business, leases[-1]) for a in accounts] + reads
 
         try:
-            answer = self._when_free(accounts, wait, take)
-        except _TakingUnanswered:
+            answer = self._lines.when_free(accounts, wait, take)
+        except TakingUnanswered:
             # A lock transaction whose answer was lost may still be applied (in an election, say), and no one
             # would ever write or release under it: its lease is revoked, which takes any such lock with it (and
             # the other locks of the lease, whose holders' commits are then refused and tried again).
@@ -108,7 +96,7 @@ class EtcdStore:
         return LocksGrant(grants, self._ttl, self._records.recorded(responses[len(accounts):], lookup))
 
     def unlock(self, business, account, token):
-        answer = self._etcd.txn(self._holder(business, account, token), [delete(self._lock(account))])
+        answer = self._etcd.txn(self._holder(business, account, token), [delete(self._keys.lock(account))])
         self._local.released([account])
         self._forget([account])
         if not answer.get("succeeded"):
@@ -116,13 +104,13 @@ class EtcdStore:
 
     def read(self, business, account, token=None, wait=0.0):
         if token is not None:
-            answer = self._etcd.txn(self._holder(business, account, token), [get(self._amount(account))],
+            answer = self._etcd.txn(self._holder(business, account, token), [get(self._keys.amount(account))],
                                     resend=True)
             if not answer.get("succeeded"):
                 raise NotLockHolder(business, account, token)
         else:
             # A read leaves nothing behind if its caller gives up: it may take as long as etcd allows.
-            answer = self._when_free([account], wait, lambda give_up: [get(self._amount(account))], math.inf)
+            answer = self._lines.when_free([account], wait, lambda give_up: [get(self._keys.amount(account))], math.inf)
         cents = self._cents(answer["responses"][0])
         if cents is None:
             raise UnknownAccount(account)
@@ -173,12 +161,13 @@ class EtcdStore:
         seqs = {a: seq for a, (_, seq, _) in prior.items()} | history.last_seqs(recorded)
         checks = [c for account, (_, token) in writes.items() for c in self._holder(business, account, token)]
         checks += [compare(self._records.key(op), "VERSION", "EQUAL", 0) for op in operations]
-        checks += [compare(self._amount(a), "VALUE", "EQUAL", value) if value is not None
-                   else compare(self._amount(a), "VERSION", "EQUAL", 0) for a, (_, _, value) in prior.items()]
-        success = [put(self._amount(account), f"{cents} {seqs[account]}") for account, (cents, _) in writes.items()]
+        checks += [compare(self._keys.amount(a), "VALUE", "EQUAL", value) if value is not None
+                   else compare(self._keys.amount(a), "VERSION", "EQUAL", 0) for a, (_, _, value) in prior.items()]
+        success = [put(self._keys.amount(account), f"{cents} {seqs[account]}")
+                   for account, (cents, _) in writes.items()]
         success += [self._records.put(op) for op in operations]
         success += [self._put_entry(entry) for entry in recorded]
-        success += [delete(self._lock(account)) for account in held]
+        success += [delete(self._keys.lock(account)) for account in held]
         success += [self._release_op(business, account, token) for account, token in release.items()]
         # Refused, the transaction says what is recorded of its operations: a retry is told its first results.
         try:
@@ -209,8 +198,8 @@ class EtcdStore:
         return None
 
     def history(self, account, before=None, limit=history.DEFAULT_PAGE):
-        answer = self._etcd.txn(success=[get(self._amount(account)),
-                                         get_newest(self._entries(account), before and f"{before:012d}", limit)],
+        answer = self._etcd.txn(success=[get(self._keys.amount(account)),
+                                         get_newest(self._keys.entries(account), before and f"{before:012d}", limit)],
                                 resend=True)
         if not kvs(answer["responses"][0]):
             raise UnknownAccount(account)
@@ -223,7 +212,7 @@ class EtcdStore:
         answer = self._etcd.txn(success=[get(self._p + key, prefix=True, count_only=True)
                                          for key in ("a/", "l/", "w/", "o/k/", "o/r/")], resend=True)
         accounts, leases, line, keyed, retries = (count(response) for response in answer["responses"])
-        return Counts(accounts, leases, line + self._waiting_here(), keyed, retries)
+        return Counts(accounts, leases, line + self._lines.waiting_here(), keyed, retries)
 
     def view(self, most_leases):
         answer = self._etcd.txn(success=[get(self._p + "a/", prefix=True), get(self._p + "l/", prefix=True),
@@ -236,7 +225,7 @@ class EtcdStore:
                                    int(kv["create_revision"]), time_left.get(kv.get("lease"), 0))
                          for kv in kvs(locks)), key=lambda lease: (lease.seconds_left, lease.account))
         return BankView(sum(_balance(decode(kv["value"]))[0] for kv in kvs(amounts)), count(amounts),
-                        count(line) + self._waiting_here(),
+                        count(line) + self._lines.waiting_here(),
                         count(locks), leases[:most_leases])
 
     def stats(self):
@@ -245,130 +234,13 @@ class EtcdStore:
     def close(self):
         """Nothing to flush: every change was one transaction the cluster acknowledged."""
 
-    # ---- waiting in line ---------------------------------------------------------------------------------
-
-    def _when_free(self, accounts, wait, then, grace=GRANT_GRACE):
-        """Run then(give_up)'s operations in one transaction once no account is locked and no one waits for one
-        ahead of this request, waiting up to `wait` seconds in line; raise LockHeld otherwise. give_up: the
-        time (monotonic) after which the caller no longer waits for the answer, so nothing may be taken."""
-        deadline = time.monotonic() + wait
-        give_up = deadline + grace
-        # A lock granted through this process is not free: a request that may wait need not ask etcd yet.
-        if not self._local.waiting(accounts) and not (wait > 0 and self._local.held_here(accounts)):
-            answer = self._try_now(accounts, then, give_up)
-            if answer.get("succeeded"):
-                return answer
-            if wait <= 0:
-                raise self._held(accounts, answer["responses"])
-        elif wait <= 0:
-            raise LockHeld(accounts[0], "earlier waiting requests", 0.01)
-        return self._wait_turn(accounts, deadline, give_up, then)
-
-    def _try_now(self, accounts, then, give_up):
-        """then()'s transaction if no account is locked and no one is in etcd's line for one; else the locks."""
-        return self._take([compare(self._lock(a), "VERSION", "EQUAL", 0) for a in accounts]
-                          + [no_key_under(self._line(a)) for a in accounts], then, give_up,
-                          failure=self._lock_reads(accounts), grouped_by=accounts)
-
-    def _take(self, compares, then, give_up, success=(), failure=(), grouped_by=None):
-        """then()'s transaction; sent with other requests' if grouped_by names the keys (accounts) it touches."""
-        operations = then(give_up) + list(success)
-        timeout = _time_left(give_up)
-        try:
-            if grouped_by is not None:
-                return self._groups.txn(grouped_by, compares, operations, failure, timeout)
-            return self._etcd.txn(compares, operations, failure, timeout=timeout)
-        except NotSent:
-            raise
-        except StoreUnavailable as error:
-            raise _TakingUnanswered(str(error)) from None
-
-    def _wait_turn(self, accounts, deadline, give_up, then):
-        """Wait first in this process's lines for the accounts, then, while their locks were granted here, for
-        this process to release them; then, if another data server's lock or waiter is in the way, in etcd's
-        lines (shared by every data server); then run then()."""
-        with self._mutex:
-            if self._waiters >= self._max_waiters:
-                raise LockHeld(accounts[0], "earlier waiting requests", 0.01)
-            self._waiters += 1
-        started, ticket = time.monotonic(), self._local.join(accounts)
-        try:
-            if not self._local.wait_first(ticket, accounts, deadline):
-                raise self._held(accounts, self._locks(accounts))
-            while True:
-                self._local.wait_unheld(accounts, deadline)
-                answer = self._try_now(accounts, then, give_up)
-                if answer.get("succeeded"):
-                    return answer
-                if time.monotonic() >= deadline:
-                    raise self._held(accounts, answer["responses"])
-                locked = [a for a, response in zip(accounts, answer["responses"]) if kvs(response)]
-                if not locked or not self._local.held_here(locked):
-                    return self._wait_in_line(accounts, deadline, give_up, then)
-        finally:
-            self._local.leave(ticket, accounts)
-            LOCK_WAIT_SECONDS.observe(time.monotonic() - started)
-            with self._mutex:
-                self._waiters -= 1
-
-    def _wait_in_line(self, accounts, deadline, give_up, then):
-        """Join every account's line in etcd in one transaction (one revision: one order for all lines), wait
-        until first in each and the locks are free, then run then()'s operations in the transaction that leaves."""
-        me = uuid.uuid4().hex
-        # A place in every account's line, and one key for the request itself, so that waiters count once.
-        places = [self._place(account, me) for account in accounts]
-        lease = self._etcd.grant(deadline - time.monotonic() + LINE_LEASE_MARGIN)
-        self._etcd.txn(success=[put(key, "", lease) for key in places + [self._waiter(me)]], resend=True)
-        with self._mutex:
-            self._in_etcd_line += 1
-        unlocked = [compare(self._lock(a), "VERSION", "EQUAL", 0) for a in accounts]
-        pause = POLL_FIRST
-        try:
-            while True:
-                heads = self._etcd.txn(success=[get(self._line(a), prefix=True, first_created=True)
-                                                for a in accounts], resend=True)
-                first = all(kvs(r) and decode(kvs(r)[0]["key"]) == place
-                            for r, place in zip(heads["responses"], places))
-                if first:
-                    answer = self._take(unlocked + [compare(place, "VERSION", "GREATER", 0) for place in places],
-                                        then, give_up, [delete(key) for key in places + [self._waiter(me)]])
-                    if answer.get("succeeded"):
-                        places = []
-                        return answer
-                if time.monotonic() >= deadline:
-                    raise self._held(accounts, self._locks(accounts))
-                self._local.pause(pause)
-                pause = min(pause * 2, POLL_MOST)
-        finally:
-            with self._mutex:
-                self._in_etcd_line -= 1
-            if places:
-                self._etcd.txn(success=[delete(key) for key in places + [self._waiter(me)]], resend=True)
-
-    def _lock_reads(self, accounts):
-        return [get(self._lock(a)) for a in accounts]
-
-    def _locks(self, accounts):
-        return self._etcd.txn(success=self._lock_reads(accounts), resend=True)["responses"]
-
-    def _waiting_here(self):
-        """This process's waiting requests that have no key in etcd's lines (yet)."""
-        with self._mutex:
-            return self._local.waiting() - self._in_etcd_line
-
-    def _held(self, accounts, lock_ranges):
-        for account, response in zip(accounts, lock_ranges):
-            if kvs(response):
-                return LockHeld(account, decode(kvs(response)[0]["value"]), self._ttl)
-        return LockHeld(accounts[0], "earlier waiting requests", 0.01)
-
     # ---- leases and holders ------------------------------------------------------------------------------
 
     def _renew(self, business, account, token, lookup):
         # The lock moves to the newest lease: renewing the one it shares would keep its neighbours alive too.
         lease = self._shared_lock_lease(time.monotonic() + self._etcd.timeout)
         answer = self._etcd.txn(self._holder(business, account, token),
-                                [put(self._lock(account), business, lease), get(self._amount(account))]
+                                [put(self._keys.lock(account), business, lease), get(self._keys.amount(account))]
                                 + self._records.ranges(lookup), resend=True)
         if not answer.get("succeeded"):
             raise NotLockHolder(business, account, token)
@@ -380,13 +252,13 @@ class EtcdStore:
 
     def _shared_lock_lease(self, give_up):
         """The lease new locks take: granted anew every LOCK_LEASE_SHARE seconds, for LOCK_TTL and that long."""
-        if not self._lock_lease_mutex.acquire(timeout=_time_left(give_up)):
+        if not self._lock_lease_mutex.acquire(timeout=time_left(give_up)):
             raise StoreUnavailable("etcd was too slow to grant a lease within the caller's wait; nothing was taken")
         try:
             lease, asked_at = self._lock_lease
             if time.monotonic() - asked_at >= LOCK_LEASE_SHARE:
                 asked_at = time.monotonic()
-                lease = self._etcd.grant(self._lease_life, timeout=_time_left(give_up))
+                lease = self._etcd.grant(self._lease_life, timeout=time_left(give_up))
                 self._lock_lease = (lease, asked_at)
             return lease
         finally:
@@ -413,14 +285,14 @@ class EtcdStore:
         threading.Thread(target=revoke, name="lease-revoke", daemon=True).start()
 
     def _holder(self, business, account, token):
-        return [compare(self._lock(account), "CREATE", "EQUAL", token),
-                compare(self._lock(account), "VALUE", "EQUAL", business)]
+        return [compare(self._keys.lock(account), "CREATE", "EQUAL", token),
+                compare(self._keys.lock(account), "VALUE", "EQUAL", business)]
 
     def _holds(self, business, account, token):
         return bool(self._etcd.txn(self._holder(business, account, token), resend=True).get("succeeded"))
 
     def _release_op(self, business, account, token):
-        return nested(self._holder(business, account, token), [delete(self._lock(account))])
+        return nested(self._holder(business, account, token), [delete(self._keys.lock(account))])
 
     def _give_back(self, business, *held):
         ops = [self._release_op(business, account, token) for group in held for account, token in group.items()]
@@ -448,7 +320,7 @@ class EtcdStore:
             return prior
         op_ids = [op["id"] for op in operations]
         answer = self._etcd.txn([c for a in unread for c in self._holder(business, a, writes[a][1])],
-                                [get(self._amount(a)) for a in unread], self._records.ranges(op_ids), resend=True)
+                                [get(self._keys.amount(a)) for a in unread], self._records.ranges(op_ids), resend=True)
         if not answer.get("succeeded"):
             first_results = self._records.first_results(answer.get("responses", []), operations)
             if first_results is not None:
@@ -476,28 +348,8 @@ class EtcdStore:
 
     def _put_entry(self, entry):
         value = {key: entry[key] for key in ("kind", "cents", "balance", "counterparty", "operation", "key", "at")}
-        return put(f"{self._entries(entry['account'])}{entry['seq']:012d}", json.dumps(value, separators=(",", ":")),
-                   self._records.span_lease("history", entry["at"] // 1000))
-
-    # ---- keys --------------------------------------------------------------------------------------------
-
-    def _amount(self, account):
-        return f"{self._p}a/{account}"
-
-    def _lock(self, account):
-        return f"{self._p}l/{account}"
-
-    def _line(self, account):
-        return f"{self._p}q/{account}/"
-
-    def _waiter(self, me):
-        return f"{self._p}w/{me}"
-
-    def _place(self, account, me):
-        return f"{self._p}q/{account}/{me}"
-
-    def _entries(self, account):
-        return f"{self._p}h/{account}/"
+        return put(f"{self._keys.entries(entry['account'])}{entry['seq']:012d}",
+                   json.dumps(value, separators=(",", ":")), self._records.span_lease("history", entry["at"] // 1000))
 
     @staticmethod
     def _value(response):
@@ -508,21 +360,9 @@ class EtcdStore:
         return _balance(self._value(response))[0]
 
 
-class _TakingUnanswered(StoreUnavailable):
-    """A transaction that would take a lock went unanswered: it may have been applied."""
-
-
 def _balance(value):
     """(cents or None, last history seq) of an a/ value ("cents seq"; "cents" as written before history)."""
     if value is None:
         return None, 0
     cents, _, seq = value.partition(" ")
     return int(cents), int(seq or 0)
-
-
-def _time_left(give_up):
-    """Seconds before give_up, for an etcd call that takes a lock; StoreUnavailable if too few are left."""
-    left = give_up - time.monotonic()
-    if left < SHORTEST_CALL:
-        raise StoreUnavailable("etcd was too slow to lock within the caller's wait; nothing was taken")
-    return left

@@ -98,7 +98,7 @@ def test_a_waiter_cut_off_from_etcd_holds_the_line_back_for_about_its_wait_not_a
         assert time.monotonic() < deadline
         time.sleep(0.005)
     # Its etcd gone, the waiter can neither leave the line nor take its place out.
-    waiter_store._etcd = EtcdGateway([f"http://127.0.0.1:{free_port()}"], 0.5)
+    waiter_store._etcd.call = EtcdGateway([f"http://127.0.0.1:{free_port()}"], 0.5).call
     waiting.join(5)
     holder.test_client().post("/unLock/b1/acc", headers=B1, json={"token": token})
     released = time.monotonic()
