@@ -139,7 +139,7 @@ class QueueObserver:
         """Operations waiting in the queue went up or down by change."""
 
     def lock_cycle(self, operations):
-        """A lock cycle started for a batch of that many operations."""
+        """A lock cycle started for a batch of that many operations (balance reads alone take none)."""
 
     def retry(self):
         """A lock request found its accounts held and will be sent again after a pause."""

@@ -111,7 +111,6 @@ class QueueService(OperationQueue):
                 self._pending[waiter.operation.account] -= 1
                 if not self._pending[waiter.operation.account]:
                     del self._pending[waiter.operation.account]
-        self._observer.lock_cycle(len(batch))
         if not any(waiter.operation.writes for waiter in batch):
             # Balances need no lock: each is read by its own caller, all at once, and the line goes on meanwhile
             # (the data server answers a read of an account under a lease once the lease is given back).
@@ -120,6 +119,7 @@ class QueueService(OperationQueue):
                 waiter.reads = True
                 waiter.wake.set()
             return
+        self._observer.lock_cycle(len(batch))
         handed_over = set()     # once the lead is passed on: the positions still this cycle's
 
         def hand_over(committing):

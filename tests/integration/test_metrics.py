@@ -42,6 +42,8 @@ def test_a_deposit_moves_the_business_servers_counters(make_business_app, client
     bank = make_business_app().test_client()
     before = scrape(bank)
     assert bank.post("/deposit/alice/1.00", headers=client_headers).status_code == 200
+    # A balance is read without a lock: no lock cycle.
+    assert bank.get("/balance/alice", headers=client_headers).status_code == 200
     after = scrape(bank)
 
     def moved(name, **labels):
