@@ -103,7 +103,8 @@ def history(account_id):
         raise ApiError(400, "invalid_limit", f"limit must be a whole number from 1 to {MAX_STATEMENT_ENTRIES}")
     if cursor is not None and not is_opaque_key(cursor):
         raise ApiError(400, "invalid_cursor", "cursor must be a next_cursor the bank gave")
-    statement = _service().statement(account, None if limit_text is None else int(limit_text), cursor)
+    statement = _service().statement(account, auth.current_user(), None if limit_text is None else int(limit_text),
+                                     cursor)
     return jsonify(account=statement.account, entries=[{
         "seq": entry.seq, "kind": entry.kind, "amount": format_cents(entry.amount_cents),
         "balance": format_cents(entry.balance_cents), "counterparty": entry.counterparty,

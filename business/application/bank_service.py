@@ -2,6 +2,8 @@
 account's statement, read from its history."""
 import base64
 import binascii
+import dataclasses
+import hashlib
 import uuid
 from dataclasses import dataclass
 
@@ -53,9 +55,9 @@ class BankService:
         outcome = self._queues.submit(Operation("balance", account))
         return Receipt(account, outcome.result["balance"])
 
-    def statement(self, account, limit=None, cursor=None):
-        """The account's history, newest first, a page at a time (limit entries, DEFAULT_STATEMENT_ENTRIES if
-        None): cursor is the next_cursor of the page before."""
+    def statement(self, account, client, limit=None, cursor=None):
+        """The account's history as client may see it, newest first, a page at a time (limit entries,
+        DEFAULT_STATEMENT_ENTRIES if None): cursor is the next_cursor of the page before."""
         limit = DEFAULT_STATEMENT_ENTRIES if limit is None else limit
         if not 1 <= limit <= MAX_STATEMENT_ENTRIES:
             raise InvalidRequest(f"limit must be a whole number from 1 to {MAX_STATEMENT_ENTRIES}",
@@ -69,16 +71,29 @@ class BankService:
             raise ServiceUnavailable("data_unavailable", "the data server did not give the history; try again") \
                 from None
         next_cursor = None if page.next_before is None else _cursor(page.next_before)
-        return Statement(account, page.entries, next_cursor)
+        return Statement(account, [_as_seen_by(client, entry) for entry in page.entries], next_cursor)
 
     def _move(self, kind, account, amount_cents, client, idempotency_key, target=None):
         if not 0 < amount_cents <= self._max_amount:
             raise InvalidRequest(f"the amount must be more than 0.00 and at most the maximum of "
                                  f"{self._max_amount // 100}.{self._max_amount % 100:02d}", code="invalid_amount")
-        operation_id = f"{client}:{idempotency_key}" if idempotency_key is not None else self._new_operation_id()
+        operation_id = _keyed_id(client, idempotency_key) if idempotency_key is not None else self._new_operation_id()
         outcome = self._queues.submit(Operation(kind, account, amount_cents, target, operation_id, idempotency_key))
         return Receipt(account, outcome.result["balance"], amount_cents, target,
                        outcome.result.get("target_balance"), outcome.replayed)
+
+
+def _keyed_id(client, idempotency_key):
+    """The operation id of a client's request with an Idempotency-Key: the same key of another client is another."""
+    return f"{client}:{idempotency_key}"
+
+
+def _as_seen_by(client, entry):
+    """The entry with client's own Idempotency-Key only, and its operation by a reference that names no client and
+    no key (a transfer's two entries still share it): one client's statement tells nothing of another's requests."""
+    own = entry.idempotency_key is not None and entry.operation == _keyed_id(client, entry.idempotency_key)
+    reference = None if entry.operation is None else hashlib.sha256(entry.operation.encode()).hexdigest()[:32]
+    return dataclasses.replace(entry, operation=reference, idempotency_key=entry.idempotency_key if own else None)
 
 
 def _cursor(seq):

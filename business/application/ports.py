@@ -70,7 +70,7 @@ class HistoryEntry:
     amount_cents: int               # positive; an adjustment's is signed
     balance_cents: int              # after it
     counterparty: str | None        # the other account of a transfer
-    operation: str                  # the data tier's operation id (a transfer's two entries share it)
+    operation: str | None           # the data tier's operation id (a transfer's two entries share it)
     idempotency_key: str | None
     at: str                         # RFC 3339, UTC
 

@@ -27,7 +27,8 @@ def test_a_long_check_run_grows_no_threads_files_or_memory_after_warm_up(start_s
     run = BackgroundCheck(system.apis(), workers=16, accounts=50, duration=SOAK_SECONDS, seed=17)
     time.sleep(SOAK_SECONDS / 3)
     processes = {"data": system.data.worker_pids()[0]}
-    processes.update({f"{server.name} worker {pid}": pid for server in system.businesses for pid in server.worker_pids()})
+    processes.update({f"{server.name} worker {pid}": pid
+                      for server in system.businesses for pid in server.worker_pids()})
     processes.update({f"{server.name} batcher": server.batcher_pid() for server in system.businesses})
     after_warm_up = {name: resources(pid) for name, pid in processes.items()}
     report = run.join(SOAK_SECONDS * 3)

@@ -1,7 +1,7 @@
 """A statement through the business API (GET /history/{account}), against a real data server."""
 import pytest
 
-from tests.helpers import assert_error
+from tests.helpers import assert_error, bearer
 
 
 @pytest.fixture
@@ -28,6 +28,24 @@ def test_a_statement_lists_every_change_newest_first_with_its_balance_after(bank
                                                                           ("deposit", None, "1.00")]
     # A transfer's two entries share their operation.
     assert bob[0]["operation"] == statement["entries"][0]["operation"]
+
+
+def test_a_statement_shows_a_client_its_own_keys_and_nothing_of_another_clients_requests(bank, client_headers):
+    other = bearer("other-client-token")
+    bank.post("/deposit/bob/1", headers=client_headers)
+    bank.post("/deposit/shared/5", headers={**client_headers, "Idempotency-Key": "mine-1"})
+    bank.post("/deposit/shared/7", headers={**other, "Idempotency-Key": "theirs-1"})
+    bank.post("/transfer/shared/bob/1", headers={**other, "Idempotency-Key": "theirs-2"})
+    mine = bank.get("/history/shared", headers=client_headers).json["entries"]
+    theirs = bank.get("/history/shared", headers=other).json["entries"]
+    assert [e["idempotency_key"] for e in mine] == [None, None, "mine-1"]
+    assert [e["idempotency_key"] for e in theirs] == ["theirs-2", "theirs-1", None]
+    # The same reference for each reader, naming neither the client nor its key.
+    assert [e["operation"] for e in mine] == [e["operation"] for e in theirs]
+    for entry in mine:
+        assert not any(word in entry["operation"] for word in ("other", "theirs", "tester", "mine"))
+    bob = bank.get("/history/bob", headers=other).json["entries"]
+    assert bob[0]["operation"] == theirs[0]["operation"] and bob[0]["idempotency_key"] == "theirs-2"
 
 
 def test_a_statement_comes_a_page_at_a_time_by_cursor(bank, client_headers):
