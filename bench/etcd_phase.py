@@ -201,6 +201,9 @@ def etcd_targets(etcd, operations):
 
 def _compaction_lines(compaction):
     samples = compaction["samples"]
+    if not samples:
+        return ["", f"Through a compaction: {compaction['seconds']} s is too short for a look at etcd's database "
+                f"(one every {SAMPLE_EVERY} s; BENCH_COMPACTION_SECONDS)."]
     compacted = next((sample for sample in samples if sample[3] > 0), None)
     # What stays: measured from the first compaction on, when there is one to measure from.
     first, last = (compacted if compacted and compacted is not samples[-1] else samples[0]), samples[-1]
