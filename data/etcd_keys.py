@@ -22,3 +22,6 @@ class EtcdKeys:
 
     def entries(self, account):
         return f"{self.prefix}h/{account}/"
+
+    def quota(self):
+        return f"{self.prefix}quota"

@@ -47,18 +47,17 @@ class EtcdStore:
 
     def __init__(self, settings, wall_clock=time.time):
         self._etcd = EtcdGateway(settings.etcd_endpoints, settings.etcd_timeout, settings.etcd_tls)
-        self._p = settings.etcd_prefix
-        self._keys = EtcdKeys(self._p)
+        self._keys = EtcdKeys(settings.etcd_prefix)
         self._ttl = settings.lock_ttl
         self._lease_life = self._ttl + LOCK_LEASE_SHARE    # seconds a lock lease lives at most
         self._wall_clock = wall_clock
-        self._records = EtcdRecords(self._etcd, self._p, settings, wall_clock)
+        self._records = EtcdRecords(self._etcd, self._keys.prefix, settings, wall_clock)
         self._lock_lease = (None, -math.inf)    # the lease new locks share, time.monotonic() before its grant
         self._lock_lease_mutex = threading.Lock()
         self._mutex = threading.Lock()
         self._local = LocalLines()
         self._known = {}                    # account -> (token, its a/ value as read under that lock, time to forget)
-        self._groups = GroupedTxns(self._etcd, f"{self._p}quota")
+        self._groups = GroupedTxns(self._etcd, self._keys.quota())
         self._lines = EtcdLines(self._etcd, self._groups, self._keys, self._local, settings.lock_waiters, self._ttl)
 
     # ---- the contract (data/store.py) --------------------------------------------------------------------
@@ -209,19 +208,20 @@ class EtcdStore:
         return HistoryPage(entries, oldest if len(entries) == limit and oldest > 1 else None)
 
     def counts(self):
-        answer = self._etcd.txn(success=[get(self._p + key, prefix=True, count_only=True)
+        answer = self._etcd.txn(success=[get(self._keys.prefix + key, prefix=True, count_only=True)
                                          for key in ("a/", "l/", "w/", "o/k/", "o/r/")], resend=True)
         accounts, leases, line, keyed, retries = (count(response) for response in answer["responses"])
         return Counts(accounts, leases, line + self._lines.waiting_here(), keyed, retries)
 
     def view(self, most_leases):
-        answer = self._etcd.txn(success=[get(self._p + "a/", prefix=True), get(self._p + "l/", prefix=True),
-                                         get(self._p + "w/", prefix=True, count_only=True)], resend=True)
+        # Each kind's keys: the layout's own key for the empty name is their prefix.
+        answer = self._etcd.txn(success=[get(self._keys.amount(""), prefix=True), get(self._keys.lock(""), prefix=True),
+                                         get(self._keys.waiter(""), prefix=True, count_only=True)], resend=True)
         amounts, locks, line = answer["responses"]
         # A lock set shares one etcd lease: one look at each lease tells every lock of it how long it has left.
         time_left = {lease: self._etcd.time_left(lease) for lease in {kv.get("lease") for kv in kvs(locks)} if lease}
         # etcd deletes a lock's key when its lease expires: every key listed is a live lease.
-        leases = sorted((LeaseView(decode(kv["key"])[len(self._p) + 2:], decode(kv["value"]),
+        leases = sorted((LeaseView(decode(kv["key"])[len(self._keys.lock("")):], decode(kv["value"]),
                                    int(kv["create_revision"]), time_left.get(kv.get("lease"), 0))
                          for kv in kvs(locks)), key=lambda lease: (lease.seconds_left, lease.account))
         return BankView(sum(_balance(decode(kv["value"]))[0] for kv in kvs(amounts)), count(amounts),

@@ -29,7 +29,7 @@ class Receipt:
 @dataclass(frozen=True)
 class Statement:
     account: str
-    entries: list               # [HistoryEntry], newest first
+    entries: list               # [HistoryEntry] as its reader may see them (_as_seen_by), newest first
     next_cursor: str | None     # for the next (older) page; None: this page holds the oldest entry kept
 
 
