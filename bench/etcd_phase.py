@@ -14,7 +14,7 @@ import requests
 from bench.chart import CLIENTS
 from bench.profile import profile_while
 from bench.stack import SECONDS, Stack, cpu_by_role, run_wrk, seed_accounts, verdict
-from data.etcd_gateway import put
+from data.etcd.gateway import put
 from harness.etcd_cluster import EtcdCluster
 from harness.processes import example_settings
 

@@ -22,7 +22,7 @@ from bench.edge_phase import edge_lines, measure_edge
 from bench.etcd_phase import etcd_lines, etcd_targets, measure_etcd_tier
 from bench.peer_phase import measure_peer, peer_lines, peer_targets
 from bench.stack import SECONDS, Stack, run_wrk, seed_accounts, verdict
-from data.journal import SNAPSHOT_CHUNK, Journal
+from data.embedded.journal import SNAPSHOT_CHUNK, Journal
 from harness.processes import ROOT, Server, example_settings, free_port, proc_status
 
 SPREAD_ACCOUNTS = 10_000

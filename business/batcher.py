@@ -15,8 +15,7 @@ import threading
 
 from business import bootstrap
 from business.application.errors import BankError, ServiceUnavailable
-from business.batcher_supervisor import SOCKET_ENV
-from business.infra.batcher_wire import MAX_LINE_BYTES, WireError, answer_line, parse_request
+from business.infra.batcher_wire import MAX_LINE_BYTES, SOCKET_ENV, WireError, answer_line, parse_request
 from shared.settings import exit_on_settings_error, load_business_settings
 
 MAX_CONNECTIONS = 1024      # a worker thread keeps one: BUSINESS_WORKERS x BUSINESS_THREADS up to this (32 as shipped)

@@ -12,9 +12,9 @@ import sys
 import threading
 import time
 
+from business.infra.batcher_wire import SOCKET_ENV
 from shared.gunicorn_hooks import left_by_processes_gone
 
-SOCKET_ENV = "BUSINESS_BATCHER_SOCKET"     # set in the master for the workers it forks and for the batcher
 RUN_FOLDER = os.path.join("var", "run")
 START_TIMEOUT = 10          # seconds for a batcher to accept connections
 STOP_TIMEOUT = 5            # seconds for it to go once its stdin closes

@@ -1,8 +1,11 @@
 """Which adapters the bank's service gets: the one place the application and the infrastructure are joined."""
+import os
+
 from business.application.bank_service import BankService
 from business.application.queue_service import QueueService
 from business.infra.amount_repository import HttpAmountRepository
 from business.infra.batcher_client import BatcherQueue
+from business.infra.batcher_wire import SOCKET_ENV
 from business.infra.data_client import DataServerClient
 from business.infra.history_repository import HttpHistoryRepository
 from business.infra.lock_repository import HttpLockRepository
@@ -26,6 +29,11 @@ def batcher_reply_timeout(settings):
     """How long a worker waits for the batcher's answer: an operation's turn in the line (a lock cycle before it,
     set aside for up to LOCK_WAIT), then its own lock request and commit, each a data call that may fail over."""
     return 2 * settings.lock_wait + 4 * settings.data_timeout + 1
+
+
+def batcher_socket():
+    """The socket of the batcher the gunicorn master started for this server; None (a test's app): batch here."""
+    return os.environ.get(SOCKET_ENV)
 
 
 def bank_service(settings, request_id_source=lambda: None, batcher_socket=None):

@@ -1,5 +1,4 @@
 """Presentation: the bank's HTTP API. Parses and checks requests, calls BankService, maps results to HTTP."""
-import os
 
 from flask import Blueprint, current_app, g, has_request_context, jsonify, request
 
@@ -7,7 +6,6 @@ from business import bootstrap
 from business.application.bank_service import MAX_STATEMENT_ENTRIES
 from business.application.errors import (AccountNotFound, BalanceLimitExceeded, BankError, IdempotencyConflict,
                                          InsufficientFunds, InvalidRequest, ServiceUnavailable)
-from business.batcher_supervisor import SOCKET_ENV
 from business.infra.metrics import UNAVAILABLE
 from shared.auth import bearer_auth, configure_tokens
 from shared.errors import ApiError, error_response
@@ -123,9 +121,7 @@ def create_app(settings=None):
                           settings.log_level, settings.log_summary_seconds)
     configure_tokens(app, settings.client_tokens)
     register_metrics_route(app, settings.operator_tokens)
-    # Set by the gunicorn master that started the server's batcher; unset (a test's app), this process batches.
-    app.extensions["bank.service"] = bootstrap.bank_service(settings, _current_request_id,
-                                                            os.environ.get(SOCKET_ENV))
+    app.extensions["bank.service"] = bootstrap.bank_service(settings, _current_request_id, bootstrap.batcher_socket())
 
     @app.get("/health")
     def health():

@@ -12,10 +12,7 @@ from flask import Blueprint, current_app, jsonify
 
 from data import history, parsing
 from data.dashboard import Activity, dashboard_blueprint
-from data.embedded_store import EmbeddedStore
-from data.etcd_store import EtcdStore
-from data.history_file import HistoryFile
-from data.journal import Journal, MemoryJournal, run_in_thread
+from data.factory import create_store, run_in_thread
 from data.metrics import COMMIT_WRITES, COMMITS, FENCING_REFUSALS, LiveState
 from data.store import (HistoryMismatch, HistoryUnavailable, LockHeld, NotLockHolder, OperationConflict,
                         RecordsFull, StorageFailed, StoreError, StoreFull, StoreUnavailable, UnknownAccount,
@@ -192,17 +189,6 @@ def get_history(business_id, account_id):
     page = _store().history(account_id, before, limit)
     return jsonify(account=account_id, entries=[history.wire(entry) for entry in page.entries],
                    next_before=page.next_before)
-
-
-def create_store(settings, clock=time.monotonic, wall_clock=time.time, background=run_in_thread):
-    """The store settings.store names; background runs a compaction job (a thread unless a test says otherwise)."""
-    if settings.store == "etcd":
-        return EtcdStore(settings, wall_clock)
-    journal = Journal(settings.journal_path, settings.fsync, background) if settings.journal_path else MemoryJournal()
-    # The history file sits beside the journal (in memory with it); an entry goes there once its record is on disk.
-    history_file = HistoryFile(settings.journal_path and settings.journal_path + ".history", settings.history_retention,
-                               lambda seq: journal.sync(seq, force=True), wall_clock)
-    return EmbeddedStore(journal, history_file, settings, clock, wall_clock)
 
 
 def create_app(settings=None, clock=time.monotonic, wall_clock=time.time, background=run_in_thread):

@@ -1,6 +1,6 @@
 """The seam between the data server's HTTP layer and its stores: what a store does, what it answers, how it refuses.
 
-Both stores (data/embedded_store.py, data/etcd_store.py) implement Store and raise only StoreError subclasses;
+Both stores (data/embedded/store.py, data/etcd/store.py) implement Store and raise only StoreError subclasses;
 tests/integration/test_store_contract.py holds them to the same contract. Nothing here knows of HTTP, a journal
 or etcd.
 """

@@ -29,7 +29,7 @@ class DataSettings:
     compact_min_bytes: int      # journal size below which it is never compacted
     history_retention: float    # seconds an account's history entry is kept
     lock_waiters: int     # requests that may wait at once for a held account (each holds a server thread)
-    store: str            # memory (the embedded store and its journal) | etcd
+    store: str            # embedded (the store in this process, and its journal) | etcd
     etcd_endpoints: tuple  # client URLs of the etcd members, for DATA_STORE=etcd
     etcd_prefix: str      # the bank's keys in etcd start with it
     etcd_timeout: float   # seconds for each call to etcd before the next member is tried
@@ -103,7 +103,7 @@ def load_data_settings(environ=None):
         compact_min_bytes=_positive_int(env, "DATA_COMPACT_MIN_BYTES", "16777216"),
         history_retention=_positive_int(env, "DATA_HISTORY_RETENTION", "86400"),
         lock_waiters=_positive_int(env, "DATA_LOCK_WAITERS", "48"),
-        store=_choice(env, "DATA_STORE", "memory", ("memory", "etcd")),
+        store=_store(env),
         etcd_endpoints=etcd_endpoints,
         etcd_prefix=env.get("ETCD_PREFIX", "bank/").strip() or "bank/",
         etcd_timeout=_seconds(env, "ETCD_TIMEOUT", "1"),
@@ -283,6 +283,12 @@ def _positive_int(env, name, default, maximum=1_000_000_000):
     if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= maximum:
         raise SettingsError(f"{name}: must be a whole number from 1 to {maximum}, got {text!r}")
     return int(text)
+
+
+def _store(env):
+    if env.get("DATA_STORE", "").strip() == "memory":
+        raise SettingsError("DATA_STORE: memory is now called embedded; set DATA_STORE=embedded")
+    return _choice(env, "DATA_STORE", "embedded", ("embedded", "etcd"))
 
 
 def _choice(env, name, default, choices):

@@ -30,12 +30,12 @@ def etcd_prefix():
     return f"test-{uuid.uuid4().hex}/"
 
 
-@pytest.fixture(params=["memory", "etcd"])
+@pytest.fixture(params=["embedded", "etcd"])
 def store(request):
-    """Each data-server test runs on both stores, but for those marked memory_only."""
-    memory_only = request.node.get_closest_marker("memory_only")
-    if request.param == "etcd" and memory_only:
-        pytest.skip(f"embedded store only: {memory_only.args[0]}")
+    """Each data-server test runs on both stores, but for those marked embedded_only."""
+    embedded_only = request.node.get_closest_marker("embedded_only")
+    if request.param == "etcd" and embedded_only:
+        pytest.skip(f"embedded store only: {embedded_only.args[0]}")
     return request.param
 
 

@@ -30,7 +30,7 @@ def data_environ(**overrides):
 
 
 def store_environ(store, request, **overrides):
-    """data_environ for a data server on store (memory, or etcd: the run's cluster, the test's prefix)."""
+    """data_environ for a data server on store (embedded, or etcd: the run's cluster, the test's prefix)."""
     if store == "etcd":
         cluster = request.getfixturevalue("etcd_cluster")
         overrides = {"DATA_STORE": "etcd", "ETCD_ENDPOINTS": ",".join(cluster.endpoints),

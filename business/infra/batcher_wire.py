@@ -9,6 +9,7 @@ from business.application.errors import (AccountNotFound, BalanceLimitExceeded, 
                                          InsufficientFunds, InvalidRequest, ServiceUnavailable)
 from business.application.operations import Operation, Outcome
 
+SOCKET_ENV = "BUSINESS_BATCHER_SOCKET"     # the batcher's socket, set by the gunicorn master for its workers
 MAX_LINE_BYTES = 64 * 1024      # an operation is a few hundred bytes; a longer line is not from a worker
 _ERRORS = {error.__name__: error for error in (AccountNotFound, BalanceLimitExceeded, IdempotencyConflict,
                                                 InsufficientFunds, InvalidRequest)}

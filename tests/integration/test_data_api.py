@@ -34,7 +34,7 @@ def test_a_held_lock_is_423_for_another_worker_of_the_same_business(data_client,
     assert_error(lock(data_client, b1), 423, "locked")
 
 
-@pytest.mark.memory_only("etcd's leases expire in real time; this test moves a test clock")
+@pytest.mark.embedded_only("etcd's leases expire in real time; this test moves a test clock")
 def test_the_holder_renews_with_its_token_and_keeps_it(data_client, b1, clock):
     token = lock(data_client, b1).json["token"]
     clock.advance(4)
@@ -44,14 +44,14 @@ def test_the_holder_renews_with_its_token_and_keeps_it(data_client, b1, clock):
     assert_error(lock(data_client, b1), 423, "locked")
 
 
-@pytest.mark.memory_only("etcd's leases expire in real time; this test moves a test clock")
+@pytest.mark.embedded_only("etcd's leases expire in real time; this test moves a test clock")
 def test_renewing_an_expired_lease_is_409(data_client, b1, clock):
     token = lock(data_client, b1).json["token"]
     clock.advance(5)
     assert_error(lock(data_client, b1, token=token), 409, "not_lock_holder")
 
 
-@pytest.mark.memory_only("etcd's leases expire in real time; this test moves a test clock")
+@pytest.mark.embedded_only("etcd's leases expire in real time; this test moves a test clock")
 def test_an_expired_lease_can_be_taken_and_its_old_token_writes_nothing(data_client, b1, b2, clock):
     old = set_amount(data_client)
     old = lock(data_client, b1).json["token"]
@@ -126,7 +126,7 @@ def test_commit_writes_several_accounts_and_releases_them(data_client, b1, b2):
     assert data_client.get("/getAmount/b2/y", headers=b2).json["amount"] == "6.00"
 
 
-@pytest.mark.memory_only("etcd's leases expire in real time; this test moves a test clock")
+@pytest.mark.embedded_only("etcd's leases expire in real time; this test moves a test clock")
 def test_commit_is_all_or_nothing_when_one_lease_is_stale(data_client, b1, b2, clock):
     set_amount(data_client, "x", "10.00")
     set_amount(data_client, "y", "0.00")

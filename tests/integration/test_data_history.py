@@ -161,7 +161,7 @@ def test_compactions_drop_the_journals_entries_but_not_the_history(tmp_path):
 
 
 def test_history_entries_past_their_retention_are_dropped(tmp_path, monkeypatch):
-    monkeypatch.setattr("data.history_file.SWEEP_EVERY", 0.05)
+    monkeypatch.setattr("data.embedded.history_file.SWEEP_EVERY", 0.05)
     now = [1_800_000_000.0]
     settings = load_data_settings(data_environ(DATA_JOURNAL=str(tmp_path / "bank.journal"),
                                                DATA_HISTORY_RETENTION="60"))
@@ -187,7 +187,7 @@ def test_a_failed_history_file_is_503_to_reads_while_writes_go_on_and_a_restart_
     def full_disk(self, batch):
         raise sqlite3.OperationalError("database or disk is full")
 
-    monkeypatch.setattr("data.history_file.HistoryFile._write", full_disk)
+    monkeypatch.setattr("data.embedded.history_file.HistoryFile._write", full_disk)
     deposits(client, "a", 2, first=2)
     assert amount_of(client, "a") == "3.00"
     assert_error(history(client, "a"), 503, "history_unavailable")
@@ -197,11 +197,11 @@ def test_a_failed_history_file_is_503_to_reads_while_writes_go_on_and_a_restart_
 
 
 def test_commits_are_refused_while_the_history_file_is_too_far_behind(tmp_path, monkeypatch):
-    monkeypatch.setattr("data.history_file.HISTORY_BEHIND_LIMIT", 2)
+    monkeypatch.setattr("data.embedded.history_file.HISTORY_BEHIND_LIMIT", 2)
     journal = tmp_path / "bank.journal"
     app = start(journal)
     client = app.test_client()
-    monkeypatch.setattr("data.history_file.HistoryFile._write", lambda self, batch: time.sleep(3600))
+    monkeypatch.setattr("data.embedded.history_file.HistoryFile._write", lambda self, batch: time.sleep(3600))
     deposits(client, "a", 1)
     deposits(client, "a", 1, first=2)     # the writer is stuck on the first: two wait
     token = lock(client, B1, "a").json["token"]

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from data.data_server import create_app as create_data_app
-from data.journal import JournalCorrupt
+from data.embedded.journal import JournalCorrupt
 from shared.settings import load_data_settings
 from tests.helpers import B1, FakeClock, amount_of, data_environ, set_amount
 

@@ -101,7 +101,7 @@ def test_a_read_waits_its_turn_and_sees_the_holders_write(real_clock_app):
     assert reader["result"].json == {"account": "acc", "amount": "7.00"}
 
 
-@pytest.mark.memory_only("etcd's shortest lease is longer than this test's 0.2 s")
+@pytest.mark.embedded_only("etcd's shortest lease is longer than this test's 0.2 s")
 def test_an_expiring_lease_wakes_its_waiters(real_clock_app):
     app = real_clock_app(LOCK_TTL="0.2")
     app.test_client().post("/getLock/b1/acc", headers=B1)

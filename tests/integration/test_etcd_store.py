@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from data.etcd_gateway import EtcdGateway
-from data.etcd_gateway import put as etcd_put
-from data.etcd_store import EtcdStore
+from data.etcd.gateway import EtcdGateway
+from data.etcd.gateway import put as etcd_put
+from data.etcd.store import EtcdStore
 from data.store import LockHeld, StoreFull, StoreUnavailable
 from harness.etcd_cluster import EtcdCluster, Placement
 from harness.processes import free_port

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from data.data_server import create_store
+from data.factory import create_store
 from data.store import (CommitOutcome, LockGrant, LockHeld, NotLockHolder, OperationConflict, RecordsFull, Stats,
                         UnknownAccount)
 from shared.settings import load_data_settings

@@ -1,7 +1,7 @@
 """The history part of the store contract (data/store.py), the same tests on both stores, called directly."""
 import pytest
 
-from data.data_server import create_store
+from data.factory import create_store
 from data.store import HistoryMismatch, NotLockHolder, UnknownAccount
 from shared.settings import load_data_settings
 from tests.helpers import store_environ

@@ -66,7 +66,7 @@ def circles(graph):
 
 def test_no_module_of_the_project_takes_part_in_an_import_circle():
     graph = import_graph()
-    assert "data.store" in graph["data.embedded_store"], "the graph misses imports"
+    assert "data.store" in graph["data.embedded.store"], "the graph misses imports"
     assert circles(graph) == []
 
 
@@ -75,7 +75,7 @@ def test_a_circle_is_found_where_there_is_one():
 
 
 def test_the_stores_load_neither_flask_nor_the_http_layer():
-    for store in ("data.store", "data.embedded_store", "data.etcd_store"):
+    for store in ("data.store", "data.embedded.store", "data.etcd.store"):
         assert loaded_by(store, ("flask", "werkzeug", "data.data_server", "data.parsing")) == "[]", store
 
 
@@ -89,3 +89,21 @@ def test_the_benchmark_loads_nothing_from_the_tests():
     probe = "import sys, bench.run; print(sorted(m for m in sys.modules if m == 'tests' or m.startswith('tests.')))"
     loaded = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
     assert loaded.stdout.strip() == "[]"
+
+
+def test_the_http_layer_imports_no_store_but_through_the_one_factory():
+    imported = import_graph()["data.data_server"]
+    assert "data.factory" in imported
+    assert [name for name in imported if name.startswith(("data.embedded", "data.etcd"))] == []
+
+
+def test_each_store_keeps_its_modules_in_its_own_folder_and_imports_not_the_other():
+    graph = import_graph()
+    for store, other in (("data.embedded", "data.etcd"), ("data.etcd", "data.embedded")):
+        modules = [module for module in graph if module.startswith(store + ".")]
+        assert modules, store
+        assert [(module, name) for module in modules for name in graph[module] if name.startswith(other)] == []
+
+
+def test_the_business_web_layer_does_not_import_the_gunicorn_supervisor():
+    assert "business.batcher_supervisor" not in import_graph()["business.business_server"]

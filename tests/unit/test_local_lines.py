@@ -1,8 +1,8 @@
-"""A data server's own lines and locks (data/local_lines.py), with real threads and a real clock."""
+"""A data server's own lines and locks (data/etcd/local_lines.py), with real threads and a real clock."""
 import threading
 import time
 
-from data.local_lines import LocalLines
+from data.etcd.local_lines import LocalLines
 
 
 def test_requests_for_overlapping_accounts_go_in_the_order_they_joined():

@@ -11,6 +11,13 @@ def test_data_settings_read_tokens_and_defaults():
     assert settings.lock_ttl == 5 and settings.fsync == "always"
 
 
+def test_the_store_is_embedded_unless_etcd_is_named_and_the_old_name_memory_is_refused_naming_the_new_one():
+    assert load_data_settings(data_environ()).store == "embedded"
+    assert load_data_settings(data_environ(DATA_STORE="etcd")).store == "etcd"
+    with pytest.raises(SettingsError, match="^DATA_STORE: memory is now called embedded; set DATA_STORE=embedded$"):
+        load_data_settings(data_environ(DATA_STORE="memory"))
+
+
 def test_settings_are_frozen():
     settings = load_data_settings(data_environ())
     with pytest.raises(AttributeError):

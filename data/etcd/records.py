@@ -1,7 +1,7 @@
 """The etcd store's operation records, and the etcd leases of all it keeps for a retention (records, history).
 
 Keys under ETCD_PREFIX: o/k/{id} and o/r/{id}, a keyed or a retry operation record, each under a lease shared
-by the records made in the same RECORD_LEASE_SPAN and outliving their retention by at most two spans (etcd_store.py
+by the records made in the same RECORD_LEASE_SPAN and outliving their retention by at most two spans (store.py
 lists the other keys). The caps are checked against a count taken at most RECOUNT_AFTER seconds ago plus what this
 process has recorded since, and counted again before any refusal: with several data servers, the cap may be passed
 by what the others recorded in that time.
@@ -11,7 +11,7 @@ import math
 import threading
 import time
 
-from data.etcd_gateway import count, decode, delete, get, kvs, put
+from data.etcd.gateway import count, decode, delete, get, kvs, put
 from data.store import OperationConflict, RecordsFull
 
 RECORD_LEASE_SPAN = 60                  # seconds of records that share one etcd lease

@@ -1,4 +1,4 @@
-"""Where the etcd store keeps each thing, under ETCD_PREFIX (data/etcd_store.py says what each key holds)."""
+"""Where the etcd store keeps each thing, under ETCD_PREFIX (data/etcd/store.py says what each key holds)."""
 
 
 class EtcdKeys:

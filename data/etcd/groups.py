@@ -8,7 +8,7 @@ that shares a key with a request waiting to be sent goes to etcd by itself, at o
 import threading
 import time
 
-from data.etcd_gateway import nested, put
+from data.etcd.gateway import nested, put
 from data.store import StoreUnavailable
 
 MOST_OPERATIONS = 512       # of the transaction sent (etcd runs with --max-txn-ops 1024)

@@ -11,16 +11,16 @@ one bank. Keys under ETCD_PREFIX:
   q/{account}/{id}   a request waiting for the account, under a lease; create revisions order the line
   w/{id}             the same waiting request, once, to count them
   o/k/{id}, o/r/{id} a keyed or a retry operation record, under a lease a little longer than its retention
-                     (etcd_records.py)
-  quota              empty: written by every transaction of grouped requests, so that etcd weighs it (etcd_groups.py)
+                     (records.py)
+  quota              empty: written by every transaction of grouped requests, so that etcd weighs it (groups.py)
 
 What each operation costs etcd (make bench counts it): a lock is one transaction, a commit another, and the lock
-attempts and commits of concurrent requests on different accounts go to etcd together, as one (etcd_groups.py).
+attempts and commits of concurrent requests on different accounts go to etcd together, as one (groups.py).
 Locks share etcd leases: a data server grants one every LOCK_LEASE_SHARE seconds for every lock it takes in that
 time, so a lock lives from LOCK_TTL to LOCK_TTL + LOCK_LEASE_SHARE; a renewal moves the lock to the newest lease
 (its create revision, the token, stays). A commit numbers its history entries on from each account's seq as this
 process read it when it took the lock (or reads it, if another process took it), and its transaction holds only if
-that balance is still the one read (else it reads it and tries once more). Waiting for accounts: etcd_lines.py.
+that balance is still the one read (else it reads it and tries once more). Waiting for accounts: lines.py.
 """
 import json
 import math
@@ -28,12 +28,12 @@ import threading
 import time
 
 from data import history
-from data.etcd_gateway import EtcdGateway, compare, count, decode, delete, get, get_newest, kvs, nested, put
-from data.etcd_groups import GroupedTxns
-from data.etcd_keys import EtcdKeys
-from data.etcd_lines import EtcdLines, TakingUnanswered, time_left
-from data.etcd_records import EtcdRecords
-from data.local_lines import LocalLines
+from data.etcd.gateway import EtcdGateway, compare, count, decode, delete, get, get_newest, kvs, nested, put
+from data.etcd.groups import GroupedTxns
+from data.etcd.keys import EtcdKeys
+from data.etcd.lines import EtcdLines, TakingUnanswered, time_left
+from data.etcd.records import EtcdRecords
+from data.etcd.local_lines import LocalLines
 from data.store import (BankView, CommitOutcome, Counts, Grant, HistoryMismatch, HistoryPage, LeaseView,
                         LockGrant, LocksGrant, NotLockHolder, RecordsFull, Stats, StoreUnavailable, UnknownAccount)
 

@@ -1,5 +1,5 @@
-"""Waiting for accounts on the etcd store (data/etcd_store.py): first in this process's own lines
-(data/local_lines.py), then, while another data server's lock or waiter is in the way, in etcd's lines, which every
+"""Waiting for accounts on the etcd store (data/etcd/store.py): first in this process's own lines
+(data/etcd/local_lines.py), then, while another data server's lock or waiter is in the way, in etcd's lines, which every
 data server shares: q/{account}/{id}, one place for each waiting request under a lease, ordered by create revision,
 and w/{id}, the request itself, once, to count them.
 
@@ -9,8 +9,8 @@ import threading
 import time
 import uuid
 
-from data.etcd_gateway import compare, decode, delete, get, kvs, no_key_under, put
-from data.etcd_groups import NotSent
+from data.etcd.gateway import compare, decode, delete, get, kvs, no_key_under, put
+from data.etcd.groups import NotSent
 from data.metrics import LOCK_WAIT_SECONDS
 from data.store import LockHeld, StoreUnavailable
 

@@ -5,7 +5,7 @@ BODY is one compact JSON object. A record counts only once its newline is in the
 newline was never acknowledged and is dropped (and cut off) at the next start. BODY's "t" names its type:
 
   {"t": "fence", "upto": N}                       fencing tokens up to N are reserved: after a restart, only
-                                                  later ones are handed out (data/fencing.py)
+                                                  later ones are handed out (data/embedded/fencing.py)
   {"t": "commit", "w": {account: cents, ...},     one commit, all or nothing: the balances it wrote ("w"), the
    "o": [operation record, ...],                  operations it recorded ("o") and the history entries it made
    "h": [history entry, ...]}                     ("h", data/history.py), each left out when none
@@ -14,10 +14,10 @@ newline was never acknowledged and is dropped (and cut off) at the next start. B
   {"t": "operations", "o": [operation record, ...]}  a part of a snapshot: operation records
 
 An operation record is {"id", "request", "result", "at": Unix seconds when it was made} and "keyed": false for a
-write without an Idempotency-Key (left out when keyed; data/records.py). A compaction writes a snapshot (one fence,
+write without an Idempotency-Key (left out when keyed; data/embedded/records.py). A compaction writes a snapshot (one fence,
 then accounts and operations records) to a new file, appends what was journaled meanwhile and renames it over the
 journal: a snapshot at the head of a file stands for everything before it. A snapshot holds no history entries:
-they live in the history file (data/history_file.py), which a compaction waits for first.
+they live in the history file (data/embedded/history_file.py), which a compaction waits for first.
 """
 import json
 import logging

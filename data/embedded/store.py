@@ -1,8 +1,8 @@
 """The embedded store: every balance, lease and waiting line in this process's memory, every change journaled.
 
-One data-server process holds the bank (one gunicorn worker, threads for concurrency); data/journal.py makes it
-durable, data/fencing.py hands out its tokens, data/records.py keeps its operation records and
-data/history_file.py its accounts' history (memory holds only each account's last entry number).
+One data-server process holds the bank (one gunicorn worker, threads for concurrency); data/embedded/journal.py makes it
+durable, data/embedded/fencing.py hands out its tokens, data/embedded/records.py keeps its operation records and
+data/embedded/history_file.py its accounts' history (memory holds only each account's last entry number).
 """
 import collections
 import itertools
@@ -11,10 +11,10 @@ import time
 from typing import NamedTuple
 
 from data import history
-from data.fencing import FencingTokens
-from data.journal import SNAPSHOT_CHUNK, JournalCorrupt
+from data.embedded.fencing import FencingTokens
+from data.embedded.journal import SNAPSHOT_CHUNK, JournalCorrupt
 from data.metrics import LOCK_WAIT_SECONDS
-from data.records import OperationRecords
+from data.embedded.records import OperationRecords
 from data.store import (BankView, CommitOutcome, Counts, Grant, HistoryPage, LeaseView, LockGrant, LockHeld,
                         LocksGrant, NotLockHolder, OperationConflict, Stats, StorageFailed, UnknownAccount)
 
