@@ -10,7 +10,7 @@ from pathlib import Path
 import requests
 
 from harness.edge import Edge
-from harness.processes import ROOT, Server, example_settings, free_port, proc_stat
+from harness.processes import ROOT, Server, example_settings, free_port, proc_stat, stop_all
 from ops.certs import make_all
 
 SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
@@ -98,8 +98,7 @@ class Stack:
         return counted
 
     def stop(self):
-        for server in self.servers():
-            server.stop()
+        stop_all(self.servers())
 
 
 def cpu_by_role(pids_by_role):

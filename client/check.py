@@ -48,6 +48,7 @@ class Report:
     seconds: float
     violations: list
     statements: dict = field(default_factory=dict)     # account -> its history entries, oldest first
+    ended_at: float = 0.0       # time.monotonic() when the workload stopped sending new operations
 
     @property
     def unknown(self):
@@ -71,25 +72,28 @@ class BankCheck:
         self._openings = []
         self._events_mutex = threading.Lock()
         self._started_count = 0
+        self._acknowledged_writes = 0
         self._stop = threading.Event()
 
     def run(self):
         self._say(f"check {self._run_id}: {self._workers} workers, {self._account_count} accounts, "
                   f"{self._budget()}, {len(self._apis)} servers, seed {self._seed}")
         opening = self._open_accounts()
-        started = time.perf_counter()
+        started, started_at = time.perf_counter(), time.monotonic()
         progress = threading.Thread(target=self._show_progress, args=(started,), daemon=True)
         progress.start()
-        workers = [threading.Thread(target=self._work, args=(i,)) for i in range(self._workers)]
+        workers = [threading.Thread(target=self._work, args=(i, started_at)) for i in range(self._workers)]
         for worker in workers:
             worker.start()
         for worker in workers:
             worker.join()
         seconds = time.perf_counter() - started
+        # A duration's deadline, not the end of the last operation's retries: when the last ones were sent.
+        ended_at = min(time.monotonic(), started_at + self._duration) if self._duration else time.monotonic()
         self._stop.set()
         progress.join()
         final = {account: self._settled_balance(account) for account in self._accounts}
-        report = Report(self._events, opening, final, seconds, [])
+        report = Report(self._events, opening, final, seconds, [], ended_at=ended_at)
         report.violations = self._verify(report) + self._verify_statements(report)
         self._print(report)
         return report
@@ -101,8 +105,13 @@ class BankCheck:
 
     @property
     def completed(self):
-        """Operations finished so far, for watching a run from another thread."""
+        """Operations finished so far, refused and unknown ones included, for watching a run from another thread."""
         return len(self._events)
+
+    @property
+    def acknowledged_writes(self):
+        """Writes the bank acknowledged (200) so far: what a run's progress is counted in when it must be real."""
+        return self._acknowledged_writes
 
     def _budget(self):
         return f"{self._duration} s" if self._duration else f"{self._operations} operations"
@@ -117,10 +126,10 @@ class BankCheck:
             opening[account] = OPENING_CENTS
         return opening
 
-    def _work(self, worker):
+    def _work(self, worker, started_at):
         rng = random.Random(self._seed * 1000 + worker)
         kinds, weights = zip(*KIND_WEIGHTS.items())
-        deadline = time.monotonic() + self._duration if self._duration else None
+        deadline = started_at + self._duration if self._duration else None
         number = 0
         while self._claim(deadline):
             kind = rng.choices(kinds, weights)[0]
@@ -130,6 +139,7 @@ class BankCheck:
             number += 1
             with self._events_mutex:
                 self._events.append(event)
+                self._acknowledged_writes += event.outcome == "ok" and kind != "balance"
 
     def _claim(self, deadline):
         if deadline is not None:

@@ -49,9 +49,14 @@ class Edge:
         """The master and its workers."""
         return [self.process.pid, *self.worker_pids()]
 
+    def terminate(self):
+        """Ask nginx for its graceful stop, without waiting for it."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGQUIT)
+
     def stop(self):
         if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGQUIT)      # nginx's graceful stop
+            self.terminate()
             try:
                 self.process.wait(10)
             except subprocess.TimeoutExpired:

@@ -59,20 +59,25 @@ def proc_status(pid):
 class Server:
     """One gunicorn server (master and workers, in a process group of its own).
 
-    address: where it listens; wrapper: what its command runs under (["ip", "netns", "exec", host] in the lab).
+    address: where it listens; wrapper: what its command runs under (["ip", "netns", "exec", host] in the lab);
+    app: the WSGI app to run, if not the one its config names (a broken bank: harness/broken_banks.py).
     """
 
-    def __init__(self, name, config, port, env, log_dir, root=ROOT, address="127.0.0.1", wrapper=()):
+    def __init__(self, name, config, port, env, log_dir, root=ROOT, address="127.0.0.1", wrapper=(), app=None):
         self.name, self.config, self.port, self.env, self.root = name, config, port, env, root
+        self.app = app
         self.address, self.wrapper = address, list(wrapper)
         self.url = f"http://{address}:{port}"
         self.log_path = Path(log_dir) / f"{name}.log"
         self.process = None
+        self._terminated = False
 
     def start(self, wait=True):
         log = open(self.log_path, "ab")
+        self._terminated = False
         self.process = subprocess.Popen(
-            [*self.wrapper, GUNICORN, "-c", self.config, "-b", f"{self.address}:{self.port}"], cwd=self.root,
+            [*self.wrapper, GUNICORN, "-c", self.config, "-b", f"{self.address}:{self.port}",
+             *([self.app] if self.app else [])], cwd=self.root,
             env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         if wait:
@@ -101,11 +106,17 @@ class Server:
             self.signal(signal.SIGKILL)
             self.process.wait(10)
 
+    def terminate(self):
+        """Ask it to stop (a paused one too), without waiting for it."""
+        if self.process is not None and self.process.poll() is None and not self._terminated:
+            self._terminated = True
+            self.signal(signal.SIGCONT)
+            self.signal(signal.SIGTERM)
+
     def stop(self):
         if self.process is None or self.process.poll() is not None:
             return
-        self.signal(signal.SIGCONT)
-        self.signal(signal.SIGTERM)
+        self.terminate()
         try:
             self.process.wait(10)
         except subprocess.TimeoutExpired:
@@ -125,3 +136,11 @@ class Server:
 
     def log(self, tail=4000):
         return self.log_path.read_text(errors="replace")[-tail:] if self.log_path.exists() else ""
+
+
+def stop_all(servers):
+    """Stop every server at once: each one's graceful stop overlaps the others'."""
+    for server in servers:
+        server.terminate()
+    for server in servers:
+        server.stop()

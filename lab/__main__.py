@@ -70,6 +70,7 @@ def main(argv=None):
     args.results.mkdir(parents=True, exist_ok=True)
     (args.results / "latest.json").write_text(json.dumps({"rows": rows, "violations": run["violations"],
                                                           "unknown": run["unknown"], "operations": run["operations"],
+                                                          "sent": run["sent"],
                                                           "timeline": series}, indent=1))
     (args.results / "latest.md").write_text(report.markdown(run, rows))
     if not args.no_chart:

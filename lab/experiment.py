@@ -14,9 +14,10 @@ import requests
 
 from client.check import BankCheck
 from client.infra.bank_api import BankApi
+from harness.broken_banks import BusinessLaunch
 from harness.edge import Edge
 from harness.etcd_cluster import EtcdCluster, Placement
-from harness.processes import ROOT, Server, example_settings
+from harness.processes import ROOT, Server, example_settings, stop_all
 from lab.faults import SCHEDULES
 from lab.network import Network
 from ops.certs import make_all
@@ -78,15 +79,16 @@ class Lab:
         for i in (1, 2, 3):
             env = {**settings, "BUSINESS_ID": f"b{i}", "DATA_TOKEN": tokens[f"b{i}"], "LOG_LEVEL": "WARNING",
                    "DATA_URLS": ",".join(urls[i % 2:] + urls[:i % 2]), **self._files("DATA_TLS", f"business-b{i}")}
+            launch = BusinessLaunch(env, self.folder)
             self.business[f"business{i}"] = self._server(f"business{i}", "business/gunicorn.conf.py",
-                                                         BUSINESS_PORT, env)
+                                                         BUSINESS_PORT, launch.env, launch.app)
 
     def _files(self, prefix, name):
         """The TLS settings prefix_CA, _CERT and _KEY for make certs' certificate `name`."""
         return {f"{prefix}_CA": str(self.tls / "ca.pem"), f"{prefix}_CERT": str(self.tls / f"{name}.pem"),
                 f"{prefix}_KEY": str(self.tls / f"{name}-key.pem")}
 
-    def _server(self, host, config, port, env):
+    def _server(self, host, config, port, env, app=None):
         """gunicorn on host's loopback, and the edge in front of it on host's address."""
         self.edges[host] = Edge({"EDGE_PORT": str(EDGE_PORT), "DATA_EDGE_PORT": str(DATA_EDGE_PORT),
                                  "EDGE_BUSINESS_UPSTREAMS": f"127.0.0.1:{BUSINESS_PORT}",
@@ -94,7 +96,7 @@ class Lab:
                                      self.folder / f"nginx-{host}"), **self._files("EDGE_TLS", "edge")},
                                 self.folder, self.network.addresses[host], self.network.wrapper(host),
                                 name=f"edge-{host}")
-        return Server(host, config, port, env, self.folder, wrapper=self.network.wrapper(host))
+        return Server(host, config, port, env, self.folder, wrapper=self.network.wrapper(host), app=app)
 
     def edge_healthy(self, host, timeout=30):
         """Wait for host's server to answer /health through its edge."""
@@ -129,8 +131,7 @@ class Lab:
             self.edge_healthy(host)
 
     def stop(self):
-        for server in [*self.business.values(), *self.data.values(), *self.edges.values()]:
-            server.stop()
+        stop_all([*self.business.values(), *self.data.values(), *self.edges.values()])
         self.cluster.stop()
 
     def apis(self):
@@ -193,9 +194,12 @@ def run(network, schedule, folder):
     finally:
         lab.stop()
     return {"schedule": schedule, "windows": windows, "violations": report.violations,
-            "unknown": len(report.unknown), "operations": len(report.events),
+            "unknown": len(report.unknown), "sent": len(report.events),
+            "operations": sum(1 for e in report.events if e.outcome == "ok"),
+            "accounts": sorted(report.final), "ended_at": report.ended_at,
             "events": [{"started_at": e.finished_at - e.seconds, "finished_at": e.finished_at, "outcome": e.outcome,
-                        "kind": e.kind, "failures": e.failures} for e in report.events]}
+                        "kind": e.kind, "accounts": list(e.accounts), "failures": e.failures}
+                       for e in report.events]}
 
 
 def main(argv):

@@ -1,20 +1,46 @@
-"""What each fault cost, from the check's own events: rates around it, time to first success and to full rate,
-the 503s by code; the results table and the timeline chart."""
+"""What each fault cost, from the check's own events: rates of acknowledged writes around it, time to first success
+and to full rate, whether every account was written steadily after it, the 503s by code; the results table and the
+timeline chart. Refusals and unknown outcomes count for nothing: a bank that stops serving cannot look as if it
+served, and a fault that finds the rate already at zero is neither serving nor recovered."""
 import collections
 
-BEFORE_SECONDS = 5          # the rate before a fault: acknowledged operations per second in the 5 s before it
+BEFORE_SECONDS = 5          # the rate before a fault: acknowledged writes per second in the 5 s before it
 SETTLE_SECONDS = 5          # the quorum side must serve half its rate from 5 s into a fault, full rate 5 s after
 SERVING_SHARE = 0.5
 FULL_SHARE = 0.8            # "full rate": a one-second window at 80% of the rate before, noise allowed for
+# Once healed, every account is written within SETTLE_SECONDS, then never this long without a write until the next
+# fault or the end of the run (each account is written many times a second).
+STEADY_GAP_SECONDS = 2.5
+
+
+def _acknowledged_write(event):
+    return event["outcome"] == "ok" and event["kind"] != "balance"
+
+
+def steady_after(run, heal, until):
+    """{account: why it was not written steadily from heal until `until`}; empty when every account was."""
+    unsteady = {}
+    for account in run["accounts"]:
+        times = sorted(e["finished_at"] for e in run["events"] if _acknowledged_write(e) and account in e["accounts"]
+                       and heal < e["finished_at"] <= until)
+        if not times or times[0] - heal > SETTLE_SECONDS:
+            unsteady[account] = f"not written within {SETTLE_SECONDS} s of healing"
+            continue
+        gap = max(later - earlier for earlier, later in zip(times, [*times[1:], until]))
+        if gap > STEADY_GAP_SECONDS:
+            unsteady[account] = f"{gap:.1f} s without a write"
+    return unsteady
 
 
 def figures(run):
     """Per fault: its window and what the bank did in it (see the module's text)."""
-    acknowledged = sorted(e["finished_at"] for e in run["events"] if e["outcome"] == "ok")
-    sent_and_acknowledged = sorted((e["started_at"], e["finished_at"]) for e in run["events"] if e["outcome"] == "ok")
+    acknowledged = sorted(e["finished_at"] for e in run["events"] if _acknowledged_write(e))
+    sent_and_acknowledged = sorted((e["started_at"], e["finished_at"]) for e in run["events"]
+                                   if _acknowledged_write(e))
     failures = [failure for e in run["events"] for failure in e["failures"]]
     rows = []
-    for window in run["windows"]:
+    ends = [window["start"] for window in run["windows"][1:]] + [run["ended_at"]]
+    for window, until in zip(run["windows"], ends):
         start, heal = window["start"], window["heal"]
 
         def count(since, until):
@@ -27,23 +53,26 @@ def figures(run):
         stall = max(later - earlier for earlier, later in zip([start, *finished], [*finished, heal]))
         late = count(start + SETTLE_SECONDS, heal) / max(heal - start - SETTLE_SECONDS, 1e-9)
         full_after = next((step / 10 for step in range(0, 101)
-                           if count(heal + step / 10, heal + step / 10 + 1) >= FULL_SHARE * before), None)
+                           if count(heal + step / 10, heal + step / 10 + 1) >= max(FULL_SHARE * before, 1)), None)
         codes = collections.Counter(error or f"status {status}" for at, status, error in failures
                                     if start <= at < heal + SETTLE_SECONDS and status == 503)
+        unsteady = steady_after(run, heal, until)
         rows.append({**window, "rate_before": before,
                      "share_during": count(start, heal) / max(before * (heal - start), 1e-9),
                      "share_settled": late / max(before, 1e-9), "first_success_s": first, "longest_stall_s": stall,
                      "full_rate_after_s": full_after, "unavailable": dict(codes.most_common()),
-                     "serving": late >= SERVING_SHARE * before,
-                     "recovered": full_after is not None and full_after <= SETTLE_SECONDS})
+                     "serving": before > 0 and late >= SERVING_SHARE * before,
+                     "recovered": before > 0 and full_after is not None and full_after <= SETTLE_SECONDS,
+                     "unsteady": unsteady, "steady": not unsteady})
     return rows
 
 
 def markdown(run, rows):
     lines = [f"# Partition lab: schedule `{run['schedule']}`", "",
-             f"Checker: {run['operations']} operations, {len(run['violations'])} violations, {run['unknown']} "
-             "unknown outcomes" + (": " + "; ".join(run["violations"]) if run["violations"] else "."), "",
-             "| fault | rate before, op/s | during, share | from 5 s in, share | first success, s | longest stall, s "
+             f"Checker: {run['operations']} acknowledged operations of {run['sent']} sent, "
+             f"{len(run['violations'])} violations, {run['unknown']} unknown outcomes"
+             + (": " + "; ".join(run["violations"]) if run["violations"] else "."), "",
+             "| fault | writes before, /s | during, share | from 5 s in, share | first success, s | longest stall, s "
              "| full rate after heal, s | 503s by code | fencing refusals | stale holder's late write |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |"]
     for row in rows:
@@ -56,18 +85,22 @@ def markdown(run, rows):
                      f"| {', '.join(str(late['status']) for late in row['late_writes']) or '-'} |")
     lines += ["", "Each fault:", ""] + [f"- {row['name']}: {row['done']}." for row in rows]
     lines += ["", f"Bounds: from {SETTLE_SECONDS} s into a fault at least {SERVING_SHARE:.0%} of the rate before; "
-              f"within {SETTLE_SECONDS} s of healing a one-second window at {FULL_SHARE:.0%} of it.", ""]
+              f"within {SETTLE_SECONDS} s of healing a one-second window at {FULL_SHARE:.0%} of it; every account "
+              f"written within {SETTLE_SECONDS} s of healing, then never {STEADY_GAP_SECONDS} s without a write until "
+              "the next fault or the end of the run.", ""]
     lines += [f"- {row['name']}: {'serving' if row['serving'] else 'NOT serving'}, "
-              f"{'recovered' if row['recovered'] else 'NOT recovered'}" for row in rows]
+              f"{'recovered' if row['recovered'] else 'NOT recovered'}, "
+              + ("steady" if row["steady"] else "NOT steady: " + "; ".join(
+                  f"{account} {why}" for account, why in row["unsteady"].items())) for row in rows]
     return "\n".join(lines) + "\n"
 
 
 def timeline(run):
-    """Per second of the run: acknowledged operations, failed answers, and the faults' windows, in seconds."""
+    """Per second of the run: acknowledged writes, failed answers, and the faults' windows, in seconds."""
     origin = min((e["finished_at"] for e in run["events"]), default=0.0)
     ok, failed = collections.Counter(), collections.Counter()
     for event in run["events"]:
-        if event["outcome"] == "ok":
+        if _acknowledged_write(event):
             ok[int(event["finished_at"] - origin)] += 1
         for at, _, _ in event["failures"]:
             failed[int(at - origin)] += 1
@@ -81,7 +114,7 @@ def chart(series, schedule, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     figure, axes = plt.subplots(figsize=(12, 4.5))
-    axes.plot(series["acknowledged"], label="acknowledged per second", color="tab:blue")
+    axes.plot(series["acknowledged"], label="acknowledged writes per second", color="tab:blue")
     axes.plot(series["failed"], label="failed answers per second", color="tab:red")
     for name, start, heal in series["windows"]:
         axes.axvspan(start, heal, color="0.85", zorder=0)

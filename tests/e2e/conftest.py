@@ -5,7 +5,8 @@ from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 
-from harness.processes import Server, free_port
+from harness.broken_banks import BusinessLaunch
+from harness.processes import Server, free_port, stop_all
 from client.infra.bank_api import BankApi
 from tests.helpers import CLIENT_TOKEN, business_environ, data_environ
 
@@ -15,14 +16,13 @@ def servers():
     """Makes servers and stops every one of them after the test, passed or failed."""
     started = []
 
-    def make(name, config, env, log_dir, port=None):
-        server = Server(name, config, port or free_port(), env, log_dir)
+    def make(name, config, env, log_dir, port=None, app=None):
+        server = Server(name, config, port or free_port(), env, log_dir, app=app)
         started.append(server)
         return server
 
     yield make
-    for server in started:
-        server.stop()
+    stop_all(started)
 
 
 def data_server_env(journal, **overrides):
@@ -34,6 +34,12 @@ def business_server_env(business_id, data_urls, **overrides):
     """business_environ for a gunicorn business server of three workers."""
     return business_environ(business_id, data_urls, **{"BUSINESS_WORKERS": "3", "BUSINESS_THREADS": "16",
                                                        "LOCK_WAIT": "2", "DATA_TIMEOUT": "1", **overrides})
+
+
+def business_server(servers, business_id, data_urls, folder, **overrides):
+    """A business server of three workers (not started): the real app, or the broken bank BROKEN_BANK names."""
+    launch = BusinessLaunch(business_server_env(business_id, data_urls, **overrides), folder)
+    return servers(f"business{business_id[1:]}", "business/gunicorn.conf.py", launch.env, folder, app=launch.app)
 
 
 @dataclass
@@ -51,9 +57,7 @@ def start_system(servers, tmp_path):
     def start(data_env=None, business_env=None):
         data = servers("data", "data/gunicorn.conf.py", data_server_env(tmp_path / "bank.journal",
                                                                         **(data_env or {})), tmp_path).start()
-        businesses = [servers(f"business{i}", "business/gunicorn.conf.py",
-                              business_server_env(f"b{i}", data.url, **(business_env or {})), tmp_path)
-                      for i in (1, 2, 3)]
+        businesses = [business_server(servers, f"b{i}", data.url, tmp_path, **(business_env or {})) for i in (1, 2, 3)]
         for business in businesses:
             business.start(wait=False)
         for business in businesses:

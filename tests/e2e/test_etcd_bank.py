@@ -7,13 +7,16 @@ import pytest
 import requests
 
 from shared.money import format_cents
-from tests.e2e.conftest import System, business_server_env, data_server_env
-from tests.e2e.workload import BackgroundCheck, longest_stall, written_after
+from tests.e2e.conftest import System, business_server, data_server_env
+from tests.e2e.workload import STEADY_GAP_SECONDS, BackgroundCheck, assert_served_to_the_end
 from tests.helpers import DATA_TOKENS, bearer
 
-# Longest the bank may answer nothing after one member of three is lost: a new election (etcd's 1 s timeout) and
+# Longest an account may go unwritten after one member of three is lost: a new election (etcd's 1 s timeout) and
 # the business servers' own retries; on loopback a lost leader measured 5.1 s, a follower 0.1 s.
 MEMBER_LOSS_STALL = 10
+# Long enough after a fault (injected after 150 acknowledged writes, 1-2 s in) for the bank to recover and then show
+# it keeps serving: a bank that stops 3 s after recovering still has seconds of workload left to be caught in.
+FAULT_RUN_SECONDS = 18
 
 
 @pytest.fixture
@@ -21,21 +24,21 @@ def etcd_bank(servers, etcd_cluster, etcd_prefix, tmp_path):
     """Two data servers on the run's cluster, and three business servers that know both."""
     etcd = {"DATA_STORE": "etcd", "ETCD_ENDPOINTS": ",".join(etcd_cluster.endpoints), "ETCD_PREFIX": etcd_prefix,
             "LOCK_TTL": "2"}
-    data = [servers(f"data{i}", "data/gunicorn.conf.py", data_server_env("", **etcd), tmp_path).start()
-            for i in (1, 2)]
+    data = [servers(f"data{i}", "data/gunicorn.conf.py", data_server_env("", **etcd), tmp_path) for i in (1, 2)]
     urls = ",".join(server.url for server in data)
-    businesses = [servers(f"business{i}", "business/gunicorn.conf.py",
-                          business_server_env(f"b{i}", urls, LOCK_WAIT="3"), tmp_path).start() for i in (1, 2, 3)]
+    businesses = [business_server(servers, f"b{i}", urls, tmp_path, LOCK_WAIT="3") for i in (1, 2, 3)]
+    for server in (*data, *businesses):
+        server.start(wait=False)
+    for server in (*data, *businesses):
+        server.wait_healthy()
     return System(data[0], businesses), data
 
 
-def assert_exact_and_serving_since(report, fault_at):
-    """No violation, every account written after the fault, no gap longer than MEMBER_LOSS_STALL; says what it found."""
-    stalled = longest_stall(report, fault_at)
-    print(f"FOUND {len(report.violations)} violations, {len(report.unknown)} unknown outcomes; longest gap between "
-          f"finished operations after the fault: {stalled:.2f} s")
+def assert_exact_and_serving_since(report, fault_at, steady_gap_seconds=STEADY_GAP_SECONDS):
+    """No violation; every account written again within MEMBER_LOSS_STALL of the fault, then steadily to the end."""
+    print(f"FOUND {len(report.violations)} violations, {len(report.unknown)} unknown outcomes")
     assert report.violations == []
-    assert written_after(report, fault_at) == set(report.final) and stalled < MEMBER_LOSS_STALL
+    assert_served_to_the_end(report, fault_at, MEMBER_LOSS_STALL, steady_gap_seconds)
 
 
 def background_check(system, seconds, seed):
@@ -51,22 +54,20 @@ def test_two_data_servers_on_a_three_member_cluster_keep_the_bank_exact(etcd_ban
 
 def test_kill_9_of_one_of_two_data_servers_mid_workload(etcd_bank):
     system, data = etcd_bank
-    run = background_check(system, 10, 22)
+    run = background_check(system, FAULT_RUN_SECONDS, 22)
     run.wait_for(150)
     data[0].kill()
     killed_at = time.monotonic()
-    print(f"INJECTED kill -9 of data server 1 after {run.check.completed} operations; business servers go on "
-          "with data server 2")
-    report = run.join()
-    print(f"FOUND {len(report.violations)} violations, {len(report.unknown)} unknown outcomes")
-    assert report.violations == []
-    assert sum(1 for event in report.events if event.outcome == "ok" and event.finished_at > killed_at + 1) > 50
+    print(f"INJECTED kill -9 of data server 1 after {run.check.acknowledged_writes} acknowledged writes; business "
+          "servers go on with data server 2")
+    # Its locks' etcd leases run out (LOCK_TTL 2 s, up to one lease share more) while the others go on.
+    assert_exact_and_serving_since(run.join(), killed_at)
 
 
 @pytest.mark.parametrize("role", ["follower", "leader"])
 def test_kill_9_of_an_etcd_member_mid_workload(etcd_bank, etcd_cluster, role):
     system, _ = etcd_bank
-    run = background_check(system, 10, 23)
+    run = background_check(system, FAULT_RUN_SECONDS, 23)
     run.wait_for(150)
     chief = etcd_cluster.leader()
     victim = chief if role == "leader" else next(name for name in etcd_cluster.names if name != chief)
@@ -84,19 +85,20 @@ def test_kill_9_of_an_etcd_member_mid_workload(etcd_bank, etcd_cluster, role):
 
 def test_sigstop_of_an_etcd_member_mid_workload(etcd_bank, etcd_cluster):
     system, _ = etcd_bank
-    run = background_check(system, 10, 24)
+    run = background_check(system, FAULT_RUN_SECONDS, 24)
     run.wait_for(150)
     paused = next(name for name in etcd_cluster.names if name != etcd_cluster.leader())
     etcd_cluster.signal(paused, signal.SIGSTOP)
     print(f"INJECTED SIGSTOP of the etcd follower {paused} for 3 s")
     stopped_at = time.monotonic()
     try:
-        time.sleep(3)
+        time.sleep(3)       # the fault itself: a member paused this long
     finally:
         etcd_cluster.signal(paused, signal.SIGCONT)
     report = run.join()
-    # Two members of three are a quorum: the bank goes on while the third is stopped, not only after.
-    assert_exact_and_serving_since(report, stopped_at)
+    # Two members of three are a quorum: the bank goes on while the third is stopped, not only after; a call that
+    # went to the stopped member costs its ETCD_TIMEOUT (1 s) before the next member, a lock cycle two such calls.
+    assert_exact_and_serving_since(report, stopped_at, steady_gap_seconds=STEADY_GAP_SECONDS + 1)
 
 
 def test_a_whole_cluster_restart_loses_nothing_acknowledged_and_tokens_keep_growing(etcd_bank, etcd_cluster):
@@ -120,3 +122,8 @@ def test_a_whole_cluster_restart_loses_nothing_acknowledged_and_tokens_keep_grow
         time.sleep(0.2)
     assert after.json()["token"] > token
     print(f"FOUND every balance as acknowledged before the restart; fencing token {token} -> {after.json()['token']}")
+    # And the bank serves again: every account of the run before is written once more, and a new run goes steadily.
+    for account, cents in before.final.items():
+        assert system.apis()[0].deposit(account, "1.00").body["balance"] == format_cents(cents + 100)
+    restarted_at = time.monotonic()
+    assert_exact_and_serving_since(background_check(system, 8, 26).join(), restarted_at)

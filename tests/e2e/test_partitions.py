@@ -21,12 +21,16 @@ def test_the_short_partition_schedule_leaves_the_bank_exact_and_serving(tmp_path
     print(done.stdout[-4000:], done.stderr[-2000:])
     assert done.returncode == 0
     results = json.loads((tmp_path / "latest.json").read_text())
+    # Acknowledged operations only: refusals and unknown outcomes are not served.
     assert results["violations"] == [] and results["unknown"] == 0 and results["operations"] > 1000
     rows = {row["name"]: row for row in results["rows"]}
     assert set(rows) == {"leader isolated", "data server cut off from etcd", "business server paused and partitioned"}
     for name in ("leader isolated", "data server cut off from etcd"):
         # Half the rate before the fault from 5 s into it, full rate within 5 s of healing.
         assert rows[name]["serving"] and rows[name]["recovered"], rows[name]
+    for name, row in rows.items():
+        # After each fault every account is written again, steadily until the next fault or the end of the run.
+        assert row["steady"], (name, row["unsteady"])
     # The stale holder, partitioned with business2 past its lease, wrote late: refused, and the checker saw nothing.
     stale = rows["business server paused and partitioned"]
     assert [late["status"] for late in stale["late_writes"]] == [409] and stale["fencing_refusals"] >= 1
