@@ -1,4 +1,5 @@
-"""The OpenAPI descriptions, the servers' routes and the README's API section name the same operations."""
+"""The OpenAPI descriptions, the servers' routes and the API page (docs/api.md) name the same operations, and the
+page names every error code the descriptions give."""
 import json
 import re
 
@@ -9,6 +10,8 @@ from business.business_server import create_app as create_business_app
 from data.data_server import create_app as create_data_app
 from shared.settings import load_business_settings, load_data_settings
 from tests.helpers import business_environ, data_environ
+
+API_PAGE = ROOT / "docs" / "api.md"
 
 
 def normalized(path):
@@ -33,9 +36,35 @@ def test_every_route_is_described_and_every_description_is_served(package, app):
     assert {(method, normalized(path)) for method, path in described(package)} == served(app())
 
 
+def error_codes(package):
+    """The codes and fields the descriptions of the error answers name: each `word_with_underscores`, and a code
+    that opens a description before its colon ("locked: ...")."""
+    document = json.loads((ROOT / package / "openapi.json").read_text())
+    codes = set()
+    for item in document["paths"].values():
+        for operation in item.values():
+            for status, response in operation.get("responses", {}).items():
+                if int(status) >= 400:
+                    text = response.get("description", "")
+                    codes |= set(re.findall(r"\b[a-z]+(?:_[a-z]+)+\b", text))
+                    codes |= set(re.findall(r"^([a-z_]+):", text))
+    return codes
+
+
 @pytest.mark.parametrize("package", ["data", "business"])
-def test_the_readme_names_every_described_operation(package):
-    readme = (ROOT / "README.md").read_text()
+def test_the_api_page_names_every_described_operation(package):
+    page = API_PAGE.read_text()
     missing = [f"{method} {path}" for method, path in described(package)
-               if path != "/openapi.json" and f"`{method} {path}`" not in readme]
+               if path != "/openapi.json" and f"`{method} {path}`" not in page]
     assert missing == []
+
+
+@pytest.mark.parametrize("package", ["data", "business"])
+def test_the_api_page_names_every_described_error_code(package):
+    page = API_PAGE.read_text()
+    assert error_codes(package), "the descriptions name no error code: this test would check nothing"
+    assert sorted(code for code in error_codes(package) if f"`{code}`" not in page) == []
+
+
+def test_the_readme_sends_its_reader_to_the_api_page():
+    assert "](docs/api.md" in (ROOT / "README.md").read_text()
