@@ -94,7 +94,7 @@ def _database_size(cluster):
 
 
 def _size_through_a_compaction(workdir, accounts=2000):
-    """Deposits at 32 clients on a fresh cluster (the settings the README documents) for COMPACTION_SECONDS,
+    """Deposits at 32 clients on a fresh cluster (the settings docs/operations.md documents) for COMPACTION_SECONDS,
     etcd's database looked at every SAMPLE_EVERY seconds: [(seconds, bytes on disk, bytes in use, the revision
     compacted to)]."""
     cluster = EtcdCluster(Path(workdir) / "etcd-compaction").start()
@@ -218,7 +218,7 @@ def _compaction_lines(compaction):
             f"retry record for its retention, so the database in use grew {per_op:.0f} bytes a deposit (from "
             f"{first[0]:.0f} s on): at this rate the {compaction['quota_bytes'] / 2 ** 30:.0f} GiB quota is reached after about "
             f"{full_hours:.1f} hours, and then writes are refused (503 store_full, nothing lost) — size the quota "
-            "and the retention together (README). In use, MB, every 10 s: "
+            "and the retention together (docs/data-tier.md). In use, MB, every 10 s: "
             + ", ".join(f"{sample[2] / 1e6:.0f}" for sample in samples) + "."]
 
 

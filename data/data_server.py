@@ -41,7 +41,7 @@ STORE_REFUSALS = {
                                            "this request's outcome is unknown and nothing is answered until the "
                                            "data server is restarted"),
     StoreFull: (503, "store_full", "{error}; nothing was applied, and no write will be until an operator makes room "
-                                   "(README: the etcd tier's size)"),
+                                   "(docs/data-tier.md: the etcd tier's size)"),
     StoreUnavailable: (503, "store_unavailable", "the store's cluster did not answer; a write sent to it may or may "
                                                  "not have been applied: retry with the same operation ids"),
 }

@@ -11,7 +11,7 @@ from harness.processes import ROOT
 from tests.e2e.dashboard_page import shown_total, sign_in
 from tests.helpers import CLIENT_TOKEN, DATA_TOKENS, OPERATOR_TOKEN, bearer
 
-# The README's screenshot, renewed by `UPDATE_DOCS=1 make test`; otherwise it goes to the test's own folder.
+# The docs' screenshot, renewed by `UPDATE_DOCS=1 make test`; otherwise it goes to the test's own folder.
 README_SCREENSHOT = ROOT / "docs" / "dashboard.png"
 
 

@@ -238,7 +238,7 @@ def test_at_etcds_quota_writes_are_refused_as_store_full_nothing_is_lost_and_roo
         # Deletes are still taken: the lock is given back, and the balance is read as it was.
         assert client.post("/unLock/b1/acc", headers=B1, json={"token": held}).status_code == 200
         assert client.get("/getAmount/b2/acc", headers=B2).json["amount"] == "100.00"
-        # What the README tells an operator to do: delete, compact, defragment, disarm the alarm.
+        # What docs/data-tier.md tells an operator to do: delete, compact, defragment, disarm the alarm.
         etcdctl = ["etcdctl", "--endpoints", endpoint]
         subprocess.run([*etcdctl, "del", "--prefix", "filler/"], check=True, capture_output=True, timeout=30)
         status = json.loads(subprocess.run([*etcdctl, "endpoint", "status", "-w", "json"], check=True,
