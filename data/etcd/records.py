@@ -21,8 +21,8 @@ RECOUNT_AFTER = 1.0                     # seconds a count of the records stands 
 class EtcdRecords:
     """Operation records in etcd: the parts of a transaction that write, find and count them."""
 
-    def __init__(self, gateway, prefix, settings, wall_clock):
-        self._etcd, self._p, self._wall_clock = gateway, prefix, wall_clock
+    def __init__(self, gateway, keys, settings, wall_clock):
+        self._etcd, self._keys, self._wall_clock = gateway, keys, wall_clock
         # Seconds each kind lives: keyed and retry operation records, history entries.
         self._retention = {True: settings.operation_retention, False: settings.retry_record_retention,
                            "history": settings.history_retention}
@@ -32,10 +32,10 @@ class EtcdRecords:
         self._mutex = threading.Lock()
 
     def key(self, op):
-        return f"{self._p}o/{'k' if op.get('keyed', True) else 'r'}/{op['id']}"
+        return self._keys.record(op["id"], op.get("keyed", True))
 
     def ranges(self, op_ids):
-        return [get(f"{self._p}o/{kind}/{op_id}") for op_id in op_ids for kind in ("k", "r")]
+        return [get(self._keys.record(op_id, keyed)) for op_id in op_ids for keyed in (True, False)]
 
     def recorded(self, responses, op_ids):
         now, recorded = self._wall_clock(), {}
@@ -79,7 +79,7 @@ class EtcdRecords:
                     # Counted as held from now on, taken or not: a count too high only brings a recount sooner.
                     self._counted[keyed] = (held + needed, counted_at)
                     continue
-            prefix, counted_at = self._p + ("o/k/" if keyed else "o/r/"), time.monotonic()
+            prefix, counted_at = self._keys.records(keyed), time.monotonic()
             held = count(self._etcd.txn(success=[get(prefix, prefix=True, count_only=True)],
                                         resend=True)["responses"][0])
             if held + needed > self._limit[keyed]:

@@ -51,7 +51,7 @@ class EtcdStore:
         self._ttl = settings.lock_ttl
         self._lease_life = self._ttl + LOCK_LEASE_SHARE    # seconds a lock lease lives at most
         self._wall_clock = wall_clock
-        self._records = EtcdRecords(self._etcd, self._keys.prefix, settings, wall_clock)
+        self._records = EtcdRecords(self._etcd, self._keys, settings, wall_clock)
         self._lock_lease = (None, -math.inf)    # the lease new locks share, time.monotonic() before its grant
         self._lock_lease_mutex = threading.Lock()
         self._mutex = threading.Lock()
@@ -197,31 +197,31 @@ class EtcdStore:
         return None
 
     def history(self, account, before=None, limit=history.DEFAULT_PAGE):
+        below = self._keys.entry(account, before) if before else None
         answer = self._etcd.txn(success=[get(self._keys.amount(account)),
-                                         get_newest(self._keys.entries(account), before and f"{before:012d}", limit)],
-                                resend=True)
+                                         get_newest(self._keys.entries(account), below, limit)], resend=True)
         if not kvs(answer["responses"][0]):
             raise UnknownAccount(account)
-        entries = [{"account": account, "seq": int(decode(kv["key"]).rpartition("/")[2]),
+        entries = [{"account": account, "seq": self._keys.seq_of_entry(decode(kv["key"])),
                     **json.loads(decode(kv["value"]))} for kv in kvs(answer["responses"][1])]
         oldest = entries[-1]["seq"] if entries else 1
         return HistoryPage(entries, oldest if len(entries) == limit and oldest > 1 else None)
 
     def counts(self):
-        answer = self._etcd.txn(success=[get(self._keys.prefix + key, prefix=True, count_only=True)
-                                         for key in ("a/", "l/", "w/", "o/k/", "o/r/")], resend=True)
+        kinds = (self._keys.amounts(), self._keys.locks(), self._keys.waiters(), self._keys.records(keyed=True),
+                 self._keys.records(keyed=False))
+        answer = self._etcd.txn(success=[get(kind, prefix=True, count_only=True) for kind in kinds], resend=True)
         accounts, leases, line, keyed, retries = (count(response) for response in answer["responses"])
         return Counts(accounts, leases, line + self._lines.waiting_here(), keyed, retries)
 
     def view(self, most_leases):
-        # Each kind's keys: the layout's own key for the empty name is their prefix.
-        answer = self._etcd.txn(success=[get(self._keys.amount(""), prefix=True), get(self._keys.lock(""), prefix=True),
-                                         get(self._keys.waiter(""), prefix=True, count_only=True)], resend=True)
+        answer = self._etcd.txn(success=[get(self._keys.amounts(), prefix=True), get(self._keys.locks(), prefix=True),
+                                         get(self._keys.waiters(), prefix=True, count_only=True)], resend=True)
         amounts, locks, line = answer["responses"]
         # A lock set shares one etcd lease: one look at each lease tells every lock of it how long it has left.
         time_left = {lease: self._etcd.time_left(lease) for lease in {kv.get("lease") for kv in kvs(locks)} if lease}
         # etcd deletes a lock's key when its lease expires: every key listed is a live lease.
-        leases = sorted((LeaseView(decode(kv["key"])[len(self._keys.lock("")):], decode(kv["value"]),
+        leases = sorted((LeaseView(self._keys.account_of_lock(decode(kv["key"])), decode(kv["value"]),
                                    int(kv["create_revision"]), time_left.get(kv.get("lease"), 0))
                          for kv in kvs(locks)), key=lambda lease: (lease.seconds_left, lease.account))
         return BankView(sum(_balance(decode(kv["value"]))[0] for kv in kvs(amounts)), count(amounts),
@@ -348,7 +348,7 @@ class EtcdStore:
 
     def _put_entry(self, entry):
         value = {key: entry[key] for key in ("kind", "cents", "balance", "counterparty", "operation", "key", "at")}
-        return put(f"{self._keys.entries(entry['account'])}{entry['seq']:012d}",
+        return put(self._keys.entry(entry["account"], entry["seq"]),
                    json.dumps(value, separators=(",", ":")), self._records.span_lease("history", entry["at"] // 1000))
 
     @staticmethod
