@@ -8,10 +8,10 @@ from flask import Blueprint, current_app, jsonify, send_from_directory
 from data import history
 from shared.money import format_cents
 
-RATE_WINDOW = 5             # seconds over which operations per second are averaged
-MOST_LEASES = 50            # leases listed; the count says how many there are in all
+RATE_WINDOW_SECONDS = 5             # operations per second are averaged over this long
+MOST_LEASES = 50                    # leases listed; the count says how many there are in all
 RECENT_REFUSALS = 20
-RECENT_ENTRIES = 20         # the latest history entries this data server recorded, bank-wide
+RECENT_ENTRIES = 20                 # the latest history entries this data server recorded, bank-wide
 
 
 class Activity:
@@ -30,7 +30,7 @@ class Activity:
             self._entries.extendleft(entries)
             counts = self._seconds[business]
             counts[int(self._clock())] += operations
-            oldest = int(self._clock()) - RATE_WINDOW
+            oldest = int(self._clock()) - RATE_WINDOW_SECONDS
             for second in [s for s in counts if s < oldest]:
                 del counts[second]
 
@@ -44,8 +44,8 @@ class Activity:
         with self._mutex:
             now = int(self._clock())
             # The current second is still filling: average over the whole seconds before it.
-            rates = {business: sum(n for second, n in counts.items() if now - RATE_WINDOW <= second < now)
-                     / RATE_WINDOW for business, counts in self._seconds.items()}
+            rates = {business: sum(n for second, n in counts.items() if now - RATE_WINDOW_SECONDS <= second < now)
+                     / RATE_WINDOW_SECONDS for business, counts in self._seconds.items()}
             return rates, list(self._refusals), list(self._entries)
 
 

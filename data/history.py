@@ -18,8 +18,8 @@ CREDITS = ("deposit", "transfer_in")
 DEBITS = ("withdrawal", "transfer_out")
 ADJUSTMENT = "adjustment"
 TRANSFERS = ("transfer_in", "transfer_out")
-MAX_PAGE = 100              # entries one read returns at most
-DEFAULT_PAGE = 20
+MAX_PAGE_ENTRIES = 100      # one read returns at most
+DEFAULT_PAGE_ENTRIES = 20
 
 
 def change(entry):

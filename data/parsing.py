@@ -12,8 +12,8 @@ MAX_TOKEN = 2 ** 63 - 1
 MAX_WAIT_MS = 10_000        # longest a getLock or getAmount may wait for its turn on a held account
 MAX_WRITES_PER_COMMIT = 100
 MAX_OPERATIONS_PER_COMMIT = 100
-MAX_OPERATION_ID = 200
-MAX_OPERATION_REQUEST = 512
+MAX_OPERATION_ID_CHARS = 200
+MAX_OPERATION_REQUEST_CHARS = 512
 MAX_ENTRIES_PER_COMMIT = 2 * MAX_OPERATIONS_PER_COMMIT     # a transfer changes two accounts
 ENTRY_KINDS = history.CREDITS + history.DEBITS
 
@@ -55,7 +55,7 @@ def wait_seconds(value):
 def lookup_ids(body):
     ids = body.get("lookup", [])
     if not isinstance(ids, list) or len(ids) > MAX_OPERATIONS_PER_COMMIT or not all(
-            is_opaque_key(op_id, MAX_OPERATION_ID) for op_id in ids):
+            is_opaque_key(op_id, MAX_OPERATION_ID_CHARS) for op_id in ids):
         raise ApiError(400, "invalid_lookup", "lookup must be a list of operation ids")
     return ids
 
@@ -77,11 +77,11 @@ def operations(body):
                                                   f"{MAX_OPERATIONS_PER_COMMIT} objects")
     seen = set()
     for op in items:
-        if not (isinstance(op, dict) and is_opaque_key(op.get("id"), MAX_OPERATION_ID)
-                and isinstance(op.get("request"), str) and len(op["request"]) <= MAX_OPERATION_REQUEST
+        if not (isinstance(op, dict) and is_opaque_key(op.get("id"), MAX_OPERATION_ID_CHARS)
+                and isinstance(op.get("request"), str) and len(op["request"]) <= MAX_OPERATION_REQUEST_CHARS
                 and "result" in op and isinstance(op.get("keyed", True), bool)):
             raise ApiError(400, "invalid_operations", "each operation needs an id (printable ASCII, at most "
-                                                      f"{MAX_OPERATION_ID}), a request string, a result and "
+                                                      f"{MAX_OPERATION_ID_CHARS}), a request string, a result and "
                                                       "optionally keyed (true or false)")
         if op["id"] in seen:
             raise ApiError(400, "invalid_operations", f"operation id {op['id']} appears twice")
@@ -129,7 +129,7 @@ def entries(body, writes):
                 and item.get("kind") in ENTRY_KINDS
                 and (item.get("counterparty") is None) == (item["kind"] not in history.TRANSFERS)
                 and (item.get("counterparty") is None or is_account_id(item["counterparty"]))
-                and is_opaque_key(item.get("operation"), MAX_OPERATION_ID)
+                and is_opaque_key(item.get("operation"), MAX_OPERATION_ID_CHARS)
                 and (item.get("key") is None or is_opaque_key(item["key"]))):
             raise ApiError(400, "invalid_entries", "each entry needs the account of one of the writes, a kind ("
                                                    f"{', '.join(ENTRY_KINDS)}), an amount, the balance after it, "
@@ -159,7 +159,7 @@ def history_before(value):
 
 def history_limit(value):
     if value is None:
-        return history.DEFAULT_PAGE
-    if not isinstance(value, int) or not 1 <= value <= history.MAX_PAGE:
-        raise ApiError(400, "invalid_limit", f"limit must be a whole number from 1 to {history.MAX_PAGE}")
+        return history.DEFAULT_PAGE_ENTRIES
+    if not isinstance(value, int) or not 1 <= value <= history.MAX_PAGE_ENTRIES:
+        raise ApiError(400, "invalid_limit", f"limit must be a whole number from 1 to {history.MAX_PAGE_ENTRIES}")
     return value

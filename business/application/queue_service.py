@@ -21,9 +21,9 @@ from business.application.ports import (AccountLocked, AccountMissing, DataRefus
 
 log = logging.getLogger("bank.business")
 
-FIRST_BACKOFF = 0.002       # seconds; doubles up to MAX_BACKOFF while an account stays locked
-MAX_BACKOFF = 0.05
-SERVER_WAIT = 0.5           # seconds the data server may queue one lock or read request for a held account
+FIRST_BACKOFF_SECONDS = 0.002       # doubles up to MAX_BACKOFF_SECONDS while an account stays locked
+MAX_BACKOFF_SECONDS = 0.05
+SERVER_WAIT_SECONDS = 0.5           # the data server may queue one lock or read request this long for a held account
 
 
 # What each refusal for lack of room at the data tier is to the client: its code and message.
@@ -167,7 +167,7 @@ class QueueService(OperationQueue):
         """
         outcomes = [None] * len(operations)
         going = list(range(len(operations)))
-        deadline, delay = self._clock() + self._lock_wait, FIRST_BACKOFF
+        deadline, delay = self._clock() + self._lock_wait, FIRST_BACKOFF_SECONDS
         while True:
             batch = [operations[i] for i in going]
             accounts = sorted({a for op in batch for a in op.accounts})
@@ -228,7 +228,7 @@ class QueueService(OperationQueue):
             return error
 
     def _read(self, account, deadline):
-        delay = FIRST_BACKOFF
+        delay = FIRST_BACKOFF_SECONDS
         while True:
             try:
                 return self._amounts.get(account, self._server_wait(deadline))
@@ -240,7 +240,7 @@ class QueueService(OperationQueue):
                 raise _unavailable([account], error) from None
 
     def _server_wait(self, deadline):
-        return max(0.0, min(SERVER_WAIT, deadline - self._clock()))
+        return max(0.0, min(SERVER_WAIT_SECONDS, deadline - self._clock()))
 
     def _pause(self, deadline, delay, locked):
         """Sleep a jittered delay (never past deadline) and return the next, doubled; 503 once past deadline."""
@@ -249,7 +249,7 @@ class QueueService(OperationQueue):
             raise ServiceUnavailable("account_busy", f"account {locked.account} stayed busy; try again")
         self._observer.retry()
         self._sleep(min(remaining, locked.retry_after, delay * (0.5 + self._jitter())))
-        return min(delay * 2, MAX_BACKOFF)
+        return min(delay * 2, MAX_BACKOFF_SECONDS)
 
     def _release_all(self, leases):
         for lease in leases:

@@ -1,6 +1,6 @@
 """Fencing tokens: they only grow and never repeat, across restarts and OS crashes too."""
 
-FENCE_BLOCK = 10_000        # tokens reserved in the journal at a time, so a lock costs no fsync
+FENCE_BLOCK_TOKENS = 10_000     # reserved in the journal at a time, so a lock costs no fsync
 
 
 class FencingTokens:
@@ -18,7 +18,7 @@ class FencingTokens:
 
     def next(self):
         if self._last + 1 > self.reserved:
-            reserved = self._last + 1 + FENCE_BLOCK
+            reserved = self._last + 1 + FENCE_BLOCK_TOKENS
             self._journal.sync(self._journal.append({"t": "fence", "upto": reserved}), force=True)
             self.reserved = reserved
         self._last += 1

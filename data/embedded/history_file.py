@@ -5,7 +5,7 @@ entry is written here once the journal has it on disk (never one of a commit a c
 (account, seq) once however often the journal is replayed; a read first waits until every entry committed before
 it is here; a compaction, which drops the journal's entries, first waits until every one of them is here and on
 disk. So the file's own writes need no fsync of their own (SQLite's synchronous=NORMAL): what a crash takes from it
-is still in the journal. Memory holds only the entries not written yet, at most HISTORY_BEHIND_LIMIT; the file
+is still in the journal. Memory holds only the entries not written yet, at most HISTORY_BEHIND_LIMIT_ENTRIES; the file
 drops entries past their retention.
 """
 import collections
@@ -19,11 +19,11 @@ from data.store import HistoryUnavailable, StoreError
 
 log = logging.getLogger("bank.data")
 
-HISTORY_BEHIND_LIMIT = 200_000     # entries committed but not in the file yet; past it, commits are refused
-WRITE_BATCH = 5_000                 # entries written in one SQLite transaction at most
-CATCH_UP_SECONDS = 10.0             # longest a read or a compaction waits for the file to catch up
-SWEEP_EVERY = 10.0                  # seconds between looks for entries past their retention
-SWEEP_CHUNK = 5_000
+HISTORY_BEHIND_LIMIT_ENTRIES = 200_000  # committed but not in the file yet; past it, commits are refused
+WRITE_BATCH_ENTRIES = 5_000             # written in one SQLite transaction at most
+CATCH_UP_SECONDS = 10.0                 # longest a read or a compaction waits for the file to catch up
+SWEEP_EVERY_SECONDS = 10.0              # between looks for entries past their retention
+SWEEP_CHUNK_ENTRIES = 5_000             # dropped in one DELETE at most
 # Seconds the writer lets entries gather after each write: fewer, larger SQLite transactions (make bench measured a
 # write per commit at a tenth of the data server's CPU), for reads that wait that much longer at most.
 GATHER_SECONDS = 0.005
@@ -67,7 +67,7 @@ class HistoryFile:
     def require_room(self, count):
         """HistoryUnavailable if the file is so far behind that count more entries would pass the bound."""
         with self._changed:
-            if len(self._pending) + count > HISTORY_BEHIND_LIMIT:
+            if len(self._pending) + count > HISTORY_BEHIND_LIMIT_ENTRIES:
                 raise HistoryUnavailable(self._failure or "the history file is too far behind the journal; "
                                                           "nothing was applied, try again")
 
@@ -122,7 +122,7 @@ class HistoryFile:
                 self._db.close()
 
     def _write_behind(self):
-        next_sweep = time.monotonic() + SWEEP_EVERY
+        next_sweep = time.monotonic() + SWEEP_EVERY_SECONDS
         while True:
             with self._changed:
                 while not self._pending and not self._closing:
@@ -133,13 +133,13 @@ class HistoryFile:
                         break
                 if self._closing and not self._pending:
                     return
-                batch = list(itertools.islice(self._pending, WRITE_BATCH))
+                batch = list(itertools.islice(self._pending, WRITE_BATCH_ENTRIES))
             try:
                 if batch:
                     self._write(batch)
                 if time.monotonic() >= next_sweep:
                     self._sweep()
-                    next_sweep = time.monotonic() + SWEEP_EVERY
+                    next_sweep = time.monotonic() + SWEEP_EVERY_SECONDS
             except (sqlite3.Error, OSError, StoreError) as error:
                 with self._changed:
                     self._failure = f"the history file failed: {error}; it catches up at the next start"
@@ -173,6 +173,6 @@ class HistoryFile:
         while True:
             with self._db_lock:
                 dropped = self._db.execute("DELETE FROM entries WHERE id IN (SELECT id FROM entries ORDER BY id "
-                                           "LIMIT ?) AND at < ?", (SWEEP_CHUNK, oldest_kept)).rowcount
-            if dropped < SWEEP_CHUNK:
+                                           "LIMIT ?) AND at < ?", (SWEEP_CHUNK_ENTRIES, oldest_kept)).rowcount
+            if dropped < SWEEP_CHUNK_ENTRIES:
                 return

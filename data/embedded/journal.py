@@ -9,14 +9,14 @@ newline was never acknowledged and is dropped (and cut off) at the next start. B
   {"t": "commit", "w": {account: cents, ...},     one commit, all or nothing: the balances it wrote ("w"), the
    "o": [operation record, ...],                  operations it recorded ("o") and the history entries it made
    "h": [history entry, ...]}                     ("h", data/history.py), each left out when none
-  {"t": "accounts", "a": {account: cents, ...},   a part of a snapshot: up to SNAPSHOT_CHUNK balances, and the
+  {"t": "accounts", "a": {account: cents, ...},   a part of a snapshot: up to SNAPSHOT_CHUNK_ITEMS balances, and the
    "s": {account: seq, ...}}                      last history entry's seq of those that have one
   {"t": "operations", "o": [operation record, ...]}  a part of a snapshot: operation records
 
 An operation record is {"id", "request", "result", "at": Unix seconds when it was made} and "keyed": false for a
-write without an Idempotency-Key (left out when keyed; data/embedded/records.py). A compaction writes a snapshot (one fence,
-then accounts and operations records) to a new file, appends what was journaled meanwhile and renames it over the
-journal: a snapshot at the head of a file stands for everything before it. A snapshot holds no history entries:
+write without an Idempotency-Key (left out when keyed; data/embedded/records.py). A compaction writes a snapshot
+(one fence, then accounts and operations records) to a new file, appends what was journaled meanwhile and renames it
+over the journal: a snapshot at the head of a file stands for everything before it. A snapshot holds no history entries:
 they live in the history file (data/embedded/history_file.py), which a compaction waits for first.
 """
 import json
@@ -31,7 +31,7 @@ from data.store import StorageFailed, StoreError, WriteFailed
 
 log = logging.getLogger("bank.data")
 
-SNAPSHOT_CHUNK = 10_000     # accounts per snapshot record, so no journal line grows with the bank
+SNAPSHOT_CHUNK_ITEMS = 10_000   # accounts or operation records per snapshot record: no journal line grows with the bank
 SNAPSHOT_RECORD_TYPES = ("fence", "accounts", "operations")
 COMPACTION_SYNC_BYTES = 1 << 20    # how often a compaction flushes its snapshot as it writes it
 

@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 from data import history
 from data.embedded.fencing import FencingTokens
-from data.embedded.journal import SNAPSHOT_CHUNK, JournalCorrupt
+from data.embedded.journal import SNAPSHOT_CHUNK_ITEMS, JournalCorrupt
 from data.metrics import LOCK_WAIT_SECONDS
 from data.embedded.records import OperationRecords
 from data.store import (BankView, CommitOutcome, Counts, Grant, HistoryPage, LeaseView, LockGrant, LockHeld,
@@ -189,7 +189,7 @@ class EmbeddedStore:
             live = sum(1 for lease in self._leases.values() if lease.expires_at > now)
             return Counts(len(self._accounts), live, self._waiters, *self._operations.counts())
 
-    def history(self, account, before=None, limit=history.DEFAULT_PAGE):
+    def history(self, account, before=None, limit=history.DEFAULT_PAGE_ENTRIES):
         with self._mutex:
             self._journal.check()
             if account not in self._accounts:
@@ -332,15 +332,15 @@ class EmbeddedStore:
         def snapshot_records():
             yield {"t": "fence", "upto": fence}
             items = iter(accounts.items())
-            for _ in range(0, len(accounts), SNAPSHOT_CHUNK):
-                chunk = dict(itertools.islice(items, SNAPSHOT_CHUNK))
+            for _ in range(0, len(accounts), SNAPSHOT_CHUNK_ITEMS):
+                chunk = dict(itertools.islice(items, SNAPSHOT_CHUNK_ITEMS))
                 record = {"t": "accounts", "a": chunk}
                 numbered = {account: seqs[account] for account in chunk if account in seqs}
                 if numbered:
                     record["s"] = numbered
                 yield record
-            for start in range(0, len(operations), SNAPSHOT_CHUNK):
-                yield {"t": "operations", "o": operations[start:start + SNAPSHOT_CHUNK]}
+            for start in range(0, len(operations), SNAPSHOT_CHUNK_ITEMS):
+                yield {"t": "operations", "o": operations[start:start + SNAPSHOT_CHUNK_ITEMS]}
 
         # The snapshot drops the journal's history entries: the history file must hold them all on disk first.
         self._journal.start_compaction(snapshot_records(), prepare=self._history.on_disk)

@@ -1,10 +1,10 @@
 """The etcd store's operation records, and the etcd leases of all it keeps for a retention (records, history).
 
 Keys under ETCD_PREFIX: o/k/{id} and o/r/{id}, a keyed or a retry operation record, each under a lease shared
-by the records made in the same RECORD_LEASE_SPAN and outliving their retention by at most two spans (store.py
-lists the other keys). The caps are checked against a count taken at most RECOUNT_AFTER seconds ago plus what this
-process has recorded since, and counted again before any refusal: with several data servers, the cap may be passed
-by what the others recorded in that time.
+by the records made in the same RECORD_LEASE_SPAN_SECONDS and outliving their retention by at most two spans
+(store.py lists the other keys). The caps are checked against a count taken at most RECOUNT_AFTER_SECONDS ago plus
+what this process has recorded since, and counted again before any refusal: with several data servers, the cap may
+be passed by what the others recorded in that time.
 """
 import json
 import math
@@ -14,8 +14,8 @@ import time
 from data.etcd.gateway import count, decode, delete, get, kvs, put
 from data.store import OperationConflict, RecordsFull
 
-RECORD_LEASE_SPAN = 60                  # seconds of records that share one etcd lease
-RECOUNT_AFTER = 1.0                     # seconds a count of the records stands in for counting them again
+RECORD_LEASE_SPAN_SECONDS = 60      # the records made within one span share one etcd lease
+RECOUNT_AFTER_SECONDS = 1.0         # a count of the records stands in for counting them again this long
 
 
 class EtcdRecords:
@@ -75,7 +75,7 @@ class EtcdRecords:
                 continue
             with self._mutex:
                 held, counted_at = self._counted.get(keyed, (0, -math.inf))
-                if time.monotonic() - counted_at < RECOUNT_AFTER and held + needed <= self._limit[keyed]:
+                if time.monotonic() - counted_at < RECOUNT_AFTER_SECONDS and held + needed <= self._limit[keyed]:
                     # Counted as held from now on, taken or not: a count too high only brings a recount sooner.
                     self._counted[keyed] = (held + needed, counted_at)
                     continue
@@ -112,11 +112,11 @@ class EtcdRecords:
     def span_lease(self, kind, at):
         """One etcd lease for the records (or history entries: kind "history") made in the same span, outliving
         their retention by at most a span."""
-        span = at // RECORD_LEASE_SPAN
+        span = at // RECORD_LEASE_SPAN_SECONDS
         with self._mutex:
             lease = self._leases.get((kind, span))
             if lease is None:
-                lease = self._etcd.grant(self._retention[kind] + 2 * RECORD_LEASE_SPAN)
+                lease = self._etcd.grant(self._retention[kind] + 2 * RECORD_LEASE_SPAN_SECONDS)
                 self._leases = {key: value for key, value in self._leases.items() if key[1] >= span}
                 self._leases[(kind, span)] = lease
             return lease

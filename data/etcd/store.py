@@ -16,9 +16,9 @@ one bank. Keys under ETCD_PREFIX:
 
 What each operation costs etcd (make bench counts it): a lock is one transaction, a commit another, and the lock
 attempts and commits of concurrent requests on different accounts go to etcd together, as one (groups.py).
-Locks share etcd leases: a data server grants one every LOCK_LEASE_SHARE seconds for every lock it takes in that
-time, so a lock lives from LOCK_TTL to LOCK_TTL + LOCK_LEASE_SHARE; a renewal moves the lock to the newest lease
-(its create revision, the token, stays). A commit numbers its history entries on from each account's seq as this
+Locks share etcd leases: a data server grants one every LOCK_LEASE_SHARE_SECONDS for every lock it takes in that
+time, so a lock lives from LOCK_TTL to LOCK_TTL + LOCK_LEASE_SHARE_SECONDS; a renewal moves the lock to the newest
+lease (its create revision, the token, stays). A commit numbers its history entries on from each account's seq as this
 process read it when it took the lock (or reads it, if another process took it), and its transaction holds only if
 that balance is still the one read (else it reads it and tries once more). Waiting for accounts: lines.py.
 """
@@ -37,9 +37,9 @@ from data.etcd.local_lines import LocalLines
 from data.store import (BankView, CommitOutcome, Counts, Grant, HistoryMismatch, HistoryPage, LeaseView,
                         LockGrant, LocksGrant, NotLockHolder, RecordsFull, Stats, StoreUnavailable, UnknownAccount)
 
-REVOKE_PAUSE = 0.2                      # seconds between tries at revoking the lease of a lock lost in transit
-LOCK_LEASE_SHARE = 1                    # seconds (etcd's leases are whole seconds) one lease is given to new locks
-KNOWN_BALANCES = 10_000                 # balances read at lock time kept before those of expired locks are swept
+REVOKE_PAUSE_SECONDS = 0.2          # between tries at revoking the lease of a lock lost in transit
+LOCK_LEASE_SHARE_SECONDS = 1        # one lease is given to new locks this long (etcd's leases are whole seconds)
+KNOWN_BALANCES = 10_000             # balances read at lock time kept before those of expired locks are swept
 
 
 class EtcdStore:
@@ -49,7 +49,7 @@ class EtcdStore:
         self._etcd = EtcdGateway(settings.etcd_endpoints, settings.etcd_timeout, settings.etcd_tls)
         self._keys = EtcdKeys(settings.etcd_prefix)
         self._ttl = settings.lock_ttl
-        self._lease_life = self._ttl + LOCK_LEASE_SHARE    # seconds a lock lease lives at most
+        self._lease_life = self._ttl + LOCK_LEASE_SHARE_SECONDS    # seconds a lock lease lives at most
         self._wall_clock = wall_clock
         self._records = EtcdRecords(self._etcd, self._keys, settings, wall_clock)
         self._lock_lease = (None, -math.inf)    # the lease new locks share, time.monotonic() before its grant
@@ -196,7 +196,7 @@ class EtcdStore:
             raise NotLockHolder(business, *lost[0])
         return None
 
-    def history(self, account, before=None, limit=history.DEFAULT_PAGE):
+    def history(self, account, before=None, limit=history.DEFAULT_PAGE_ENTRIES):
         below = self._keys.entry(account, before) if before else None
         answer = self._etcd.txn(success=[get(self._keys.amount(account)),
                                          get_newest(self._keys.entries(account), below, limit)], resend=True)
@@ -251,12 +251,12 @@ class EtcdStore:
                          self._records.recorded(answer["responses"][2:], lookup))
 
     def _shared_lock_lease(self, give_up):
-        """The lease new locks take: granted anew every LOCK_LEASE_SHARE seconds, for LOCK_TTL and that long."""
+        """The lease new locks take: granted anew every LOCK_LEASE_SHARE_SECONDS, for LOCK_TTL and that long."""
         if not self._lock_lease_mutex.acquire(timeout=time_left(give_up)):
             raise StoreUnavailable("etcd was too slow to grant a lease within the caller's wait; nothing was taken")
         try:
             lease, asked_at = self._lock_lease
-            if time.monotonic() - asked_at >= LOCK_LEASE_SHARE:
+            if time.monotonic() - asked_at >= LOCK_LEASE_SHARE_SECONDS:
                 asked_at = time.monotonic()
                 lease = self._etcd.grant(self._lease_life, timeout=time_left(give_up))
                 self._lock_lease = (lease, asked_at)
@@ -272,7 +272,7 @@ class EtcdStore:
 
     def _revoke_in_background(self, lease):
         """Revoke lease, trying again while etcd does not answer, for at most LOCK_TTL (after which the lease has
-        at most LOCK_LEASE_SHARE left to live)."""
+        at most LOCK_LEASE_SHARE_SECONDS left to live)."""
         def revoke():
             deadline = time.monotonic() + self._ttl
             while time.monotonic() < deadline:
@@ -280,7 +280,7 @@ class EtcdStore:
                     self._etcd.revoke(lease)
                     return
                 except StoreUnavailable:
-                    time.sleep(REVOKE_PAUSE)
+                    time.sleep(REVOKE_PAUSE_SECONDS)
 
         threading.Thread(target=revoke, name="lease-revoke", daemon=True).start()
 
