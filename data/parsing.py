@@ -3,7 +3,7 @@ the store is asked anything; a malformed part is a 400 ApiError whatever the acc
 from flask import request
 
 from data import history
-from data.store import HistoryMismatch
+from data.store import HistoryMismatch, Write
 from shared.errors import ApiError
 from shared.validation import is_account_id, is_opaque_key
 from shared.web import amount_cents, json_object
@@ -31,6 +31,10 @@ def token(value, required=True):
     return value
 
 
+def optional_token(value):
+    return token(value, required=False)
+
+
 def flag(body, name):
     value = body.get(name, False)
     if not isinstance(value, bool):
@@ -38,10 +42,11 @@ def flag(body, name):
     return value
 
 
-def query_number(name):
-    """A query parameter as an int if it is plain digits, else as sent, for the body's validators to judge."""
+def query_number(name, check):
+    """A query parameter through check, the validator of the same field in a JSON body: plain digits as the number
+    they are, anything else as sent (which check refuses)."""
     text = request.args.get(name)
-    return int(text) if text is not None and text.isascii() and text.isdigit() and len(text) <= 19 else text
+    return check(int(text) if text is not None and text.isascii() and text.isdigit() and len(text) <= 19 else text)
 
 
 def wait_seconds(value):
@@ -103,7 +108,7 @@ def releases(body):
 
 
 def writes(body, release, fewest):
-    """The commit's writes as {account: (cents, token)}: fewest to MAX_WRITES_PER_COMMIT, none also released."""
+    """The commit's writes as {account: Write}: fewest to MAX_WRITES_PER_COMMIT, none also released."""
     items = body.get("writes")
     if not isinstance(items, list) or not fewest <= len(items) <= MAX_WRITES_PER_COMMIT:
         raise ApiError(400, "invalid_writes", f"writes must be a list of {fewest} to {MAX_WRITES_PER_COMMIT} objects")
@@ -113,7 +118,7 @@ def writes(body, release, fewest):
             raise ApiError(400, "invalid_writes", "each write needs an account id, an amount and a token")
         if item["account"] in parsed or item["account"] in release:
             raise ApiError(400, "invalid_writes", f"account {item['account']} is written or released twice")
-        parsed[item["account"]] = (amount_cents(item.get("amount")), token(item.get("token")))
+        parsed[item["account"]] = Write(amount_cents(item.get("amount")), token(item.get("token")))
     return parsed
 
 
@@ -143,7 +148,7 @@ def entries(body, writes):
         by_account.setdefault(item["account"], []).append(entry)
     for account, own in by_account.items():
         try:
-            history.check_chain(account, own, writes[account][0])
+            history.check_chain(account, own, writes[account].cents)
         except HistoryMismatch as mismatch:
             raise ApiError(400, "invalid_entries", str(mismatch)) from None
     return by_account
