@@ -14,6 +14,7 @@ import logging
 import sqlite3
 import threading
 import time
+from typing import NamedTuple
 
 from data.store import HistoryUnavailable, StoreError
 
@@ -37,6 +38,12 @@ CREATE TABLE IF NOT EXISTS entries (
 _COLUMNS = ("account", "seq", "kind", "cents", "balance", "counterparty", "operation", "key", "at")
 
 
+class _Pending(NamedTuple):
+    """An entry committed but not in the file yet."""
+    journal_seq: int            # the journal record it came with, on disk before the entry may be written
+    entry: dict
+
+
 class HistoryFile:
     """Entries by account and seq in SQLite (path "" keeps them in memory), written by a thread of its own."""
 
@@ -47,7 +54,7 @@ class HistoryFile:
         self._db_lock = threading.Lock()
         self._retention_ms = int(retention * 1000)
         self._durable, self._wall_clock = durable, wall_clock
-        self._pending = collections.deque()     # (journal seq, entry) committed, not in the file yet
+        self._pending = collections.deque()     # _Pending, oldest first
         self._added = self._written = 0
         self._changed = threading.Condition()
         self._failure = None
@@ -74,7 +81,7 @@ class HistoryFile:
     def add(self, journal_seq, entries):
         """Entries of the journal's record journal_seq, to be written once that record is on disk."""
         with self._changed:
-            self._pending.extend((journal_seq, entry) for entry in entries)
+            self._pending.extend(_Pending(journal_seq, entry) for entry in entries)
             self._added += len(entries)
             if self._writer_idle:
                 self._changed.notify_all()
@@ -155,8 +162,8 @@ class HistoryFile:
                 time.sleep(GATHER_SECONDS)
 
     def _write(self, batch):
-        self._durable(batch[-1][0])
-        rows = [tuple(entry[column] for column in _COLUMNS) for _, entry in batch]
+        self._durable(batch[-1].journal_seq)
+        rows = [tuple(pending.entry[column] for column in _COLUMNS) for pending in batch]
         with self._db_lock:
             self._db.execute("BEGIN")
             try:

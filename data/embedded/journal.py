@@ -40,6 +40,10 @@ class JournalCorrupt(Exception):
     """A record before the journal's last whole one does not check out: replaying past it would invent history."""
 
 
+class _NotARecord(Exception):
+    """A line that is not a whole record whose checksum checks out."""
+
+
 def run_in_thread(job):
     threading.Thread(target=job, name="journal-compaction", daemon=True).start()
 
@@ -78,10 +82,12 @@ class Journal:
         valid_length = snapshot_size = 0
         records = []
         for index, line in enumerate(lines):
-            record = _decode_record(line)
-            if record is None:
-                if any(_decode_record(later) is not None for later in lines[index + 1:]):
-                    raise JournalCorrupt(f"{self.path}: record {index + 1} is corrupt and later records follow it")
+            try:
+                record = _decode_record(line)
+            except _NotARecord:
+                if any(_is_record(later) for later in lines[index + 1:]):
+                    raise JournalCorrupt(
+                        f"{self.path}: record {index + 1} is corrupt and later records follow it") from None
                 break
             records.append(record)
             in_snapshot = snapshot_size == valid_length and record["t"] in SNAPSHOT_RECORD_TYPES
@@ -293,16 +299,27 @@ def _encode_record(record):
 
 
 def _decode_record(line):
+    """The record of a journal line; _NotARecord if it is torn, corrupt or no record."""
     checksum, _, body = line.partition(b" ")
     if len(checksum) != 8 or not body:
-        return None
+        raise _NotARecord("no checksum and body")
     try:
         if int(checksum, 16) != zlib.crc32(body):
-            return None
+            raise _NotARecord("the checksum does not match")
         record = json.loads(body)
-    except ValueError:
-        return None
-    return record if isinstance(record, dict) and "t" in record else None
+    except ValueError as error:
+        raise _NotARecord(str(error)) from None
+    if not isinstance(record, dict) or "t" not in record:
+        raise _NotARecord("not a record object")
+    return record
+
+
+def _is_record(line):
+    try:
+        _decode_record(line)
+    except _NotARecord:
+        return False
+    return True
 
 
 def _write_all(fd, data):
