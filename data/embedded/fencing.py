@@ -17,9 +17,12 @@ class FencingTokens:
         self._last = self.reserved
 
     def next(self):
-        if self._last + 1 > self.reserved:
-            reserved = self._last + 1 + FENCE_BLOCK_TOKENS
+        token = self._last + 1
+        if token > self.reserved:
+            reserved = token + FENCE_BLOCK_TOKENS
             self._journal.sync(self._journal.append({"t": "fence", "upto": reserved}), force=True)
             self.reserved = reserved
-        self._last += 1
-        return self._last
+        # Above every token before it, and reserved on disk: after a restart every token is above it too.
+        assert self._last < token <= self.reserved, f"token {token} after {self._last}, {self.reserved} reserved"
+        self._last = token
+        return token
