@@ -22,7 +22,7 @@ from bench.edge_phase import edge_lines, measure_edge
 from bench.etcd_phase import etcd_lines, etcd_targets, measure_etcd_tier
 from bench.peer_phase import measure_peer, peer_lines, peer_targets
 from bench.stack import SECONDS, Stack, run_wrk, seed_accounts, verdict
-from data.embedded.journal import SNAPSHOT_CHUNK, Journal
+from data.embedded.journal import SNAPSHOT_CHUNK_ITEMS, Journal
 from harness.processes import ROOT, Server, example_settings, free_port, proc_status
 
 SPREAD_ACCOUNTS = 10_000
@@ -212,8 +212,9 @@ def _write_through_a_compaction(url, token, accounts, writers, limit_s=120):
 
 def _snapshot(accounts):
     yield {"t": "fence", "upto": 10_000}
-    for start in range(0, accounts, SNAPSHOT_CHUNK):
-        yield {"t": "accounts", "a": {f"acc-{i}": 100_00 for i in range(start, min(start + SNAPSHOT_CHUNK, accounts))}}
+    for start in range(0, accounts, SNAPSHOT_CHUNK_ITEMS):
+        yield {"t": "accounts",
+               "a": {f"acc-{i}": 100_00 for i in range(start, min(start + SNAPSHOT_CHUNK_ITEMS, accounts))}}
 
 
 def machine():

@@ -58,13 +58,14 @@ class Batcher:
             self._connections.release()
 
     def _answer(self, line):
-        operation, _serving.request_id = parse_request(line)
+        request = parse_request(line)
+        _serving.request_id = request.request_id
         try:
-            return answer_line(self._queue.submit(operation))
+            return answer_line(self._queue.submit(request.operation))
         except BankError as refusal:
             return answer_line(refusal)
         except Exception:   # a bug: the caller must hear back, and the outcome may be applied
-            log.exception("batcher: %s failed", operation.kind)
+            log.exception("batcher: %s failed", request.operation.kind)
             return answer_line(FAILED)
 
 

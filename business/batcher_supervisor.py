@@ -16,11 +16,11 @@ from business.infra.batcher_wire import SOCKET_ENV
 from shared.gunicorn_hooks import left_by_processes_gone
 
 RUN_FOLDER = os.path.join("var", "run")
-START_TIMEOUT = 10          # seconds for a batcher to accept connections
-STOP_TIMEOUT = 5            # seconds for it to go once its stdin closes
-FIRST_RESTART_PAUSE = 0.2   # seconds before starting a batcher that died; doubles up to MAX_RESTART_PAUSE
-MAX_RESTART_PAUSE = 5
-MAX_SOCKET_PATH = 100       # bytes; AF_UNIX allows 107
+START_TIMEOUT_SECONDS = 10          # for a batcher to accept connections
+STOP_TIMEOUT_SECONDS = 5            # for it to go once its stdin closes
+FIRST_RESTART_PAUSE_SECONDS = 0.2   # before starting a batcher that died; doubles up to MAX_RESTART_PAUSE_SECONDS
+MAX_RESTART_PAUSE_SECONDS = 5
+MAX_SOCKET_PATH_BYTES = 100         # AF_UNIX allows 107
 
 
 class BatcherSupervisor:
@@ -42,7 +42,7 @@ class BatcherSupervisor:
             process = self._process
         process.stdin.close()
         try:
-            process.wait(STOP_TIMEOUT)
+            process.wait(STOP_TIMEOUT_SECONDS)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
@@ -59,7 +59,7 @@ class BatcherSupervisor:
             # The dead one stays in _process: the watcher finds it gone at once and tries again after its pause.
             self._log.error("batcher not started: %s; the workers answer 503 batcher_unavailable", error)
             return
-        deadline = time.monotonic() + START_TIMEOUT
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
         while not _accepts(self._path):
             if self._process.poll() is not None or time.monotonic() > deadline:
                 self._log.error("batcher (pid %s) did not start; the workers answer 503 batcher_unavailable",
@@ -70,7 +70,7 @@ class BatcherSupervisor:
         self._log.info("batcher (pid %s) listening at %s", self._process.pid, self._path)
 
     def _watch(self):
-        pause = FIRST_RESTART_PAUSE
+        pause = FIRST_RESTART_PAUSE_SECONDS
         while True:
             process = self._process
             started = time.monotonic()
@@ -80,9 +80,9 @@ class BatcherSupervisor:
             self._log.error("batcher (pid %s) is gone; starting another", process.pid)
             _mark_dead(process.pid)
             # A batcher that ran a while did not die of its start: the next one after the shortest pause.
-            pause = FIRST_RESTART_PAUSE if time.monotonic() - started > MAX_RESTART_PAUSE else pause
+            pause = FIRST_RESTART_PAUSE_SECONDS if time.monotonic() - started > MAX_RESTART_PAUSE_SECONDS else pause
             time.sleep(pause)
-            pause = min(pause * 2, MAX_RESTART_PAUSE)
+            pause = min(pause * 2, MAX_RESTART_PAUSE_SECONDS)
             with self._mutex:
                 if self._stopping:
                     return
@@ -128,7 +128,7 @@ def when_ready(server):
     global _supervisor
     _drop_sockets_of_masters_gone()
     path = socket_path()
-    if len(path.encode()) > MAX_SOCKET_PATH:
+    if len(path.encode()) > MAX_SOCKET_PATH_BYTES:
         server.log.error("batcher not started: %s is too long a socket path; each worker batches alone", path)
         return
     _supervisor = BatcherSupervisor(server.log, path)

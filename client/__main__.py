@@ -2,11 +2,17 @@
 import argparse
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 from client.check import BankCheck
 from client.infra.bank_api import BankApi, wait_until_healthy
 from client.tour import Tour
 from shared.settings import exit_on_settings_error, load_client_settings
+
+
+class Verdict(NamedTuple):
+    passed: bool
+    line: str                   # one line that says what was checked and whether it passed
 
 
 def main(argv=None):
@@ -81,7 +87,7 @@ def print_statement(api, account, limit, cursor):
 
 
 def verdict(command, tour, report):
-    """(passed, one line that says so): what the tour and the check found, in a few words."""
+    """The Verdict of what the tour and the check found, in a few words."""
     found = []
     if tour is not None:
         found.append(f"{tour.checks} features" if not tour.failures else f"{tour.failures} of {tour.checks} "
@@ -90,7 +96,7 @@ def verdict(command, tour, report):
         found.append(f"{len(report.events)} operations checked")
         found.append(f"{len(report.violations)} VIOLATIONS" if report.violations else "no violation")
     passed = not (tour and tour.failures) and not (report and report.violations)
-    return passed, f"{command} {'passed' if passed else 'FAILED'}: {', '.join(found)}"
+    return Verdict(passed, f"{command} {'passed' if passed else 'FAILED'}: {', '.join(found)}")
 
 
 def _at_least(minimum, why=""):

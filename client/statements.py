@@ -8,6 +8,7 @@ neither; nothing is there that the check did not send.
 """
 import collections
 import time
+from typing import NamedTuple
 
 from shared.money import format_cents, parse_cents, parse_signed_cents
 
@@ -17,6 +18,12 @@ MOST_PAGES = 10_000         # pages of one statement at most: a bound on the wal
 
 class StatementUnavailable(Exception):
     """No server gave a page of the statement."""
+
+
+class ExpectedEntry(NamedTuple):
+    """What an event's entry in one account's history should say."""
+    kind: str
+    counterparty: str | None
 
 
 def read_statement(apis, account, servers, rng, attempts=50, pause=0.1):
@@ -78,10 +85,10 @@ def statement_violations(account, entries, final_cents, events):
 
 
 def _event_violations(account, event, found):
-    kind, counterparty = _entry_of(event, account)
+    expected = _entry_of(event, account)
     described = f"{event.kind} {format_cents(event.amount_cents)} (key {event.key})"
     wrong = [e for e in found if (e["kind"], parse_cents(e["amount"]), e["counterparty"]) !=
-             (kind, event.amount_cents, counterparty)]
+             (expected.kind, event.amount_cents, expected.counterparty)]
     if wrong:
         return [f"{account}: {described} is recorded as {wrong[0]['kind']} {wrong[0]['amount']}"]
     if event.outcome == "ok":
@@ -111,11 +118,11 @@ def transfer_halves_violations(statements, events):
 
 
 def _entry_of(event, account):
-    """(kind, counterparty) of the entry event makes in account's history."""
+    """The ExpectedEntry of the entry event makes in account's history."""
     if event.kind != "transfer":
-        return event.kind, None
+        return ExpectedEntry(event.kind, None)
     origin, target = event.accounts
-    return ("transfer_out", target) if account == origin else ("transfer_in", origin)
+    return ExpectedEntry("transfer_out", target) if account == origin else ExpectedEntry("transfer_in", origin)
 
 
 def _sample(values, most=12):

@@ -23,8 +23,8 @@ class Tour:
                      origin_balance="100.00", target_balance="30.00")
         self._expect("transfer beyond the balance is refused", other.transfer(bob, alice, "30.01"), 422,
                      error="insufficient_funds")
-        self._expect("transfer to an unknown account is refused", first.transfer(alice, f"tour-{run_id}-nobody",
-                                                                                 "1.00"), 404, error="account_not_found")
+        self._expect("transfer to an unknown account is refused",
+                     first.transfer(alice, f"tour-{run_id}-nobody", "1.00"), 404, error="account_not_found")
         self._expect("unknown account has no balance", first.balance(f"tour-{run_id}-nobody"), 404,
                      error="account_not_found")
         self._expect("wrong token is refused", first.deposit(alice, "1.00", token="not-a-valid-token"), 401,

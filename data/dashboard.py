@@ -2,16 +2,23 @@
 import collections
 import threading
 import time
+from typing import NamedTuple
 
 from flask import Blueprint, current_app, jsonify, send_from_directory
 
 from data import history
 from shared.money import format_cents
 
-RATE_WINDOW = 5             # seconds over which operations per second are averaged
-MOST_LEASES = 50            # leases listed; the count says how many there are in all
+RATE_WINDOW_SECONDS = 5             # operations per second are averaged over this long
+MOST_LEASES = 50                    # leases listed; the count says how many there are in all
 RECENT_REFUSALS = 20
-RECENT_ENTRIES = 20         # the latest history entries this data server recorded, bank-wide
+RECENT_ENTRIES = 20                 # the latest history entries this data server recorded, bank-wide
+
+
+class ActivityView(NamedTuple):
+    rates: dict                 # business -> operations per second
+    refusals: list              # the latest fencing refusals, newest first
+    entries: list               # the latest history entries, newest first
 
 
 class Activity:
@@ -30,7 +37,7 @@ class Activity:
             self._entries.extendleft(entries)
             counts = self._seconds[business]
             counts[int(self._clock())] += operations
-            oldest = int(self._clock()) - RATE_WINDOW
+            oldest = int(self._clock()) - RATE_WINDOW_SECONDS
             for second in [s for s in counts if s < oldest]:
                 del counts[second]
 
@@ -40,13 +47,13 @@ class Activity:
                                        "token": token})
 
     def view(self):
-        """({business: operations per second}, [recent refusals], [recent history entries]), newest first."""
+        """What this data server did lately, as an ActivityView."""
         with self._mutex:
             now = int(self._clock())
             # The current second is still filling: average over the whole seconds before it.
-            rates = {business: sum(n for second, n in counts.items() if now - RATE_WINDOW <= second < now)
-                     / RATE_WINDOW for business, counts in self._seconds.items()}
-            return rates, list(self._refusals), list(self._entries)
+            rates = {business: sum(n for second, n in counts.items() if now - RATE_WINDOW_SECONDS <= second < now)
+                     / RATE_WINDOW_SECONDS for business, counts in self._seconds.items()}
+            return ActivityView(rates, list(self._refusals), list(self._entries))
 
 
 def dashboard_blueprint(operator):
@@ -61,15 +68,15 @@ def dashboard_blueprint(operator):
     @operator.login_required
     def state():
         view = current_app.extensions["bank.store"].view(MOST_LEASES)
-        rates, refusals, entries = current_app.extensions["bank.activity"].view()
+        activity = current_app.extensions["bank.activity"].view()
         now = time.time()
         return jsonify(
             total=format_cents(view.total_cents), accounts=view.accounts, waiting=view.waiting,
             lease_count=view.lease_count,
             leases=[{"account": lease.account, "holder": lease.holder, "token": lease.token,
                      "seconds_left": round(lease.seconds_left, 2)} for lease in view.leases],
-            operations_per_second={business: round(rate, 1) for business, rate in sorted(rates.items())},
-            refusals=[{**refusal, "seconds_ago": round(now - refusal["at"], 1)} for refusal in refusals],
-            entries=[{"account": entry["account"], **history.wire(entry)} for entry in entries])
+            operations_per_second={business: round(rate, 1) for business, rate in sorted(activity.rates.items())},
+            refusals=[{**refusal, "seconds_ago": round(now - refusal["at"], 1)} for refusal in activity.refusals],
+            entries=[{"account": entry["account"], **history.wire(entry)} for entry in activity.entries])
 
     return dashboard

@@ -7,6 +7,7 @@ import logging
 import math
 import threading
 import time
+from typing import NamedTuple
 
 from flask import Blueprint, current_app, jsonify
 
@@ -15,7 +16,7 @@ from data.dashboard import Activity, dashboard_blueprint
 from data.factory import create_store, run_in_thread
 from data.metrics import COMMIT_WRITES, COMMITS, FENCING_REFUSALS, LiveState
 from data.store import (HistoryMismatch, HistoryUnavailable, LockHeld, NotLockHolder, OperationConflict,
-                        RecordsFull, StorageFailed, StoreError, StoreFull, StoreUnavailable, UnknownAccount,
+                        RecordsFull, StorageFailed, StoreError, StoreFull, StoreUnavailable, UnknownAccount, Write,
                         WriteFailed)
 from shared.auth import bearer_auth, configure_tokens
 from shared.errors import ApiError, error_response
@@ -26,24 +27,31 @@ from shared.web import amount_cents, create_base_app, json_object, valid_account
 
 log = logging.getLogger("bank.data")
 
-# Each store refusal's status, code and message ("{error}": the refusal's own words). Retry-After comes from the
-# refusal's retry_after.
+
+class Refusal(NamedTuple):
+    """How the data server answers a store's refusal (Retry-After comes from the refusal's retry_after)."""
+    status: int
+    code: str
+    message: str                # "{error}": the refusal's own words
+
+
 STORE_REFUSALS = {
-    LockHeld: (423, "locked", "{error}"),
-    NotLockHolder: (409, "not_lock_holder", "{error}"),
-    UnknownAccount: (404, "account_not_found", "{error}"),
-    OperationConflict: (409, "operation_conflict", "{error}"),
-    HistoryMismatch: (409, "history_mismatch", "{error}; nothing was applied"),
-    HistoryUnavailable: (503, "history_unavailable", "{error}"),
-    RecordsFull: (503, "idempotency_store_full", "{error}; nothing was applied, try again later"),
-    WriteFailed: (503, "storage_unavailable", "the write could not be journaled; nothing was applied"),
-    StorageFailed: (503, "storage_failed", "the journal could not be made durable, so what is on disk is unknown: "
-                                           "this request's outcome is unknown and nothing is answered until the "
-                                           "data server is restarted"),
-    StoreFull: (503, "store_full", "{error}; nothing was applied, and no write will be until an operator makes room "
-                                   "(docs/data-tier.md: the etcd tier's size)"),
-    StoreUnavailable: (503, "store_unavailable", "the store's cluster did not answer; a write sent to it may or may "
-                                                 "not have been applied: retry with the same operation ids"),
+    LockHeld: Refusal(423, "locked", "{error}"),
+    NotLockHolder: Refusal(409, "not_lock_holder", "{error}"),
+    UnknownAccount: Refusal(404, "account_not_found", "{error}"),
+    OperationConflict: Refusal(409, "operation_conflict", "{error}"),
+    HistoryMismatch: Refusal(409, "history_mismatch", "{error}; nothing was applied"),
+    HistoryUnavailable: Refusal(503, "history_unavailable", "{error}"),
+    RecordsFull: Refusal(503, "idempotency_store_full", "{error}; nothing was applied, try again later"),
+    WriteFailed: Refusal(503, "storage_unavailable", "the write could not be journaled; nothing was applied"),
+    StorageFailed: Refusal(503, "storage_failed", "the journal could not be made durable, so what is on disk is "
+                                                  "unknown: this request's outcome is unknown and nothing is answered "
+                                                  "until the data server is restarted"),
+    StoreFull: Refusal(503, "store_full", "{error}; nothing was applied, and no write will be until an operator makes "
+                                          "room (docs/data-tier.md: the etcd tier's size)"),
+    StoreUnavailable: Refusal(503, "store_unavailable", "the store's cluster did not answer; a write sent to it may "
+                                                        "or may not have been applied: retry with the same operation "
+                                                        "ids"),
 }
 
 api = Blueprint("data", __name__)
@@ -52,7 +60,7 @@ auth = bearer_auth()
 
 def store_refusal(error):
     """Every StoreError raised under any route, the dashboard's and /health included, as the JSON answer."""
-    status, code, message = next(STORE_REFUSALS[kind] for kind in type(error).__mro__ if kind in STORE_REFUSALS)
+    refusal = next(STORE_REFUSALS[kind] for kind in type(error).__mro__ if kind in STORE_REFUSALS)
     headers, details = {}, {}
     if error.retry_after is not None:
         headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
@@ -66,7 +74,7 @@ def store_refusal(error):
         log.error("journal: %s", error)
     elif isinstance(error, StoreUnavailable):
         log.warning("store: %s", error)
-    return error_response(status, code, message.format(error=error), headers, **details)
+    return error_response(refusal.status, refusal.code, refusal.message.format(error=error), headers, **details)
 
 
 @api.before_request
@@ -120,7 +128,7 @@ def _amount_or_none(cents):
 def get_lock(business_id, account_id):
     business = _caller(business_id, account_id)
     body = parsing.optional_body()
-    token, lookup = parsing.token(body.get("token"), required=False), parsing.lookup_ids(body)
+    token, lookup = parsing.optional_token(body.get("token")), parsing.lookup_ids(body)
     wait = parsing.wait_seconds(body.get("wait_ms"))
     granted = _store().lock(business, account_id, token, lookup, wait)
     return jsonify(account=account_id, token=granted.token, ttl=granted.ttl, amount=_amount_or_none(granted.cents),
@@ -149,18 +157,18 @@ def un_lock(business_id, account_id):
 def set_amount(business_id, account_id):
     business = _caller(business_id, account_id)
     body = json_object()
-    writes = {account_id: (amount_cents(body.get("amount")), parsing.token(body.get("token")))}
+    write = Write(amount_cents(body.get("amount")), parsing.token(body.get("token")))
     unlock = parsing.flag(body, "unlock")
-    outcome = _store().commit(business, writes, unlock=unlock)
+    outcome = _store().commit(business, {account_id: write}, unlock=unlock)
     _count_commit(business, 1, 1, outcome.entries)
-    return jsonify(account=account_id, amount=format_cents(writes[account_id][0]), unlocked=unlock)
+    return jsonify(account=account_id, amount=format_cents(write.cents), unlocked=unlock)
 
 
 @api.get("/getAmount/<business_id>/<account_id>")
 def get_amount(business_id, account_id):
     business = _caller(business_id, account_id)
-    token = parsing.token(parsing.query_number("token"), required=False)
-    wait = parsing.wait_seconds(parsing.query_number("wait_ms"))
+    token = parsing.query_number("token", parsing.optional_token)
+    wait = parsing.query_number("wait_ms", parsing.wait_seconds)
     return jsonify(account=account_id, amount=format_cents(_store().read(business, account_id, token, wait)))
 
 
@@ -177,15 +185,15 @@ def commit(business_id):
     if not outcome.replayed:
         _count_commit(business, len(writes), max(len(operations), 1), outcome.entries)
     return jsonify(replayed=outcome.replayed, results=outcome.results,
-                   amounts={account: format_cents(cents) for account, (cents, _) in writes.items()},
+                   amounts={account: format_cents(write.cents) for account, write in writes.items()},
                    unlocked=unlock and not outcome.replayed)
 
 
 @api.get("/getHistory/<business_id>/<account_id>")
 def get_history(business_id, account_id):
     _caller(business_id, account_id)
-    before = parsing.history_before(parsing.query_number("before"))
-    limit = parsing.history_limit(parsing.query_number("limit"))
+    before = parsing.query_number("before", parsing.history_before)
+    limit = parsing.query_number("limit", parsing.history_limit)
     page = _store().history(account_id, before, limit)
     return jsonify(account=account_id, entries=[history.wire(entry) for entry in page.entries],
                    next_before=page.next_before)

@@ -10,6 +10,7 @@ Amounts are positive, their direction the kind's; an adjustment (a write that ca
 seed's setAmount) carries its signed change.
 """
 import datetime
+from typing import NamedTuple
 
 from data.store import HistoryMismatch
 from shared.money import format_cents
@@ -18,8 +19,14 @@ CREDITS = ("deposit", "transfer_in")
 DEBITS = ("withdrawal", "transfer_out")
 ADJUSTMENT = "adjustment"
 TRANSFERS = ("transfer_in", "transfer_out")
-MAX_PAGE = 100              # entries one read returns at most
-DEFAULT_PAGE = 20
+MAX_PAGE_ENTRIES = 100      # one read returns at most
+DEFAULT_PAGE_ENTRIES = 20
+
+
+class AccountState(NamedTuple):
+    """An account as a commit finds it."""
+    cents: int | None           # its balance; None if it does not exist yet
+    last_seq: int               # its last history entry's seq; 0 if it has none
 
 
 def change(entry):
@@ -43,7 +50,7 @@ def numbered(writes, entries, prior, operation, at):
     """The commit's entries, numbered on from each account's last and stamped with at (Unix ms).
 
     writes: {account: cents}; entries: {account: [entry without seq and at]}, checked with check_chain already;
-    prior: {account: (cents or None, last seq)}. A written account without entries gets an adjustment entry,
+    prior: {account: AccountState}. A written account without entries gets an adjustment entry,
     under operation (the commit's first operation id, or None). HistoryMismatch if an account's first entry does
     not follow from its balance before the commit.
     """
@@ -58,15 +65,24 @@ def numbered(writes, entries, prior, operation, at):
                     "operation": operation, "key": None}]
         elif (before or 0) + change(own[0]) != own[0]["balance"]:
             raise HistoryMismatch(f"the first entry of {account} does not follow from its balance before the commit")
+        # Every balance is what its history adds up to: the caller checked the chain up to the balance written.
+        assert own[-1]["balance"] == cents, f"the entries of {account} end at {own[-1]['balance']}, not {cents}"
         for entry in own:
             seq += 1
             recorded.append({"account": account, "seq": seq, **entry, "at": at})
     return recorded
 
 
-def last_seqs(recorded):
-    """{account: its last seq} of numbered entries."""
-    return {entry["account"]: entry["seq"] for entry in recorded}
+def last_seqs(recorded, before):
+    """{account: its last seq} of numbered entries; before: {account: last seq} they were numbered on from."""
+    last = {}
+    for entry in recorded:
+        account = entry["account"]
+        previous = last.get(account, before.get(account, 0))
+        # An account's history has no gap and no repeat: each entry is numbered the one before it plus 1.
+        assert entry["seq"] == previous + 1, f"entry {entry['seq']} of {account} follows seq {previous}"
+        last[account] = entry["seq"]
+    return last
 
 
 def wire(entry):

@@ -4,7 +4,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from data.store import StoreError
 
-FAST = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+FAST_BUCKETS_SECONDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 LOCK_WAIT_SECONDS = Histogram("bank_data_lock_wait_seconds", "Seconds a lock or read request waited for its turn "
                               "on a held account", buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 FENCING_REFUSALS = Counter("bank_data_fencing_refusals_total", "Writes and releases refused because their lease "
@@ -13,8 +13,9 @@ COMMITS = Counter("bank_data_commits_total", "Commits applied")
 COMMIT_WRITES = Histogram("bank_data_commit_writes", "Accounts one applied commit wrote",
                           buckets=(0, 1, 2, 4, 8, 16, 32, 64, 100))
 JOURNAL_APPEND_SECONDS = Histogram("bank_data_journal_append_seconds", "Seconds to write one journal record",
-                                   buckets=FAST)
-JOURNAL_FSYNC_SECONDS = Histogram("bank_data_journal_fsync_seconds", "Seconds one journal fsync took", buckets=FAST)
+                                   buckets=FAST_BUCKETS_SECONDS)
+JOURNAL_FSYNC_SECONDS = Histogram("bank_data_journal_fsync_seconds", "Seconds one journal fsync took",
+                                  buckets=FAST_BUCKETS_SECONDS)
 COMPACTION_SECONDS = Histogram("bank_data_compaction_seconds", "Seconds a journal compaction took, in the "
                                "background", buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60))
 

@@ -3,7 +3,7 @@ the store is asked anything; a malformed part is a 400 ApiError whatever the acc
 from flask import request
 
 from data import history
-from data.store import HistoryMismatch
+from data.store import HistoryMismatch, Write
 from shared.errors import ApiError
 from shared.validation import is_account_id, is_opaque_key
 from shared.web import amount_cents, json_object
@@ -12,8 +12,8 @@ MAX_TOKEN = 2 ** 63 - 1
 MAX_WAIT_MS = 10_000        # longest a getLock or getAmount may wait for its turn on a held account
 MAX_WRITES_PER_COMMIT = 100
 MAX_OPERATIONS_PER_COMMIT = 100
-MAX_OPERATION_ID = 200
-MAX_OPERATION_REQUEST = 512
+MAX_OPERATION_ID_CHARS = 200
+MAX_OPERATION_REQUEST_CHARS = 512
 MAX_ENTRIES_PER_COMMIT = 2 * MAX_OPERATIONS_PER_COMMIT     # a transfer changes two accounts
 ENTRY_KINDS = history.CREDITS + history.DEBITS
 
@@ -31,6 +31,10 @@ def token(value, required=True):
     return value
 
 
+def optional_token(value):
+    return token(value, required=False)
+
+
 def flag(body, name):
     value = body.get(name, False)
     if not isinstance(value, bool):
@@ -38,10 +42,11 @@ def flag(body, name):
     return value
 
 
-def query_number(name):
-    """A query parameter as an int if it is plain digits, else as sent, for the body's validators to judge."""
+def query_number(name, check):
+    """A query parameter through check, the validator of the same field in a JSON body: plain digits as the number
+    they are, anything else as sent (which check refuses)."""
     text = request.args.get(name)
-    return int(text) if text is not None and text.isascii() and text.isdigit() and len(text) <= 19 else text
+    return check(int(text) if text is not None and text.isascii() and text.isdigit() and len(text) <= 19 else text)
 
 
 def wait_seconds(value):
@@ -55,7 +60,7 @@ def wait_seconds(value):
 def lookup_ids(body):
     ids = body.get("lookup", [])
     if not isinstance(ids, list) or len(ids) > MAX_OPERATIONS_PER_COMMIT or not all(
-            is_opaque_key(op_id, MAX_OPERATION_ID) for op_id in ids):
+            is_opaque_key(op_id, MAX_OPERATION_ID_CHARS) for op_id in ids):
         raise ApiError(400, "invalid_lookup", "lookup must be a list of operation ids")
     return ids
 
@@ -77,11 +82,11 @@ def operations(body):
                                                   f"{MAX_OPERATIONS_PER_COMMIT} objects")
     seen = set()
     for op in items:
-        if not (isinstance(op, dict) and is_opaque_key(op.get("id"), MAX_OPERATION_ID)
-                and isinstance(op.get("request"), str) and len(op["request"]) <= MAX_OPERATION_REQUEST
+        if not (isinstance(op, dict) and is_opaque_key(op.get("id"), MAX_OPERATION_ID_CHARS)
+                and isinstance(op.get("request"), str) and len(op["request"]) <= MAX_OPERATION_REQUEST_CHARS
                 and "result" in op and isinstance(op.get("keyed", True), bool)):
             raise ApiError(400, "invalid_operations", "each operation needs an id (printable ASCII, at most "
-                                                      f"{MAX_OPERATION_ID}), a request string, a result and "
+                                                      f"{MAX_OPERATION_ID_CHARS}), a request string, a result and "
                                                       "optionally keyed (true or false)")
         if op["id"] in seen:
             raise ApiError(400, "invalid_operations", f"operation id {op['id']} appears twice")
@@ -103,7 +108,7 @@ def releases(body):
 
 
 def writes(body, release, fewest):
-    """The commit's writes as {account: (cents, token)}: fewest to MAX_WRITES_PER_COMMIT, none also released."""
+    """The commit's writes as {account: Write}: fewest to MAX_WRITES_PER_COMMIT, none also released."""
     items = body.get("writes")
     if not isinstance(items, list) or not fewest <= len(items) <= MAX_WRITES_PER_COMMIT:
         raise ApiError(400, "invalid_writes", f"writes must be a list of {fewest} to {MAX_WRITES_PER_COMMIT} objects")
@@ -113,7 +118,7 @@ def writes(body, release, fewest):
             raise ApiError(400, "invalid_writes", "each write needs an account id, an amount and a token")
         if item["account"] in parsed or item["account"] in release:
             raise ApiError(400, "invalid_writes", f"account {item['account']} is written or released twice")
-        parsed[item["account"]] = (amount_cents(item.get("amount")), token(item.get("token")))
+        parsed[item["account"]] = Write(amount_cents(item.get("amount")), token(item.get("token")))
     return parsed
 
 
@@ -129,7 +134,7 @@ def entries(body, writes):
                 and item.get("kind") in ENTRY_KINDS
                 and (item.get("counterparty") is None) == (item["kind"] not in history.TRANSFERS)
                 and (item.get("counterparty") is None or is_account_id(item["counterparty"]))
-                and is_opaque_key(item.get("operation"), MAX_OPERATION_ID)
+                and is_opaque_key(item.get("operation"), MAX_OPERATION_ID_CHARS)
                 and (item.get("key") is None or is_opaque_key(item["key"]))):
             raise ApiError(400, "invalid_entries", "each entry needs the account of one of the writes, a kind ("
                                                    f"{', '.join(ENTRY_KINDS)}), an amount, the balance after it, "
@@ -143,7 +148,7 @@ def entries(body, writes):
         by_account.setdefault(item["account"], []).append(entry)
     for account, own in by_account.items():
         try:
-            history.check_chain(account, own, writes[account][0])
+            history.check_chain(account, own, writes[account].cents)
         except HistoryMismatch as mismatch:
             raise ApiError(400, "invalid_entries", str(mismatch)) from None
     return by_account
@@ -159,7 +164,7 @@ def history_before(value):
 
 def history_limit(value):
     if value is None:
-        return history.DEFAULT_PAGE
-    if not isinstance(value, int) or not 1 <= value <= history.MAX_PAGE:
-        raise ApiError(400, "invalid_limit", f"limit must be a whole number from 1 to {history.MAX_PAGE}")
+        return history.DEFAULT_PAGE_ENTRIES
+    if not isinstance(value, int) or not 1 <= value <= history.MAX_PAGE_ENTRIES:
+        raise ApiError(400, "invalid_limit", f"limit must be a whole number from 1 to {history.MAX_PAGE_ENTRIES}")
     return value

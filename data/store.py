@@ -7,6 +7,12 @@ or etcd.
 from typing import NamedTuple, Protocol
 
 
+class Write(NamedTuple):
+    """One account's new balance in a commit."""
+    cents: int
+    token: int                  # the writer's lease on the account
+
+
 class Grant(NamedTuple):
     """One lease of a lock set."""
     account: str
@@ -84,7 +90,7 @@ class Store(Protocol):
         """The account's cents: the holder reads with its token, anyone else waits its turn as in lock()."""
 
     def commit(self, business, writes, operations=(), unlock=False, release=None, entries=None) -> CommitOutcome:
-        """Apply writes {account: (cents, token)} all or nothing, with operations recorded.
+        """Apply writes {account: Write} all or nothing, with operations recorded.
 
         operations: [{"id", "request", "result", "keyed"}]; if every id is recorded already for the same request,
         nothing is applied and the first results come back; a partial or different match is OperationConflict.

@@ -1,5 +1,6 @@
 """Bearer-token authentication: tokens compared in constant time and never logged."""
 import hmac
+from typing import NamedTuple
 
 from flask import current_app
 from flask_httpauth import HTTPTokenAuth
@@ -9,10 +10,15 @@ from shared.errors import error_response
 TOKENS_CONFIG_KEY = "BANK_BEARER_TOKENS"
 
 
+class BearerToken(NamedTuple):
+    secret: bytes
+    owner: str
+
+
 def bearer_auth(config_key=TOKENS_CONFIG_KEY):
     """An HTTPTokenAuth whose current_user() is the owner of the presented token.
 
-    The app's config[config_key] holds the tokens, set by its factory with configure_tokens.
+    The app's config[config_key] holds the BearerTokens, set by its factory with configure_tokens.
     """
     auth = HTTPTokenAuth(scheme="Bearer", realm="bank")
 
@@ -21,9 +27,9 @@ def bearer_auth(config_key=TOKENS_CONFIG_KEY):
         presented_bytes = presented.encode("utf-8", "surrogateescape")
         owner_found = None
         # Compare against every token so that the time taken does not reveal which one matched.
-        for token, owner in current_app.config[config_key]:
-            if hmac.compare_digest(token, presented_bytes):
-                owner_found = owner
+        for token in current_app.config[config_key]:
+            if hmac.compare_digest(token.secret, presented_bytes):
+                owner_found = token.owner
         return owner_found
 
     @auth.error_handler
@@ -37,4 +43,4 @@ def bearer_auth(config_key=TOKENS_CONFIG_KEY):
 
 
 def configure_tokens(app, tokens, config_key=TOKENS_CONFIG_KEY):
-    app.config[config_key] = [(token.encode(), owner) for token, owner in tokens.items()]
+    app.config[config_key] = [BearerToken(token.encode(), owner) for token, owner in tokens.items()]

@@ -6,6 +6,7 @@ unreachable (a partition) costs one timeout, not one per call.
 import json
 import logging
 import time
+from typing import NamedTuple
 
 import urllib3
 
@@ -17,6 +18,11 @@ FAILED_ANSWER_SECONDS = 1.0  # the same for one that answered 5xx: quickly, so i
 
 class NotAnswered(Exception):
     """No server answered: none took the connection, or the one that did failed after the request was sent."""
+
+
+class Answer(NamedTuple):
+    response: object            # urllib3's HTTPResponse: its status and headers
+    payload: dict               # its body, decoded from JSON
 
 
 class PassOver:
@@ -61,12 +67,13 @@ class FailoverPools:
         self._tls_refused = set()
 
     def send(self, method, url, body, headers, timeout, resend=False):
-        """(response, decoded JSON body) of the first server to answer below 500; NotAnswered if none did.
+        """The Answer of the first server to answer below 500; NotAnswered if none did.
 
         resend: the request is safe to send again, so a server that took it and failed (no answer, or 5xx) does
-        not end the call: the next is asked. Otherwise a 5xx answer is returned as it is.
+        not end the call: the next is asked. Otherwise a 5xx answer is returned as it is. When every server
+        failed, the last failure stands: its 5xx Answer, or its NotAnswered.
         """
-        failure = None
+        failed_answer = not_answered = None
         for index in self._pass_over.order(self._current):
             try:
                 response = self._pools[index].urlopen(method, url, body=body, headers=headers, retries=False,
@@ -81,23 +88,24 @@ class FailoverPools:
                     log.error("server %d %s: TLS refused: %s", index + 1, self._pools[index].host, error)
                 self._pass_over.failed(index)
                 self._current = (index + 1) % len(self._pools)
-                failure = NotAnswered(f"server {index + 1} {method} {url}: {type(error).__name__}")
+                failed_answer = None
+                not_answered = NotAnswered(f"server {index + 1} {method} {url}: {type(error).__name__}")
                 if resend:
                     continue
-                raise failure from None
+                raise not_answered from None
             if response.status < 500:
                 self._pass_over.answered(index)
                 self._current = index
-                return response, payload
+                return Answer(response, payload)
             # A server that fails (its own store unreachable, say) is not the first one asked next time.
             self._pass_over.failed(index, FAILED_ANSWER_SECONDS)
             self._current = (index + 1) % len(self._pools)
-            failure = (response, payload)
+            failed_answer, not_answered = Answer(response, payload), None
             if not resend:
-                return failure
-        if isinstance(failure, tuple):
-            return failure
-        raise failure or NotAnswered(f"no server took a connection for {method} {url}")
+                return failed_answer
+        if failed_answer is not None:
+            return failed_answer
+        raise not_answered or NotAnswered(f"no server took a connection for {method} {url}")
 
 
 def _tls_options(url, tls):

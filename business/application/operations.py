@@ -4,8 +4,9 @@ No I/O here: the queue service (queue_service.py) leases the balances, applies a
 commits what it returns.
 """
 from dataclasses import dataclass
+from typing import NamedTuple
 
-from business.application.errors import (AccountNotFound, BalanceLimitExceeded, IdempotencyConflict,
+from business.application.errors import (AccountNotFound, BalanceLimitExceeded, BankError, IdempotencyConflict,
                                          InsufficientFunds)
 
 MAX_BALANCE_CENTS = 10 ** 18
@@ -46,9 +47,15 @@ class Outcome:
     replayed: bool = False
 
 
+class AppliedBatch(NamedTuple):
+    outcomes: list             # each operation's Outcome, or the BankError that refused it, in the batch's order
+    balances: dict             # account -> its cents after the batch; None: it still does not exist
+    records: list              # the operation records to commit: {"id", "request", "result", "keyed"}
+    entries: list              # the history entries to commit, in the order they were applied (_entries)
+
+
 def apply_batch(operations, leases):
-    """Apply operations in order to the leased balances; return (outcomes, balances, records to commit, history
-    entries to commit, in the order they were applied)."""
+    """Apply operations in order to the leased balances, as an AppliedBatch."""
     balances = {account: lease.amount_cents for account, lease in leases.items()}
     earlier = {}
     for lease in leases.values():
@@ -56,11 +63,13 @@ def apply_batch(operations, leases):
     outcomes, records, entries = [], [], []
     for operation in operations:
         first = earlier.get(operation.operation_id) if operation.keyed else None
-        if first is not None:
-            outcomes.append(_replay(first, operation))
-            continue
-        outcome = _apply_one(operation, balances)
+        try:
+            outcome = _replay(first, operation) if first is not None else _apply_one(operation, balances)
+        except BankError as refusal:
+            outcome = refusal
         outcomes.append(outcome)
+        if first is not None:
+            continue
         if isinstance(outcome, Outcome) and operation.writes:
             entries += _entries(operation, outcome.result)
         result = _recordable_result(operation, outcome)
@@ -69,7 +78,7 @@ def apply_batch(operations, leases):
                       "keyed": operation.keyed}
             records.append(record)
             earlier[operation.operation_id] = record
-    return outcomes, balances, records, entries
+    return AppliedBatch(outcomes, balances, records, entries)
 
 
 def _entries(operation, result):
@@ -101,38 +110,39 @@ def _recordable_result(operation, outcome):
 
 
 def _replay(first, operation):
-    """The first outcome recorded under operation's key, or a conflict if the key was used for another request."""
+    """The first Outcome recorded under operation's key; the refusal recorded raised again, or a conflict if the
+    key was used for another request."""
     if first["request"] != operation.request:
-        return IdempotencyConflict("this Idempotency-Key was used for another request")
+        raise IdempotencyConflict("this Idempotency-Key was used for another request")
     refused = first["result"].get("refused")
     if refused is not None:
-        return REFUSALS_BY_CODE[refused](first["result"]["message"])
+        raise REFUSALS_BY_CODE[refused](first["result"]["message"])
     return Outcome(first["result"], replayed=True)
 
 
 def _apply_one(operation, balances):
-    """Apply one operation to balances; return its Outcome, or the BankError that refuses it."""
+    """Apply one operation to balances and return its Outcome; raise the BankError that refuses it."""
     account, amount = operation.account, operation.amount_cents
     current = balances[account]
     if operation.kind == "deposit":
         new_balance = (current or 0) + amount
         if new_balance > MAX_BALANCE_CENTS:
-            return BalanceLimitExceeded(f"account {account} would exceed the largest balance")
+            raise BalanceLimitExceeded(f"account {account} would exceed the largest balance")
         balances[account] = new_balance
         return Outcome({"balance": new_balance})
     if current is None:
-        return AccountNotFound(f"account {account} does not exist")
+        raise AccountNotFound(f"account {account} does not exist")
     if operation.kind == "balance":
         return Outcome({"balance": current})
     target = balances.get(operation.target)
     if operation.kind == "transfer" and target is None:
-        return AccountNotFound(f"account {operation.target} does not exist")
+        raise AccountNotFound(f"account {operation.target} does not exist")
     if current < amount:
-        return InsufficientFunds(f"account {account} has not enough funds")
+        raise InsufficientFunds(f"account {account} has not enough funds")
     if operation.kind == "withdrawal":
         balances[account] = current - amount
         return Outcome({"balance": current - amount})
     if target + amount > MAX_BALANCE_CENTS:
-        return BalanceLimitExceeded(f"account {operation.target} would exceed the largest balance")
+        raise BalanceLimitExceeded(f"account {operation.target} would exceed the largest balance")
     balances[account], balances[operation.target] = current - amount, target + amount
     return Outcome({"balance": current - amount, "target_balance": target + amount})

@@ -5,6 +5,7 @@ exceptions; OperationQueue is what BankService submits to (QueueService, or busi
 """
 import abc
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 
 class DataUnavailable(Exception):
@@ -63,6 +64,12 @@ class Lease:
     recorded: dict = field(default_factory=dict)   # operation id -> {"request", "result"}, as asked by lookup
 
 
+class LeasedWrite(NamedTuple):
+    """One account's new balance in a commit, under the lease that allows it."""
+    cents: int
+    lease: Lease
+
+
 @dataclass(frozen=True)
 class HistoryEntry:
     seq: int                        # 1, 2, 3, ... in the account's own order
@@ -108,7 +115,7 @@ class AmountRepository(abc.ABC):
 
     @abc.abstractmethod
     def commit(self, writes, operations, release=(), entries=(), on_resend=lambda: None):
-        """Write {account: (cents, lease)} all or nothing, record operations, release those leases and `release`.
+        """Write {account: LeasedWrite} all or nothing, record operations, release those leases and `release`.
 
         operations: [{"id", "request", "result", "keyed"}]; release: leases given back unwritten; entries: the
         history entries of the writes, in the order applied ({"account", "kind", "cents", "balance",

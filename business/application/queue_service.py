@@ -12,31 +12,38 @@ import logging
 import random
 import threading
 import time
+from typing import NamedTuple
 
 from business.application.errors import AccountNotFound, BankError, ServiceUnavailable
 from business.application.operations import Outcome, apply_batch
 from business.application.ports import (AccountLocked, AccountMissing, DataRefused, DataStoreFull,
-                                        DataTierFull, DataUnavailable, IdempotencyStoreFull, LeaseLost,
+                                        DataTierFull, DataUnavailable, IdempotencyStoreFull, LeasedWrite, LeaseLost,
                                         OperationConflict, OperationQueue, QueueObserver)
 
 log = logging.getLogger("bank.business")
 
-FIRST_BACKOFF = 0.002       # seconds; doubles up to MAX_BACKOFF while an account stays locked
-MAX_BACKOFF = 0.05
-SERVER_WAIT = 0.5           # seconds the data server may queue one lock or read request for a held account
+FIRST_BACKOFF_SECONDS = 0.002       # doubles up to MAX_BACKOFF_SECONDS while an account stays locked
+MAX_BACKOFF_SECONDS = 0.05
+SERVER_WAIT_SECONDS = 0.5           # the data server may queue one lock or read request this long for a held account
 
 
-# What each refusal for lack of room at the data tier is to the client: its code and message.
+class FullRefusal(NamedTuple):
+    """What a refusal for lack of room at the data tier is to the client."""
+    code: str
+    message: str
+
+
 FULL_REFUSALS = {
-    IdempotencyStoreFull: ("idempotency_store_full", "the data server holds as many operation records as it may; "
-                                                     "nothing was applied, try again later"),
-    DataStoreFull: ("store_full", "the data tier's store is full and takes no writes until an operator makes room; "
-                                  "nothing was applied, try again later"),
+    IdempotencyStoreFull: FullRefusal("idempotency_store_full", "the data server holds as many operation records as "
+                                                                "it may; nothing was applied, try again later"),
+    DataStoreFull: FullRefusal("store_full", "the data tier's store is full and takes no writes until an operator "
+                                             "makes room; nothing was applied, try again later"),
 }
 
 
 def _no_room(full):
-    return ServiceUnavailable(*FULL_REFUSALS[type(full)], full.retry_after)
+    refusal = FULL_REFUSALS[type(full)]
+    return ServiceUnavailable(refusal.code, refusal.message, full.retry_after)
 
 
 def _unavailable(accounts, error):
@@ -84,7 +91,7 @@ class QueueService(OperationQueue):
                 waiter.leads = False
                 self._lead()
             elif waiter.reads:
-                waiter.outcome = self._balance(operation.account, waiter.deadline)
+                return Outcome({"balance": self._read(operation.account, waiter.deadline)})
         if isinstance(waiter.outcome, BaseException):
             raise waiter.outcome
         return waiter.outcome
@@ -167,7 +174,7 @@ class QueueService(OperationQueue):
         """
         outcomes = [None] * len(operations)
         going = list(range(len(operations)))
-        deadline, delay = self._clock() + self._lock_wait, FIRST_BACKOFF
+        deadline, delay = self._clock() + self._lock_wait, FIRST_BACKOFF_SECONDS
         while True:
             batch = [operations[i] for i in going]
             accounts = sorted({a for op in batch for a in op.accounts})
@@ -197,16 +204,16 @@ class QueueService(OperationQueue):
             return outcomes
 
     def _apply_and_commit(self, operations, leases, on_resend):
-        outcomes, balances, records, entries = apply_batch(operations, leases)
-        if not records:
+        applied = apply_batch(operations, leases)
+        if not applied.records:
             self._release_all(leases.values())
-            return outcomes
+            return applied.outcomes
         # Every account with an entry is written, even one whose changes add up to nothing.
-        changed = {entry["account"] for entry in entries}
-        writes = {a: (balances[a], lease) for a, lease in leases.items() if a in changed}
+        changed = {entry["account"] for entry in applied.entries}
+        writes = {a: LeasedWrite(applied.balances[a], lease) for a, lease in leases.items() if a in changed}
         untouched = [lease for a, lease in leases.items() if a not in writes]
         try:
-            self._amounts.commit(writes, records, untouched, entries, on_resend)
+            self._amounts.commit(writes, applied.records, untouched, applied.entries, on_resend)
         except (LeaseLost, OperationConflict):
             self._release_all(leases.values())
             raise ServiceUnavailable("account_busy", "the account changed hands before the write; nothing was "
@@ -218,17 +225,11 @@ class QueueService(OperationQueue):
             log.warning("commit on %s: %s", sorted(leases), error)
             raise ServiceUnavailable("data_unavailable", "the data server did not confirm the write; retry with "
                                                          "the same Idempotency-Key to learn the outcome") from None
-        return outcomes
-
-    def _balance(self, account, deadline):
-        """A balance read without a lock: its Outcome, or the BankError that refuses it."""
-        try:
-            return Outcome({"balance": self._read(account, deadline)})
-        except BankError as error:
-            return error
+        return applied.outcomes
 
     def _read(self, account, deadline):
-        delay = FIRST_BACKOFF
+        """The account's cents, read without a lock; raise the BankError that refuses it."""
+        delay = FIRST_BACKOFF_SECONDS
         while True:
             try:
                 return self._amounts.get(account, self._server_wait(deadline))
@@ -240,7 +241,7 @@ class QueueService(OperationQueue):
                 raise _unavailable([account], error) from None
 
     def _server_wait(self, deadline):
-        return max(0.0, min(SERVER_WAIT, deadline - self._clock()))
+        return max(0.0, min(SERVER_WAIT_SECONDS, deadline - self._clock()))
 
     def _pause(self, deadline, delay, locked):
         """Sleep a jittered delay (never past deadline) and return the next, doubled; 503 once past deadline."""
@@ -249,7 +250,7 @@ class QueueService(OperationQueue):
             raise ServiceUnavailable("account_busy", f"account {locked.account} stayed busy; try again")
         self._observer.retry()
         self._sleep(min(remaining, locked.retry_after, delay * (0.5 + self._jitter())))
-        return min(delay * 2, MAX_BACKOFF)
+        return min(delay * 2, MAX_BACKOFF_SECONDS)
 
     def _release_all(self, leases):
         for lease in leases:

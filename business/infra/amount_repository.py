@@ -7,7 +7,7 @@ from shared.money import format_cents, parse_cents
 # How long a commit whose outcome is unknown is sent again: past an etcd election (about 2 s), so that the leases
 # it holds are given back by the commit itself rather than held until they expire.
 COMMIT_RESEND_SECONDS = 3.0
-FIRST_PAUSE, LONGEST_PAUSE = 0.05, 0.5
+FIRST_PAUSE_SECONDS, LONGEST_PAUSE_SECONDS = 0.05, 0.5
 
 
 class HttpAmountRepository(AmountRepository):
@@ -29,7 +29,7 @@ class HttpAmountRepository(AmountRepository):
                 "entries": [{"account": entry["account"], "kind": entry["kind"], "amount": format_cents(entry["cents"]),
                              "balance": format_cents(entry["balance"]), "counterparty": entry["counterparty"],
                              "operation": entry["operation"], "key": entry["key"]} for entry in entries]}
-        deadline, pause = self._clock() + self._resend_seconds, FIRST_PAUSE
+        deadline, pause = self._clock() + self._resend_seconds, FIRST_PAUSE_SECONDS
         while True:
             try:
                 payload = self._data.call("POST", f"/commit/{self._prefix}", body, resend=False)
@@ -38,7 +38,7 @@ class HttpAmountRepository(AmountRepository):
                 # Safe to send again (to the next data server) only because operation ids make it idempotent.
                 if not operations or self._clock() + pause > deadline:
                     raise
-            if pause == FIRST_PAUSE:
+            if pause == FIRST_PAUSE_SECONDS:
                 on_resend()
             self._sleep(pause)
-            pause = min(pause * 2, LONGEST_PAUSE)
+            pause = min(pause * 2, LONGEST_PAUSE_SECONDS)

@@ -4,6 +4,7 @@ A request is {"operation": [kind, account, cents, target, operation id, key], "r
 {"result", "replayed"} or {"error": the BankError's class, "code", "message", "retry_after"}.
 """
 import json
+from typing import NamedTuple
 
 from business.application.errors import (AccountNotFound, BalanceLimitExceeded, IdempotencyConflict,
                                          InsufficientFunds, InvalidRequest, ServiceUnavailable)
@@ -19,6 +20,11 @@ class WireError(Exception):
     """A line that is not a message of this protocol."""
 
 
+class WorkerRequest(NamedTuple):
+    operation: Operation
+    request_id: str | None      # the request the worker serves, for the data calls of the lock cycle
+
+
 def request_line(operation, request_id):
     fields = [operation.kind, operation.account, operation.amount_cents, operation.target,
               operation.operation_id, operation.key]
@@ -26,11 +32,11 @@ def request_line(operation, request_id):
 
 
 def parse_request(line):
-    """(Operation, request id) of a request line; WireError for anything else."""
+    """The WorkerRequest of a request line; WireError for anything else."""
     message = _message(line)
     try:
         kind, account, cents, target, operation_id, key = message["operation"]
-        return Operation(kind, account, cents, target, operation_id, key), message.get("request_id")
+        return WorkerRequest(Operation(kind, account, cents, target, operation_id, key), message.get("request_id"))
     except (KeyError, TypeError, ValueError):
         raise WireError("not an operation") from None
 

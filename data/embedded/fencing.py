@@ -1,6 +1,6 @@
 """Fencing tokens: they only grow and never repeat, across restarts and OS crashes too."""
 
-FENCE_BLOCK = 10_000        # tokens reserved in the journal at a time, so a lock costs no fsync
+FENCE_BLOCK_TOKENS = 10_000     # reserved in the journal at a time, so a lock costs no fsync
 
 
 class FencingTokens:
@@ -17,9 +17,12 @@ class FencingTokens:
         self._last = self.reserved
 
     def next(self):
-        if self._last + 1 > self.reserved:
-            reserved = self._last + 1 + FENCE_BLOCK
+        token = self._last + 1
+        if token > self.reserved:
+            reserved = token + FENCE_BLOCK_TOKENS
             self._journal.sync(self._journal.append({"t": "fence", "upto": reserved}), force=True)
             self.reserved = reserved
-        self._last += 1
-        return self._last
+        # Above every token before it, and reserved on disk: after a restart every token is above it too.
+        assert self._last < token <= self.reserved, f"token {token} after {self._last}, {self.reserved} reserved"
+        self._last = token
+        return token

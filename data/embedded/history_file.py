@@ -5,7 +5,7 @@ entry is written here once the journal has it on disk (never one of a commit a c
 (account, seq) once however often the journal is replayed; a read first waits until every entry committed before
 it is here; a compaction, which drops the journal's entries, first waits until every one of them is here and on
 disk. So the file's own writes need no fsync of their own (SQLite's synchronous=NORMAL): what a crash takes from it
-is still in the journal. Memory holds only the entries not written yet, at most HISTORY_BEHIND_LIMIT; the file
+is still in the journal. Memory holds only the entries not written yet, at most HISTORY_BEHIND_LIMIT_ENTRIES; the file
 drops entries past their retention.
 """
 import collections
@@ -14,16 +14,17 @@ import logging
 import sqlite3
 import threading
 import time
+from typing import NamedTuple
 
 from data.store import HistoryUnavailable, StoreError
 
 log = logging.getLogger("bank.data")
 
-HISTORY_BEHIND_LIMIT = 200_000     # entries committed but not in the file yet; past it, commits are refused
-WRITE_BATCH = 5_000                 # entries written in one SQLite transaction at most
-CATCH_UP_SECONDS = 10.0             # longest a read or a compaction waits for the file to catch up
-SWEEP_EVERY = 10.0                  # seconds between looks for entries past their retention
-SWEEP_CHUNK = 5_000
+HISTORY_BEHIND_LIMIT_ENTRIES = 200_000  # committed but not in the file yet; past it, commits are refused
+WRITE_BATCH_ENTRIES = 5_000             # written in one SQLite transaction at most
+CATCH_UP_SECONDS = 10.0                 # longest a read or a compaction waits for the file to catch up
+SWEEP_EVERY_SECONDS = 10.0              # between looks for entries past their retention
+SWEEP_CHUNK_ENTRIES = 5_000             # dropped in one DELETE at most
 # Seconds the writer lets entries gather after each write: fewer, larger SQLite transactions (make bench measured a
 # write per commit at a tenth of the data server's CPU), for reads that wait that much longer at most.
 GATHER_SECONDS = 0.005
@@ -37,6 +38,12 @@ CREATE TABLE IF NOT EXISTS entries (
 _COLUMNS = ("account", "seq", "kind", "cents", "balance", "counterparty", "operation", "key", "at")
 
 
+class _Pending(NamedTuple):
+    """An entry committed but not in the file yet."""
+    journal_seq: int            # the journal record it came with, on disk before the entry may be written
+    entry: dict
+
+
 class HistoryFile:
     """Entries by account and seq in SQLite (path "" keeps them in memory), written by a thread of its own."""
 
@@ -47,7 +54,7 @@ class HistoryFile:
         self._db_lock = threading.Lock()
         self._retention_ms = int(retention * 1000)
         self._durable, self._wall_clock = durable, wall_clock
-        self._pending = collections.deque()     # (journal seq, entry) committed, not in the file yet
+        self._pending = collections.deque()     # _Pending, oldest first
         self._added = self._written = 0
         self._changed = threading.Condition()
         self._failure = None
@@ -67,14 +74,14 @@ class HistoryFile:
     def require_room(self, count):
         """HistoryUnavailable if the file is so far behind that count more entries would pass the bound."""
         with self._changed:
-            if len(self._pending) + count > HISTORY_BEHIND_LIMIT:
+            if len(self._pending) + count > HISTORY_BEHIND_LIMIT_ENTRIES:
                 raise HistoryUnavailable(self._failure or "the history file is too far behind the journal; "
                                                           "nothing was applied, try again")
 
     def add(self, journal_seq, entries):
         """Entries of the journal's record journal_seq, to be written once that record is on disk."""
         with self._changed:
-            self._pending.extend((journal_seq, entry) for entry in entries)
+            self._pending.extend(_Pending(journal_seq, entry) for entry in entries)
             self._added += len(entries)
             if self._writer_idle:
                 self._changed.notify_all()
@@ -122,7 +129,7 @@ class HistoryFile:
                 self._db.close()
 
     def _write_behind(self):
-        next_sweep = time.monotonic() + SWEEP_EVERY
+        next_sweep = time.monotonic() + SWEEP_EVERY_SECONDS
         while True:
             with self._changed:
                 while not self._pending and not self._closing:
@@ -133,13 +140,13 @@ class HistoryFile:
                         break
                 if self._closing and not self._pending:
                     return
-                batch = list(itertools.islice(self._pending, WRITE_BATCH))
+                batch = list(itertools.islice(self._pending, WRITE_BATCH_ENTRIES))
             try:
                 if batch:
                     self._write(batch)
                 if time.monotonic() >= next_sweep:
                     self._sweep()
-                    next_sweep = time.monotonic() + SWEEP_EVERY
+                    next_sweep = time.monotonic() + SWEEP_EVERY_SECONDS
             except (sqlite3.Error, OSError, StoreError) as error:
                 with self._changed:
                     self._failure = f"the history file failed: {error}; it catches up at the next start"
@@ -155,8 +162,8 @@ class HistoryFile:
                 time.sleep(GATHER_SECONDS)
 
     def _write(self, batch):
-        self._durable(batch[-1][0])
-        rows = [tuple(entry[column] for column in _COLUMNS) for _, entry in batch]
+        self._durable(batch[-1].journal_seq)
+        rows = [tuple(pending.entry[column] for column in _COLUMNS) for pending in batch]
         with self._db_lock:
             self._db.execute("BEGIN")
             try:
@@ -173,6 +180,6 @@ class HistoryFile:
         while True:
             with self._db_lock:
                 dropped = self._db.execute("DELETE FROM entries WHERE id IN (SELECT id FROM entries ORDER BY id "
-                                           "LIMIT ?) AND at < ?", (SWEEP_CHUNK, oldest_kept)).rowcount
-            if dropped < SWEEP_CHUNK:
+                                           "LIMIT ?) AND at < ?", (SWEEP_CHUNK_ENTRIES, oldest_kept)).rowcount
+            if dropped < SWEEP_CHUNK_ENTRIES:
                 return

@@ -9,14 +9,14 @@ newline was never acknowledged and is dropped (and cut off) at the next start. B
   {"t": "commit", "w": {account: cents, ...},     one commit, all or nothing: the balances it wrote ("w"), the
    "o": [operation record, ...],                  operations it recorded ("o") and the history entries it made
    "h": [history entry, ...]}                     ("h", data/history.py), each left out when none
-  {"t": "accounts", "a": {account: cents, ...},   a part of a snapshot: up to SNAPSHOT_CHUNK balances, and the
+  {"t": "accounts", "a": {account: cents, ...},   a part of a snapshot: up to SNAPSHOT_CHUNK_ITEMS balances, and the
    "s": {account: seq, ...}}                      last history entry's seq of those that have one
   {"t": "operations", "o": [operation record, ...]}  a part of a snapshot: operation records
 
 An operation record is {"id", "request", "result", "at": Unix seconds when it was made} and "keyed": false for a
-write without an Idempotency-Key (left out when keyed; data/embedded/records.py). A compaction writes a snapshot (one fence,
-then accounts and operations records) to a new file, appends what was journaled meanwhile and renames it over the
-journal: a snapshot at the head of a file stands for everything before it. A snapshot holds no history entries:
+write without an Idempotency-Key (left out when keyed; data/embedded/records.py). A compaction writes a snapshot
+(one fence, then accounts and operations records) to a new file, appends what was journaled meanwhile and renames it
+over the journal: a snapshot at the head of a file stands for everything before it. A snapshot holds no history entries:
 they live in the history file (data/embedded/history_file.py), which a compaction waits for first.
 """
 import json
@@ -31,13 +31,17 @@ from data.store import StorageFailed, StoreError, WriteFailed
 
 log = logging.getLogger("bank.data")
 
-SNAPSHOT_CHUNK = 10_000     # accounts per snapshot record, so no journal line grows with the bank
+SNAPSHOT_CHUNK_ITEMS = 10_000   # accounts or operation records per snapshot record: no journal line grows with the bank
 SNAPSHOT_RECORD_TYPES = ("fence", "accounts", "operations")
 COMPACTION_SYNC_BYTES = 1 << 20    # how often a compaction flushes its snapshot as it writes it
 
 
 class JournalCorrupt(Exception):
     """A record before the journal's last whole one does not check out: replaying past it would invent history."""
+
+
+class _NotARecord(Exception):
+    """A line that is not a whole record whose checksum checks out."""
 
 
 def run_in_thread(job):
@@ -78,10 +82,12 @@ class Journal:
         valid_length = snapshot_size = 0
         records = []
         for index, line in enumerate(lines):
-            record = _decode_record(line)
-            if record is None:
-                if any(_decode_record(later) is not None for later in lines[index + 1:]):
-                    raise JournalCorrupt(f"{self.path}: record {index + 1} is corrupt and later records follow it")
+            try:
+                record = _decode_record(line)
+            except _NotARecord:
+                if any(_is_record(later) for later in lines[index + 1:]):
+                    raise JournalCorrupt(
+                        f"{self.path}: record {index + 1} is corrupt and later records follow it") from None
                 break
             records.append(record)
             in_snapshot = snapshot_size == valid_length and record["t"] in SNAPSHOT_RECORD_TYPES
@@ -293,16 +299,27 @@ def _encode_record(record):
 
 
 def _decode_record(line):
+    """The record of a journal line; _NotARecord if it is torn, corrupt or no record."""
     checksum, _, body = line.partition(b" ")
     if len(checksum) != 8 or not body:
-        return None
+        raise _NotARecord("no checksum and body")
     try:
         if int(checksum, 16) != zlib.crc32(body):
-            return None
+            raise _NotARecord("the checksum does not match")
         record = json.loads(body)
-    except ValueError:
-        return None
-    return record if isinstance(record, dict) and "t" in record else None
+    except ValueError as error:
+        raise _NotARecord(str(error)) from None
+    if not isinstance(record, dict) or "t" not in record:
+        raise _NotARecord("not a record object")
+    return record
+
+
+def _is_record(line):
+    try:
+        _decode_record(line)
+    except _NotARecord:
+        return False
+    return True
 
 
 def _write_all(fd, data):

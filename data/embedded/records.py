@@ -1,7 +1,13 @@
 """Operation records: each recorded operation's first result, kept its retention, never evicted early."""
 import collections
+from typing import NamedTuple
 
 from data.store import RecordsFull
+
+
+class RecordCounts(NamedTuple):
+    idempotency: int            # records of writes with an Idempotency-Key
+    retry: int                  # records of writes without one, kept for their commit's retry
 
 
 class RecordTable:
@@ -70,8 +76,7 @@ class OperationRecords:
         (self._keyed if record.get("keyed", True) else self._retry).add(record)
 
     def counts(self):
-        """(idempotency records, retry records) held."""
-        return len(self._keyed), len(self._retry)
+        return RecordCounts(len(self._keyed), len(self._retry))
 
     def copy(self):
         return list(self._keyed.values()) + list(self._retry.values())

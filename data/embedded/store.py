@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 from data import history
 from data.embedded.fencing import FencingTokens
-from data.embedded.journal import SNAPSHOT_CHUNK, JournalCorrupt
+from data.embedded.journal import SNAPSHOT_CHUNK_ITEMS, JournalCorrupt
 from data.metrics import LOCK_WAIT_SECONDS
 from data.embedded.records import OperationRecords
 from data.store import (BankView, CommitOutcome, Counts, Grant, HistoryPage, LeaseView, LockGrant, LockHeld,
@@ -23,6 +23,12 @@ class _Lease(NamedTuple):
     holder: str
     token: int
     expires_at: float           # on the store's monotonic clock
+
+
+class _Blocker(NamedTuple):
+    """What keeps a request from an account for now."""
+    account: str
+    lease: _Lease | None        # its live lease; None: earlier requests wait for it
 
 
 class EmbeddedStore:
@@ -66,9 +72,9 @@ class EmbeddedStore:
             self._require_holder(business, account, token, now)
             self._leases[account] = _Lease(business, token, now + self._ttl)
             recorded = self._lookup(lookup)
-            amount, seq = self._accounts.get(account), self._journal.last_seq
-        self._sync_or_give_back(seq, business, [(account, token)])
-        return LockGrant(token, self._ttl, amount, recorded)
+            grant, journal_seq = Grant(account, token, self._accounts.get(account)), self._journal.last_seq
+        self._sync_or_give_back(journal_seq, business, [grant])
+        return LockGrant(token, self._ttl, grant.cents, recorded)
 
     def lock_all(self, business, accounts, lookup=(), wait=0.0):
         """Lease every one of accounts at once, or none.
@@ -86,19 +92,19 @@ class EmbeddedStore:
                 self._leases[account] = _Lease(business, token, now + self._ttl)
                 grants.append(Grant(account, token, self._accounts.get(account)))
             self._sweep_expired_leases(now)
-            recorded, seq = self._lookup(lookup), self._journal.last_seq
-        self._sync_or_give_back(seq, business, [(grant.account, grant.token) for grant in grants])
+            recorded, journal_seq = self._lookup(lookup), self._journal.last_seq
+        self._sync_or_give_back(journal_seq, business, grants)
         return LocksGrant(grants, self._ttl, recorded)
 
-    def _sync_or_give_back(self, seq, business, leases):
+    def _sync_or_give_back(self, journal_seq, business, grants):
         """Make what a lock reply shows durable before anyone sees it (or a crash could take back a value seen);
-        if that fails, the caller hears an error, so it must not hold leases it does not know of."""
+        if that fails, the caller hears an error, so it must not hold the grants' leases it does not know of."""
         try:
-            self._journal.sync(seq)
+            self._journal.sync(journal_seq)
         except StorageFailed:
             with self._mutex:
-                for account, token in leases:
-                    self._release_if_held(business, account, token)
+                for grant in grants:
+                    self._release_if_held(business, grant.account, grant.token)
             raise
 
     def unlock(self, business, account, token):
@@ -117,8 +123,8 @@ class EmbeddedStore:
                 self._wait_turn([account], wait)
             if account not in self._accounts:
                 raise UnknownAccount(account)
-            amount, seq = self._accounts[account], self._journal.last_seq
-        self._journal.sync(seq)
+            amount, journal_seq = self._accounts[account], self._journal.last_seq
+        self._journal.sync(journal_seq)
         return amount
 
     def commit(self, business, writes, operations=(), unlock=False, release=None, entries=None):
@@ -127,14 +133,13 @@ class EmbeddedStore:
             self._journal.check()
             first_results = self._recorded_results(operations)
             if first_results is None:
-                seq, recorded = self._apply_commit(business, writes, operations, unlock, entries or {})
-            else:
-                if unlock:
-                    self._release_held(business, writes)
-                seq = self._journal.last_seq
+                recorded = self._apply_commit(business, writes, operations, unlock, entries or {})
+            elif unlock:
+                self._release_held(business, writes)
             for account, token in (release or {}).items():
                 self._release_if_held(business, account, token)
-        self._journal.sync(seq)
+            journal_seq = self._journal.last_seq
+        self._journal.sync(journal_seq)
         if first_results is None:
             return CommitOutcome(False, [op["result"] for op in operations], recorded)
         return CommitOutcome(True, first_results)
@@ -149,13 +154,16 @@ class EmbeddedStore:
         raise OperationConflict("an operation id of this commit is recorded for another request")
 
     def _apply_commit(self, business, writes, operations, unlock, entries):
-        """Check every lease, the history and the records' room, journal the commit, apply it; return the sequence
-        to sync and the history entries recorded."""
+        """Check every lease, the history and the records' room, journal the commit, apply it; return the history
+        entries recorded."""
         now = self._clock()
         for account, (_, token) in writes.items():
             self._require_holder(business, account, token, now)
         amounts = {account: cents for account, (cents, _) in writes.items()}
-        prior = {account: (self._accounts.get(account), self._seqs.get(account, 0)) for account in writes}
+        # No balance is ever below zero: a commit that would leave one is a bug upstream, and applies nothing.
+        assert all(cents >= 0 for cents in amounts.values()), f"a commit would leave a negative balance: {amounts}"
+        prior = {account: history.AccountState(self._accounts.get(account), self._seqs.get(account, 0))
+                 for account in writes}
         recorded = history.numbered(amounts, entries, prior, operations[0]["id"] if operations else None,
                                     int(self._wall_clock() * 1000))
         self._history.require_room(len(recorded))
@@ -165,15 +173,20 @@ class EmbeddedStore:
             record["o"] = self._operations.stamp(operations)
         if recorded:
             record["h"] = recorded
-        seq = self._journal.append(record)
+        total_before = self._total_cents
+        journal_seq = self._journal.append(record)
         self._apply_record(record)
-        self._history.add(seq, recorded)
+        # The total stays the sum of the balances: it moved by exactly what this commit's balances moved.
+        moved = sum(cents - (prior[account].cents or 0) for account, cents in amounts.items())
+        assert self._total_cents - total_before == moved, (
+            f"the total moved {self._total_cents - total_before} cents, the balances {moved}")
+        self._history.add(journal_seq, recorded)
         if unlock:
             for account in writes:
                 self._release(account)
         if self._journal.due_for_compaction(self._compact_min_bytes):
             self._start_compaction()
-        return seq, recorded
+        return recorded
 
     def view(self, most_leases):
         with self._mutex:
@@ -187,9 +200,10 @@ class EmbeddedStore:
         with self._mutex:
             now = self._clock()
             live = sum(1 for lease in self._leases.values() if lease.expires_at > now)
-            return Counts(len(self._accounts), live, self._waiters, *self._operations.counts())
+            records = self._operations.counts()
+            return Counts(len(self._accounts), live, self._waiters, records.idempotency, records.retry)
 
-    def history(self, account, before=None, limit=history.DEFAULT_PAGE):
+    def history(self, account, before=None, limit=history.DEFAULT_PAGE_ENTRIES):
         with self._mutex:
             self._journal.check()
             if account not in self._accounts:
@@ -218,7 +232,7 @@ class EmbeddedStore:
         if blocker is None:
             return now
         if wait <= 0 or self._waiters >= self._max_waiters:
-            raise self._held(*blocker, now)
+            raise self._held(blocker, now)
         turn = object()
         for account in accounts:
             self._queues.setdefault(account, collections.deque()).append(turn)
@@ -228,11 +242,11 @@ class EmbeddedStore:
         try:
             while (blocker := self._blocker(accounts, turn, now)) is not None:
                 if now >= deadline:
-                    raise self._held(*blocker, now)
+                    raise self._held(blocker, now)
                 # Wake at the latest when a lease would expire: expiry notifies no one.
                 expiries = [lease.expires_at for lease in (self._live_lease(a, now) for a in accounts)
                             if lease is not None]
-                self._wakeups[blocker[0]].wait(min([deadline, *expiries]) - now)
+                self._wakeups[blocker.account].wait(min([deadline, *expiries]) - now)
                 now = self._clock()
             return now
         finally:
@@ -247,18 +261,18 @@ class EmbeddedStore:
             self._waiters -= 1
 
     def _blocker(self, accounts, turn, now):
-        """(account, live lease or None) of the first account this request may not take yet, or None."""
+        """The _Blocker of the first account this request may not take yet, or None."""
         for account in accounts:
             lease = self._live_lease(account, now)
             queue = self._queues.get(account)
             if lease is not None or (queue and queue[0] is not turn):
-                return account, lease
+                return _Blocker(account, lease)
         return None
 
-    def _held(self, account, lease, now):
-        if lease is None:
-            return LockHeld(account, "earlier waiting requests", 0.01)
-        return LockHeld(account, lease.holder, lease.expires_at - now)
+    def _held(self, blocker, now):
+        if blocker.lease is None:
+            return LockHeld(blocker.account, "earlier waiting requests", 0.01)
+        return LockHeld(blocker.account, blocker.lease.holder, blocker.lease.expires_at - now)
 
     def _lookup(self, op_ids):
         recorded = {}
@@ -305,7 +319,7 @@ class EmbeddedStore:
             self._set_amounts(record["w"])
             for op in record.get("o", ()):
                 self._operations.add(op)
-            self._seqs.update(history.last_seqs(record.get("h", ())))
+            self._seqs.update(history.last_seqs(record.get("h", ()), self._seqs))
         elif kind == "accounts":
             self._set_amounts(record["a"])
             self._seqs.update(record.get("s", {}))
@@ -319,6 +333,8 @@ class EmbeddedStore:
 
     def _set_amounts(self, amounts):
         for account, cents in amounts.items():
+            # What the journal holds too: no balance below zero, whether committed now or replayed.
+            assert cents >= 0, f"account {account} would hold {cents} cents"
             self._total_cents += cents - self._accounts.get(account, 0)
             self._accounts[account] = cents
 
@@ -332,15 +348,15 @@ class EmbeddedStore:
         def snapshot_records():
             yield {"t": "fence", "upto": fence}
             items = iter(accounts.items())
-            for _ in range(0, len(accounts), SNAPSHOT_CHUNK):
-                chunk = dict(itertools.islice(items, SNAPSHOT_CHUNK))
+            for _ in range(0, len(accounts), SNAPSHOT_CHUNK_ITEMS):
+                chunk = dict(itertools.islice(items, SNAPSHOT_CHUNK_ITEMS))
                 record = {"t": "accounts", "a": chunk}
                 numbered = {account: seqs[account] for account in chunk if account in seqs}
                 if numbered:
                     record["s"] = numbered
                 yield record
-            for start in range(0, len(operations), SNAPSHOT_CHUNK):
-                yield {"t": "operations", "o": operations[start:start + SNAPSHOT_CHUNK]}
+            for start in range(0, len(operations), SNAPSHOT_CHUNK_ITEMS):
+                yield {"t": "operations", "o": operations[start:start + SNAPSHOT_CHUNK_ITEMS]}
 
         # The snapshot drops the journal's history entries: the history file must hold them all on disk first.
         self._journal.start_compaction(snapshot_records(), prepare=self._history.on_disk)

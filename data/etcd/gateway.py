@@ -81,8 +81,8 @@ def get(key, prefix=False, count_only=False, first_created=False):
 
 
 def get_newest(prefix, below, limit):
-    """Up to limit keys under prefix that sort before prefix + below (None: all), the last first."""
-    end = prefix + below if below else prefix_end(prefix)
+    """Up to limit keys under prefix that sort before the key below (None: all), the last first."""
+    end = below or prefix_end(prefix)
     return {"request_range": {"key": encode(prefix), "range_end": encode(end), "limit": limit, "sort_target": "KEY",
                               "sort_order": "DESCEND"}}
 

@@ -1,15 +1,31 @@
-"""Where the etcd store keeps each thing, under ETCD_PREFIX (data/etcd/store.py says what each key holds)."""
+"""Where the etcd store keeps each thing, under ETCD_PREFIX (data/etcd/store.py says what each key holds).
+
+Every key the store, its records, lines and groups read or write is spelled here and nowhere else; a method with
+no argument names the prefix all the keys of one kind share.
+"""
+
+SEQ_DIGITS = 12             # a history entry's seq in its key, zero-padded so that the keys sort as the seqs do
 
 
 class EtcdKeys:
     def __init__(self, prefix):
         self.prefix = prefix
 
+    def amounts(self):
+        return f"{self.prefix}a/"
+
     def amount(self, account):
-        return f"{self.prefix}a/{account}"
+        return f"{self.amounts()}{account}"
+
+    def locks(self):
+        return f"{self.prefix}l/"
 
     def lock(self, account):
-        return f"{self.prefix}l/{account}"
+        return f"{self.locks()}{account}"
+
+    def account_of_lock(self, key):
+        """The account a lock's key (as read back) is for."""
+        return key[len(self.locks()):]
 
     def line(self, account):
         return f"{self.prefix}q/{account}/"
@@ -17,11 +33,29 @@ class EtcdKeys:
     def place(self, account, me):
         return f"{self.line(account)}{me}"
 
+    def waiters(self):
+        return f"{self.prefix}w/"
+
     def waiter(self, me):
-        return f"{self.prefix}w/{me}"
+        return f"{self.waiters()}{me}"
 
     def entries(self, account):
         return f"{self.prefix}h/{account}/"
+
+    def entry(self, account, seq):
+        return f"{self.entries(account)}{seq:0{SEQ_DIGITS}d}"
+
+    @staticmethod
+    def seq_of_entry(key):
+        """The seq of a history entry's key (as read back)."""
+        return int(key.rpartition("/")[2])
+
+    def records(self, keyed):
+        """The prefix of the keyed operation records (keyed) or of the retry records."""
+        return f"{self.prefix}o/{'k' if keyed else 'r'}/"
+
+    def record(self, op_id, keyed):
+        return f"{self.records(keyed)}{op_id}"
 
     def quota(self):
         return f"{self.prefix}quota"

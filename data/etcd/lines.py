@@ -14,15 +14,15 @@ from data.etcd.groups import NotSent
 from data.metrics import LOCK_WAIT_SECONDS
 from data.store import LockHeld, StoreUnavailable
 
-POLL_FIRST, POLL_MOST = 0.002, 0.02     # seconds between looks at a line while waiting
+POLL_FIRST_SECONDS, POLL_MOST_SECONDS = 0.002, 0.02     # between looks at a line while waiting
 # A place in line outlives its waiter's wait by this much and no more: a waiter cut off from etcd cannot take its
 # place out itself, and until the place expires it holds back everyone behind it.
-LINE_LEASE_MARGIN = 1.0
+LINE_LEASE_MARGIN_SECONDS = 1.0
 # A lock is taken only while its caller still waits for the answer: within its wait and this much more, which
 # must be less than the business servers' DATA_TIMEOUT. A lock granted to a caller that gave up holds its accounts
 # for LOCK_TTL with no one to write or release them.
-GRANT_GRACE = 0.5
-SHORTEST_CALL = 0.05                    # seconds: with less left than this, a lock is not even tried
+GRANT_GRACE_SECONDS = 0.5
+SHORTEST_CALL_SECONDS = 0.05    # with less left than this, a lock is not even tried
 
 
 class TakingUnanswered(StoreUnavailable):
@@ -41,7 +41,7 @@ class EtcdLines:
         self._waiters = 0
         self._in_etcd_line = 0              # of them, those with a place in etcd's lines
 
-    def when_free(self, accounts, wait, then, grace=GRANT_GRACE):
+    def when_free(self, accounts, wait, then, grace=GRANT_GRACE_SECONDS):
         """Run then(give_up)'s operations in one transaction once no account is locked and no one waits for one
         ahead of this request, waiting up to `wait` seconds in line; raise LockHeld otherwise. give_up: the
         time (monotonic) after which the caller no longer waits for the answer, so nothing may be taken."""
@@ -111,12 +111,12 @@ class EtcdLines:
         me = uuid.uuid4().hex
         # A place in every account's line, and one key for the request itself, so that waiters count once.
         places = [self._keys.place(account, me) for account in accounts]
-        lease = self._etcd.grant(deadline - time.monotonic() + LINE_LEASE_MARGIN)
+        lease = self._etcd.grant(deadline - time.monotonic() + LINE_LEASE_MARGIN_SECONDS)
         self._etcd.txn(success=[put(key, "", lease) for key in places + [self._keys.waiter(me)]], resend=True)
         with self._mutex:
             self._in_etcd_line += 1
         unlocked = [compare(self._keys.lock(a), "VERSION", "EQUAL", 0) for a in accounts]
-        pause = POLL_FIRST
+        pause = POLL_FIRST_SECONDS
         try:
             while True:
                 heads = self._etcd.txn(success=[get(self._keys.line(a), prefix=True, first_created=True)
@@ -132,7 +132,7 @@ class EtcdLines:
                 if time.monotonic() >= deadline:
                     raise self._held(accounts, self._locks(accounts))
                 self._local.pause(pause)
-                pause = min(pause * 2, POLL_MOST)
+                pause = min(pause * 2, POLL_MOST_SECONDS)
         finally:
             with self._mutex:
                 self._in_etcd_line -= 1
@@ -160,6 +160,6 @@ class EtcdLines:
 def time_left(give_up):
     """Seconds before give_up, for an etcd call that takes a lock; StoreUnavailable if too few are left."""
     left = give_up - time.monotonic()
-    if left < SHORTEST_CALL:
+    if left < SHORTEST_CALL_SECONDS:
         raise StoreUnavailable("etcd was too slow to lock within the caller's wait; nothing was taken")
     return left

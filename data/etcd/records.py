@@ -1,41 +1,60 @@
 """The etcd store's operation records, and the etcd leases of all it keeps for a retention (records, history).
 
 Keys under ETCD_PREFIX: o/k/{id} and o/r/{id}, a keyed or a retry operation record, each under a lease shared
-by the records made in the same RECORD_LEASE_SPAN and outliving their retention by at most two spans (store.py
-lists the other keys). The caps are checked against a count taken at most RECOUNT_AFTER seconds ago plus what this
-process has recorded since, and counted again before any refusal: with several data servers, the cap may be passed
-by what the others recorded in that time.
+by the records made in the same RECORD_LEASE_SPAN_SECONDS and outliving their retention by at most two spans
+(store.py lists the other keys). The caps are checked against a count taken at most RECOUNT_AFTER_SECONDS ago plus
+what this process has recorded since, and counted again before any refusal: with several data servers, the cap may
+be passed by what the others recorded in that time.
 """
 import json
 import math
 import threading
 import time
+from typing import NamedTuple
 
 from data.etcd.gateway import count, decode, delete, get, kvs, put
 from data.store import OperationConflict, RecordsFull
 
-RECORD_LEASE_SPAN = 60                  # seconds of records that share one etcd lease
-RECOUNT_AFTER = 1.0                     # seconds a count of the records stands in for counting them again
+RECORD_LEASE_SPAN_SECONDS = 60      # the records made within one span share one etcd lease
+RECOUNT_AFTER_SECONDS = 1.0         # a count of the records stands in for counting them again this long
+
+
+class CommittedBefore(Exception):
+    """Every operation of a commit is recorded already, for the same requests: the commit was applied before."""
+
+    def __init__(self, results):
+        super().__init__("the commit was applied before")
+        self.results = results      # the operations' first results
+
+
+class _Count(NamedTuple):
+    held: int                   # records of a kind held, as counted plus what this process recorded since
+    counted_at: float           # time.monotonic() of the count
+
+
+class _Span(NamedTuple):
+    kind: object                # True: keyed records, False: retry records, "history": history entries
+    span: int                   # the made-at time in whole RECORD_LEASE_SPAN_SECONDS
 
 
 class EtcdRecords:
     """Operation records in etcd: the parts of a transaction that write, find and count them."""
 
-    def __init__(self, gateway, prefix, settings, wall_clock):
-        self._etcd, self._p, self._wall_clock = gateway, prefix, wall_clock
+    def __init__(self, gateway, keys, settings, wall_clock):
+        self._etcd, self._keys, self._wall_clock = gateway, keys, wall_clock
         # Seconds each kind lives: keyed and retry operation records, history entries.
         self._retention = {True: settings.operation_retention, False: settings.retry_record_retention,
                            "history": settings.history_retention}
         self._limit = {True: settings.operation_limit, False: settings.retry_record_limit}
-        self._leases = {}                   # (kind, span) -> etcd lease id
-        self._counted = {}                  # keyed -> (records held, time.monotonic() of the count)
+        self._leases = {}                   # _Span -> etcd lease id
+        self._counted = {}                  # keyed -> _Count
         self._mutex = threading.Lock()
 
     def key(self, op):
-        return f"{self._p}o/{'k' if op.get('keyed', True) else 'r'}/{op['id']}"
+        return self._keys.record(op["id"], op.get("keyed", True))
 
     def ranges(self, op_ids):
-        return [get(f"{self._p}o/{kind}/{op_id}") for op_id in op_ids for kind in ("k", "r")]
+        return [get(self._keys.record(op_id, keyed)) for op_id in op_ids for keyed in (True, False)]
 
     def recorded(self, responses, op_ids):
         now, recorded = self._wall_clock(), {}
@@ -46,20 +65,20 @@ class EtcdRecords:
                     recorded[op_id] = {"request": record["request"], "result": record["result"]}
         return recorded
 
-    def recorded_results(self, operations):
-        """None if no operation id is recorded; the first results if all are, for the same requests."""
-        if not operations:
-            return None
-        answer = self._etcd.txn(success=self.ranges([op["id"] for op in operations]), resend=True)
-        return self.first_results(answer["responses"], operations)
+    def raise_if_recorded(self, operations):
+        """CommittedBefore if every operation id is recorded, for the same requests; OperationConflict if some
+        are but not so; nothing if none is."""
+        if operations:
+            answer = self._etcd.txn(success=self.ranges([op["id"] for op in operations]), resend=True)
+            self.raise_if_found(answer["responses"], operations)
 
-    def first_results(self, record_ranges, operations):
-        """recorded_results from the answers to ranges of the operations' ids."""
+    def raise_if_found(self, record_ranges, operations):
+        """raise_if_recorded from the answers to ranges of the operations' ids."""
         found = self.recorded(record_ranges, [op["id"] for op in operations])
         if not found:
-            return None
+            return
         if all(op["id"] in found and found[op["id"]]["request"] == op["request"] for op in operations):
-            return [found[op["id"]]["result"] for op in operations]
+            raise CommittedBefore([found[op["id"]]["result"] for op in operations])
         raise OperationConflict("an operation id of this commit is recorded for another request")
 
     def _live_record(self, response, keyed, now):
@@ -74,18 +93,18 @@ class EtcdRecords:
             if not needed:
                 continue
             with self._mutex:
-                held, counted_at = self._counted.get(keyed, (0, -math.inf))
-                if time.monotonic() - counted_at < RECOUNT_AFTER and held + needed <= self._limit[keyed]:
+                held, counted_at = self._counted.get(keyed, _Count(0, -math.inf))
+                if time.monotonic() - counted_at < RECOUNT_AFTER_SECONDS and held + needed <= self._limit[keyed]:
                     # Counted as held from now on, taken or not: a count too high only brings a recount sooner.
-                    self._counted[keyed] = (held + needed, counted_at)
+                    self._counted[keyed] = _Count(held + needed, counted_at)
                     continue
-            prefix, counted_at = self._p + ("o/k/" if keyed else "o/r/"), time.monotonic()
+            prefix, counted_at = self._keys.records(keyed), time.monotonic()
             held = count(self._etcd.txn(success=[get(prefix, prefix=True, count_only=True)],
                                         resend=True)["responses"][0])
             if held + needed > self._limit[keyed]:
                 held = self._require_room_among_live(prefix, keyed, needed)
             with self._mutex:
-                self._counted[keyed] = (held + needed, counted_at)
+                self._counted[keyed] = _Count(held + needed, counted_at)
 
     def _require_room_among_live(self, prefix, keyed, needed):
         """Near the cap, count only records within their retention, dropping the others (their etcd lease may
@@ -112,11 +131,11 @@ class EtcdRecords:
     def span_lease(self, kind, at):
         """One etcd lease for the records (or history entries: kind "history") made in the same span, outliving
         their retention by at most a span."""
-        span = at // RECORD_LEASE_SPAN
+        span = _Span(kind, at // RECORD_LEASE_SPAN_SECONDS)
         with self._mutex:
-            lease = self._leases.get((kind, span))
+            lease = self._leases.get(span)
             if lease is None:
-                lease = self._etcd.grant(self._retention[kind] + 2 * RECORD_LEASE_SPAN)
-                self._leases = {key: value for key, value in self._leases.items() if key[1] >= span}
-                self._leases[(kind, span)] = lease
+                lease = self._etcd.grant(self._retention[kind] + 2 * RECORD_LEASE_SPAN_SECONDS)
+                self._leases = {key: value for key, value in self._leases.items() if key.span >= span.span}
+                self._leases[span] = lease
             return lease

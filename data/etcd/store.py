@@ -16,30 +16,39 @@ one bank. Keys under ETCD_PREFIX:
 
 What each operation costs etcd (make bench counts it): a lock is one transaction, a commit another, and the lock
 attempts and commits of concurrent requests on different accounts go to etcd together, as one (groups.py).
-Locks share etcd leases: a data server grants one every LOCK_LEASE_SHARE seconds for every lock it takes in that
-time, so a lock lives from LOCK_TTL to LOCK_TTL + LOCK_LEASE_SHARE; a renewal moves the lock to the newest lease
-(its create revision, the token, stays). A commit numbers its history entries on from each account's seq as this
-process read it when it took the lock (or reads it, if another process took it), and its transaction holds only if
-that balance is still the one read (else it reads it and tries once more). Waiting for accounts: lines.py.
+Locks share etcd leases (lock_leases.py); a renewal moves the lock to the newest lease (its create revision, the
+token, stays). A commit numbers its history entries on from each account's seq as this process read it when it took
+the lock (or reads it, if another process took it), and its transaction holds only if that balance is still the one
+read (else it reads it and tries once more). Waiting for accounts: lines.py.
 """
 import json
 import math
 import threading
 import time
+from typing import NamedTuple
 
 from data import history
 from data.etcd.gateway import EtcdGateway, compare, count, decode, delete, get, get_newest, kvs, nested, put
 from data.etcd.groups import GroupedTxns
 from data.etcd.keys import EtcdKeys
-from data.etcd.lines import EtcdLines, TakingUnanswered, time_left
-from data.etcd.records import EtcdRecords
+from data.etcd.lines import EtcdLines, TakingUnanswered
+from data.etcd.lock_leases import SharedLockLeases
+from data.etcd.records import CommittedBefore, EtcdRecords
 from data.etcd.local_lines import LocalLines
 from data.store import (BankView, CommitOutcome, Counts, Grant, HistoryMismatch, HistoryPage, LeaseView,
                         LockGrant, LocksGrant, NotLockHolder, RecordsFull, Stats, StoreUnavailable, UnknownAccount)
 
-REVOKE_PAUSE = 0.2                      # seconds between tries at revoking the lease of a lock lost in transit
-LOCK_LEASE_SHARE = 1                    # seconds (etcd's leases are whole seconds) one lease is given to new locks
-KNOWN_BALANCES = 10_000                 # balances read at lock time kept before those of expired locks are swept
+KNOWN_BALANCES = 10_000             # balances read at lock time kept before those of expired locks are swept
+
+
+class _KnownBalance(NamedTuple):
+    token: int                  # the lock it was read under
+    value: str | None           # the account's a/ value as read under that lock; None: no such account yet
+    forget_at: float            # time.monotonic() by which the lock's lease has ended
+
+
+class _BalanceMoved(Exception):
+    """A balance is no longer the one a commit was numbered from: another data server wrote under the lock."""
 
 
 class EtcdStore:
@@ -49,14 +58,12 @@ class EtcdStore:
         self._etcd = EtcdGateway(settings.etcd_endpoints, settings.etcd_timeout, settings.etcd_tls)
         self._keys = EtcdKeys(settings.etcd_prefix)
         self._ttl = settings.lock_ttl
-        self._lease_life = self._ttl + LOCK_LEASE_SHARE    # seconds a lock lease lives at most
+        self._lock_leases = SharedLockLeases(self._etcd, self._ttl)
         self._wall_clock = wall_clock
-        self._records = EtcdRecords(self._etcd, self._keys.prefix, settings, wall_clock)
-        self._lock_lease = (None, -math.inf)    # the lease new locks share, time.monotonic() before its grant
-        self._lock_lease_mutex = threading.Lock()
+        self._records = EtcdRecords(self._etcd, self._keys, settings, wall_clock)
         self._mutex = threading.Lock()
         self._local = LocalLines()
-        self._known = {}                    # account -> (token, its a/ value as read under that lock, time to forget)
+        self._known = {}                    # account -> _KnownBalance
         self._groups = GroupedTxns(self._etcd, self._keys.quota())
         self._lines = EtcdLines(self._etcd, self._groups, self._keys, self._local, settings.lock_waiters, self._ttl)
 
@@ -74,23 +81,26 @@ class EtcdStore:
         leases = []
 
         def take(give_up):
-            leases.append(self._shared_lock_lease(give_up))
+            leases.append(self._lock_leases.current(give_up))
             return [put(self._keys.lock(a), business, leases[-1]) for a in accounts] + reads
 
+        earlier = self._known_tokens(accounts)
         try:
             answer = self._lines.when_free(accounts, wait, take)
         except TakingUnanswered:
             # A lock transaction whose answer was lost may still be applied (in an election, say), and no one
             # would ever write or release under it: its lease is revoked, which takes any such lock with it (and
             # the other locks of the lease, whose holders' commits are then refused and tried again).
-            self._retire_lock_lease(leases[-1])
-            self._revoke_in_background(leases[-1])
+            self._lock_leases.revoke(leases[-1])
             raise
-        until = time.monotonic() + self._lease_life
+        until = time.monotonic() + self._lock_leases.life
         self._local.granted(accounts, until)
         token = int(answer["header"]["revision"])
+        # The token is the lock's create revision, and etcd's revisions only grow: above any token seen before asking.
+        assert all(token > seen for seen in earlier.values()), f"token {token} is not above those seen: {earlier}"
         responses = answer["responses"][len(accounts):]
-        self._remember({account: (token, self._value(responses[i])) for i, account in enumerate(accounts)}, until)
+        self._remember({account: _KnownBalance(token, self._value(responses[i]), until)
+                        for i, account in enumerate(accounts)})
         grants = [Grant(account, token, self._cents(responses[i])) for i, account in enumerate(accounts)]
         return LocksGrant(grants, self._ttl, self._records.recorded(responses[len(accounts):], lookup))
 
@@ -119,51 +129,54 @@ class EtcdStore:
         release = release or {}
         held = {a: token for a, (_, token) in writes.items()} if unlock else {}
         try:
+            return self._commit(business, writes, operations, held, release, entries or {})
+        except CommittedBefore as before:
+            # A retry of a commit applied before is told its first results; what it would give back goes back.
+            self._give_back(business, held, release)
+            return CommitOutcome(True, before.results)
+
+    def _commit(self, business, writes, operations, held, release, entries):
+        try:
             self._records.require_room(operations)
         except RecordsFull:
             # A retry of what is recorded is answered from its record, full or not.
-            first_results = self._records.recorded_results(operations)
-            if first_results is None:
-                raise
-            self._give_back(business, held, release)
-            return CommitOutcome(True, first_results)
+            self._records.raise_if_recorded(operations)
+            raise
         # Numbered from the balances read under the lock; read again once, if another data server wrote since.
         for fresh in (False, True):
-            prior = self._prior_balances(business, writes, operations, fresh)
-            if not isinstance(prior, dict):
-                self._give_back(business, held, release)
-                return CommitOutcome(True, prior)
-            outcome = self._commit_once(business, writes, operations, held, release, entries or {}, prior, fresh)
-            if outcome is not None:
-                return outcome
+            try:
+                prior = self._prior_balances(business, writes, operations, fresh)
+                return self._commit_once(business, writes, operations, held, release, entries, prior, fresh)
+            except _BalanceMoved:
+                continue
         # Twice a balance other than the one just read: someone else writes under this lock.
         account, (_, token) = next(iter(writes.items()))
         raise NotLockHolder(business, account, token)
 
     def _commit_once(self, business, writes, operations, held, release, entries, prior, fresh):
-        """The commit as one transaction: its outcome, or None if a balance is no longer the one in prior (read
-        just now if fresh, else when this process took the lock)."""
-        at = int(self._wall_clock() * 1000)
+        """The commit as one transaction, numbered from prior ({account: a/ value or None}, read just now if fresh,
+        else when this process took the lock): its outcome; _BalanceMoved if a balance is no longer that one."""
+        amounts = {account: cents for account, (cents, _) in writes.items()}
+        # No balance is ever below zero: a commit that would leave one is a bug upstream, and applies nothing.
+        assert all(cents >= 0 for cents in amounts.values()), f"a commit would leave a negative balance: {amounts}"
+        states = {account: _account_state(value) for account, value in prior.items()}
         try:
-            recorded = history.numbered({a: cents for a, (cents, _) in writes.items()}, entries,
-                                        {a: (cents, seq) for a, (cents, seq, _) in prior.items()},
-                                        operations[0]["id"] if operations else None, at)
+            recorded = history.numbered(amounts, entries, states, operations[0]["id"] if operations else None,
+                                        int(self._wall_clock() * 1000))
         except HistoryMismatch:
             # A commit applied before no longer follows from the balance it wrote: a retry, told its first results.
-            first_results = self._records.recorded_results(operations)
-            if first_results is None:
-                if not fresh:
-                    return None         # another data server may have written under the lock since it was taken
-                raise
-            self._give_back(business, held, release)
-            return CommitOutcome(True, first_results)
-        seqs = {a: seq for a, (_, seq, _) in prior.items()} | history.last_seqs(recorded)
+            self._records.raise_if_recorded(operations)
+            if not fresh:
+                raise _BalanceMoved() from None     # another data server may have written under the lock since
+            raise
+        seqs = {account: state.last_seq for account, state in states.items()}
+        seqs |= history.last_seqs(recorded, seqs)
         checks = [c for account, (_, token) in writes.items() for c in self._holder(business, account, token)]
         checks += [compare(self._records.key(op), "VERSION", "EQUAL", 0) for op in operations]
         checks += [compare(self._keys.amount(a), "VALUE", "EQUAL", value) if value is not None
-                   else compare(self._keys.amount(a), "VERSION", "EQUAL", 0) for a, (_, _, value) in prior.items()]
-        success = [put(self._keys.amount(account), f"{cents} {seqs[account]}")
-                   for account, (cents, _) in writes.items()]
+                   else compare(self._keys.amount(a), "VERSION", "EQUAL", 0) for a, value in prior.items()]
+        success = [put(self._keys.amount(account), _amount_value(cents, seqs[account]))
+                   for account, cents in amounts.items()]
         success += [self._records.put(op) for op in operations]
         success += [self._put_entry(entry) for entry in recorded]
         success += [delete(self._keys.lock(account)) for account in held]
@@ -183,48 +196,46 @@ class EtcdStore:
                 self._forget([*held, *release])
         if answer.get("succeeded"):
             if not held:
-                self._remember({a: (token, f"{cents} {seqs[a]}") for a, (cents, token) in writes.items()},
-                               time.monotonic() + self._lease_life)
+                forget_at = time.monotonic() + self._lock_leases.life
+                self._remember({account: _KnownBalance(token, _amount_value(cents, seqs[account]), forget_at)
+                                for account, (cents, token) in writes.items()})
             return CommitOutcome(False, [op["result"] for op in operations], recorded)
-        first_results = self._records.first_results(answer.get("responses", []), operations)
-        if first_results is not None:
-            self._give_back(business, held, release)
-            return CommitOutcome(True, first_results)
+        self._records.raise_if_found(answer.get("responses", []), operations)
         self._forget(writes)
-        lost = [(account, token) for account, (_, token) in writes.items() if not self._holds(business, account, token)]
-        if lost:
-            raise NotLockHolder(business, *lost[0])
-        return None
+        for account, (_, token) in writes.items():
+            if not self._holds(business, account, token):
+                raise NotLockHolder(business, account, token)
+        raise _BalanceMoved()
 
-    def history(self, account, before=None, limit=history.DEFAULT_PAGE):
+    def history(self, account, before=None, limit=history.DEFAULT_PAGE_ENTRIES):
+        below = self._keys.entry(account, before) if before else None
         answer = self._etcd.txn(success=[get(self._keys.amount(account)),
-                                         get_newest(self._keys.entries(account), before and f"{before:012d}", limit)],
-                                resend=True)
+                                         get_newest(self._keys.entries(account), below, limit)], resend=True)
         if not kvs(answer["responses"][0]):
             raise UnknownAccount(account)
-        entries = [{"account": account, "seq": int(decode(kv["key"]).rpartition("/")[2]),
+        entries = [{"account": account, "seq": self._keys.seq_of_entry(decode(kv["key"])),
                     **json.loads(decode(kv["value"]))} for kv in kvs(answer["responses"][1])]
         oldest = entries[-1]["seq"] if entries else 1
         return HistoryPage(entries, oldest if len(entries) == limit and oldest > 1 else None)
 
     def counts(self):
-        answer = self._etcd.txn(success=[get(self._keys.prefix + key, prefix=True, count_only=True)
-                                         for key in ("a/", "l/", "w/", "o/k/", "o/r/")], resend=True)
+        kinds = (self._keys.amounts(), self._keys.locks(), self._keys.waiters(), self._keys.records(keyed=True),
+                 self._keys.records(keyed=False))
+        answer = self._etcd.txn(success=[get(kind, prefix=True, count_only=True) for kind in kinds], resend=True)
         accounts, leases, line, keyed, retries = (count(response) for response in answer["responses"])
         return Counts(accounts, leases, line + self._lines.waiting_here(), keyed, retries)
 
     def view(self, most_leases):
-        # Each kind's keys: the layout's own key for the empty name is their prefix.
-        answer = self._etcd.txn(success=[get(self._keys.amount(""), prefix=True), get(self._keys.lock(""), prefix=True),
-                                         get(self._keys.waiter(""), prefix=True, count_only=True)], resend=True)
+        answer = self._etcd.txn(success=[get(self._keys.amounts(), prefix=True), get(self._keys.locks(), prefix=True),
+                                         get(self._keys.waiters(), prefix=True, count_only=True)], resend=True)
         amounts, locks, line = answer["responses"]
         # A lock set shares one etcd lease: one look at each lease tells every lock of it how long it has left.
         time_left = {lease: self._etcd.time_left(lease) for lease in {kv.get("lease") for kv in kvs(locks)} if lease}
         # etcd deletes a lock's key when its lease expires: every key listed is a live lease.
-        leases = sorted((LeaseView(decode(kv["key"])[len(self._keys.lock("")):], decode(kv["value"]),
+        leases = sorted((LeaseView(self._keys.account_of_lock(decode(kv["key"])), decode(kv["value"]),
                                    int(kv["create_revision"]), time_left.get(kv.get("lease"), 0))
                          for kv in kvs(locks)), key=lambda lease: (lease.seconds_left, lease.account))
-        return BankView(sum(_balance(decode(kv["value"]))[0] for kv in kvs(amounts)), count(amounts),
+        return BankView(sum(_account_state(decode(kv["value"])).cents for kv in kvs(amounts)), count(amounts),
                         count(line) + self._lines.waiting_here(),
                         count(locks), leases[:most_leases])
 
@@ -238,51 +249,17 @@ class EtcdStore:
 
     def _renew(self, business, account, token, lookup):
         # The lock moves to the newest lease: renewing the one it shares would keep its neighbours alive too.
-        lease = self._shared_lock_lease(time.monotonic() + self._etcd.timeout)
+        lease = self._lock_leases.current(time.monotonic() + self._etcd.timeout)
         answer = self._etcd.txn(self._holder(business, account, token),
                                 [put(self._keys.lock(account), business, lease), get(self._keys.amount(account))]
                                 + self._records.ranges(lookup), resend=True)
         if not answer.get("succeeded"):
             raise NotLockHolder(business, account, token)
-        until = time.monotonic() + self._lease_life
+        until = time.monotonic() + self._lock_leases.life
         self._local.granted([account], until)
-        self._remember({account: (token, self._value(answer["responses"][1]))}, until)
+        self._remember({account: _KnownBalance(token, self._value(answer["responses"][1]), until)})
         return LockGrant(token, self._ttl, self._cents(answer["responses"][1]),
                          self._records.recorded(answer["responses"][2:], lookup))
-
-    def _shared_lock_lease(self, give_up):
-        """The lease new locks take: granted anew every LOCK_LEASE_SHARE seconds, for LOCK_TTL and that long."""
-        if not self._lock_lease_mutex.acquire(timeout=time_left(give_up)):
-            raise StoreUnavailable("etcd was too slow to grant a lease within the caller's wait; nothing was taken")
-        try:
-            lease, asked_at = self._lock_lease
-            if time.monotonic() - asked_at >= LOCK_LEASE_SHARE:
-                asked_at = time.monotonic()
-                lease = self._etcd.grant(self._lease_life, timeout=time_left(give_up))
-                self._lock_lease = (lease, asked_at)
-            return lease
-        finally:
-            self._lock_lease_mutex.release()
-
-    def _retire_lock_lease(self, lease):
-        """No new lock takes lease (it is being revoked)."""
-        with self._lock_lease_mutex:
-            if self._lock_lease[0] == lease:
-                self._lock_lease = (None, -math.inf)
-
-    def _revoke_in_background(self, lease):
-        """Revoke lease, trying again while etcd does not answer, for at most LOCK_TTL (after which the lease has
-        at most LOCK_LEASE_SHARE left to live)."""
-        def revoke():
-            deadline = time.monotonic() + self._ttl
-            while time.monotonic() < deadline:
-                try:
-                    self._etcd.revoke(lease)
-                    return
-                except StoreUnavailable:
-                    time.sleep(REVOKE_PAUSE)
-
-        threading.Thread(target=revoke, name="lease-revoke", daemon=True).start()
 
     def _holder(self, business, account, token):
         return [compare(self._keys.lock(account), "CREATE", "EQUAL", token),
@@ -306,40 +283,43 @@ class EtcdStore:
     # ---- balances and history ----------------------------------------------------------------------------
 
     def _prior_balances(self, business, writes, operations, fresh):
-        """{account: (cents or None, last seq, a/ value or None)} of the written accounts as they are under the
-        caller's locks: as this process read them when it took a lock (unless fresh), else read now. If the locks
-        are gone because this very commit was applied before, its first results instead (a list)."""
+        """{account: a/ value or None} of the written accounts as they are under the caller's locks: as this process
+        read them when it took a lock (unless fresh), else read now. CommittedBefore if the locks are gone because
+        this very commit was applied before."""
         prior, unread = {}, []
         for account, (_, token) in writes.items():
             known = None if fresh else self._known.get(account)
-            if known is not None and known[0] == token:
-                prior[account] = (*_balance(known[1]), known[1])
+            if known is not None and known.token == token:
+                prior[account] = known.value
             else:
                 unread.append(account)
         if not unread:
             return prior
+        tokens = {account: token for account, (_, token) in writes.items()}
         op_ids = [op["id"] for op in operations]
-        answer = self._etcd.txn([c for a in unread for c in self._holder(business, a, writes[a][1])],
+        answer = self._etcd.txn([c for a in unread for c in self._holder(business, a, tokens[a])],
                                 [get(self._keys.amount(a)) for a in unread], self._records.ranges(op_ids), resend=True)
         if not answer.get("succeeded"):
-            first_results = self._records.first_results(answer.get("responses", []), operations)
-            if first_results is not None:
-                return first_results
+            self._records.raise_if_found(answer.get("responses", []), operations)
             # The lock that was lost, or (gone and back between the two looks) the first asked about.
-            account = next((a for a in unread if not self._holds(business, a, writes[a][1])), unread[0])
-            raise NotLockHolder(business, account, writes[account][1])
+            account = next((a for a in unread if not self._holds(business, a, tokens[a])), unread[0])
+            raise NotLockHolder(business, account, tokens[account])
         for account, response in zip(unread, answer["responses"]):
-            value = self._value(response)
-            prior[account] = (*_balance(value), value)
+            prior[account] = self._value(response)
         return prior
 
-    def _remember(self, balances, until):
-        """Keep {account: (token, a/ value)} as read under those locks, until the locks' leases end at the latest."""
+    def _known_tokens(self, accounts):
+        """{account: the token of the lock this process last read it under} of those of accounts it knows."""
+        with self._mutex:
+            return {account: self._known[account].token for account in accounts if account in self._known}
+
+    def _remember(self, known):
+        """Keep {account: _KnownBalance}, each until its lock's lease ends at the latest."""
         with self._mutex:
             if len(self._known) >= KNOWN_BALANCES:
                 now = time.monotonic()
-                self._known = {a: known for a, known in self._known.items() if known[2] > now}
-            self._known.update({a: (token, value, until) for a, (token, value) in balances.items()})
+                self._known = {a: kept for a, kept in self._known.items() if kept.forget_at > now}
+            self._known.update(known)
 
     def _forget(self, accounts):
         with self._mutex:
@@ -348,7 +328,7 @@ class EtcdStore:
 
     def _put_entry(self, entry):
         value = {key: entry[key] for key in ("kind", "cents", "balance", "counterparty", "operation", "key", "at")}
-        return put(f"{self._keys.entries(entry['account'])}{entry['seq']:012d}",
+        return put(self._keys.entry(entry["account"], entry["seq"]),
                    json.dumps(value, separators=(",", ":")), self._records.span_lease("history", entry["at"] // 1000))
 
     @staticmethod
@@ -357,12 +337,17 @@ class EtcdStore:
         return decode(kvs(response)[0]["value"]) if kvs(response) else None
 
     def _cents(self, response):
-        return _balance(self._value(response))[0]
+        return _account_state(self._value(response)).cents
 
 
-def _balance(value):
-    """(cents or None, last history seq) of an a/ value ("cents seq"; "cents" as written before history)."""
+def _amount_value(cents, last_seq):
+    """An a/ key's value: the balance and the account's last history entry's seq."""
+    return f"{cents} {last_seq}"
+
+
+def _account_state(value):
+    """The AccountState of an a/ value as read ("cents seq"; "cents" as written before history; None: no key)."""
     if value is None:
-        return None, 0
+        return history.AccountState(None, 0)
     cents, _, seq = value.partition(" ")
-    return int(cents), int(seq or 0)
+    return history.AccountState(int(cents), int(seq or 0))

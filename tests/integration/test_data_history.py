@@ -161,7 +161,7 @@ def test_compactions_drop_the_journals_entries_but_not_the_history(tmp_path):
 
 
 def test_history_entries_past_their_retention_are_dropped(tmp_path, monkeypatch):
-    monkeypatch.setattr("data.embedded.history_file.SWEEP_EVERY", 0.05)
+    monkeypatch.setattr("data.embedded.history_file.SWEEP_EVERY_SECONDS", 0.05)
     now = [1_800_000_000.0]
     settings = load_data_settings(data_environ(DATA_JOURNAL=str(tmp_path / "bank.journal"),
                                                DATA_HISTORY_RETENTION="60"))
@@ -197,7 +197,7 @@ def test_a_failed_history_file_is_503_to_reads_while_writes_go_on_and_a_restart_
 
 
 def test_commits_are_refused_while_the_history_file_is_too_far_behind(tmp_path, monkeypatch):
-    monkeypatch.setattr("data.embedded.history_file.HISTORY_BEHIND_LIMIT", 2)
+    monkeypatch.setattr("data.embedded.history_file.HISTORY_BEHIND_LIMIT_ENTRIES", 2)
     journal = tmp_path / "bank.journal"
     app = start(journal)
     client = app.test_client()
