@@ -54,7 +54,7 @@ def measure_etcd_tier(workdir, spread_accounts, transfer_accounts):
                         rows.append({"data_servers": data_count, **result})
                 if data_count == DATA_SERVERS[0]:
                     workers = [pid for server in stack.data_servers for pid in server.worker_pids()]
-                    _, profile = profile_while(workers, SECONDS, lambda: run_wrk(
+                    _, profile = profile_while(workers, SECONDS, lambda stack=stack: run_wrk(
                         stack, "deposit", 32, stack.entry(), stack.client_token, "spread-", spread_accounts))
             finally:
                 stack.stop()
@@ -170,8 +170,8 @@ def etcd_lines(etcd, operations):
     profile = etcd["profile"]
     if profile:
         lines += ["", f"Where a data server's CPU goes at 32 clients' deposits (py-spy, {profile['samples']} samples "
-                  "of the thread holding the GIL): the functions with the most samples of their own, and this project's "
-                  "functions with their callees' samples included.", "",
+                  "of the thread holding the GIL): the functions with the most samples of their own, and this "
+                  "project's functions with their callees' samples included.", "",
                   "| own time | share | with callees | share |", "| --- | ---: | --- | ---: |"]
         for (own, own_share), (inclusive, inclusive_share) in zip(profile["own"], profile["inclusive"]):
             lines.append(f"| `{own}` | {own_share:.0%} | `{inclusive}` | {inclusive_share:.0%} |")
@@ -216,9 +216,9 @@ def _compaction_lines(compaction):
             f"({compaction['ops_per_s']:.0f} op/s, {compaction['errors']} errors); {when}. What stays is live: each "
             f"deposit's history entry for DATA_HISTORY_RETENTION ({compaction['history_retention']} s) and its "
             f"retry record for its retention, so the database in use grew {per_op:.0f} bytes a deposit (from "
-            f"{first[0]:.0f} s on): at this rate the {compaction['quota_bytes'] / 2 ** 30:.0f} GiB quota is reached after about "
-            f"{full_hours:.1f} hours, and then writes are refused (503 store_full, nothing lost) — size the quota "
-            "and the retention together (docs/data-tier.md). In use, MB, every 10 s: "
+            f"{first[0]:.0f} s on): at this rate the {compaction['quota_bytes'] / 2 ** 30:.0f} GiB quota is reached "
+            f"after about {full_hours:.1f} hours, and then writes are refused (503 store_full, nothing lost) — size "
+            "the quota and the retention together (docs/data-tier.md). In use, MB, every 10 s: "
             + ", ".join(f"{sample[2] / 1e6:.0f}" for sample in samples) + "."]
 
 

@@ -46,8 +46,10 @@ def measure_peer(workdir, spread_accounts, transfer_accounts):
     rows = []
     try:
         database.sql(SCHEMA)
-        database.sql(f"INSERT INTO accounts SELECT 'spread-' || i, 100000 FROM generate_series(0, {spread_accounts - 1}) i")
-        database.sql(f"INSERT INTO accounts SELECT 'tr-' || i, 100000000 FROM generate_series(0, {transfer_accounts - 1}) i")
+        database.sql("INSERT INTO accounts SELECT 'spread-' || i, 100000 "
+                     f"FROM generate_series(0, {spread_accounts - 1}) i")
+        database.sql("INSERT INTO accounts SELECT 'tr-' || i, 100000000 "
+                     f"FROM generate_series(0, {transfer_accounts - 1}) i")
         stack = PeerStack(Path(workdir), database)
         try:
             # Every pool's connections opened before anything is measured: their backends' CPU is counted.
@@ -75,7 +77,8 @@ def peer_lines(peer, operations):
              "figures are its rows above (journal, fsync always). CPU counts every server process: gunicorn and "
              "PostgreSQL's for the peer, data and business servers' for the bank.", "",
              "| phase | clients | peer op/s | bank op/s | bank / peer | peer p99 ms | bank p99 ms | peer CPU ms/op "
-             "| bank CPU ms/op | peer errors |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "| bank CPU ms/op | peer errors |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in peer:
         mine = bank[(r["mode"], r["clients"])]
         lines.append(f"| {r['mode']} | {r['clients']} | {r['ops_per_s']:.0f} | {mine['ops_per_s']:.0f} "

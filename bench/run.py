@@ -221,7 +221,8 @@ def machine():
     model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                   if line.startswith("model name")), platform.machine())
     memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30
-    return f"{os.cpu_count()} cores ({model}), {memory_gb:.0f} GiB, Linux {platform.release()}, Python {platform.python_version()}"
+    return (f"{os.cpu_count()} cores ({model}), {memory_gb:.0f} GiB, Linux {platform.release()}, "
+            f"Python {platform.python_version()}")
 
 
 def write_results(operations, scale, sizes, compaction, comparison, edge, etcd, peer, history):
@@ -229,7 +230,7 @@ def write_results(operations, scale, sizes, compaction, comparison, edge, etcd, 
     baseline = {r["clients"]: r["ops_per_s"] for r in operations if r["mode"] == "baseline"}
     for result in operations:
         result["ratio"] = result["ops_per_s"] / baseline[result["clients"]]
-    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     (RESULTS / "latest.json").write_text(json.dumps(
         {"when": when, "machine": machine(), "seconds": SECONDS, "operations": operations, "scale": scale,
          "sizes": sizes, "compaction": compaction, "before_after": comparison, "edge": edge, "etcd": etcd,
@@ -294,7 +295,8 @@ def targets(operations, sizes):
     lines = []
     for mode, goal in (("deposit", 1.0), ("hot", 1.5), ("transfer", 0.5)):
         ratio = at[(mode, 32)]["ratio"]
-        lines.append(f"{mode} at 32 clients, ratio to baseline {ratio:.2f} (target {goal:.2f}): {verdict(ratio >= goal)}")
+        lines.append(f"{mode} at 32 clients, ratio to baseline {ratio:.2f} (target {goal:.2f}): "
+                     f"{verdict(ratio >= goal)}")
     errors = at[("transfer", 128)]["errors"]
     lines.append(f"transfers at 128 clients: {errors} errors (target 0): {verdict(errors == 0)}")
     cpu = at[("deposit", 32)]["cpu_ms_per_op"]

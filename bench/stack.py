@@ -122,8 +122,8 @@ def run_wrk(stack, mode, clients, hosts, token, prefix, accounts, seconds=None):
     counted_before, cpu_before = stack.counters(), cpu_by_role(pids)
     usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    output = subprocess.run(["wrk", "-t", str(threads), "-c", str(clients), "-d", f"{int(seconds)}s", "--timeout", "10s",
-                             "-s", str(ROOT / "bench" / "load.lua"), hosts[0]],
+    output = subprocess.run(["wrk", "-t", str(threads), "-c", str(clients), "-d", f"{int(seconds)}s",
+                             "--timeout", "10s", "-s", str(ROOT / "bench" / "load.lua"), hosts[0]],
                             env=env, capture_output=True, text=True, timeout=seconds * 4 + 30, check=True).stdout
     wall = time.perf_counter() - started
     usage_after, cpu_after, counted_after = (resource.getrusage(resource.RUSAGE_CHILDREN), cpu_by_role(pids),

@@ -4,8 +4,15 @@ from flask import Blueprint, current_app, g, has_request_context, jsonify, reque
 
 from business import bootstrap
 from business.application.bank_service import MAX_STATEMENT_ENTRIES
-from business.application.errors import (AccountNotFound, BalanceLimitExceeded, BankError, IdempotencyConflict,
-                                         InsufficientFunds, InvalidRequest, ServiceUnavailable)
+from business.application.errors import (
+    AccountNotFound,
+    BalanceLimitExceeded,
+    BankError,
+    IdempotencyConflict,
+    InsufficientFunds,
+    InvalidRequest,
+    ServiceUnavailable,
+)
 from business.infra.metrics import UNAVAILABLE
 from shared.auth import bearer_auth, configure_tokens
 from shared.errors import ApiError, error_response

@@ -11,8 +11,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from client.statements import (StatementUnavailable, read_statement, statement_violations,
-                               transfer_halves_violations)
+from client.statements import StatementUnavailable, read_statement, statement_violations, transfer_halves_violations
 from shared.failover import PassOver
 from shared.money import format_cents, parse_signed_cents
 

@@ -15,9 +15,21 @@ from data import history, parsing
 from data.dashboard import Activity, dashboard_blueprint
 from data.factory import create_store, run_in_thread
 from data.metrics import COMMIT_WRITES, COMMITS, FENCING_REFUSALS, LiveState
-from data.store import (HistoryMismatch, HistoryUnavailable, LockHeld, NotLockHolder, OperationConflict,
-                        RecordsFull, StorageFailed, StoreError, StoreFull, StoreUnavailable, UnknownAccount, Write,
-                        WriteFailed)
+from data.store import (
+    HistoryMismatch,
+    HistoryUnavailable,
+    LockHeld,
+    NotLockHolder,
+    OperationConflict,
+    RecordsFull,
+    StorageFailed,
+    StoreError,
+    StoreFull,
+    StoreUnavailable,
+    UnknownAccount,
+    Write,
+    WriteFailed,
+)
 from shared.auth import bearer_auth, configure_tokens
 from shared.errors import ApiError, error_response
 from shared.metrics import register_metrics_route

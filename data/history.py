@@ -87,7 +87,7 @@ def last_seqs(recorded, before):
 
 def wire(entry):
     """An entry as the data server answers it (amounts as decimal strings, the time in RFC 3339, UTC)."""
-    at = datetime.datetime.fromtimestamp(entry["at"] / 1000, datetime.timezone.utc)
+    at = datetime.datetime.fromtimestamp(entry["at"] / 1000, datetime.UTC)
     return {"seq": entry["seq"], "kind": entry["kind"], "amount": format_cents(entry["cents"]),
             "balance": format_cents(entry["balance"]), "counterparty": entry["counterparty"],
             "operation": entry["operation"], "idempotency_key": entry["key"],

@@ -127,9 +127,9 @@ def main(argv):
     with tempfile.TemporaryDirectory(prefix="broken-bank-") as folder:
         reached_path, junit_xml = Path(folder) / "reached", Path(folder) / "junit.xml"
         reached_path.touch()
+        environment = {**os.environ, KIND_ENV: argv[0], REPORT_ENV: str(reached_path)}
         subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--junitxml={junit_xml}",
-                        *(argv[1:] or FAULT_TESTS)], env={**os.environ, KIND_ENV: argv[0], REPORT_ENV: str(reached_path)},
-                       check=False)
+                        *(argv[1:] or FAULT_TESTS)], env=environment, check=False)
         reached = set(reached_path.read_text().split())
         outcomes = test_outcomes(junit_xml)
     print(f"\nbroken bank {argv[0]}:")

@@ -37,7 +37,8 @@ class Edge:
                     break
                 except OSError:
                     if time.monotonic() > deadline:
-                        raise RuntimeError(f"the edge did not listen on {port} within {timeout} s:\n{self.log()}")
+                        raise RuntimeError(
+                            f"the edge did not listen on {port} within {timeout} s:\n{self.log()}") from None
                     time.sleep(0.05)
         return self
 

@@ -1,8 +1,7 @@
 """The nemesis: each fault acts on the running lab and says how to heal it; the schedules list them in order."""
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
-
 
 
 @dataclass(frozen=True)

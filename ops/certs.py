@@ -62,7 +62,7 @@ def _names(hosts):
 
 
 def _certificate(subject, key, issuer, issuer_key, usages=(), hosts=(), authority=False, days=DAYS, now=None):
-    now = now or datetime.datetime.now(datetime.timezone.utc)
+    now = now or datetime.datetime.now(datetime.UTC)
     builder = (x509.CertificateBuilder()
                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
                .issuer_name(issuer).public_key(key.public_key()).serial_number(x509.random_serial_number())

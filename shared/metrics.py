@@ -6,8 +6,15 @@ any worker starts), so a scrape sums every worker's counters; a server's own col
 import os
 
 from flask import Response
-from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram,
-                               generate_latest, multiprocess)
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 
 from shared.auth import bearer_auth, configure_tokens
 

@@ -6,8 +6,13 @@ commits what it returns.
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from business.application.errors import (AccountNotFound, BalanceLimitExceeded, BankError, IdempotencyConflict,
-                                         InsufficientFunds)
+from business.application.errors import (
+    AccountNotFound,
+    BalanceLimitExceeded,
+    BankError,
+    IdempotencyConflict,
+    InsufficientFunds,
+)
 
 MAX_BALANCE_CENTS = 10 ** 18
 REFUSALS = (AccountNotFound, InsufficientFunds, BalanceLimitExceeded)

@@ -16,9 +16,20 @@ from typing import NamedTuple
 
 from business.application.errors import AccountNotFound, BankError, ServiceUnavailable
 from business.application.operations import Outcome, apply_batch
-from business.application.ports import (AccountLocked, AccountMissing, DataRefused, DataStoreFull,
-                                        DataTierFull, DataUnavailable, IdempotencyStoreFull, LeasedWrite, LeaseLost,
-                                        OperationConflict, OperationQueue, QueueObserver)
+from business.application.ports import (
+    AccountLocked,
+    AccountMissing,
+    DataRefused,
+    DataStoreFull,
+    DataTierFull,
+    DataUnavailable,
+    IdempotencyStoreFull,
+    LeasedWrite,
+    LeaseLost,
+    OperationConflict,
+    OperationQueue,
+    QueueObserver,
+)
 
 log = logging.getLogger("bank.business")
 
@@ -65,8 +76,8 @@ class _Waiter:
 
 class QueueService(OperationQueue):
     def __init__(self, locks, amounts, lock_wait, queue_limit, batch_limit,
-                 clock=time.monotonic, sleep=time.sleep, jitter=random.random, observer=QueueObserver()):
-        self._locks, self._amounts, self._observer = locks, amounts, observer
+                 clock=time.monotonic, sleep=time.sleep, jitter=random.random, observer=None):
+        self._locks, self._amounts, self._observer = locks, amounts, observer or QueueObserver()
         self._lock_wait, self._queue_limit, self._batch_limit = lock_wait, queue_limit, batch_limit
         self._clock, self._sleep, self._jitter = clock, sleep, jitter
         self._mutex = threading.Lock()
@@ -196,7 +207,7 @@ class QueueService(OperationQueue):
             except (DataUnavailable, DataRefused) as error:
                 return _fill(outcomes, going, _unavailable(accounts, error))
             try:
-                results = self._apply_and_commit(batch, leases, lambda: hand_over(set(going)))
+                results = self._apply_and_commit(batch, leases, lambda going=going: hand_over(set(going)))
             except BankError as error:
                 return _fill(outcomes, going, error)
             for i, outcome in zip(going, results):

@@ -6,8 +6,14 @@ A request is {"operation": [kind, account, cents, target, operation id, key], "r
 import json
 from typing import NamedTuple
 
-from business.application.errors import (AccountNotFound, BalanceLimitExceeded, IdempotencyConflict,
-                                         InsufficientFunds, InvalidRequest, ServiceUnavailable)
+from business.application.errors import (
+    AccountNotFound,
+    BalanceLimitExceeded,
+    IdempotencyConflict,
+    InsufficientFunds,
+    InvalidRequest,
+    ServiceUnavailable,
+)
 from business.application.operations import Operation, Outcome
 
 SOCKET_ENV = "BUSINESS_BATCHER_SOCKET"     # the batcher's socket, set by the gunicorn master for its workers

@@ -3,8 +3,16 @@ one table of what each of the data server's refusals means to the application.""
 import json
 from urllib.parse import urlencode
 
-from business.application.ports import (AccountLocked, AccountMissing, DataRefused, DataStoreFull,
-                                        DataUnavailable, IdempotencyStoreFull, LeaseLost, OperationConflict)
+from business.application.ports import (
+    AccountLocked,
+    AccountMissing,
+    DataRefused,
+    DataStoreFull,
+    DataUnavailable,
+    IdempotencyStoreFull,
+    LeaseLost,
+    OperationConflict,
+)
 from shared.failover import FailoverPools, NotAnswered
 
 

@@ -13,10 +13,24 @@ from typing import NamedTuple
 from data import history
 from data.embedded.fencing import FencingTokens
 from data.embedded.journal import SNAPSHOT_CHUNK_ITEMS, JournalCorrupt
-from data.metrics import LOCK_WAIT_SECONDS
 from data.embedded.records import OperationRecords
-from data.store import (BankView, CommitOutcome, Counts, Grant, HistoryPage, LeaseView, LockGrant, LockHeld,
-                        LocksGrant, NotLockHolder, OperationConflict, Stats, StorageFailed, UnknownAccount)
+from data.metrics import LOCK_WAIT_SECONDS
+from data.store import (
+    BankView,
+    CommitOutcome,
+    Counts,
+    Grant,
+    HistoryPage,
+    LeaseView,
+    LockGrant,
+    LockHeld,
+    LocksGrant,
+    NotLockHolder,
+    OperationConflict,
+    Stats,
+    StorageFailed,
+    UnknownAccount,
+)
 
 
 class _Lease(NamedTuple):

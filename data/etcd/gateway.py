@@ -6,10 +6,10 @@ import base64
 import json
 
 from data.store import StoreFull, StoreUnavailable
+from shared.failover import FailoverPools, NotAnswered
 
 # etcd's answer to any write once its database is at --quota-backend-bytes (its alarm stays on until disarmed).
 NO_SPACE = "etcdserver: mvcc: database space exceeded"
-from shared.failover import FailoverPools, NotAnswered
 
 
 class EtcdGateway:

@@ -32,11 +32,25 @@ from data.etcd.gateway import EtcdGateway, compare, count, decode, delete, get, 
 from data.etcd.groups import GroupedTxns
 from data.etcd.keys import EtcdKeys
 from data.etcd.lines import EtcdLines, TakingUnanswered
+from data.etcd.local_lines import LocalLines
 from data.etcd.lock_leases import SharedLockLeases
 from data.etcd.records import CommittedBefore, EtcdRecords
-from data.etcd.local_lines import LocalLines
-from data.store import (BankView, CommitOutcome, Counts, Grant, HistoryMismatch, HistoryPage, LeaseView,
-                        LockGrant, LocksGrant, NotLockHolder, RecordsFull, Stats, StoreUnavailable, UnknownAccount)
+from data.store import (
+    BankView,
+    CommitOutcome,
+    Counts,
+    Grant,
+    HistoryMismatch,
+    HistoryPage,
+    LeaseView,
+    LockGrant,
+    LocksGrant,
+    NotLockHolder,
+    RecordsFull,
+    Stats,
+    StoreUnavailable,
+    UnknownAccount,
+)
 
 KNOWN_BALANCES = 10_000             # balances read at lock time kept before those of expired locks are swept
 
