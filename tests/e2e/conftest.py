@@ -11,6 +11,18 @@ from client.infra.bank_api import BankApi
 from tests.helpers import CLIENT_TOKEN, business_environ, data_environ
 
 
+# The tests that hold the bank to bounds in seconds under faults and load: `make test` runs them one after another on
+# one pytest-xdist worker (--dist loadgroup) while the other worker takes everything else.
+TIMED_FILES = ("test_faults.py", "test_batcher.py", "test_etcd_bank.py", "test_soak.py", "test_partitions.py",
+               "test_data_server_crash.py")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.path.parent.name == "e2e" and item.path.name in TIMED_FILES:
+            item.add_marker(pytest.mark.xdist_group("timed"))
+
+
 @pytest.fixture
 def servers():
     """Makes servers and stops every one of them after the test, passed or failed."""

@@ -53,7 +53,7 @@ def test_cp_env_example_and_honcho_start_in_a_fresh_checkout_runs_the_demo_and_e
     assert returncode == 0
     assert "FAIL" not in output and output.count("PASS") >= 15
     assert re.search(r"client\.1\s+\| demo passed: \d+ features, \d+ operations checked, no violation", output)
-    assert (checkout / "var" / "data.embedded.journal").stat().st_size > 0
+    assert (checkout / "var" / "data.journal").stat().st_size > 0
     assert (checkout / "var" / "demo-verdict.txt").read_text().startswith("demo passed: ")
     assert list(home.iterdir()) == []
     # Every server stops cleanly on honcho's SIGTERM, and says at INFO what it served, not each request.
