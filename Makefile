@@ -59,8 +59,11 @@ test-packages:
 		command -v nft >/dev/null && command -v nginx >/dev/null || (apt-get update -qq && \
 		apt-get install -y -qq chromium chromium-driver etcd-server etcd-client nftables nginx)
 
+# ruff first (seconds), then every test on two pytest-xdist workers: the tests held to bounds in seconds one after
+# another on one of them (the "timed" group, tests/e2e/conftest.py), everything else on the other.
 test: install node_modules/.installed test-packages
-	$(PYTHON) -m pytest
+	$(VENV)/bin/ruff check .
+	$(PYTHON) -m pytest -n 2 --dist loadgroup
 
 # The benchmark (wrk, etcd and PostgreSQL for its peer from Debian; the chart from matplotlib, py-spy, psycopg);
 # results in bench/results/.
