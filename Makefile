@@ -3,7 +3,7 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo demo-cluster run run-cluster certs cluster-packages test bench lab clean test-packages
+.PHONY: install demo demo-cluster run run-cluster certs cluster-packages test test-broken-banks bench lab clean test-packages
 
 install: $(STAMP)
 
@@ -64,6 +64,13 @@ test-packages:
 test: install node_modules/.installed test-packages
 	$(VENV)/bin/ruff check .
 	$(PYTHON) -m pytest -n 2 --dist loadgroup
+
+# The fault, soak and partition tests against each broken bank (docs/testing.md): each must fail every test that
+# its broken bank reaches.
+test-broken-banks: install node_modules/.installed test-packages
+	$(PYTHON) -m harness.broken_banks refuse-always
+	$(PYTHON) -m harness.broken_banks refuse-after-unavailable
+	$(PYTHON) -m harness.broken_banks refuse-3s-after-unavailable
 
 # The benchmark (wrk, etcd and PostgreSQL for its peer from Debian; the chart from matplotlib, py-spy, psycopg);
 # results in bench/results/.
