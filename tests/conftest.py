@@ -1,3 +1,4 @@
+import gc
 import threading
 import uuid
 
@@ -8,10 +9,14 @@ from harness.etcd_cluster import EtcdCluster
 from business.business_server import create_app as create_business_app
 from data.data_server import create_app as create_data_app
 from shared.settings import load_business_settings, load_data_settings
-from tests.helpers import CLIENT_TOKEN, DATA_TOKENS, FakeClock, bearer, business_environ, store_environ
+from tests.helpers import (CLIENT_TOKEN, DATA_TOKENS, FakeClock, bearer, business_environ, store_environ,
+                           wait_until)
 
 # The fixtures that start etcd, or reach the run's cluster: a test that uses one is marked needs_etcd.
 ETCD_FIXTURES = {"etcd_cluster", "make_etcd_cluster"}
+# Threads that live as long as the process by design: one request-summary thread per app logging at INFO
+# (shared/request_log.py) has no way to be stopped.
+LIFELONG_THREADS = {"request-summary"}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -25,6 +30,37 @@ def pytest_collection_modifyitems(config, items):
         callspec = getattr(item, "callspec", None)
         if ETCD_FIXTURES & set(item.fixturenames) or (callspec and callspec.params.get("store") == "etcd"):
             item.add_marker(pytest.mark.needs_etcd)
+
+
+FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.failed:
+        item.stash[FAILED] = True
+    return report
+
+
+@pytest.fixture(autouse=True)
+def no_thread_left_behind(request):
+    """Whatever a unit or integration test starts, its fixtures (or it) stop: every thread it started has ended
+    soon after it, but those that live as long as the process by design."""
+    if request.node.get_closest_marker("e2e"):
+        yield
+        return
+    before = set(threading.enumerate())
+    yield
+    if request.node.stash.get(FAILED, False):
+        return          # the failure says what went wrong; threads it left are no news
+
+    def left():
+        return [thread.name for thread in threading.enumerate()
+                if thread not in before and thread.name not in LIFELONG_THREADS]
+    if left():
+        gc.collect()    # a connection that only a reference cycle keeps open keeps its server's thread too
+        wait_until(lambda: not left(), 5, lambda: f"threads the test started still run after it: {left()}")
 
 
 @pytest.fixture
