@@ -7,6 +7,8 @@ import threading
 import pytest
 
 from data.embedded.journal import JournalCorrupt
+from data.factory import create_store
+from data.store import UnknownAccount
 from shared.settings import load_data_settings
 from tests.helpers import B1, FakeClock, InThread, amount_of, data_environ, set_amount, wait_until
 
@@ -188,7 +190,32 @@ def record_ends(content):
     return [index + 1 for index, byte in enumerate(content) if byte == ord("\n")]
 
 
-def test_a_crash_cut_at_any_byte_of_the_last_two_records_loses_nothing_acknowledged(tmp_path, start):
+@pytest.fixture
+def open_store():
+    """open_store(journal): the embedded store on journal, with no HTTP layer (hundreds are opened in a test);
+    closed after the test if the test did not close it."""
+    opened = []
+
+    def open_store(journal):
+        opened.append(create_store(load_data_settings(data_environ(DATA_JOURNAL=str(journal)))))
+        return opened[-1]
+
+    yield open_store
+    for store in opened:
+        store.close()
+
+
+def balances(store, accounts):
+    """{account: cents, None if it does not exist}."""
+    def cents(account):
+        try:
+            return store.read("b1", account)
+        except UnknownAccount:
+            return None
+    return {account: cents(account) for account in accounts}
+
+
+def test_a_crash_cut_at_any_byte_of_the_last_two_records_loses_nothing_acknowledged(tmp_path, start, open_store):
     original = tmp_path / "original.journal"
     app = start(original)
     client = app.test_client()
@@ -204,19 +231,17 @@ def test_a_crash_cut_at_any_byte_of_the_last_two_records_loses_nothing_acknowled
     for cut in range(ends[-3], len(content) + 1):
         journal.write_bytes(content[:cut])
         whole = sum(1 for end in ends if end <= cut)
-        app = start(journal)
-        client = app.test_client()
-        expected = {"a": "3.00" if whole == 4 else "1.00", "b": "2.00" if whole >= 3 else None}
-        assert {account: amount_of(client, account) for account in "ab"} == expected, cut
-        set_amount(client, "c", f"{cut}.00")
+        store = open_store(journal)
+        expected = {"a": 300 if whole == 4 else 100, "b": 200 if whole >= 3 else None}
+        assert balances(store, "ab") == expected, cut
+        store.commit("b1", {"c": (cut, store.lock("b1", "c").token)}, unlock=True)
         # A second crash: the process dies without closing anything; what it wrote is in the file.
-        crashed, app = app, start(journal)
-        stop(crashed)
-        client = app.test_client()
-        assert {account: amount_of(client, account) for account in "abc"} == {**expected, "c": f"{cut}.00"}, cut
-        recorded = client.post("/getLock/b1/z", headers=B1, json={"lookup": ["op-a", "op-b"]}).json["operations"]
+        crashed, store = store, open_store(journal)
+        crashed.close()
+        assert balances(store, "abc") == {**expected, "c": cut}, cut
+        recorded = store.lock("b1", "z", lookup=["op-a", "op-b"]).recorded
         assert set(recorded) == {op for op, needed in (("op-b", 3), ("op-a", 4)) if whole >= needed}, cut
-        stop(app)
+        store.close()
 
 
 class BrokenDisk:
