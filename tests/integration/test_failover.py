@@ -21,7 +21,7 @@ class Server:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):
                 outer.calls += 1
-                time.sleep(hangs)
+                time.sleep(hangs)       # a server slow to answer: what the test is about
                 if not answers:
                     self.close_connection = True
                     return
