@@ -1,4 +1,5 @@
 import gc
+import os
 import threading
 import uuid
 
@@ -17,6 +18,8 @@ ETCD_FIXTURES = {"etcd_cluster", "make_etcd_cluster"}
 # Threads that live as long as the process by design: one request-summary thread per app logging at INFO
 # (shared/request_log.py) has no way to be stopped.
 LIFELONG_THREADS = {"request-summary"}
+# Seconds a test's threads have to end once it is over (tests/unit/test_suite_rules.py shortens it).
+THREAD_GRACE_SECONDS = float(os.environ.get("TESTS_THREAD_GRACE_SECONDS", "5"))
 
 
 def pytest_collection_modifyitems(config, items):
@@ -60,7 +63,8 @@ def no_thread_left_behind(request):
                 if thread not in before and thread.name not in LIFELONG_THREADS]
     if left():
         gc.collect()    # a connection that only a reference cycle keeps open keeps its server's thread too
-        wait_until(lambda: not left(), 5, lambda: f"threads the test started still run after it: {left()}")
+        wait_until(lambda: not left(), THREAD_GRACE_SECONDS,
+                   lambda: f"threads the test started still run after it: {left()}")
 
 
 @pytest.fixture
