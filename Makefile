@@ -3,7 +3,7 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo demo-cluster run run-cluster certs cluster-packages test test-broken-banks bench lab clean test-packages
+.PHONY: install demo demo-cluster run run-cluster certs cluster-packages test test-fast test-broken-banks bench lab clean test-packages
 
 install: $(STAMP)
 
@@ -71,6 +71,11 @@ test-broken-banks: install node_modules/.installed test-packages
 	$(PYTHON) -m harness.broken_banks refuse-always
 	$(PYTHON) -m harness.broken_banks refuse-after-unavailable
 	$(PYTHON) -m harness.broken_banks refuse-3s-after-unavailable
+
+# The tests that need no etcd, nginx or browser, in well under a minute: tests/conftest.py marks the others
+# (e2e: all of tests/e2e; needs_etcd: the etcd store's, the etcd cluster's).
+test-fast: install
+	$(PYTHON) -m pytest -q -m "not needs_etcd and not e2e" tests/unit tests/integration
 
 # The benchmark (wrk, etcd and PostgreSQL for its peer from Debian; the chart from matplotlib, py-spy, psycopg);
 # results in bench/results/.

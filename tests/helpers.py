@@ -1,4 +1,7 @@
 """Test helpers used by more than one test module."""
+import threading
+import time
+
 
 DATA_TOKENS = {"b1": "test-data-token-b1", "b2": "test-data-token-b2", "b3": "test-data-token-b3"}
 CLIENT_TOKEN = "test-client-token"
@@ -18,6 +21,60 @@ class FakeClock:
         self.now += seconds
 
 
+def wait_until(predicate, timeout_seconds=10, message="the condition never held"):
+    """Poll predicate until it returns something true (returned), failing with message (or what message() says
+    then) after timeout_seconds."""
+    deadline, pause = time.monotonic() + timeout_seconds, 0.001
+    while not (value := predicate()):
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{message() if callable(message) else message} (waited {timeout_seconds} s)")
+        time.sleep(pause)
+        pause = min(pause * 2, 0.02)
+    return value
+
+
+class InThread:
+    """Runs function(*args, **kwargs) in a thread of its own. What it returns or raises comes back to the test's
+    own thread, where a failed assertion fails the test (pytest.ini also fails a test on an exception a thread of
+    its own let escape)."""
+
+    def __init__(self, function, *args, **kwargs):
+        self._value = self._error = None
+        self.thread = threading.Thread(target=self._run, args=(function, args, kwargs), daemon=True)
+        self.thread.start()
+
+    def _run(self, function, args, kwargs):
+        try:
+            self._value = function(*args, **kwargs)
+        except BaseException as error:      # pytest.fail and pytest.raises' "DID NOT RAISE" are BaseExceptions
+            self._error = error
+
+    def join(self, timeout_seconds=10):
+        self.thread.join(timeout_seconds)
+        assert not self.thread.is_alive(), f"the thread still runs after {timeout_seconds} s: a hang"
+        return self
+
+    @property
+    def done(self):
+        return not self.thread.is_alive()
+
+    def result(self, timeout_seconds=10):
+        """What the function returned; what it raised is raised here."""
+        self.join(timeout_seconds)
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+    def error(self, timeout_seconds=10):
+        """What the function raised (None if it returned)."""
+        return self.join(timeout_seconds)._error
+
+    def outcome(self, timeout_seconds=10):
+        """What it returned, or the type of what it raised."""
+        error = self.error(timeout_seconds)
+        return self._value if error is None else type(error)
+
+
 def bearer(token):
     return {"Authorization": f"Bearer {token}"}
 
@@ -32,10 +89,18 @@ def data_environ(**overrides):
 def store_environ(store, request, **overrides):
     """data_environ for a data server on store (embedded, or etcd: the run's cluster, the test's prefix)."""
     if store == "etcd":
+        # tests/conftest.py marks the tests that reach etcd by their fixtures: one that does so otherwise would
+        # start etcd in `make test-fast`.
+        assert request.node.get_closest_marker("needs_etcd"), f"{request.node.nodeid} reaches etcd unmarked"
         cluster = request.getfixturevalue("etcd_cluster")
         overrides = {"DATA_STORE": "etcd", "ETCD_ENDPOINTS": ",".join(cluster.endpoints),
                      "ETCD_PREFIX": request.getfixturevalue("etcd_prefix"), **overrides}
     return data_environ(**overrides)
+
+
+def close_data_app(app):
+    """Close the data app's store: its threads end, its files and connections are let go."""
+    app.extensions["bank.store"].close()
 
 
 def business_environ(business_id, data_urls, **overrides):

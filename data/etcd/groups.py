@@ -41,6 +41,7 @@ class GroupedTxns:
         self._pending = []
         self._changed = threading.Condition()
         self._sender = None
+        self._closed = False
 
     def txn(self, keys, compare, success, failure, timeout):
         """One request's transaction, sent with others': its answer ({"header", "succeeded", "responses"}), or
@@ -48,7 +49,7 @@ class GroupedTxns:
         timeout = min(timeout, self._etcd.timeout)
         request = _Request(set(keys), compare, success, failure, time.monotonic() + timeout)
         with self._changed:
-            alone = any(request.keys & waiting.keys for waiting in self._pending)
+            alone = self._closed or any(request.keys & waiting.keys for waiting in self._pending)
             if not alone:
                 self._pending.append(request)
         if alone:
@@ -69,10 +70,20 @@ class GroupedTxns:
             raise request.error
         return request.answer
 
+    def close(self):
+        """End the sender once what is pending has gone; requests made after this go alone."""
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+        if self._sender is not None:
+            self._sender.join(self._etcd.timeout + 1)
+
     def _send_forever(self):
         while True:
             with self._changed:
-                self._changed.wait_for(lambda: self._pending)
+                self._changed.wait_for(lambda: self._pending or self._closed)
+                if not self._pending:
+                    return
                 group = self._take_group()
             self._send(group)
 

@@ -257,7 +257,8 @@ class EtcdStore:
         return Stats()
 
     def close(self):
-        """Nothing to flush: every change was one transaction the cluster acknowledged."""
+        """Nothing to flush: every change was one transaction the cluster acknowledged. The grouping thread ends."""
+        self._groups.close()
 
     # ---- leases and holders ------------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from business.application.queue_service import QueueService
 from business.batcher import Batcher, current_request_id, listen
 from business.infra.batcher_client import BatcherQueue
 from business.infra.batcher_wire import answer_line, parse_answer
+from tests.helpers import InThread
 from tests.unit.fakes import FakeAmounts, FakeDataServer, FakeLocks
 
 
@@ -23,8 +24,32 @@ def path(tmp_path):
     return str(tmp_path / "run" / "batcher.sock")
 
 
+def serve_until_shut(batcher):
+    try:
+        batcher.serve_forever()
+    except OSError:
+        pass            # its listener was shut: the batcher stops
+
+
 @pytest.fixture
-def batcher(path):
+def serve_batcher(path):
+    """serve_batcher(queue): a Batcher of queue listening on path, served from a thread; stopped after the test
+    (its connections' threads end as their workers' connections close)."""
+    running = []
+
+    def serve(queue):
+        listener = listen(path)
+        running.append((listener, InThread(serve_until_shut, Batcher(queue, listener))))
+
+    yield serve
+    for listener, server in running:
+        listener.shutdown(socket.SHUT_RDWR)
+        server.result()
+        listener.close()
+
+
+@pytest.fixture
+def batcher(serve_batcher):
     """A Batcher serving the queue service on fakes from a thread; its fake data server as .server."""
     server = FakeDataServer({"funded": 10_00})
     seen_request_ids = []
@@ -35,7 +60,7 @@ def batcher(path):
             return super().acquire_all(accounts, lookup, wait)
 
     queues = QueueService(RecordingLocks(server), FakeAmounts(server), 2.0, 100, 50)
-    threading.Thread(target=Batcher(queues, listen(path)).serve_forever, daemon=True).start()
+    serve_batcher(queues)
     server.seen_request_ids = seen_request_ids
     return server
 
@@ -71,21 +96,14 @@ def test_every_refusal_the_queue_can_give_crosses_the_wire_with_its_code_and_ret
 
 def test_worker_threads_at_once_each_keep_one_connection_and_every_deposit_counts(batcher, path):
     queue = BatcherQueue(path, 5)
-    errors = []
 
     def deposits():
-        try:
-            for _ in range(25):
-                queue.submit(deposit("shared", 1))
-        except Exception as error:
-            errors.append(error)
+        for _ in range(25):
+            queue.submit(deposit("shared", 1))
 
-    threads = [threading.Thread(target=deposits) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    assert errors == [] and batcher.accounts["shared"] == 200
+    for thread in [InThread(deposits) for _ in range(8)]:
+        thread.result(30)
+    assert batcher.accounts["shared"] == 200
 
 
 def test_no_batcher_listening_is_503_batcher_unavailable_at_once(path):
@@ -106,33 +124,37 @@ def test_a_connection_the_batcher_closed_since_the_last_operation_is_opened_agai
             connection.close()
             closed.set()
 
-    threading.Thread(target=answer_one_then_close, daemon=True).start()
+    batcher = InThread(answer_one_then_close)
     queue = BatcherQueue(path, 5)
     assert queue.submit(deposit("a", 1)).result == {"balance": 1}
     assert closed.wait(5)
     assert queue.submit(deposit("a", 1)).result == {"balance": 2}
+    batcher.result()
+    listener.close()
 
 
 @pytest.mark.parametrize("behaviour", ["closes after reading", "never answers", "answers garbage"])
 def test_a_batcher_that_took_the_operation_and_did_not_answer_is_503_data_unavailable(path, behaviour):
-    listener = listen(path)
+    listener, answered = listen(path), threading.Event()
 
     def serve():
         connection, _ = listener.accept()
-        connection.recv(65536)
-        if behaviour == "closes after reading":
-            connection.close()
-        elif behaviour == "answers garbage":
-            connection.sendall(b"{not json\n")
-        else:
-            time.sleep(3)
+        with connection:
+            connection.recv(65536)
+            if behaviour == "answers garbage":
+                connection.sendall(b"{not json\n")
+            elif behaviour == "never answers":
+                answered.wait(10)       # past the worker's timeout (0.5 s): until the test is over
 
-    threading.Thread(target=serve, daemon=True).start()
+    batcher = InThread(serve)
     started = time.monotonic()
     with pytest.raises(ServiceUnavailable) as unknown:
         BatcherQueue(path, 0.5).submit(deposit("a", 1))
     # Its outcome is unknown, so not "nothing applied": the client retries with its key to learn it.
     assert unknown.value.code == "data_unavailable" and time.monotonic() - started < 2
+    answered.set()
+    batcher.result()
+    listener.close()
 
 
 def test_a_line_that_is_no_operation_ends_that_connection_only(batcher, path):
@@ -144,12 +166,12 @@ def test_a_line_that_is_no_operation_ends_that_connection_only(batcher, path):
     assert BatcherQueue(path, 5).submit(deposit("a", 1)).result == {"balance": 1}
 
 
-def test_a_bug_behind_the_batcher_is_answered_as_an_unknown_outcome(path):
+def test_a_bug_behind_the_batcher_is_answered_as_an_unknown_outcome(path, serve_batcher):
     class BrokenQueue:
         def submit(self, operation):
             raise RuntimeError("a bug")
 
-    threading.Thread(target=Batcher(BrokenQueue(), listen(path)).serve_forever, daemon=True).start()
+    serve_batcher(BrokenQueue())
     with pytest.raises(ServiceUnavailable) as unknown:
         BatcherQueue(path, 5).submit(deposit("a", 1))
     assert unknown.value.code == "data_unavailable"

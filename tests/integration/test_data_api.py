@@ -1,7 +1,6 @@
 """Every data-server route and status, through the Flask test client."""
 import pytest
 
-from data.data_server import create_app as create_data_app
 from shared.settings import load_data_settings
 from tests.helpers import DATA_TOKENS, assert_error, bearer, data_environ, lock, set_amount
 
@@ -256,8 +255,8 @@ def test_a_request_id_is_echoed_and_a_bad_one_replaced(data_client, b1):
         assert data_client.get("/health", headers={"X-Request-ID": bad}).headers["X-Request-ID"] != bad
 
 
-def test_tokens_are_never_logged(b1, capsys):
-    data_client = create_data_app(load_data_settings(data_environ(LOG_LEVEL="DEBUG"))).test_client()
+def test_tokens_are_never_logged(b1, capsys, make_data_app):
+    data_client = make_data_app(load_data_settings(data_environ(LOG_LEVEL="DEBUG"))).test_client()
     lock(data_client, b1)
     data_client.post("/getLock/b1/acc", headers=bearer("wrong-token-123"))
     err = capsys.readouterr().err

@@ -1,13 +1,12 @@
 """The data server's history over HTTP: entries recorded with their commit, read without a lock, refused when
 they do not add up; and on the embedded store, kept through restarts, lost history files and compactions."""
 import sqlite3
-import time
+import threading
 
 import pytest
 
-from data.data_server import create_app as create_data_app
 from shared.settings import load_data_settings
-from tests.helpers import B1, B2, amount_of, assert_error, data_environ, lock, set_amount
+from tests.helpers import B1, B2, amount_of, assert_error, data_environ, lock, set_amount, wait_until
 
 
 def entry(account, kind, amount, balance, operation, counterparty=None, key=None):
@@ -104,9 +103,14 @@ def test_the_history_of_an_unknown_account_is_404_and_of_another_business_path_4
 
 # ---- the embedded store's history file -------------------------------------------------------------------
 
-def start(journal, **overrides):
-    return create_data_app(load_data_settings(data_environ(DATA_JOURNAL=str(journal), **overrides)),
-                           background=lambda job: job())
+@pytest.fixture
+def start(make_data_app):
+    """start(journal, **overrides): a data app journaling to journal, compacting in the caller's thread; closed
+    after the test if the test did not stop it."""
+    def start(journal, **overrides):
+        return make_data_app(load_data_settings(data_environ(DATA_JOURNAL=str(journal), **overrides)),
+                             background=lambda job: job())
+    return start
 
 
 def stop(app):
@@ -128,7 +132,7 @@ def seqs(client, account):
         page = history(client, account, f"?limit=100&before={page['next_before']}").json
 
 
-def test_the_history_survives_a_restart_and_is_numbered_on(tmp_path):
+def test_the_history_survives_a_restart_and_is_numbered_on(tmp_path, start):
     journal = tmp_path / "bank.journal"
     app = start(journal)
     deposits(app.test_client(), "a", 3)
@@ -138,7 +142,7 @@ def test_the_history_survives_a_restart_and_is_numbered_on(tmp_path):
     assert seqs(client, "a") == [(4, "4.00"), (3, "3.00"), (2, "2.00"), (1, "1.00")]
 
 
-def test_a_lost_history_file_is_made_again_from_the_journal(tmp_path):
+def test_a_lost_history_file_is_made_again_from_the_journal(tmp_path, start):
     journal = tmp_path / "bank.journal"
     app = start(journal)
     deposits(app.test_client(), "a", 3)
@@ -148,7 +152,7 @@ def test_a_lost_history_file_is_made_again_from_the_journal(tmp_path):
     assert seqs(start(journal).test_client(), "a") == [(3, "3.00"), (2, "2.00"), (1, "1.00")]
 
 
-def test_compactions_drop_the_journals_entries_but_not_the_history(tmp_path):
+def test_compactions_drop_the_journals_entries_but_not_the_history(tmp_path, start):
     journal = tmp_path / "bank.journal"
     app = start(journal, DATA_COMPACT_MIN_BYTES="2000")
     deposits(app.test_client(), "a", 120)
@@ -160,25 +164,23 @@ def test_compactions_drop_the_journals_entries_but_not_the_history(tmp_path):
     assert seqs(client, "a") == [(n, f"{n}.00") for n in range(121, 0, -1)]
 
 
-def test_history_entries_past_their_retention_are_dropped(tmp_path, monkeypatch):
+def test_history_entries_past_their_retention_are_dropped(tmp_path, monkeypatch, make_data_app):
     monkeypatch.setattr("data.embedded.history_file.SWEEP_EVERY_SECONDS", 0.05)
     now = [1_800_000_000.0]
     settings = load_data_settings(data_environ(DATA_JOURNAL=str(tmp_path / "bank.journal"),
                                                DATA_HISTORY_RETENTION="60"))
-    app = create_data_app(settings, wall_clock=lambda: now[0])
+    app = make_data_app(settings, wall_clock=lambda: now[0])
     client = app.test_client()
     deposits(client, "a", 2)
     now[0] += 61
     deposits(client, "a", 1, first=3)
-    deadline = time.monotonic() + 5
-    while len(seqs(client, "a")) > 1:
-        assert time.monotonic() < deadline, "old entries were never dropped"
+    wait_until(lambda: len(seqs(client, "a")) == 1, 5, "old entries were never dropped")
     assert seqs(client, "a") == [(3, "3.00")]
     stop(app)
 
 
 def test_a_failed_history_file_is_503_to_reads_while_writes_go_on_and_a_restart_catches_it_up(tmp_path,
-                                                                                               monkeypatch):
+                                                                                               monkeypatch, start):
     journal = tmp_path / "bank.journal"
     app = start(journal)
     client = app.test_client()
@@ -196,12 +198,13 @@ def test_a_failed_history_file_is_503_to_reads_while_writes_go_on_and_a_restart_
     assert seqs(start(journal).test_client(), "a") == [(3, "3.00"), (2, "2.00"), (1, "1.00")]
 
 
-def test_commits_are_refused_while_the_history_file_is_too_far_behind(tmp_path, monkeypatch):
+def test_commits_are_refused_while_the_history_file_is_too_far_behind(tmp_path, monkeypatch, start):
     monkeypatch.setattr("data.embedded.history_file.HISTORY_BEHIND_LIMIT_ENTRIES", 2)
     journal = tmp_path / "bank.journal"
     app = start(journal)
     client = app.test_client()
-    monkeypatch.setattr("data.embedded.history_file.HistoryFile._write", lambda self, batch: time.sleep(3600))
+    stuck = threading.Event()
+    monkeypatch.setattr("data.embedded.history_file.HistoryFile._write", lambda self, batch: stuck.wait(60))
     deposits(client, "a", 1)
     deposits(client, "a", 1, first=2)     # the writer is stuck on the first: two wait
     token = lock(client, B1, "a").json["token"]
@@ -210,3 +213,4 @@ def test_commits_are_refused_while_the_history_file_is_too_far_behind(tmp_path, 
         "entries": [entry("a", "deposit", "1.00", "3.00", "op-3")]})
     assert_error(refused, 503, "history_unavailable")
     assert client.get(f"/getAmount/b1/a?token={token}", headers=B1).json["amount"] == "2.00"
+    stuck.set()                             # the writer goes on, so that the store can close

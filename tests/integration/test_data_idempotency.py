@@ -2,7 +2,6 @@
 long enough for that commit to be sent again."""
 import pytest
 
-from data.data_server import create_app as create_data_app
 from shared.settings import load_data_settings
 from tests.helpers import B1, FakeClock, lock, store_environ
 
@@ -13,10 +12,10 @@ def wall():
 
 
 @pytest.fixture
-def wall_clock_app(store, request, wall):
+def wall_clock_app(store, request, wall, make_data_app):
     """Makes data apps on the test's store whose wall clock (for retention) the test moves."""
     def make(**overrides):
-        return create_data_app(load_data_settings(store_environ(store, request, **overrides)), wall_clock=wall)
+        return make_data_app(load_data_settings(store_environ(store, request, **overrides)), wall_clock=wall)
     return make
 
 

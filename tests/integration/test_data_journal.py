@@ -3,18 +3,24 @@ import logging
 import os
 import stat
 import threading
-import time
 
 import pytest
 
-from data.data_server import create_app as create_data_app
 from data.embedded.journal import JournalCorrupt
+from data.factory import create_store
+from data.store import UnknownAccount
 from shared.settings import load_data_settings
-from tests.helpers import B1, FakeClock, amount_of, data_environ, set_amount
+from tests.helpers import B1, FakeClock, InThread, amount_of, data_environ, set_amount, wait_until
 
-def start(journal, background=None, **overrides):
-    settings = load_data_settings(data_environ(DATA_JOURNAL=str(journal), **overrides))
-    return create_data_app(settings, **({"background": background} if background else {}))
+
+@pytest.fixture
+def start(make_data_app):
+    """start(journal, background=None, **overrides): a data app journaling to journal; closed after the test if
+    the test did not stop it."""
+    def start(journal, background=None, **overrides):
+        settings = load_data_settings(data_environ(DATA_JOURNAL=str(journal), **overrides))
+        return make_data_app(settings, **({"background": background} if background else {}))
+    return start
 
 
 def run_now(job):
@@ -26,7 +32,7 @@ def stop(app):
 
 
 @pytest.mark.parametrize("fsync", ["always", "everysec", "no"])
-def test_a_restart_replays_every_acknowledged_write(tmp_path, fsync):
+def test_a_restart_replays_every_acknowledged_write(tmp_path, fsync, start):
     journal = tmp_path / "bank.journal"
     app = start(journal, DATA_FSYNC=fsync)
     client = app.test_client()
@@ -42,7 +48,7 @@ def test_a_restart_replays_every_acknowledged_write(tmp_path, fsync):
     assert granted["operations"] == {"op-x": {"request": "r", "result": {"ok": 1}}}
 
 
-def test_a_lock_never_written_leaves_nothing_after_restart(tmp_path):
+def test_a_lock_never_written_leaves_nothing_after_restart(tmp_path, start):
     journal = tmp_path / "bank.journal"
     app = start(journal)
     app.test_client().post("/getLock/b1/ghost", headers=B1)
@@ -50,7 +56,7 @@ def test_a_lock_never_written_leaves_nothing_after_restart(tmp_path):
     assert start(journal).test_client().get("/getAmount/b1/ghost", headers=B1).status_code == 404
 
 
-def test_a_torn_last_record_is_dropped_with_a_warning_and_writing_goes_on(tmp_path, caplog):
+def test_a_torn_last_record_is_dropped_with_a_warning_and_writing_goes_on(tmp_path, caplog, start):
     journal = tmp_path / "bank.journal"
     app = start(journal)
     set_amount(app.test_client(), "acc", "10.00")
@@ -68,7 +74,7 @@ def test_a_torn_last_record_is_dropped_with_a_warning_and_writing_goes_on(tmp_pa
     assert amount_of(start(journal).test_client(), "acc") == "11.00"
 
 
-def test_a_corrupt_record_in_the_middle_stops_start_up(tmp_path):
+def test_a_corrupt_record_in_the_middle_stops_start_up(tmp_path, start):
     journal = tmp_path / "bank.journal"
     app = start(journal)
     for amount in ("1.00", "2.00", "3.00"):
@@ -81,7 +87,7 @@ def test_a_corrupt_record_in_the_middle_stops_start_up(tmp_path):
         start(journal)
 
 
-def test_compaction_keeps_the_journal_proportional_to_accounts_not_history(tmp_path):
+def test_compaction_keeps_the_journal_proportional_to_accounts_not_history(tmp_path, start):
     journal = tmp_path / "bank.journal"
     app = start(journal, DATA_COMPACT_MIN_BYTES="2000", background=run_now)
     client = app.test_client()
@@ -97,7 +103,7 @@ def test_compaction_keeps_the_journal_proportional_to_accounts_not_history(tmp_p
     assert recorded == {"op-199": {"request": "r", "result": 199}, "op-0": {"request": "r", "result": 0}}
 
 
-def test_writes_go_on_while_a_compaction_writes_its_snapshot_and_all_of_them_survive_it(tmp_path):
+def test_writes_go_on_while_a_compaction_writes_its_snapshot_and_all_of_them_survive_it(tmp_path, start):
     journal, jobs = tmp_path / "bank.journal", []
     app = start(journal, DATA_COMPACT_MIN_BYTES="1000", background=jobs.append)
     client = app.test_client()
@@ -122,7 +128,7 @@ def test_writes_go_on_while_a_compaction_writes_its_snapshot_and_all_of_them_sur
     assert set(client.post("/getLock/b1/acc0", headers=B1, json={"lookup": lookup}).json["operations"]) == set(lookup)
 
 
-def test_a_compaction_that_fails_leaves_the_journal_whole_and_writing_goes_on(tmp_path, monkeypatch):
+def test_a_compaction_that_fails_leaves_the_journal_whole_and_writing_goes_on(tmp_path, monkeypatch, start):
     journal, jobs = tmp_path / "bank.journal", []
     app = start(journal, DATA_COMPACT_MIN_BYTES="1000", background=jobs.append)
     client = app.test_client()
@@ -140,7 +146,7 @@ def test_a_compaction_that_fails_leaves_the_journal_whole_and_writing_goes_on(tm
     assert amount_of(start(journal).test_client(), "acc") == "77.00"
 
 
-def test_fencing_tokens_keep_growing_across_many_restarts(tmp_path):
+def test_fencing_tokens_keep_growing_across_many_restarts(tmp_path, start):
     journal, seen = tmp_path / "bank.journal", []
     for _ in range(3):
         app = start(journal)
@@ -153,10 +159,10 @@ def test_fencing_tokens_keep_growing_across_many_restarts(tmp_path):
     assert seen == sorted(set(seen))
 
 
-def test_idempotency_records_are_forgotten_after_their_retention_also_across_a_restart(tmp_path):
+def test_idempotency_records_are_forgotten_after_their_retention_also_across_a_restart(tmp_path, make_data_app):
     journal, wall = tmp_path / "bank.journal", FakeClock()
     settings = load_data_settings(data_environ(DATA_JOURNAL=str(journal), DATA_OPERATION_RETENTION="60"))
-    app = create_data_app(settings, wall_clock=wall)
+    app = make_data_app(settings, wall_clock=wall)
     client = app.test_client()
     set_amount(client, "acc", "1.00", [{"id": "old", "request": "r", "result": 1}])
     wall.advance(30)
@@ -167,11 +173,11 @@ def test_idempotency_records_are_forgotten_after_their_retention_also_across_a_r
     client.post("/unLock/b1/acc", headers=B1, json={"token": granted["token"]})
     stop(app)
     wall.advance(30)
-    client = create_data_app(settings, wall_clock=wall).test_client()
+    client = make_data_app(settings, wall_clock=wall).test_client()
     assert client.post("/getLock/b1/acc", headers=B1, json={"lookup": ["old", "new"]}).json["operations"] == {}
 
 
-def test_the_journal_directory_is_made_when_it_is_missing(tmp_path):
+def test_the_journal_directory_is_made_when_it_is_missing(tmp_path, start):
     journal = tmp_path / "var" / "data" / "bank.journal"
     app = start(journal)
     set_amount(app.test_client(), "acc", "4.00")
@@ -184,7 +190,32 @@ def record_ends(content):
     return [index + 1 for index, byte in enumerate(content) if byte == ord("\n")]
 
 
-def test_a_crash_cut_at_any_byte_of_the_last_two_records_loses_nothing_acknowledged(tmp_path):
+@pytest.fixture
+def open_store():
+    """open_store(journal): the embedded store on journal, with no HTTP layer (hundreds are opened in a test);
+    closed after the test if the test did not close it."""
+    opened = []
+
+    def open_store(journal):
+        opened.append(create_store(load_data_settings(data_environ(DATA_JOURNAL=str(journal)))))
+        return opened[-1]
+
+    yield open_store
+    for store in opened:
+        store.close()
+
+
+def balances(store, accounts):
+    """{account: cents, None if it does not exist}."""
+    def cents(account):
+        try:
+            return store.read("b1", account)
+        except UnknownAccount:
+            return None
+    return {account: cents(account) for account in accounts}
+
+
+def test_a_crash_cut_at_any_byte_of_the_last_two_records_loses_nothing_acknowledged(tmp_path, start, open_store):
     original = tmp_path / "original.journal"
     app = start(original)
     client = app.test_client()
@@ -200,21 +231,17 @@ def test_a_crash_cut_at_any_byte_of_the_last_two_records_loses_nothing_acknowled
     for cut in range(ends[-3], len(content) + 1):
         journal.write_bytes(content[:cut])
         whole = sum(1 for end in ends if end <= cut)
-        app = start(journal)
-        client = app.test_client()
-        expected = {"a": "3.00" if whole == 4 else "1.00", "b": "2.00" if whole >= 3 else None}
-        assert {account: amount_of(client, account) for account in "ab"} == expected, cut
-        set_amount(client, "c", f"{cut}.00")
+        store = open_store(journal)
+        expected = {"a": 300 if whole == 4 else 100, "b": 200 if whole >= 3 else None}
+        assert balances(store, "ab") == expected, cut
+        store.commit("b1", {"c": (cut, store.lock("b1", "c").token)}, unlock=True)
         # A second crash: the process dies without closing anything; what it wrote is in the file.
-        crashed, app = app, start(journal)
-        stop(crashed)
-        client = app.test_client()
-        assert {account: amount_of(client, account) for account in "abc"} == {**expected, "c": f"{cut}.00"}, cut
-        recorded = client.post("/getLock/b1/z", headers=B1, json={"lookup": ["op-a", "op-b"]}).json["operations"]
+        crashed, store = store, open_store(journal)
+        crashed.close()
+        assert balances(store, "abc") == {**expected, "c": cut}, cut
+        recorded = store.lock("b1", "z", lookup=["op-a", "op-b"]).recorded
         assert set(recorded) == {op for op, needed in (("op-b", 3), ("op-a", 4)) if whole >= needed}, cut
-        stop(app)
-
-
+        store.close()
 
 
 class BrokenDisk:
@@ -248,7 +275,7 @@ def assert_storage_failed(response):
     assert "nothing was applied" not in response.json["message"]
 
 
-def test_after_a_failed_fsync_nothing_is_acknowledged_until_a_restart(tmp_path, monkeypatch):
+def test_after_a_failed_fsync_nothing_is_acknowledged_until_a_restart(tmp_path, monkeypatch, start):
     journal, disk = tmp_path / "bank.journal", BrokenDisk(monkeypatch)
     app = start(journal)
     client = app.test_client()
@@ -270,53 +297,55 @@ def test_after_a_failed_fsync_nothing_is_acknowledged_until_a_restart(tmp_path, 
     assert amount_of(start(journal).test_client(), "acc") in ("5.00", "6.00")
 
 
-def test_a_get_lock_whose_sync_fails_leaves_no_lease_behind(tmp_path, monkeypatch):
+def test_a_get_lock_whose_sync_fails_leaves_no_lease_behind(tmp_path, monkeypatch, start):
     disk = BrokenDisk(monkeypatch)
     app = start(tmp_path / "bank.journal")
     store, client = app.extensions["bank.store"], app.test_client()
     set_amount(client, "acc", "5.00")
     token = client.post("/getLock/b1/acc", headers=B1).json["token"]
     disk.broken, disk.hold = True, threading.Event()
-    answers = {}
 
-    def call(name, method, path, body):
-        answers[name] = app.test_client().open(path, method=method, headers=B1, json=body)
+    def call(method, path, body):
+        return app.test_client().open(path, method=method, headers=B1, json=body)
 
-    commit = threading.Thread(target=call, args=("commit", "POST", "/commit/b1", {
-        "writes": [{"account": "acc", "amount": "6.00", "token": token}], "unlock": True}))
-    commit.start()
+    commit = InThread(call, "POST", "/commit/b1", {
+        "writes": [{"account": "acc", "amount": "6.00", "token": token}], "unlock": True})
     assert disk.entered.wait(5)
     # This lock is granted while the commit's fsync is under way, and must wait for that fsync to reply.
-    lock = threading.Thread(target=call, args=("lock", "POST", "/getLock/b1/other", {}))
-    lock.start()
-    deadline = time.monotonic() + 5
-    while store.counts().leases < 1 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert store.counts().leases == 1
+    lock = InThread(call, "POST", "/getLock/b1/other", {})
+    wait_until(lambda: store.counts().leases == 1, 5, "the lock was never granted")
     disk.hold.set()
-    commit.join(5)
-    lock.join(5)
-    assert_storage_failed(answers["commit"])
-    assert_storage_failed(answers["lock"])
+    assert_storage_failed(commit.result())
+    assert_storage_failed(lock.result())
     assert store.counts().leases == 0
 
 
-def test_with_fsync_everysec_a_failed_background_fsync_stops_every_answer(tmp_path, monkeypatch):
+def test_with_fsync_everysec_a_failed_background_fsync_stops_every_answer(tmp_path, monkeypatch, start):
     disk = BrokenDisk(monkeypatch)
     app = start(tmp_path / "bank.journal", DATA_FSYNC="everysec")
     client = app.test_client()
     set_amount(client, "acc", "5.00")
+    token = client.post("/getLock/b1/acc", headers=B1).json["token"]
+    # A history read waits until the history file has every entry, and an entry goes there only once its commit
+    # is on disk: from here on, the background fsync has nothing to do until the next write.
+    assert client.get("/getHistory/b1/acc", headers=B1).status_code == 200
     disk.broken = True
-    set_amount(client, "acc", "6.00")
-    deadline = time.monotonic() + 5
-    while client.get("/health").status_code == 200 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    # A refusal under a key, recorded alone: no history entry, so only the background fsync ever syncs it.
+    recorded = client.post("/commit/b1", headers=B1, json={"writes": [], "operations": [
+        {"id": "op-refused", "request": "r", "result": {"error": "insufficient_funds"}}]})
+    # Acknowledged before its fsync, as everysec promises; the fsync fails after the answer.
+    assert recorded.status_code == 200, recorded.json
+    wait_until(lambda: client.get("/health").status_code != 200, 5, "the failed background fsync went unnoticed")
+    assert_storage_failed(client.get("/health"))
     assert_storage_failed(client.get("/getAmount/b1/acc", headers=B1))
-    assert_storage_failed(client.post("/getLock/b1/acc", headers=B1))
+    assert_storage_failed(client.post("/getLock/b1/other", headers=B1))
+    assert_storage_failed(client.post("/unLock/b1/acc", headers=B1, json={"token": token}))
+    assert_storage_failed(client.post("/commit/b1", headers=B1, json={
+        "writes": [{"account": "acc", "amount": "7.00", "token": token}], "unlock": True}))
 
 
 @pytest.mark.parametrize("fsync", ["always", "everysec", "no"])
-def test_fencing_token_reservations_reach_the_disk_under_every_fsync_policy(tmp_path, monkeypatch, fsync):
+def test_fencing_token_reservations_reach_the_disk_under_every_fsync_policy(tmp_path, monkeypatch, fsync, start):
     journal, disk = tmp_path / "bank.journal", BrokenDisk(monkeypatch)
     app = start(journal, DATA_FSYNC=fsync)
     size_before_lock = journal.stat().st_size
@@ -328,7 +357,8 @@ def test_fencing_token_reservations_reach_the_disk_under_every_fsync_policy(tmp_
     assert start(journal).test_client().post("/getLock/b1/acc", headers=B1).json["token"] > token
 
 
-def test_the_folder_is_fsynced_when_the_journal_is_made_and_after_a_compaction_renames_it(tmp_path, monkeypatch):
+def test_the_folder_is_fsynced_when_the_journal_is_made_and_after_a_compaction_renames_it(tmp_path, monkeypatch,
+                                                                                          start):
     disk, folder = BrokenDisk(monkeypatch), tmp_path / "new" / "var"
     app = start(folder / "bank.journal", DATA_COMPACT_MIN_BYTES="1000", background=run_now)
     made = disk.synced_folders.count(folder.stat().st_ino)

@@ -1,39 +1,25 @@
 """Waiting for a held account on the data server: granted in arrival order, bounded in time and in number."""
-import threading
 import time
 
 import pytest
 
-from data.data_server import create_app as create_data_app
 from shared.money import format_cents, parse_cents
 from shared.settings import load_data_settings
-from tests.helpers import B1, B2, data_environ
+from tests.helpers import B1, B2, InThread, data_environ, wait_until
 
 
 def wait_until_waiting(app, count):
-    deadline = time.monotonic() + 10
-    while app.test_client().get("/health").json["waiting"] != count:
-        assert time.monotonic() < deadline, f"{count} requests never queued"
-        time.sleep(0.002)
-
-
-def in_thread(function):
-    box = {}
-    thread = threading.Thread(target=lambda: box.update(result=function()))
-    thread.start()
-    box["thread"] = thread
-    return box
+    wait_until(lambda: app.test_client().get("/health").json["waiting"] == count, 10, f"{count} requests never queued")
 
 
 def test_a_waiting_lock_request_gets_the_lease_when_the_holder_releases_and_sees_its_write(real_clock_app):
     app = real_clock_app()
     client = app.test_client()
     token = client.post("/getLock/b1/acc", headers=B1).json["token"]
-    waiter = in_thread(lambda: app.test_client().post("/getLock/b2/acc", headers=B2, json={"wait_ms": 5000}))
+    waiter = InThread(lambda: app.test_client().post("/getLock/b2/acc", headers=B2, json={"wait_ms": 5000}))
     wait_until_waiting(app, 1)
     client.post("/setAmount/b1/acc", headers=B1, json={"amount": "5.00", "token": token, "unlock": True})
-    waiter["thread"].join(10)
-    granted = waiter["result"]
+    granted = waiter.result()
     assert granted.status_code == 200 and granted.json["amount"] == "5.00" and granted.json["token"] > token
 
 
@@ -51,11 +37,11 @@ def test_waiting_requests_are_served_in_arrival_order(real_clock_app):
 
     waiters = []
     for position, name in enumerate(["first", "second", "third"], start=1):
-        waiters.append(in_thread(lambda name=name: take_and_release(name)))
+        waiters.append(InThread(take_and_release, name))
         wait_until_waiting(app, position)
     client.post("/unLock/b1/acc", headers=B1, json={"token": token})
     for waiter in waiters:
-        waiter["thread"].join(10)
+        waiter.result()
     assert order == ["first", "second", "third"]
 
 
@@ -63,13 +49,13 @@ def test_a_newcomer_does_not_jump_the_queue(real_clock_app):
     app = real_clock_app()
     client = app.test_client()
     token = client.post("/getLock/b1/acc", headers=B1).json["token"]
-    waiter = in_thread(lambda: app.test_client().post("/getLock/b2/acc", headers=B2, json={"wait_ms": 5000}))
+    waiter = InThread(lambda: app.test_client().post("/getLock/b2/acc", headers=B2, json={"wait_ms": 5000}))
     wait_until_waiting(app, 1)
     # Released and asked again at once, whether or not the waiter has run yet: the waiter is first either way.
     client.post("/unLock/b1/acc", headers=B1, json={"token": token})
-    waiter["thread"].join(10)
-    assert waiter["result"].status_code == 200
-    assert client.post("/getLock/b1/acc", headers=B1).status_code == 423
+    newcomer = client.post("/getLock/b1/acc", headers=B1)
+    assert waiter.result().status_code == 200
+    assert newcomer.status_code == 423
 
 
 def test_a_wait_that_runs_out_is_423(real_clock_app):
@@ -83,22 +69,21 @@ def test_a_wait_that_runs_out_is_423(real_clock_app):
 def test_past_the_waiter_limit_a_request_is_refused_at_once(real_clock_app):
     app = real_clock_app(DATA_LOCK_WAITERS="1")
     app.test_client().post("/getLock/b1/acc", headers=B1)
-    waiter = in_thread(lambda: app.test_client().post("/getLock/b2/acc", headers=B2, json={"wait_ms": 300}))
+    waiter = InThread(lambda: app.test_client().post("/getLock/b2/acc", headers=B2, json={"wait_ms": 300}))
     wait_until_waiting(app, 1)
     refused = app.test_client().post("/getLock/b2/acc", headers=B2, json={"wait_ms": 5000})
     assert refused.status_code == 423 and app.test_client().get("/health").json["waiting"] == 1
-    waiter["thread"].join(10)
+    assert waiter.result().status_code == 423, "the lease's holder never gave it back: the waiter's wait runs out"
 
 
 def test_a_read_waits_its_turn_and_sees_the_holders_write(real_clock_app):
     app = real_clock_app()
     client = app.test_client()
     token = client.post("/getLock/b1/acc", headers=B1).json["token"]
-    reader = in_thread(lambda: app.test_client().get("/getAmount/b2/acc?wait_ms=5000", headers=B2))
+    reader = InThread(lambda: app.test_client().get("/getAmount/b2/acc?wait_ms=5000", headers=B2))
     wait_until_waiting(app, 1)
     client.post("/setAmount/b1/acc", headers=B1, json={"amount": "7.00", "token": token, "unlock": True})
-    reader["thread"].join(10)
-    assert reader["result"].json == {"account": "acc", "amount": "7.00"}
+    assert reader.result().json == {"account": "acc", "amount": "7.00"}
 
 
 @pytest.mark.embedded_only("etcd's shortest lease is longer than this test's 0.2 s")
@@ -143,12 +128,11 @@ def test_a_set_waits_for_its_turn_holding_nothing_then_gets_every_account(real_c
     app = real_clock_app()
     client = app.test_client()
     token = client.post("/getLock/b1/y", headers=B1).json["token"]
-    waiter = in_thread(lambda: lock_all(app.test_client(), B2, "b2", ["x", "y"], wait_ms=5000))
+    waiter = InThread(lock_all, app.test_client(), B2, "b2", ["x", "y"], wait_ms=5000)
     wait_until_waiting(app, 1)
     assert client.get("/health").json["leases"] == 1
     client.post("/setAmount/b1/y", headers=B1, json={"amount": "7.00", "token": token, "unlock": True})
-    waiter["thread"].join(10)
-    granted = waiter["result"]
+    granted = waiter.result()
     assert granted.status_code == 200
     assert [(lock["account"], lock["amount"]) for lock in granted.json["locks"]] == [("x", None), ("y", "7.00")]
 
@@ -180,10 +164,9 @@ def test_overlapping_sets_from_many_threads_never_deadlock_and_every_increment_l
                       for lock in granted.json["locks"]]
             client.post("/commit/b1", headers=B1, json={"writes": writes, "unlock": True})
 
-    threads = [in_thread(lambda chosen=chosen: worker(chosen)) for chosen in sets]
-    for box in threads:
-        box["thread"].join(60)
-        assert not box["thread"].is_alive(), "a set never got its accounts"
+    threads = [InThread(worker, chosen) for chosen in sets]
+    for thread in threads:
+        thread.result(60)
     assert failures == []
     client = app.test_client()
     expected = {account: sum(rounds for chosen in sets if account in chosen) for account in accounts}
@@ -199,15 +182,14 @@ def test_a_malformed_account_set_is_400_and_leases_nothing(real_clock_app, accou
     assert app.test_client().get("/health").json["leases"] == 0
 
 
-def test_a_release_wakes_the_request_waiting_for_that_account_without_any_timeout_passing(clock):
+def test_a_release_wakes_the_request_waiting_for_that_account_without_any_timeout_passing(clock, make_data_app):
     # Time stands still and leases last a minute: only the release's wake-up can let the waiting request through.
-    app = create_data_app(load_data_settings(data_environ(LOCK_TTL="60")), clock=clock)
+    app = make_data_app(load_data_settings(data_environ(LOCK_TTL="60")), clock=clock)
     client = app.test_client()
     x = client.post("/getLock/b1/x", headers=B1).json["token"]
     y = client.post("/getLock/b1/y", headers=B1).json["token"]
-    waiter = in_thread(lambda: lock_all(app.test_client(), B2, "b2", ["x", "y"], wait_ms=10_000))
+    waiter = InThread(lock_all, app.test_client(), B2, "b2", ["x", "y"], wait_ms=10_000)
     wait_until_waiting(app, 1)
     client.post("/unLock/b1/y", headers=B1, json={"token": y})
     client.post("/unLock/b1/x", headers=B1, json={"token": x})
-    waiter["thread"].join(5)
-    assert not waiter["thread"].is_alive() and waiter["result"].status_code == 200
+    assert waiter.result(5).status_code == 200

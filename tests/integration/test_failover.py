@@ -16,12 +16,13 @@ class Server:
 
     def __init__(self, name, answers=True, status=200, hangs=0.0):
         self.calls = 0
+        self.done = threading.Event()       # set after the test: a hanging server answers at last
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):
                 outer.calls += 1
-                time.sleep(hangs)
+                outer.done.wait(hangs)  # a server slow to answer: what the test is about
                 if not answers:
                     self.close_connection = True
                     return
@@ -39,7 +40,8 @@ class Server:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_port}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.serving = threading.Thread(target=self.httpd.serve_forever, args=(0.01,), daemon=True)
+        self.serving.start()
 
 
 @pytest.fixture
@@ -52,8 +54,10 @@ def made():
 
     yield make
     for server in servers:
+        server.done.set()
         server.httpd.shutdown()
         server.httpd.server_close()
+        server.serving.join(5)
 
 
 def test_a_server_taking_no_connection_is_skipped_and_the_answering_one_is_asked_first_next_time(made):

@@ -11,7 +11,7 @@ from data.factory import create_store
 from data.store import (CommitOutcome, LockGrant, LockHeld, NotLockHolder, OperationConflict, RecordsFull, Stats,
                         UnknownAccount)
 from shared.settings import load_data_settings
-from tests.helpers import store_environ
+from tests.helpers import InThread, store_environ, wait_until
 
 TTL = 2
 
@@ -34,18 +34,8 @@ def put(bank, account, cents, operations=()):
     return bank.commit("b1", {account: (cents, token)}, operations, unlock=True)
 
 
-def in_thread(function):
-    box = {}
-    box["thread"] = threading.Thread(target=lambda: box.update(result=function()))
-    box["thread"].start()
-    return box
-
-
 def wait_until_waiting(bank, count):
-    deadline = time.monotonic() + 10
-    while bank.counts().waiting != count:
-        assert time.monotonic() < deadline, f"{count} requests never queued"
-        time.sleep(0.002)
+    wait_until(lambda: bank.counts().waiting == count, 10, f"{count} requests never queued")
 
 
 def test_a_lease_comes_with_a_token_and_the_balance_and_holds_off_everyone_else(bank):
@@ -98,11 +88,11 @@ def test_waiting_requests_are_served_in_arrival_order(bank):
 
     waiters = []
     for position, name in enumerate(("first", "second", "third"), start=1):
-        waiters.append(in_thread(lambda name=name: take_and_give_back(name)))
+        waiters.append(InThread(take_and_give_back, name))
         wait_until_waiting(bank, position)
     bank.unlock("b1", "acc", token)
     for waiter in waiters:
-        waiter["thread"].join(10)
+        waiter.result()
     assert order == ["first", "second", "third"] and bank.counts().waiting == 0
 
 
@@ -120,11 +110,10 @@ def test_the_holder_reads_with_its_token_and_anyone_else_waits_its_turn(bank):
     assert bank.read("b1", "acc", token) == 700
     with pytest.raises(LockHeld):
         bank.read("b2", "acc")
-    reader = in_thread(lambda: bank.read("b2", "acc", wait=5))
+    reader = InThread(bank.read, "b2", "acc", wait=5)
     wait_until_waiting(bank, 1)
     bank.commit("b1", {"acc": (800, token)}, unlock=True)
-    reader["thread"].join(10)
-    assert reader["result"] == 800
+    assert reader.result() == 800
     with pytest.raises(UnknownAccount):
         bank.read("b1", "nobody")
 
@@ -142,14 +131,14 @@ def test_a_commit_applies_all_of_its_writes_or_none(bank):
 
 def test_a_late_write_under_an_expired_lease_is_fenced_off(bank):
     stale = bank.lock("b1", "acc").token
-    deadline = time.monotonic() + 10
-    while True:
+
+    def take():
         try:
-            taken = bank.lock("b2", "acc")
-            break
+            return bank.lock("b2", "acc")
         except LockHeld:
-            assert time.monotonic() < deadline, "the lease never expired"
-            time.sleep(0.1)
+            return None
+
+    taken = wait_until(take, 10, "the lease never expired")
     with pytest.raises(NotLockHolder):
         bank.commit("b1", {"acc": (900, stale)}, unlock=True)
     assert taken.token > stale and taken.cents is None
@@ -197,7 +186,7 @@ def test_the_view_lists_live_leases_soonest_ending_first_with_the_total(bank):
     put(bank, "alpha", 250)
     put(bank, "zeta", 50)
     bank.lock("b2", "zeta")
-    time.sleep(1.2)
+    time.sleep(1.2)             # the leases' ages on the real clock: zeta's ends 1.2 s before alpha's
     bank.lock("b1", "alpha")
     view = bank.view(10)
     assert (view.total_cents, view.accounts, view.waiting, view.lease_count) == (300, 2, 0, 2)
@@ -209,5 +198,23 @@ def test_the_view_lists_live_leases_soonest_ending_first_with_the_total(bank):
     assert (counts.accounts, counts.leases, counts.waiting) == (2, 2, 0)
 
 
-def test_stats_answer_for_a_store_that_is_well(bank):
-    assert isinstance(bank.stats(), Stats)
+def test_stats_tell_the_stores_upkeep_and_none_where_it_has_none(bank, store):
+    put(bank, "acc", 100, [op("op-1")])
+    # The embedded store here journals nothing (DATA_JOURNAL is empty), so it never compacted; etcd keeps no
+    # journal of its own. A journal's compactions are counted in test_data_journal.py.
+    expected = {"embedded": Stats(compactions=0, compaction_copy_seconds=0.0, compaction_switch_seconds=0.0),
+                "etcd": Stats(compactions=None, compaction_copy_seconds=None, compaction_switch_seconds=None)}
+    assert bank.stats() == expected[store]
+
+
+def test_closing_a_store_ends_every_thread_it_started(store, request, tmp_path):
+    before = set(threading.enumerate())
+    made = create_store(load_data_settings(store_environ(store, request, DATA_JOURNAL=str(tmp_path / "bank.journal"),
+                                                         DATA_FSYNC="everysec")))
+    put(made, "acc", 100, [op("op-1")])
+    assert made.history("acc").entries, "the commit made no history: its writer would not have run"
+    started = [thread for thread in threading.enumerate() if thread not in before]
+    assert started, "the store started no thread: this test would prove nothing"
+    made.close()
+    wait_until(lambda: not any(thread.is_alive() for thread in started), 5,
+               lambda: f"still running after close: {[thread.name for thread in started if thread.is_alive()]}")

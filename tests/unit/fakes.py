@@ -27,7 +27,8 @@ class FakeDataServer:
         self.locked_by_others = {}       # account -> attempts still refused with 423 (None: forever)
         self.down = False
         self.full = False                # as a data tier at etcd's quota: every write refused, nothing applied
-        self.fail_commit = None          # an exception class to raise from the next commit
+        self.fail_commit = None          # an exception class to raise from the next commit, applying nothing
+        self.lose_answers = 0            # commits still to be applied whose answer is lost (DataUnavailable)
         self.gate = None                 # an Event that the next acquire waits on
         self.acquire_entered = threading.Event()
         self.mutex = threading.Lock()
@@ -40,6 +41,27 @@ class FakeDataServer:
         """Writes only: reads and releases are served by a full store."""
         if self.full:
             raise DataStoreFull(30)
+
+    def expire_leases(self):
+        """As LOCK_TTL passing on the data server: every lease ends (the fake's never do by themselves)."""
+        with self.mutex:
+            self.leases.clear()
+
+    def recorded_results(self, operations):
+        """As the data server: None if no operation id is recorded; the first results if every one is, for the
+        same request; OperationConflict if only some are, or for another request."""
+        recorded = [self.operations.get(op["id"]) for op in operations]
+        if not any(recorded):
+            return None
+        if all(rec is not None and rec["request"] == op["request"] for rec, op in zip(recorded, operations)):
+            return [rec["result"] for rec in recorded]
+        raise OperationConflict("an operation id of this commit is recorded for another request")
+
+    def give_back(self, lease, released=True):
+        if self.leases.get(lease.account) == lease.token:
+            del self.leases[lease.account]
+            if released:
+                self.released.append(lease.account)
 
 
 class FakeLocks(LockRepository):
@@ -77,9 +99,7 @@ class FakeLocks(LockRepository):
     def release(self, lease):
         self.server.check_up()
         with self.server.mutex:
-            if self.server.leases.get(lease.account) == lease.token:
-                del self.server.leases[lease.account]
-                self.server.released.append(lease.account)
+            self.server.give_back(lease)
 
 
 class FakeAmounts(AmountRepository):
@@ -105,27 +125,42 @@ class FakeAmounts(AmountRepository):
             failure, server.fail_commit = server.fail_commit, None
             raise failure("fake commit failure")
         with server.mutex:
-            if any(op["id"] in server.operations for op in operations):
-                raise OperationConflict("recorded")
-            keyed = sum(1 for op in (*server.operations.values(), *operations) if op["keyed"])
-            if server.key_limit is not None and keyed > server.key_limit:
-                raise IdempotencyStoreFull(60)
-            for account, (_, lease) in writes.items():
-                if server.leases.get(account) != lease.token:
-                    raise LeaseLost(account)
-            numbered = self._numbered(writes, entries)
-            for entry_account, entry in numbered:
-                server.history.setdefault(entry_account, []).append(entry)
-            for account, (cents, lease) in writes.items():
-                server.accounts[account] = cents
-                del server.leases[account]
-            for op in operations:
-                server.operations[op["id"]] = op
-            for lease in release:
-                if server.leases.get(lease.account) == lease.token:
-                    del server.leases[lease.account]
-                    server.released.append(lease.account)
-            server.commits.append(dict((a, c) for a, (c, _) in writes.items()))
+            first_results = server.recorded_results(operations)
+            if first_results is not None:
+                # This very commit was applied before (its answer was lost): the first results, nothing applied
+                # again, its leases given back.
+                for _, lease in writes.values():
+                    server.give_back(lease, released=False)
+                for lease in release:
+                    server.give_back(lease)
+                result = CommitResult(True, first_results)
+            else:
+                result = self._apply(writes, operations, release, entries)
+        if server.lose_answers:
+            server.lose_answers -= 1
+            raise DataUnavailable("the commit's answer was lost")
+        return result
+
+    def _apply(self, writes, operations, release, entries):
+        """Check the leases and the records' room, apply and record; with the server's mutex held."""
+        server = self.server
+        keyed = sum(1 for op in (*server.operations.values(), *operations) if op["keyed"])
+        if server.key_limit is not None and keyed > server.key_limit:
+            raise IdempotencyStoreFull(60)
+        for account, (_, lease) in writes.items():
+            if server.leases.get(account) != lease.token:
+                raise LeaseLost(account)
+        numbered = self._numbered(writes, entries)
+        for entry_account, entry in numbered:
+            server.history.setdefault(entry_account, []).append(entry)
+        for account, (cents, lease) in writes.items():
+            server.accounts[account] = cents
+            del server.leases[account]
+        for op in operations:
+            server.operations[op["id"]] = op
+        for lease in release:
+            server.give_back(lease)
+        server.commits.append(dict((a, c) for a, (c, _) in writes.items()))
         return CommitResult(False, [op["result"] for op in operations])
 
     def _numbered(self, writes, entries):

@@ -3,39 +3,45 @@ import threading
 import time
 
 from data.etcd.local_lines import LocalLines
+from tests.helpers import InThread, wait_until
+
+
+def sleeping_on(lines):
+    """How many threads wait on the lines' condition (CPython's Condition keeps its sleepers in _waiters)."""
+    return len(lines._changed._waiters)
 
 
 def test_requests_for_overlapping_accounts_go_in_the_order_they_joined():
     lines, order = LocalLines(), []
     first = lines.join(["a", "b"])
     second, third = lines.join(["b"]), lines.join(["a", "c"])
+    both_first = threading.Barrier(2, timeout=5)
 
     def go(ticket, accounts, name):
-        assert lines.wait_first(ticket, accounts, time.monotonic() + 5)
+        assert lines.wait_first(ticket, accounts, time.monotonic() + 5), f"{name} was never first"
         order.append(name)
+        both_first.wait()       # each leaves only once the other is first too: neither waits for the other
         lines.leave(ticket, accounts)
 
-    threads = [threading.Thread(target=go, args=(t, accounts, name)) for t, accounts, name in
-               ((third, ["a", "c"], "third"), (second, ["b"], "second"))]
-    for thread in threads:
-        thread.start()
-    time.sleep(0.2)
+    waiters = [InThread(go, third, ["a", "c"], "third"), InThread(go, second, ["b"], "second")]
+    wait_until(lambda: sleeping_on(lines) == 2, 5, "the two requests never waited")
     assert order == [] and lines.waiting(["c"]) == 1 and lines.waiting() == 3
     lines.leave(first, ["a", "b"])
-    for thread in threads:
-        thread.join(5)
-    # Behind the first on different accounts, both went once it left; neither waited for the other.
+    for waiter in waiters:
+        waiter.result()
+    # Behind the first on different accounts, both went once it left.
     assert sorted(order) == ["second", "third"] and lines.waiting() == 0
 
 
 def test_a_wait_for_a_release_ends_with_the_release_or_with_the_lease_at_the_latest():
     lines = LocalLines()
     lines.granted(["a"], time.monotonic() + 5)
-    releaser = threading.Timer(0.2, lines.released, [["a"]])
-    started = time.monotonic()
-    releaser.start()
-    lines.wait_unheld(["a", "b"], time.monotonic() + 5)
-    assert 0.15 < time.monotonic() - started < 1 and not lines.held_here(["a"])
+    waiter = InThread(lines.wait_unheld, ["a", "b"], time.monotonic() + 5)
+    wait_until(lambda: sleeping_on(lines) == 1, 5, "the wait never began")
+    released = time.monotonic()
+    lines.released(["a"])
+    waiter.result()
+    assert time.monotonic() - released < 1 and not lines.held_here(["a"])
     lines.granted(["b"], time.monotonic() + 0.3)         # never released: its lease ends
     started = time.monotonic()
     lines.wait_unheld(["b"], time.monotonic() + 5)

@@ -7,7 +7,6 @@ import pytest
 
 from harness.processes import ROOT
 from business.business_server import create_app as create_business_app
-from data.data_server import create_app as create_data_app
 from shared.settings import load_business_settings, load_data_settings
 from tests.helpers import business_environ, data_environ
 
@@ -29,11 +28,12 @@ def served(app):
 
 
 @pytest.mark.parametrize("package, app", [
-    ("data", lambda: create_data_app(load_data_settings(data_environ()))),
-    ("business", lambda: create_business_app(load_business_settings(business_environ("b1", "http://127.0.0.1:9")))),
+    ("data", lambda make_data_app: make_data_app(load_data_settings(data_environ()))),
+    ("business", lambda make_data_app: create_business_app(load_business_settings(business_environ(
+        "b1", "http://127.0.0.1:9")))),
 ])
-def test_every_route_is_described_and_every_description_is_served(package, app):
-    assert {(method, normalized(path)) for method, path in described(package)} == served(app())
+def test_every_route_is_described_and_every_description_is_served(package, app, make_data_app):
+    assert {(method, normalized(path)) for method, path in described(package)} == served(app(make_data_app))
 
 
 def error_codes(package):

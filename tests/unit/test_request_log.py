@@ -1,7 +1,6 @@
 """The request log: at INFO a summary line per period and no line per request; at DEBUG a line per request."""
-import time
-
 from shared.request_log import RequestLog
+from tests.helpers import wait_until
 
 
 def fields_never_built():
@@ -9,15 +8,21 @@ def fields_never_built():
 
 
 def test_at_info_each_period_with_requests_has_one_summary_line_and_no_request_has_its_own(capsys):
-    log = RequestLog("summary-test", "INFO", 0.05)
+    log = RequestLog("summary-test", "INFO", 0.5)
     for status, ms in ((200, 3.0), (200, 9.4), (404, 1.0), (503, 2.0)):
         log.request(fields_never_built, status, ms)
-    text, deadline = "", time.monotonic() + 5
-    while "requests" not in text and time.monotonic() < deadline:
-        time.sleep(0.01)
-        text += capsys.readouterr().err
+    said = []
+
+    def summarized():
+        said.append(capsys.readouterr().err)
+        return "requests" in "".join(said)
+
+    wait_until(summarized, 5, "no summary line came")
+    text = "".join(said)
     assert "server=summary-test" in text and "4 requests (2xx 2, 4xx 1, 5xx 1), slowest 9 ms" in text
-    time.sleep(0.2)
+    assert text.count("\n") == 1, text
+    # What the summary thread does each period: for a period without requests, it says nothing.
+    log.flush()
     assert capsys.readouterr().err == "", "a summary for a period without requests"
 
 
