@@ -6,12 +6,11 @@ import uuid
 import pytest
 from werkzeug.serving import make_server
 
-from harness.etcd_cluster import EtcdCluster
 from business.business_server import create_app as create_business_app
 from data.data_server import create_app as create_data_app
+from harness.etcd_cluster import EtcdCluster
 from shared.settings import load_business_settings, load_data_settings
-from tests.helpers import (CLIENT_TOKEN, DATA_TOKENS, FakeClock, bearer, business_environ, store_environ,
-                           wait_until)
+from tests.helpers import CLIENT_TOKEN, DATA_TOKENS, FakeClock, bearer, business_environ, store_environ, wait_until
 
 # The fixtures that start etcd, or reach the run's cluster: a test that uses one is marked needs_etcd.
 ETCD_FIXTURES = {"etcd_cluster", "make_etcd_cluster"}

@@ -2,7 +2,6 @@
 import threading
 import time
 
-
 DATA_TOKENS = {"b1": "test-data-token-b1", "b2": "test-data-token-b2", "b3": "test-data-token-b3"}
 CLIENT_TOKEN = "test-client-token"
 OPERATOR_TOKEN = "test-operator-token"

@@ -5,11 +5,10 @@ from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 
+from client.infra.bank_api import BankApi
 from harness.broken_banks import BusinessLaunch
 from harness.processes import Server, free_port, stop_all
-from client.infra.bank_api import BankApi
 from tests.helpers import CLIENT_TOKEN, business_environ, data_environ
-
 
 # The tests that hold the bank to bounds in seconds under faults and load: `make test` runs them one after another on
 # one pytest-xdist worker (--dist loadgroup) while the other worker takes everything else.

@@ -111,7 +111,7 @@ def test_the_data_edge_refuses_a_missing_foreign_or_expired_client_certificate_b
     make_authority(foreign, "another CA")
     issue(foreign, "b1", "b1", (CLIENT,), ["127.0.0.1"])
     issue(tls, "expired", "b1", (CLIENT,), ["127.0.0.1"], days=1,
-          now=datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=30))
+          now=datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=30))
     for cert, key in ((foreign / "b1.pem", foreign / "b1-key.pem"), (tls / "expired.pem", tls / "expired-key.pem")):
         try:
             refused = requests.post(f"{edge.data_url}/getLock/b1/acc", headers=as_b1, verify=str(tls / "ca.pem"),
@@ -231,7 +231,7 @@ def test_the_dashboard_works_over_https_through_the_data_edge_with_the_operator_
 def test_the_edge_moves_on_from_a_dead_business_server_where_that_is_safe(edge_bank, tls):
     edge, _, businesses = edge_bank()
     bank = client(tls)
-    for i in range(6):      # keep-alive connections to every business server
+    for _ in range(6):      # keep-alive connections to every business server
         bank.get(f"{edge.url}/balance/carol", timeout=5)
     businesses[0].kill()
     unkeyed = []

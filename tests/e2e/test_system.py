@@ -7,9 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness.processes import ROOT, free_port
 from client.check import BankCheck
 from client.tour import Tour
+from harness.processes import ROOT, free_port
 from tests.helpers import CLIENT_TOKEN
 
 

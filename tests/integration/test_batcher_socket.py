@@ -8,8 +8,13 @@ import time
 
 import pytest
 
-from business.application.errors import (AccountNotFound, BalanceLimitExceeded, IdempotencyConflict,
-                                         InsufficientFunds, ServiceUnavailable)
+from business.application.errors import (
+    AccountNotFound,
+    BalanceLimitExceeded,
+    IdempotencyConflict,
+    InsufficientFunds,
+    ServiceUnavailable,
+)
 from business.application.operations import Operation, Outcome
 from business.application.queue_service import QueueService
 from business.batcher import Batcher, current_request_id, listen

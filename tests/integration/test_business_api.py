@@ -3,8 +3,8 @@ import logging
 
 import pytest
 
-from harness.processes import free_port
 from business.business_server import create_app
+from harness.processes import free_port
 from shared.settings import load_business_settings
 from tests.helpers import assert_error, bearer, business_environ
 

@@ -52,7 +52,7 @@ def test_concurrent_lock_requests_get_exactly_one_grant_each_round(real_clock_ap
     for round_number in range(20):
         barrier = threading.Barrier(8)
 
-        def try_lock(business):
+        def try_lock(business, barrier=barrier, round_number=round_number):
             client = app.test_client()
             barrier.wait(10)
             headers = bearer(DATA_TOKENS[business])

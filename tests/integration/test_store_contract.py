@@ -8,8 +8,16 @@ import time
 import pytest
 
 from data.factory import create_store
-from data.store import (CommitOutcome, LockGrant, LockHeld, NotLockHolder, OperationConflict, RecordsFull, Stats,
-                        UnknownAccount)
+from data.store import (
+    CommitOutcome,
+    LockGrant,
+    LockHeld,
+    NotLockHolder,
+    OperationConflict,
+    RecordsFull,
+    Stats,
+    UnknownAccount,
+)
 from shared.settings import load_data_settings
 from tests.helpers import InThread, store_environ, wait_until
 

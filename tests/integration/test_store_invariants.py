@@ -25,10 +25,12 @@ def test_a_commit_that_would_leave_a_negative_balance_trips_an_assertion_and_app
     assert [entry["balance"] for entry in bank.history("a").entries] == [100]
 
 
-def test_an_etcd_token_below_one_this_process_saw_trips_an_assertion(request):
+def test_an_etcd_token_below_one_this_process_saw_trips_an_assertion(etcd_cluster, request):
     bank = create_store(load_data_settings(store_environ("etcd", request)))
-    # As if etcd's revisions had gone back (a cluster restored from an older backup): fencing would no longer fence.
-    bank._remember({"a": _KnownBalance(10 ** 15, None, time.monotonic() + 60)})
-    with pytest.raises(AssertionError, match="not above those seen"):
-        bank.lock("b1", "a")
-    bank.close()
+    try:
+        # As if etcd's revisions had gone back (a cluster restored from an older backup): fencing would not fence.
+        bank._remember({"a": _KnownBalance(10 ** 15, None, time.monotonic() + 60)})
+        with pytest.raises(AssertionError, match="not above those seen"):
+            bank.lock("b1", "a")
+    finally:
+        bank.close()

@@ -1,10 +1,22 @@
 """Hand-written in-memory fakes of the repositories, with the data server's rules."""
 import threading
 
-from business.application.ports import (AccountLocked, AccountMissing, AmountRepository, CommitResult,
-                                        DataStoreFull, DataUnavailable, HistoryEntry, HistoryPage,
-                                        HistoryRepository, IdempotencyStoreFull, Lease, LeaseLost, LockRepository,
-                                        OperationConflict)
+from business.application.ports import (
+    AccountLocked,
+    AccountMissing,
+    AmountRepository,
+    CommitResult,
+    DataStoreFull,
+    DataUnavailable,
+    HistoryEntry,
+    HistoryPage,
+    HistoryRepository,
+    IdempotencyStoreFull,
+    Lease,
+    LeaseLost,
+    LockRepository,
+    OperationConflict,
+)
 
 SIGN = {"deposit": 1, "transfer_in": 1, "withdrawal": -1, "transfer_out": -1}
 
@@ -153,7 +165,7 @@ class FakeAmounts(AmountRepository):
         numbered = self._numbered(writes, entries)
         for entry_account, entry in numbered:
             server.history.setdefault(entry_account, []).append(entry)
-        for account, (cents, lease) in writes.items():
+        for account, (cents, _) in writes.items():
             server.accounts[account] = cents
             del server.leases[account]
         for op in operations:

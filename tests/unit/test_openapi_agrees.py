@@ -5,8 +5,8 @@ import re
 
 import pytest
 
-from harness.processes import ROOT
 from business.business_server import create_app as create_business_app
+from harness.processes import ROOT
 from shared.settings import load_business_settings, load_data_settings
 from tests.helpers import business_environ, data_environ
 

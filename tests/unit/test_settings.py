@@ -1,8 +1,15 @@
 import pytest
 
-from shared.settings import (SettingsError, bind_setting, exit_on_settings_error, load_business_settings,
-                             load_client_settings, load_data_settings)
-from tests.helpers import business_environ as business_environ_for, data_environ
+from shared.settings import (
+    SettingsError,
+    bind_setting,
+    exit_on_settings_error,
+    load_business_settings,
+    load_client_settings,
+    load_data_settings,
+)
+from tests.helpers import business_environ as business_environ_for
+from tests.helpers import data_environ
 
 
 def test_data_settings_read_tokens_and_defaults():
