@@ -14,10 +14,28 @@ ROOT = Path(__file__).resolve().parents[1]
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 
 
+# Ports handed out below the kernel's ephemeral range (32768-60999 here), so that no outgoing connection takes one
+# between its choosing and its server's bind; each pytest-xdist worker (PYTEST_XDIST_WORKER gw0, gw1, ...) and each
+# other process (by pid) counts through a block of its own.
+PORT_BLOCKS = range(10_000, 32_000, 2_000)
+_next_ports = {}
+
+
 def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    """A port on 127.0.0.1 that nothing listens on, from this process's own block."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    block = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else os.getpid()
+    start = PORT_BLOCKS[block % len(PORT_BLOCKS)]
+    for _ in range(PORT_BLOCKS.step):
+        port = start + _next_ports.get(start, 0)
+        _next_ports[start] = (_next_ports.get(start, 0) + 1) % PORT_BLOCKS.step
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {start}-{start + PORT_BLOCKS.step - 1}")
 
 
 def example_settings(root=ROOT):

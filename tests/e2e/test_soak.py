@@ -1,6 +1,6 @@
 """A long check run reaches a steady state: no growth in threads, open files or memory after warm-up.
 
-SOAK_SECONDS sets the length (default 75 s, so that it fits in `make test`; run it longer by hand).
+SOAK_SECONDS sets the length (default 45 s, so that it fits in `make test`; run it longer by hand).
 """
 import os
 import time
@@ -8,7 +8,7 @@ import time
 from harness.processes import proc_status
 from tests.e2e.workload import BackgroundCheck, assert_served_to_the_end
 
-SOAK_SECONDS = float(os.environ.get("SOAK_SECONDS", "75"))
+SOAK_SECONDS = float(os.environ.get("SOAK_SECONDS", "45"))
 # 50 accounts share the workload: each is written a few times a second, so allow a longer quiet spell than a fault
 # test's 4 accounts.
 SOAK_GAP_SECONDS = 10
