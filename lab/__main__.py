@@ -17,7 +17,7 @@ from pathlib import Path
 
 from harness.processes import ROOT
 from lab import report
-from lab.experiment import BETWEEN_SECONDS, FAULT_SECONDS, HOSTS, WARM_UP_SECONDS
+from lab.experiment import BETWEEN_SECONDS, FAULT_SECONDS, HOSTS, TAIL_SECONDS, WARM_UP_SECONDS
 from lab.faults import SCHEDULES
 from lab.network import LabError, Network, sweep
 
@@ -51,7 +51,7 @@ def main(argv=None):
     for namespace in sweep():
         print(f"lab: removed {namespace}, left by a run that did not clean up", flush=True)
     network = Network(HOSTS)
-    seconds = WARM_UP_SECONDS + len(SCHEDULES[args.schedule]) * (FAULT_SECONDS + BETWEEN_SECONDS)
+    seconds = WARM_UP_SECONDS + len(SCHEDULES[args.schedule]) * (FAULT_SECONDS + BETWEEN_SECONDS) + TAIL_SECONDS
     with tempfile.TemporaryDirectory(prefix="bank-lab-") as folder:
         try:
             network.create()

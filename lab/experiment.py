@@ -27,6 +27,7 @@ DATA_PORT, BUSINESS_PORT = 8000, 8001      # gunicorn, on each host's loopback
 EDGE_PORT, DATA_EDGE_PORT = 8443, 8444      # nginx, on each host's address
 FAULT_SECONDS = 8           # each fault's length: past LOCK_TTL (5 s), so a paused holder's leases expire
 BETWEEN_SECONDS = 7         # healed, the bank recovers; the last 5 s of it are the next fault's rate before
+TAIL_SECONDS = 8            # after the last fault's: the bank must serve every account steadily to the end
 WARM_UP_SECONDS = 6
 CLIENT_TIMEOUT = 3          # seconds per request: a server that does not answer in it is passed over
 
@@ -167,7 +168,7 @@ def run(network, schedule, folder):
     """Start the bank, drive it with the check while the schedule's faults come and go; return what was seen."""
     faults = SCHEDULES[schedule]
     lab = Lab(network, folder)
-    duration = WARM_UP_SECONDS + len(faults) * (FAULT_SECONDS + BETWEEN_SECONDS)
+    duration = WARM_UP_SECONDS + len(faults) * (FAULT_SECONDS + BETWEEN_SECONDS) + TAIL_SECONDS
     try:
         lab.start()
         check = BankCheck(lab.apis(), workers=16, accounts=6, duration=duration, attempts=200, retry_pause=0.1)

@@ -29,8 +29,11 @@ def test_the_short_partition_schedule_leaves_the_bank_exact_and_serving(tmp_path
         # Half the rate before the fault from 5 s into it, full rate within 5 s of healing.
         assert rows[name]["serving"] and rows[name]["recovered"], rows[name]
     for name, row in rows.items():
-        # After each fault every account is written again, steadily until the next fault or the end of the run.
-        assert row["steady"], (name, row["unsteady"])
+        # The bank served before every fault: one that stopped at an earlier fault fails the next here.
+        assert row["rate_before"] > 0, name
+    # After the last fault every account is written steadily until the end of the run.
+    last = results["rows"][-1]
+    assert last["steady"] is True, (last["name"], last["unsteady"])
     # The stale holder, partitioned with business2 past its lease, wrote late: refused, and the checker saw nothing.
     stale = rows["business server paused and partitioned"]
     assert [late["status"] for late in stale["late_writes"]] == [409] and stale["fencing_refusals"] >= 1

@@ -48,16 +48,19 @@ def test_a_bank_that_serves_for_a_while_after_healing_then_refuses_every_write_i
     run = steady_run(gap=0, stops_at=21.0)
     row, = figures(run)
     assert row["serving"] and row["recovered"] and not row["steady"]
-    # The last writes finished at 20.85 (a) and 20.95 (b); the run went on to 30 s.
-    assert row["unsteady"] == {"a": "9.1 s without a write", "b": "9.1 s without a write"}
-    assert "fault 1: serving, recovered, NOT steady: a 9.1 s without a write; b 9.1 s" in markdown(run, [row])
+    # Steadiness is judged from 7 s after healing (25 s) to the end of the run (30 s): no write at all there.
+    assert row["unsteady"] == {"a": "5.0 s without a write", "b": "5.0 s without a write"}
+    assert "fault 1: serving, recovered, NOT steady: a 5.0 s without a write; b 5.0 s" in markdown(run, [row])
 
 
 def test_a_fault_that_finds_the_bank_already_refusing_is_neither_serving_nor_recovered():
-    first, second = figures(steady_run(gap=0, stops_at=9.0, windows=((5.0, 8.0), (20.0, 25.0))))
-    assert not first["steady"]
+    run = steady_run(gap=0, stops_at=9.0, windows=((5.0, 8.0), (20.0, 25.0)))
+    first, second = figures(run)
+    assert first["steady"] is False
     assert second["rate_before"] == 0 and not second["serving"] and not second["recovered"]
-    assert not second["steady"]
+    # Healed at 25 s, the run ends at 30 s: too soon to judge steadiness, and it says so.
+    assert second["steady"] is None
+    assert "fault 2: NOT serving, NOT recovered, steadiness not judged" in markdown(run, [first, second])
 
 
 def test_refusals_count_for_nothing_in_the_rates():
