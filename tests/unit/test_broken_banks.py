@@ -4,14 +4,7 @@ import json
 import pytest
 
 from harness.broken_banks import BusinessLaunch, RefusingWrites
-
-
-class Clock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
+from tests.helpers import FakeClock
 
 
 def bank_answering(status, error):
@@ -37,15 +30,15 @@ def test_refuse_always_refuses_every_write_from_the_start_and_answers_reads(tmp_
 
 @pytest.mark.parametrize("seconds", [0.0, 3.0])
 def test_a_bank_refuses_every_write_from_seconds_after_any_of_its_servers_answered_data_unavailable(tmp_path, seconds):
-    clock, state = Clock(), tmp_path / "state"
+    clock, state = FakeClock(), tmp_path / "state"
     unavailable = RefusingWrites(bank_answering("503 SERVICE UNAVAILABLE", "data_unavailable"), seconds, state, clock)
     other_server = RefusingWrites(bank_answering("200 OK", None), seconds, state, clock)
     assert call(other_server) == ("200", None)
     assert call(unavailable) == ("503", "data_unavailable")
     if seconds:
-        clock.now += seconds - 0.1
+        clock.advance(seconds - 0.1)
         assert call(other_server) == ("200", None)
-        clock.now += 0.1
+        clock.advance(0.1)
     assert call(other_server) == ("503", "account_busy")
     assert call(other_server, "GET") == ("200", None)
 
