@@ -103,11 +103,6 @@ class BankCheck:
         return list(self._accounts)
 
     @property
-    def completed(self):
-        """Operations finished so far, refused and unknown ones included, for watching a run from another thread."""
-        return len(self._events)
-
-    @property
     def acknowledged_writes(self):
         """Writes the bank acknowledged (200) so far: what a run's progress is counted in when it must be real."""
         return self._acknowledged_writes
