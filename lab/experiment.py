@@ -30,6 +30,8 @@ BETWEEN_SECONDS = 7         # healed, the bank recovers; the last 5 s of it are 
 TAIL_SECONDS = 8            # after the last fault's: the bank must serve every account steadily to the end
 WARM_UP_SECONDS = 6
 CLIENT_TIMEOUT = 3          # seconds per request: a server that does not answer in it is passed over
+LEASE_GONE_WITHIN_SECONDS = 20  # a stale holder's lease has run out by then (LOCK_TTL + its share, granted late)
+LEASE_POLL_SECONDS = 0.2
 
 
 class StaleHolder:
@@ -153,6 +155,17 @@ class Lab:
         answers = [self._operator_get(host, "/metrics") for host in self.data]
         return sum(float(line.split()[-1]) for answer in answers if answer is not None
                    for line in answer.text.splitlines() if line.startswith("bank_data_fencing_refusals_total"))
+
+    def lease_gone(self, account, token):
+        """True once data1 answers that no lock on account is held under token; False if not within the bound."""
+        deadline = time.monotonic() + LEASE_GONE_WITHIN_SECONDS
+        while time.monotonic() < deadline:
+            answer = self._operator_get("data1", "/dashboard/state")
+            if answer is not None and answer.status_code == 200 and not any(
+                    lease["account"] == account and lease["token"] == token for lease in answer.json()["leases"]):
+                return True
+            time.sleep(LEASE_POLL_SECONDS)
+        return False
 
     def stale_holder(self, host, account):
         """A StaleHolder on host (as that host's business), holding a lease on account from data1."""

@@ -65,6 +65,10 @@ def pause_a_partitioned_business_server_past_its_lease(lab):
     def heal():
         lab.network.heal()
         lab.business["business2"].signal(signal.SIGCONT)
+        # Granted late (it may have waited in the account's line), its lease may still be live: wait till it runs out.
+        if not lab.lease_gone(stale.account, stale.token):
+            stale.process.kill()
+            raise RuntimeError(f"the stale holder's lease on {stale.account} never ran out")
         lab.late_writes.append(stale.write_late())
 
     return ("business2 paused (SIGSTOP) and cut off from every host past its LOCK_TTL, a stale holder on its host "
