@@ -47,8 +47,8 @@ class EtcdLines:
         time (monotonic) after which the caller no longer waits for the answer, so nothing may be taken."""
         deadline = time.monotonic() + wait
         give_up = deadline + grace
-        # A lock granted through this process is not free: a request that may wait need not ask etcd yet.
-        if not self._local.waiting(accounts) and not (wait > 0 and self._local.held_here(accounts)):
+        # What this process believes held may have been released through another data server: etcd is asked.
+        if not self._local.waiting(accounts):
             answer = self._try_now(accounts, then, give_up)
             if answer.get("succeeded"):
                 return answer
@@ -89,16 +89,20 @@ class EtcdLines:
         try:
             if not self._local.wait_first(ticket, accounts, deadline):
                 raise self._held(accounts, self._locks(accounts))
+            pause = POLL_FIRST_SECONDS
             while True:
-                self._local.wait_unheld(accounts, deadline)
                 answer = self._try_now(accounts, then, give_up)
                 if answer.get("succeeded"):
                     return answer
                 if time.monotonic() >= deadline:
                     raise self._held(accounts, answer["responses"])
-                locked = [a for a, response in zip(accounts, answer["responses"]) if kvs(response)]
+                locked = {a: int(kvs(response)[0]["create_revision"])
+                          for a, response in zip(accounts, answer["responses"]) if kvs(response)}
                 if not locked or not self._local.held_here(locked):
                     return self._wait_in_line(accounts, deadline, give_up, then)
+                # Woken at once by a release here; one through another data server is seen at the next look.
+                self._local.wait_unheld(accounts, min(deadline, time.monotonic() + pause))
+                pause = min(pause * 2, POLL_MOST_SECONDS)
         finally:
             self._local.leave(ticket, accounts)
             LOCK_WAIT_SECONDS.observe(time.monotonic() - started)

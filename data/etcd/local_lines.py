@@ -2,12 +2,19 @@
 locks it granted that are not known to be released or expired.
 
 Only the first of this process's requests for an account goes on to etcd's line, and while the lock it waits for
-was granted here, it waits for this process to release it instead of asking etcd again and again. Both are
-shortcuts to the same answer: etcd's transaction still decides every grant.
+was granted here, it is woken the moment this process releases it instead of asking etcd again and again. Both only
+save questions: etcd's transaction decides every grant, and a lock released through another data server is seen at
+the next look (lines.py), never waited for.
 """
 import collections
 import threading
 import time
+from typing import NamedTuple
+
+
+class _Granted(NamedTuple):
+    token: int          # the lock's token (its create revision in etcd)
+    ends: float         # time.monotonic() its lease ends by at the latest
 
 
 class LocalLines:
@@ -17,7 +24,7 @@ class LocalLines:
         self._clock = clock
         self._changed = threading.Condition()
         self._lines = collections.defaultdict(collections.deque)    # account -> tickets, first in line first
-        self._granted = {}                                          # account -> time its lease ends at the latest
+        self._granted = {}                                          # account -> _Granted
         self._tickets = 0
 
     def waiting(self, accounts=None):
@@ -50,11 +57,11 @@ class LocalLines:
                     del self._lines[account]
             self._changed.notify_all()
 
-    def granted(self, accounts, ends):
-        """This process granted locks on accounts whose lease ends by `ends` (time.monotonic()) at the latest."""
+    def granted(self, accounts, token, ends):
+        """This process granted locks on accounts under token, whose lease ends by `ends` (time.monotonic())."""
         with self._changed:
             for account in accounts:
-                self._granted[account] = ends
+                self._granted[account] = _Granted(token, ends)
 
     def released(self, accounts):
         """The locks on accounts are released, or no longer known to be held: whoever waits for them may try."""
@@ -63,10 +70,14 @@ class LocalLines:
                 self._granted.pop(account, None)
             self._changed.notify_all()
 
-    def held_here(self, accounts):
-        """Whether any of accounts is locked through this process, as far as it knows."""
+    def held_here(self, locks):
+        """Whether any lock of locks ({account: token}, as etcd has them now) was granted through this process;
+        what it believed of the others' accounts (granted here, released through another data server) is dropped."""
         with self._changed:
-            return bool(self._held(accounts))
+            for account, token in locks.items():
+                if account in self._granted and self._granted[account].token != token:
+                    del self._granted[account]
+            return bool(self._held(locks))
 
     def wait_unheld(self, accounts, deadline):
         """Wait until no account of accounts is locked through this process (released, or its lease ended), or
@@ -81,7 +92,7 @@ class LocalLines:
     def _held(self, accounts):
         """The ends of the leases through this process on accounts that are not over yet."""
         now = self._clock()
-        return [self._granted[a] for a in accounts if self._granted.get(a, now) > now]
+        return [self._granted[a].ends for a in accounts if a in self._granted and self._granted[a].ends > now]
 
     def pause(self, seconds):
         """Sleep up to seconds, waking early when this process releases a lock or a request leaves a line."""

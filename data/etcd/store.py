@@ -108,8 +108,8 @@ class EtcdStore:
             self._lock_leases.revoke(leases[-1])
             raise
         until = time.monotonic() + self._lock_leases.life
-        self._local.granted(accounts, until)
         token = int(answer["header"]["revision"])
+        self._local.granted(accounts, token, until)
         # The token is the lock's create revision, and etcd's revisions only grow: above any token seen before asking.
         assert all(token > seen for seen in earlier.values()), f"token {token} is not above those seen: {earlier}"
         responses = answer["responses"][len(accounts):]
@@ -271,7 +271,7 @@ class EtcdStore:
         if not answer.get("succeeded"):
             raise NotLockHolder(business, account, token)
         until = time.monotonic() + self._lock_leases.life
-        self._local.granted([account], until)
+        self._local.granted([account], token, until)
         self._remember({account: _KnownBalance(token, self._value(answer["responses"][1]), until)})
         return LockGrant(token, self._ttl, self._cents(answer["responses"][1]),
                          self._records.recorded(answer["responses"][2:], lookup))

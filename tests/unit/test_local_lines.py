@@ -35,18 +35,29 @@ def test_requests_for_overlapping_accounts_go_in_the_order_they_joined():
 
 def test_a_wait_for_a_release_ends_with_the_release_or_with_the_lease_at_the_latest():
     lines = LocalLines()
-    lines.granted(["a"], time.monotonic() + 5)
+    lines.granted(["a"], 7, time.monotonic() + 5)
     waiter = InThread(lines.wait_unheld, ["a", "b"], time.monotonic() + 5)
     wait_until(lambda: sleeping_on(lines) == 1, 5, "the wait never began")
     released = time.monotonic()
     lines.released(["a"])
     waiter.result()
-    assert time.monotonic() - released < 1 and not lines.held_here(["a"])
-    lines.granted(["b"], time.monotonic() + 0.3)         # never released: its lease ends
+    assert time.monotonic() - released < 1 and not lines.held_here({"a": 7})
+    lines.granted(["b"], 8, time.monotonic() + 0.3)         # never released: its lease ends
     started = time.monotonic()
     lines.wait_unheld(["b"], time.monotonic() + 5)
-    assert 0.25 < time.monotonic() - started < 1 and not lines.held_here(["b"])
-    lines.granted(["c"], time.monotonic() + 5)
+    assert 0.25 < time.monotonic() - started < 1 and not lines.held_here({"b": 8})
+    lines.granted(["c"], 9, time.monotonic() + 5)
     started = time.monotonic()
     lines.wait_unheld(["c"], time.monotonic() + 0.2)    # nor in the caller's wait
-    assert 0.15 < time.monotonic() - started < 1 and lines.held_here(["c"])
+    assert 0.15 < time.monotonic() - started < 1 and lines.held_here({"c": 9})
+
+
+def test_a_lock_etcd_shows_under_another_token_is_not_believed_held_here_any_more():
+    lines = LocalLines()
+    lines.granted(["a", "b"], 7, time.monotonic() + 5)
+    # Released through another data server, "a" was granted again there (token 12): this process holds only "b".
+    assert not lines.held_here({"a": 12})
+    assert lines.held_here({"b": 7})
+    started = time.monotonic()
+    lines.wait_unheld(["a"], time.monotonic() + 5)
+    assert time.monotonic() - started < 1
