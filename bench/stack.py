@@ -54,7 +54,8 @@ class Stack:
                               "EDGE_TLS_KEY": str(workdir / "tls" / "edge-key.pem"),
                               "EDGE_RUN_DIR": str(workdir / "nginx"),
                               "EDGE_BUSINESS_UPSTREAMS": ",".join(f"127.0.0.1:{port}" for port in ports),
-                              "EDGE_DATA_UPSTREAMS": f"127.0.0.1:{self.data.port}",
+                              "EDGE_DATA_UPSTREAMS": ",".join(f"127.0.0.1:{server.port}"
+                                                              for server in self.data_servers),
                               "EDGE_RATE_LIMIT": "100000", "EDGE_RATE_BURST": "100000"}, workdir).start()
             data_urls = self.edge.data_url
         self.businesses = []

@@ -46,6 +46,7 @@ def render(settings, run_dir):
         "RUN_DIR": str(run_dir), "MAX_BODY_BYTES": str(settings.max_body_bytes),
         "EDGE_ADDRESS": settings.address, "EDGE_PORT": str(settings.port), "DATA_EDGE_PORT": str(settings.data_port),
         "EDGE_RATE_LIMIT": str(settings.rate_limit), "EDGE_RATE_BURST": str(settings.rate_burst),
+        "EDGE_UPSTREAM_TIMEOUT": str(settings.upstream_timeout_seconds),
         "EDGE_TLS_CERT": str(Path(settings.tls.cert).resolve()),
         "EDGE_TLS_KEY": str(Path(settings.tls.key).resolve()),
         "TLS_CA": str(Path(settings.tls.ca).resolve()),

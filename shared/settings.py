@@ -85,6 +85,7 @@ class EdgeSettings:
     data_upstreams: tuple
     max_body_bytes: int
     run_dir: str          # nginx's rendered configuration, pid file and temporary files
+    upstream_timeout_seconds: int   # the longest a client waits for a business server's answer: then 504
 
 
 def load_data_settings(environ=None):
@@ -163,6 +164,7 @@ def load_edge_settings(environ=None):
         data_upstreams=_upstreams(env, "EDGE_DATA_UPSTREAMS", f"127.0.0.1:{env.get('DATA_PORT', '8000')}"),
         max_body_bytes=_positive_int(env, "MAX_BODY_BYTES", "65536"),
         run_dir=env.get("EDGE_RUN_DIR", "").strip() or os.path.join("var", "nginx"),
+        upstream_timeout_seconds=_positive_int(env, "EDGE_UPSTREAM_TIMEOUT", "10", maximum=300),
     )
 
 

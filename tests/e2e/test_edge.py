@@ -5,6 +5,7 @@ import datetime
 import hashlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -22,6 +23,8 @@ from ops.certs import CLIENT, issue, make_all, make_authority
 from tests.e2e.conftest import business_server_env, data_server_env
 from tests.e2e.dashboard_page import shown_total, sign_in
 from tests.helpers import CLIENT_TOKEN, DATA_TOKENS, OPERATOR_TOKEN, bearer
+
+UPSTREAM_TIMEOUT_SECONDS = 3     # the edge's EDGE_UPSTREAM_TIMEOUT in the test of paused business servers
 
 pytestmark = pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed (make test installs "
                                                                        "Debian's nginx)")
@@ -246,6 +249,35 @@ def test_the_edge_moves_on_from_a_dead_business_server_where_that_is_safe(edge_b
     assert all(answer.json()["error"] == "upstream_unavailable" for answer in unkeyed if answer.status_code == 502)
     applied = sum(1 for answer in unkeyed if answer.status_code == 200)
     assert bank.get(f"{edge.url}/balance/carol", timeout=5).json()["balance"] == f"6.{applied:02d}"
+
+
+def assert_json_refusal(answer, status, error):
+    assert (answer.status_code, answer.headers["Content-Type"], answer.json()["error"]) == (
+        status, "application/json", error), answer.text
+
+
+def test_writes_keyed_or_not_get_json_when_no_business_server_answers_paused_or_stopped(edge_bank, tls):
+    edge, _, businesses = edge_bank(EDGE_UPSTREAM_TIMEOUT=str(UPSTREAM_TIMEOUT_SECONDS))
+    bank = client(tls)
+    assert bank.post(f"{edge.url}/deposit/carol/1.00", timeout=5).status_code == 200
+    for business in businesses:
+        business.signal(signal.SIGSTOP)
+    try:
+        for headers in ({}, {"Idempotency-Key": "paused-1"}):
+            started = time.monotonic()
+            answer = bank.post(f"{edge.url}/deposit/carol/1.00", headers=headers, timeout=60)
+            # The client waits the setting once, not once per business server the keyed write moves on to.
+            waited = time.monotonic() - started
+            assert_json_refusal(answer, 504, "upstream_timeout")
+            assert waited < 2 * UPSTREAM_TIMEOUT_SECONDS, f"{headers}: answered after {waited:.1f} s"
+    finally:
+        for business in businesses:
+            business.signal(signal.SIGCONT)
+    for business in businesses:
+        business.stop()
+    for headers in ({}, {"Idempotency-Key": "stopped-1"}):
+        assert_json_refusal(bank.post(f"{edge.url}/deposit/carol/1.00", headers=headers, timeout=30), 502,
+                            "upstream_unavailable")
 
 
 def test_the_postman_collection_passes_through_the_edge_over_tls(edge_bank, tls):
