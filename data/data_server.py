@@ -16,6 +16,7 @@ from data.dashboard import Activity, dashboard_blueprint
 from data.factory import create_store, run_in_thread
 from data.metrics import COMMIT_WRITES, COMMITS, FENCING_REFUSALS, LiveState
 from data.store import (
+    CallerGone,
     HistoryMismatch,
     HistoryUnavailable,
     LockHeld,
@@ -49,6 +50,7 @@ class Refusal(NamedTuple):
 
 STORE_REFUSALS = {
     LockHeld: Refusal(423, "locked", "{error}"),
+    CallerGone: Refusal(503, "caller_gone", "{error}; nothing was taken"),
     NotLockHolder: Refusal(409, "not_lock_holder", "{error}"),
     UnknownAccount: Refusal(404, "account_not_found", "{error}"),
     OperationConflict: Refusal(409, "operation_conflict", "{error}"),
@@ -152,8 +154,8 @@ def get_locks(business_id):
     business = _caller(business_id)
     body = json_object()
     accounts, lookup = parsing.lock_accounts(body), parsing.lookup_ids(body)
-    wait = parsing.wait_seconds(body.get("wait_ms"))
-    granted = _store().lock_all(business, accounts, lookup, wait)
+    wait, call, answer_by = parsing.wait_seconds(body.get("wait_ms")), parsing.lock_call(body), parsing.answer_by()
+    granted = _store().lock_all(business, accounts, lookup, wait, call, answer_by)
     return jsonify(locks=[{"account": grant.account, "token": grant.token, "amount": _amount_or_none(grant.cents)}
                           for grant in granted.grants], ttl=granted.ttl, operations=granted.recorded)
 

@@ -1,10 +1,14 @@
 """The data server's request parsing: each part of a request checked, and turned into what the store takes, before
 the store is asked anything; a malformed part is a 400 ApiError whatever the accounts' state."""
+import math
+import time
+
 from flask import request
 
 from data import history
 from data.store import HistoryMismatch, Write
 from shared.errors import ApiError
+from shared.failover import ANSWER_BY_HEADER
 from shared.validation import is_account_id, is_opaque_key
 from shared.web import amount_cents, json_object
 
@@ -13,6 +17,7 @@ MAX_WAIT_MS = 10_000        # longest a getLock or getAmount may wait for its tu
 MAX_WRITES_PER_COMMIT = 100
 MAX_OPERATIONS_PER_COMMIT = 100
 MAX_OPERATION_ID_CHARS = 200
+MAX_CALL_ID_CHARS = 64
 MAX_OPERATION_REQUEST_CHARS = 512
 MAX_ENTRIES_PER_COMMIT = 2 * MAX_OPERATIONS_PER_COMMIT     # a transfer changes two accounts
 ENTRY_KINDS = history.CREDITS + history.DEBITS
@@ -55,6 +60,25 @@ def wait_seconds(value):
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_WAIT_MS:
         raise ApiError(400, "invalid_wait", f"wait_ms must be a whole number of milliseconds from 0 to {MAX_WAIT_MS}")
     return value / 1000
+
+
+def lock_call(body):
+    """getLocks' call: the caller's id for the request, the same on every data server it goes to; None if none."""
+    call = body.get("call")
+    if call is not None and not is_opaque_key(call, MAX_CALL_ID_CHARS):
+        raise ApiError(400, "invalid_call", f"call must be 1 to {MAX_CALL_ID_CHARS} printable ASCII characters")
+    return call
+
+
+def answer_by():
+    """The X-Answer-By header (the caller's wall-clock deadline, epoch milliseconds) on this process's monotonic
+    clock; math.inf without one. Clocks apart by a skew cost only availability: fencing keeps every write exact."""
+    text = request.headers.get(ANSWER_BY_HEADER)
+    if text is None:
+        return math.inf
+    if not (text.isascii() and text.isdigit() and len(text) <= 15):
+        raise ApiError(400, "invalid_answer_by", f"{ANSWER_BY_HEADER} must be a time in milliseconds since the epoch")
+    return time.monotonic() + int(text) / 1000 - time.time()
 
 
 def lookup_ids(body):

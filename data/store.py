@@ -4,6 +4,7 @@ Both stores (data/embedded/store.py, data/etcd/store.py) implement Store and rai
 tests/integration/test_store_contract.py holds them to the same contract. Nothing here knows of HTTP, a journal
 or etcd.
 """
+import math
 from typing import NamedTuple, Protocol
 
 
@@ -80,8 +81,14 @@ class Store(Protocol):
     def lock(self, business, account, token=None, lookup=(), wait=0.0) -> LockGrant:
         """Grant a lease on account, or renew the caller's own (token); LockHeld if still held after `wait` s."""
 
-    def lock_all(self, business, accounts, lookup=(), wait=0.0) -> LocksGrant:
-        """Lease every one of accounts at once, or none, waiting in every account's line at once."""
+    def lock_all(self, business, accounts, lookup=(), wait=0.0, call=None, answer_by=math.inf) -> LocksGrant:
+        """Lease every one of accounts at once, or none, waiting in every account's line at once.
+
+        call: the caller's id for this request, the same on every data server it is sent to: if the accounts are
+        leased to this business under this call already (an attempt its caller gave up on), that grant is the
+        answer. answer_by: time.monotonic() after which the caller no longer waits: nothing is taken after it
+        (CallerGone), and a grant finished after it is given back.
+        """
 
     def unlock(self, business, account, token) -> None:
         """Give the caller's lease back; NotLockHolder if it is not the caller's live lease."""
@@ -129,6 +136,13 @@ class LockHeld(StoreError):
     @property
     def retry_after(self):
         return self.remaining
+
+
+class CallerGone(StoreError):
+    """The caller stopped waiting for the answer before it could be given: nothing was taken, or it was given back."""
+
+    def __init__(self, accounts):
+        super().__init__(f"the caller's deadline passed before the locks on {', '.join(accounts)} could be answered")
 
 
 class NotLockHolder(StoreError):

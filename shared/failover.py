@@ -12,8 +12,13 @@ import urllib3
 
 log = logging.getLogger("bank.failover")
 
+# The caller's deadline for one attempt, in milliseconds since the epoch: a server that reads the request only after
+# it (queued while paused, say) knows no one waits for its answer any more.
+ANSWER_BY_HEADER = "X-Answer-By"
 PASS_OVER_SECONDS = 30.0    # how long a server that did not answer is asked only after the others (last, not never)
-FAILED_ANSWER_SECONDS = 1.0  # the same for one that answered 5xx: quickly, so it costs less than a timeout
+# The same for one that answered 5xx: quickly, so it costs less than a timeout; doubled with each 5xx in a row (up
+# to PASS_OVER_SECONDS), so that a server that stays sick (cut off from its store) is not asked every second.
+FAILED_ANSWER_SECONDS = 1.0
 
 
 class NotAnswered(Exception):
@@ -30,6 +35,7 @@ class PassOver:
 
     def __init__(self, count, seconds=PASS_OVER_SECONDS, clock=time.monotonic):
         self._until = [0.0] * count
+        self._failed_answers = [0] * count      # 5xx answers in a row, per server
         self._seconds, self._clock = seconds, clock
 
     def order(self, first=0):
@@ -48,8 +54,14 @@ class PassOver:
     def failed(self, index, seconds=None):
         self._until[index] = self._clock() + (self._seconds if seconds is None else seconds)
 
+    def failed_answer(self, index):
+        """It answered 5xx: passed over FAILED_ANSWER_SECONDS, twice that after two in a row, and so on."""
+        self._failed_answers[index] += 1
+        self.failed(index, min(self._seconds, FAILED_ANSWER_SECONDS * 2 ** (self._failed_answers[index] - 1)))
+
     def answered(self, index):
         self._until[index] = 0.0
+        self._failed_answers[index] = 0
 
 
 class FailoverPools:
@@ -57,14 +69,16 @@ class FailoverPools:
     moving on is always safe). One that took a request and failed is not asked again for it: what it did is
     unknown, so the request goes to the next server only if the caller says it may be sent again (resend)."""
 
-    def __init__(self, base_urls, connections=16, tls=None):
-        """tls: the TlsFiles (shared/settings.py) https:// servers are verified with and shown."""
+    def __init__(self, base_urls, connections=16, tls=None, stamp_answer_by=False):
+        """tls: the TlsFiles (shared/settings.py) https:// servers are verified with and shown. stamp_answer_by:
+        every attempt says by when (ANSWER_BY_HEADER) its answer is waited for."""
         # Thread-safe; no retries inside urllib3, for the same reason.
         self._pools = [urllib3.connection_from_url(url, maxsize=connections, block=False, retries=False,
                                                    **_tls_options(url, tls)) for url in base_urls]
         self._current = 0
         self._pass_over = PassOver(len(self._pools))
         self._tls_refused = set()
+        self._stamp_answer_by = stamp_answer_by
 
     def send(self, method, url, body, headers, timeout, resend=False):
         """The Answer of the first server to answer below 500; NotAnswered if none did.
@@ -75,6 +89,8 @@ class FailoverPools:
         """
         failed_answer = not_answered = None
         for index in self._pass_over.order(self._current):
+            if self._stamp_answer_by:
+                headers = {**headers, ANSWER_BY_HEADER: str(int((time.time() + timeout) * 1000))}
             try:
                 response = self._pools[index].urlopen(method, url, body=body, headers=headers, retries=False,
                                                       timeout=urllib3.Timeout(total=timeout))
@@ -98,7 +114,7 @@ class FailoverPools:
                 self._current = index
                 return Answer(response, payload)
             # A server that fails (its own store unreachable, say) is not the first one asked next time.
-            self._pass_over.failed(index, FAILED_ANSWER_SECONDS)
+            self._pass_over.failed_answer(index)
             self._current = (index + 1) % len(self._pools)
             failed_answer, not_answered = Answer(response, payload), None
             if not resend:

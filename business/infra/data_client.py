@@ -43,7 +43,7 @@ class DataServerClient:
         self._authorization = f"Bearer {token}"
         self._timeout = timeout
         self._request_id_source = request_id_source
-        self._servers = FailoverPools(base_urls, tls=tls)
+        self._servers = FailoverPools(base_urls, tls=tls, stamp_answer_by=True)
 
     def call(self, method, path, body=None, params=None, server_wait=0.0, resend=True):
         """Send one request; return the JSON body of a 2xx answer, raise the port's exception for any other.

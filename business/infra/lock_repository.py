@@ -1,4 +1,6 @@
 """Leases on accounts, granted by the data server."""
+import uuid
+
 from business.application.ports import Lease, LeaseLost, LockRepository
 from shared.money import parse_cents
 
@@ -9,7 +11,9 @@ class HttpLockRepository(LockRepository):
         self._prefix = data_client.business_id
 
     def acquire_all(self, accounts, lookup=(), wait=0.0):
-        body = {"accounts": list(accounts), "lookup": list(lookup), "wait_ms": int(wait * 1000)}
+        # One call id for every data server it may be sent to: a later attempt takes over what an earlier was granted.
+        body = {"accounts": list(accounts), "lookup": list(lookup), "wait_ms": int(wait * 1000),
+                "call": uuid.uuid4().hex}
         payload = self._data.call("POST", f"/getLocks/{self._prefix}", body, server_wait=wait)
         recorded = payload.get("operations") or {}
         return {lock["account"]: Lease(lock["account"], lock["token"],

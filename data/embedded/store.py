@@ -6,6 +6,7 @@ data/embedded/history_file.py its accounts' history (memory holds only each acco
 """
 import collections
 import itertools
+import math
 import threading
 import time
 from typing import NamedTuple
@@ -17,6 +18,7 @@ from data.embedded.records import OperationRecords
 from data.metrics import LOCK_WAIT_SECONDS
 from data.store import (
     BankView,
+    CallerGone,
     CommitOutcome,
     Counts,
     Grant,
@@ -37,6 +39,7 @@ class _Lease(NamedTuple):
     holder: str
     token: int
     expires_at: float           # on the store's monotonic clock
+    call: str | None = None     # the caller's id for the request it was granted to (lock_all)
 
 
 class _Blocker(NamedTuple):
@@ -90,25 +93,47 @@ class EmbeddedStore:
         self._sync_or_give_back(journal_seq, business, [grant])
         return LockGrant(token, self._ttl, grant.cents, recorded)
 
-    def lock_all(self, business, accounts, lookup=(), wait=0.0):
+    def lock_all(self, business, accounts, lookup=(), wait=0.0, call=None, answer_by=math.inf):
         """Lease every one of accounts at once, or none.
 
-        Waits up to `wait` seconds until this request is first in line on every account and none is held; it
-        holds nothing while it waits, so requests for overlapping sets never deadlock.
+        Waits up to `wait` seconds (and not past answer_by) until this request is first in line on every account
+        and none is held; it holds nothing while it waits, so requests for overlapping sets never deadlock.
         """
         with self._mutex:
             self._journal.check()
-            now = self._wait_turn(accounts, wait)
-            # Every token first: if reserving more fails, no lease of the set has been granted.
-            tokens = [self._fence.next() for _ in accounts]
+            now = self._clock()
+            if now >= answer_by:
+                raise CallerGone(accounts)
+            leases = self._leases_of_call(business, accounts, call, now)
+            if leases is None:
+                now = self._wait_turn(accounts, min(wait, answer_by - now))
+                # Every token first: if reserving more fails, no lease of the set has been granted.
+                leases = [_Lease(business, self._fence.next(), now + self._ttl, call) for _ in accounts]
+            else:
+                # Granted to an attempt its caller gave up on: taken over as new objects, so that attempt, if it
+                # finishes late, finds none of its own to give back.
+                leases = [lease._replace() for lease in leases]
             grants = []
-            for account, token in zip(accounts, tokens):
-                self._leases[account] = _Lease(business, token, now + self._ttl)
-                grants.append(Grant(account, token, self._accounts.get(account)))
+            for account, lease in zip(accounts, leases):
+                self._leases[account] = lease
+                grants.append(Grant(account, lease.token, self._accounts.get(account)))
             self._sweep_expired_leases(now)
             recorded, journal_seq = self._lookup(lookup), self._journal.last_seq
         self._sync_or_give_back(journal_seq, business, grants)
+        if self._clock() > answer_by:
+            with self._mutex:
+                for account, lease in zip(accounts, leases):
+                    if self._leases.get(account) is lease:
+                        self._release(account)
+            raise CallerGone(accounts)
         return LocksGrant(grants, self._ttl, recorded)
+
+    def _leases_of_call(self, business, accounts, call, now):
+        """The live leases on accounts if every one is business's under call; else None."""
+        leases = [self._live_lease(account, now) for account in accounts]
+        if call is None or any(lease is None or (lease.holder, lease.call) != (business, call) for lease in leases):
+            return None
+        return leases
 
     def _sync_or_give_back(self, journal_seq, business, grants):
         """Make what a lock reply shows durable before anyone sees it (or a crash could take back a value seen);

@@ -10,6 +10,12 @@ from shared.failover import FailoverPools, NotAnswered
 
 # etcd's answer to any write once its database is at --quota-backend-bytes (its alarm stays on until disarmed).
 NO_SPACE = "etcdserver: mvcc: database space exceeded"
+# etcd's answer to a transaction that puts a key under a lease revoked or expired since: refused whole.
+LEASE_NOT_FOUND = "etcdserver: requested lease not found"
+
+
+class LeaseGone(StoreUnavailable):
+    """A transaction put a key under a lease that is gone: etcd refused all of it, nothing was applied."""
 
 
 class EtcdGateway:
@@ -34,6 +40,8 @@ class EtcdGateway:
             raise StoreUnavailable(f"etcd: {error}") from None
         if response.status == 429 and answer.get("error") == NO_SPACE:
             raise StoreFull(f"etcd's database is at its quota: {NO_SPACE}")
+        if response.status == 404 and answer.get("error") == LEASE_NOT_FOUND and not absent_ok:
+            raise LeaseGone(f"etcd answered {path}: {LEASE_NOT_FOUND}; nothing was applied")
         if response.status != 200 and not (absent_ok and response.status == 404):
             raise StoreUnavailable(f"etcd answered {path} with {response.status} {answer.get('error')}")
         return answer
@@ -105,7 +113,7 @@ def nested(compare, success, failure=()):
 
 
 def compare(key, target, result, value):
-    field = {"CREATE": "create_revision", "VALUE": "value", "VERSION": "version"}[target]
+    field = {"CREATE": "create_revision", "MOD": "mod_revision", "VALUE": "value", "VERSION": "version"}[target]
     return {"key": encode(key), "target": target, "result": result,
             field: encode(value) if target == "VALUE" else str(value)}
 

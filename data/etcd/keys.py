@@ -23,6 +23,10 @@ class EtcdKeys:
     def lock(self, account):
         return f"{self.locks()}{account}"
 
+    def grant(self, account):
+        """The call (the caller's id for its request) the lock on account was granted to, under the lock's lease."""
+        return f"{self.prefix}g/{account}"
+
     def account_of_lock(self, key):
         """The account a lock's key (as read back) is for."""
         return key[len(self.locks()):]

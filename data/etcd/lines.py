@@ -5,11 +5,12 @@ and w/{id}, the request itself, once, to count them.
 
 A request takes its locks in the one transaction that finds the accounts free and no one ahead of it in line.
 """
+import math
 import threading
 import time
 import uuid
 
-from data.etcd.gateway import compare, decode, delete, get, kvs, no_key_under, put
+from data.etcd.gateway import LeaseGone, compare, decode, delete, get, kvs, no_key_under, put
 from data.etcd.groups import NotSent
 from data.metrics import LOCK_WAIT_SECONDS
 from data.store import LockHeld, StoreUnavailable
@@ -29,6 +30,10 @@ class TakingUnanswered(StoreUnavailable):
     """A transaction that would take a lock went unanswered: it may have been applied."""
 
 
+class WaitSpent(StoreUnavailable):
+    """Too little of the caller's wait is left to ask etcd for a lock: nothing was asked, nothing taken."""
+
+
 class EtcdLines:
     """The lines of one data server's requests for accounts; local: the LocalLines the store also tells of the
     locks it grants and releases."""
@@ -41,28 +46,47 @@ class EtcdLines:
         self._waiters = 0
         self._in_etcd_line = 0              # of them, those with a place in etcd's lines
 
-    def when_free(self, accounts, wait, then, grace=GRANT_GRACE_SECONDS):
+    def when_free(self, accounts, wait, then, answer_by=math.inf, claim=None, grace=GRANT_GRACE_SECONDS):
         """Run then(give_up)'s operations in one transaction once no account is locked and no one waits for one
-        ahead of this request, waiting up to `wait` seconds in line; raise LockHeld otherwise. give_up: the
-        time (monotonic) after which the caller no longer waits for the answer, so nothing may be taken."""
-        deadline = time.monotonic() + wait
-        give_up = deadline + grace
+        ahead of this request, waiting up to `wait` seconds in line (and not past answer_by, when the caller
+        stops waiting); raise LockHeld otherwise. give_up: the time (monotonic) after which the caller no longer
+        waits for the answer, so nothing may be taken. claim: what the store takes over if the locks in the way
+        are already this very request's (granted to an earlier attempt of it): its reads go with every look at
+        the locks, and claim.take_over(responses, give_up) answers in place of then() or says None."""
+        deadline = min(time.monotonic() + wait, answer_by)
+        give_up = min(deadline + grace, answer_by)
+        try:
+            return self._when_free(accounts, wait, then, claim, deadline, give_up)
+        except WaitSpent:
+            # The caller's wait ran out while the accounts were not yet free: to it, as if they stayed held.
+            raise LockHeld(accounts[0], "earlier requests, etcd slow to answer", 0.01) from None
+
+    def _when_free(self, accounts, wait, then, claim, deadline, give_up):
         # What this process believes held may have been released through another data server: etcd is asked.
         if not self._local.waiting(accounts):
-            answer = self._try_now(accounts, then, give_up)
+            answer = self._try_now(accounts, then, give_up, claim)
             if answer.get("succeeded"):
                 return answer
+            taken = self._take_over(claim, answer, give_up)
+            if taken is not None:
+                return taken
             if wait <= 0:
                 raise self._held(accounts, answer["responses"])
         elif wait <= 0:
             raise LockHeld(accounts[0], "earlier waiting requests", 0.01)
-        return self._wait_turn(accounts, deadline, give_up, then)
+        return self._wait_turn(accounts, deadline, give_up, then, claim)
 
-    def _try_now(self, accounts, then, give_up):
-        """then()'s transaction if no account is locked and no one is in etcd's line for one; else the locks."""
+    def _try_now(self, accounts, then, give_up, claim):
+        """then()'s transaction if no account is locked and no one is in etcd's line for one; else the locks
+        (and the claim's reads)."""
         return self._take([compare(self._keys.lock(a), "VERSION", "EQUAL", 0) for a in accounts]
                           + [no_key_under(self._keys.line(a)) for a in accounts], then, give_up,
-                          failure=self._lock_reads(accounts), grouped_by=accounts)
+                          failure=self._lock_reads(accounts) + (claim.reads if claim else []), grouped_by=accounts)
+
+    @staticmethod
+    def _take_over(claim, refused, give_up):
+        """The claim's answer if the locks that refused the take are its own request's; else None."""
+        return None if claim is None else claim.take_over(refused["responses"], give_up)
 
     def _take(self, compares, then, give_up, success=(), failure=(), grouped_by=None):
         """then()'s transaction; sent with other requests' if grouped_by names the keys (accounts) it touches."""
@@ -72,12 +96,12 @@ class EtcdLines:
             if grouped_by is not None:
                 return self._groups.txn(grouped_by, compares, operations, failure, timeout)
             return self._etcd.txn(compares, operations, failure, timeout=timeout)
-        except NotSent:
+        except (NotSent, LeaseGone):
             raise
         except StoreUnavailable as error:
             raise TakingUnanswered(str(error)) from None
 
-    def _wait_turn(self, accounts, deadline, give_up, then):
+    def _wait_turn(self, accounts, deadline, give_up, then, claim):
         """Wait first in this process's lines for the accounts, then, while their locks were granted here, for
         this process to release them; then, if another data server's lock or waiter is in the way, in etcd's
         lines (shared by every data server); then run then()."""
@@ -91,9 +115,12 @@ class EtcdLines:
                 raise self._held(accounts, self._locks(accounts))
             pause = POLL_FIRST_SECONDS
             while True:
-                answer = self._try_now(accounts, then, give_up)
+                answer = self._try_now(accounts, then, give_up, claim)
                 if answer.get("succeeded"):
                     return answer
+                taken = self._take_over(claim, answer, give_up)
+                if taken is not None:
+                    return taken
                 if time.monotonic() >= deadline:
                     raise self._held(accounts, answer["responses"])
                 locked = {a: int(kvs(response)[0]["create_revision"])
@@ -165,5 +192,5 @@ def time_left(give_up):
     """Seconds before give_up, for an etcd call that takes a lock; StoreUnavailable if too few are left."""
     left = give_up - time.monotonic()
     if left < SHORTEST_CALL_SECONDS:
-        raise StoreUnavailable("etcd was too slow to lock within the caller's wait; nothing was taken")
+        raise WaitSpent("etcd was too slow to lock within the caller's wait; nothing was taken")
     return left

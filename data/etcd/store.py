@@ -8,6 +8,8 @@ one bank. Keys under ETCD_PREFIX:
   h/{account}/{seq}  a history entry (data/history.py; seq in 12 digits), under a lease a little longer than
                      the history's retention
   l/{account}        the holder's business id, under an etcd lease; its create revision is the token
+  g/{account}        the call (the caller's id for its lock request) the lock was granted to, under the same
+                     lease: a later attempt of that request takes the lock over (claims.py)
   q/{account}/{id}   a request waiting for the account, under a lease; create revisions order the line
   w/{id}             the same waiting request, once, to count them
   o/k/{id}, o/r/{id} a keyed or a retry operation record, under a lease a little longer than its retention
@@ -28,7 +30,8 @@ import time
 from typing import NamedTuple
 
 from data import history
-from data.etcd.gateway import EtcdGateway, compare, count, decode, delete, get, get_newest, kvs, nested, put
+from data.etcd.claims import Claim
+from data.etcd.gateway import EtcdGateway, LeaseGone, compare, count, decode, delete, get, get_newest, kvs, nested, put
 from data.etcd.groups import GroupedTxns
 from data.etcd.keys import EtcdKeys
 from data.etcd.lines import EtcdLines, TakingUnanswered
@@ -37,6 +40,7 @@ from data.etcd.lock_leases import SharedLockLeases
 from data.etcd.records import CommittedBefore, EtcdRecords
 from data.store import (
     BankView,
+    CallerGone,
     CommitOutcome,
     Counts,
     Grant,
@@ -89,18 +93,27 @@ class EtcdStore:
         granted = self.lock_all(business, [account], lookup, wait)
         return LockGrant(granted.grants[0].token, granted.ttl, granted.grants[0].cents, granted.recorded)
 
-    def lock_all(self, business, accounts, lookup=(), wait=0.0):
+    def lock_all(self, business, accounts, lookup=(), wait=0.0, call=None, answer_by=math.inf):
+        if time.monotonic() >= answer_by:
+            raise CallerGone(accounts)
         reads = [get(self._keys.amount(a)) for a in accounts] + self._records.ranges(lookup)
 
         leases = []
 
         def take(give_up):
             leases.append(self._lock_leases.current(give_up))
-            return [put(self._keys.lock(a), business, leases[-1]) for a in accounts] + reads
+            calls = [] if call is None else [put(self._keys.grant(a), call, leases[-1]) for a in accounts]
+            return [put(self._keys.lock(a), business, leases[-1]) for a in accounts] + calls + reads
 
+        claim = None if call is None else Claim(self._etcd, self._keys, business, accounts, call, reads)
         earlier = self._known_tokens(accounts)
         try:
-            answer = self._lines.when_free(accounts, wait, take)
+            try:
+                answer = self._lines.when_free(accounts, wait, take, answer_by, claim)
+            except LeaseGone:
+                # Its shared lease was revoked after it was handed out (another lock's answer was lost): nothing
+                # was applied, and the next lease asked for is a new one.
+                answer = self._lines.when_free(accounts, wait, take, answer_by, claim)
         except TakingUnanswered:
             # A lock transaction whose answer was lost may still be applied (in an election, say), and no one
             # would ever write or release under it: its lease is revoked, which takes any such lock with it (and
@@ -108,15 +121,35 @@ class EtcdStore:
             self._lock_leases.revoke(leases[-1])
             raise
         until = time.monotonic() + self._lock_leases.life
-        token = int(answer["header"]["revision"])
+        # The revision this attempt took the locks at: their token, unless it took them over from an earlier one.
+        taken_at = int(answer["header"]["revision"])
+        token = taken_at if claim is None or claim.token is None else claim.token
+        # A token is the lock's create revision, and etcd's revisions only grow: above any token seen before asking.
+        assert token != taken_at or all(token > seen for seen in earlier.values()), (
+            f"token {token} is not above those seen: {earlier}")
         self._local.granted(accounts, token, until)
-        # The token is the lock's create revision, and etcd's revisions only grow: above any token seen before asking.
-        assert all(token > seen for seen in earlier.values()), f"token {token} is not above those seen: {earlier}"
-        responses = answer["responses"][len(accounts):]
+        if time.monotonic() > answer_by:
+            self._give_back_late(business, accounts, token, taken_at)
+            raise CallerGone(accounts)
+        # The reads follow the puts: of the locks (and of their call, when newly taken under one), or, taken over,
+        # of the locks alone.
+        puts = len(accounts) * (2 if call is not None and token == taken_at else 1)
+        responses = answer["responses"][puts:puts + len(reads)]
         self._remember({account: _KnownBalance(token, self._value(responses[i]), until)
                         for i, account in enumerate(accounts)})
         grants = [Grant(account, token, self._cents(responses[i])) for i, account in enumerate(accounts)]
         return LocksGrant(grants, self._ttl, self._records.recorded(responses[len(accounts):], lookup))
+
+    def _give_back_late(self, business, accounts, token, taken_at):
+        """Release the locks this attempt took at taken_at, finished after its caller gave up, unless another
+        attempt of the same request took them over since (which put them anew, moving their mod revision on)."""
+        checks = [c for account in accounts for c in (
+            *self._holder(business, account, token), compare(self._keys.lock(account), "MOD", "EQUAL", taken_at))]
+        try:
+            self._etcd.txn(checks, [delete(self._keys.lock(account)) for account in accounts], resend=True)
+        finally:
+            self._local.released(accounts)
+            self._forget(accounts)
 
     def unlock(self, business, account, token):
         answer = self._etcd.txn(self._holder(business, account, token), [delete(self._keys.lock(account))])

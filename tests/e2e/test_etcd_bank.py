@@ -17,6 +17,7 @@ MEMBER_LOSS_STALL = 10
 # Long enough after a fault (injected after 150 acknowledged writes, 1-2 s in) for the bank to recover and then show
 # it keeps serving: a bank that stops 3 s after recovering still has seconds of workload left to be caught in.
 FAULT_RUN_SECONDS = 18
+DATA_PAUSE_SECONDS = 4
 
 
 @pytest.fixture
@@ -62,6 +63,39 @@ def test_kill_9_of_one_of_two_data_servers_mid_workload(etcd_bank):
           "servers go on with data server 2")
     # Its locks' etcd leases run out (LOCK_TTL 2 s, up to one lease share more) while the others go on.
     assert_exact_and_serving_since(run.join(), killed_at)
+
+
+def acknowledged_rate(report, start, end):
+    """Acknowledged writes a second that finished between start and end (time.monotonic())."""
+    return sum(1 for event in report.events if event.outcome == "ok" and event.kind != "balance"
+               and start <= event.finished_at < end) / (end - start)
+
+
+def test_a_data_server_paused_for_4_s_costs_the_bank_about_a_second(etcd_bank):
+    system, data = etcd_bank
+    run = background_check(system, FAULT_RUN_SECONDS, 27)
+    run.wait_for(150)
+    measured_from = time.monotonic()
+    run.wait_for(run.check.acknowledged_writes + 300)
+    # Every business server asks data server 1 first: pausing it pauses every lock and commit in flight.
+    paused_at = time.monotonic()
+    data[0].signal(signal.SIGSTOP)
+    try:
+        time.sleep(DATA_PAUSE_SECONDS)      # the fault itself: a data server paused this long
+    finally:
+        data[0].signal(signal.SIGCONT)
+    resumed_at = time.monotonic()
+    print(f"INJECTED SIGSTOP of data server 1 for {DATA_PAUSE_SECONDS} s after {run.check.acknowledged_writes} "
+          "acknowledged writes")
+    report = run.join()
+    before = acknowledged_rate(report, measured_from, paused_at)
+    during = acknowledged_rate(report, paused_at + 1, resumed_at)
+    after = acknowledged_rate(report, resumed_at + 1, report.ended_at)
+    print(f"FOUND {before:.0f} acknowledged writes/s before, {during:.0f} from 1 s into the pause, {after:.0f} from "
+          "1 s after it to the end")
+    # In-flight calls give up on it within DATA_TIMEOUT and their locks are taken over on data server 2.
+    assert during >= before / 2 and after >= 0.8 * before
+    assert_exact_and_serving_since(report, paused_at)
 
 
 @pytest.mark.parametrize("role", ["follower", "leader"])

@@ -22,7 +22,8 @@ def test_many_threads_locking_one_account_lose_no_update_and_never_share_the_loc
                 response = client.post(f"/getLock/{business}/hot", headers=headers)
                 if response.status_code == 200:
                     break
-                assert response.status_code == 423, response.json
+                # Held (423), or etcd too slow to say (503, nothing of it left held): tried again, as a business does.
+                assert response.status_code in (423, 503), response.json
                 time.sleep(random.uniform(0, 0.002))    # a client's jittered backoff: the workload, not a wait
             with holders_mutex:
                 holders["now"] += 1

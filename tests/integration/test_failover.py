@@ -127,6 +127,21 @@ def test_pass_over_puts_a_failed_server_last_until_its_time_is_up():
     assert servers.available() == [0, 1, 2]
 
 
+def test_a_server_that_answers_5xx_again_and_again_is_passed_over_twice_as_long_each_time():
+    now = [0.0]
+    servers = PassOver(2, seconds=30, clock=lambda: now[0])
+    for expected_seconds in (1, 2, 4, 8, 16, 30, 30):
+        servers.failed_answer(0)
+        now[0] += expected_seconds - 0.01
+        assert servers.order() == [1, 0], f"back before {expected_seconds} s"
+        now[0] += 0.02
+        assert servers.order() == [0, 1], f"not back after {expected_seconds} s"
+    servers.answered(0)             # one answer below 500 and it starts again from one second
+    servers.failed_answer(0)
+    now[0] += 1.01
+    assert servers.order() == [0, 1]
+
+
 def test_a_data_server_that_cannot_reach_its_store_sends_the_business_server_to_the_next(made, live_data_url,
                                                                                           make_business_app,
                                                                                           client_headers):

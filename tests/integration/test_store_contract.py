@@ -9,6 +9,7 @@ import pytest
 
 from data.factory import create_store
 from data.store import (
+    CallerGone,
     CommitOutcome,
     LockGrant,
     LockHeld,
@@ -226,3 +227,79 @@ def test_closing_a_store_ends_every_thread_it_started(store, request, tmp_path):
     made.close()
     wait_until(lambda: not any(thread.is_alive() for thread in started), 5,
                lambda: f"still running after close: {[thread.name for thread in started if thread.is_alive()]}")
+
+
+def held_after_granting(bank, store, monkeypatch):
+    """The first grant from now on, once applied and before it is answered, waits for the Event returned (set it
+    to let it go on): a data server paused there. Its second Event is set when it is held."""
+    go_on, held = threading.Event(), threading.Event()
+    # What each store does between applying a grant and answering it.
+    owner, name = (bank, "_sync_or_give_back") if store == "embedded" else (bank._local, "granted")
+    original = getattr(owner, name)
+
+    def paused(*args, **kwargs):
+        if not held.is_set():
+            held.set()
+            assert go_on.wait(10), "the paused grant was never let go on"
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, paused)
+    return go_on, held
+
+
+def test_a_later_attempt_of_the_same_call_is_answered_with_the_locks_the_first_was_granted(bank):
+    put(bank, "a", 100)
+    first = bank.lock_all("b1", ["a", "b"], call="call-1")
+    again = bank.lock_all("b1", ["a", "b"], call="call-1")
+    assert [(grant.token, grant.cents) for grant in again.grants] == [(grant.token, grant.cents)
+                                                                      for grant in first.grants]
+    assert [grant.cents for grant in again.grants] == [100, None]
+    # Another call, another business's same call, or no call: held, as ever.
+    for business, call in (("b1", "call-2"), ("b2", "call-1"), ("b1", None)):
+        with pytest.raises(LockHeld):
+            bank.lock_all(business, ["a", "b"], call=call)
+    bank.commit("b1", {"a": (100, again.grants[0].token), "b": (200, again.grants[1].token)}, unlock=True)
+    # Released, nothing of it is left to take over: the same call again is a new lock.
+    assert bank.lock_all("b1", ["a"], call="call-1").grants[0].token > first.grants[0].token
+
+
+def test_a_request_read_after_its_caller_gave_up_takes_nothing(bank):
+    with pytest.raises(CallerGone):
+        bank.lock_all("b1", ["acc"], call="gone", answer_by=time.monotonic() - 0.1)
+    assert bank.counts().leases == 0 and bank.lock("b2", "acc").cents is None
+
+
+def test_a_request_waiting_in_line_leaves_when_its_caller_gives_up_not_when_its_wait_ends(bank):
+    bank.lock("b1", "acc")
+    started = time.monotonic()
+    with pytest.raises((LockHeld, CallerGone)):
+        bank.lock_all("b2", ["acc"], wait=8, call="impatient", answer_by=started + 0.5)
+    assert time.monotonic() - started < 4 and bank.counts().waiting == 0
+
+
+def test_a_grant_finished_after_its_caller_gave_up_is_given_back_at_once(bank, store, monkeypatch):
+    go_on, held = held_after_granting(bank, store, monkeypatch)
+    answer_by = time.monotonic() + 0.3
+    late = InThread(bank.lock_all, "b1", ["acc"], call="late", answer_by=answer_by)
+    wait_until(held.is_set, 5, "the grant was never applied")
+    wait_until(lambda: time.monotonic() > answer_by, 5, "the caller never gave up")
+    go_on.set()
+    with pytest.raises(CallerGone):
+        late.result()
+    # Given back, not left to its lease (2 s): anyone may lock the account now, without waiting.
+    assert bank.lock("b2", "acc").cents is None
+
+
+def test_a_late_grant_that_a_later_attempt_took_over_is_left_to_it(bank, store, monkeypatch):
+    go_on, held = held_after_granting(bank, store, monkeypatch)
+    answer_by = time.monotonic() + 0.3
+    late = InThread(bank.lock_all, "b1", ["acc"], call="retried", answer_by=answer_by)
+    wait_until(held.is_set, 5, "the grant was never applied")
+    again = bank.lock_all("b1", ["acc"], call="retried")
+    wait_until(lambda: time.monotonic() > answer_by, 5, "the first attempt's caller never gave up")
+    go_on.set()
+    with pytest.raises(CallerGone):
+        late.result()
+    # The late attempt gave nothing back: the lease it was granted is the later attempt's, which writes under it.
+    assert bank.commit("b1", {"acc": (700, again.grants[0].token)}, unlock=True).replayed is False
+    assert bank.lock("b2", "acc").cents == 700
