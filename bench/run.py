@@ -18,6 +18,7 @@ from pathlib import Path
 import requests
 
 from bench.chart import CLIENTS, chart
+from bench.cluster_phase import cluster_lines, cluster_targets, measure_cluster
 from bench.edge_phase import edge_lines, measure_edge
 from bench.etcd_phase import etcd_lines, etcd_targets, measure_etcd_tier
 from bench.peer_phase import measure_peer, peer_lines, peer_targets
@@ -225,7 +226,7 @@ def machine():
             f"Python {platform.python_version()}")
 
 
-def write_results(operations, scale, sizes, compaction, comparison, edge, etcd, peer, history):
+def write_results(operations, scale, sizes, compaction, comparison, edge, etcd, peer, history, cluster):
     RESULTS.mkdir(parents=True, exist_ok=True)
     baseline = {r["clients"]: r["ops_per_s"] for r in operations if r["mode"] == "baseline"}
     for result in operations:
@@ -234,7 +235,7 @@ def write_results(operations, scale, sizes, compaction, comparison, edge, etcd, 
     (RESULTS / "latest.json").write_text(json.dumps(
         {"when": when, "machine": machine(), "seconds": SECONDS, "operations": operations, "scale": scale,
          "sizes": sizes, "compaction": compaction, "before_after": comparison, "edge": edge, "etcd": etcd,
-         "peer": peer, "history": history},
+         "peer": peer, "history": history, "cluster": cluster},
         indent=2))
     settings = example_settings()
     lines = [f"# Benchmark, {when}", "", f"Machine: {machine()}. Each figure: wrk for {SECONDS:.0f} s; the "
@@ -281,9 +282,11 @@ def write_results(operations, scale, sizes, compaction, comparison, edge, etcd, 
               f"entries in {history['bytes'] / 1e6:.1f} MB, {per_entry:.0f} bytes an entry (SQLite, beside the "
               "journal)."]
     lines += edge_lines(edge)
+    lines += cluster_lines(cluster)
     lines += etcd_lines(etcd, operations)
     lines += peer_lines(peer, operations)
-    reached = targets(operations, sizes) + etcd_targets(etcd, operations) + peer_targets(peer, operations)
+    reached = (targets(operations, sizes) + etcd_targets(etcd, operations) + peer_targets(peer, operations)
+               + cluster_targets(cluster))
     lines += ["", "## Targets", ""] + [f"- {line}" for line in reached]
     (RESULTS / "latest.md").write_text("\n".join(lines) + "\n")
     chart(operations, RESULTS / "throughput.png", peer)
@@ -337,7 +340,8 @@ def main():
         compaction = measure_compaction_stall(workdir)
         comparison = measure_before_after(workdir)
         edge = measure_edge(workdir)
-    write_results(operations, scale, sizes, compaction, comparison, edge, etcd, peer, history)
+        cluster = measure_cluster(workdir)
+    write_results(operations, scale, sizes, compaction, comparison, edge, etcd, peer, history, cluster)
     print((RESULTS / "latest.md").read_text())
     return 0
 
