@@ -12,7 +12,7 @@ from harness.etcd_cluster import EtcdCluster
 
 ACCOUNTS = 2000
 CLIENTS = (1, 32)
-MOST_ONE_CLIENT_RATIO = 3.0     # one client's deposit through the cluster shape, against make run's (issue 28)
+MOST_ONE_CLIENT_RATIO = 3.0     # one client's deposit through the cluster shape, against make run's, at most
 
 
 def measure_cluster(workdir):
