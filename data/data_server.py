@@ -50,7 +50,7 @@ class Refusal(NamedTuple):
 
 STORE_REFUSALS = {
     LockHeld: Refusal(423, "locked", "{error}"),
-    CallerGone: Refusal(503, "caller_gone", "{error}; nothing was taken"),
+    CallerGone: Refusal(503, "caller_gone", "{error}; nothing is held for it"),
     NotLockHolder: Refusal(409, "not_lock_holder", "{error}"),
     UnknownAccount: Refusal(404, "account_not_found", "{error}"),
     OperationConflict: Refusal(409, "operation_conflict", "{error}"),

@@ -19,6 +19,7 @@ PASS_OVER_SECONDS = 30.0    # how long a server that did not answer is asked onl
 # The same for one that answered 5xx: quickly, so it costs less than a timeout; doubled with each 5xx in a row (up
 # to PASS_OVER_SECONDS), so that a server that stays sick (cut off from its store) is not asked every second.
 FAILED_ANSWER_SECONDS = 1.0
+MOST_DOUBLINGS = 5           # 1 s doubled five times is past PASS_OVER_SECONDS
 
 
 class NotAnswered(Exception):
@@ -56,7 +57,8 @@ class PassOver:
 
     def failed_answer(self, index):
         """It answered 5xx: passed over FAILED_ANSWER_SECONDS, twice that after two in a row, and so on."""
-        self._failed_answers[index] += 1
+        # Counted only until the pass-over reaches its longest: no count grows without bound.
+        self._failed_answers[index] = min(self._failed_answers[index] + 1, MOST_DOUBLINGS + 1)
         self.failed(index, min(self._seconds, FAILED_ANSWER_SECONDS * 2 ** (self._failed_answers[index] - 1)))
 
     def answered(self, index):

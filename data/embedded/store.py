@@ -110,8 +110,7 @@ class EmbeddedStore:
                 # Every token first: if reserving more fails, no lease of the set has been granted.
                 leases = [_Lease(business, self._fence.next(), now + self._ttl, call) for _ in accounts]
             else:
-                # Granted to an attempt its caller gave up on: taken over as new objects, so that attempt, if it
-                # finishes late, finds none of its own to give back.
+                # Taken over as new objects: the attempt it was granted to, finishing late, finds none of its own.
                 leases = [lease._replace() for lease in leases]
             grants = []
             for account, lease in zip(accounts, leases):
@@ -131,9 +130,8 @@ class EmbeddedStore:
     def _leases_of_call(self, business, accounts, call, now):
         """The live leases on accounts if every one is business's under call; else None."""
         leases = [self._live_lease(account, now) for account in accounts]
-        if call is None or any(lease is None or (lease.holder, lease.call) != (business, call) for lease in leases):
-            return None
-        return leases
+        mine = call is not None and all(lease and (lease.holder, lease.call) == (business, call) for lease in leases)
+        return leases if mine else None
 
     def _sync_or_give_back(self, journal_seq, business, grants):
         """Make what a lock reply shows durable before anyone sees it (or a crash could take back a value seen);

@@ -7,8 +7,22 @@ waiting behind them until their leases run out. Taking them over puts each lock 
 revision, stays): the attempt they were granted to, if it finishes after its caller gave up, finds their mod
 revision moved on and gives nothing back.
 """
-from data.etcd.gateway import compare, decode, get, kvs, put
+from data.etcd.gateway import compare, decode, delete, get, kvs, put
 from data.etcd.lines import time_left
+
+
+def held_by(keys, business, account, token):
+    """The compares that hold while the lock on account is business's, under token."""
+    lock = keys.lock(account)
+    return [compare(lock, "CREATE", "EQUAL", token), compare(lock, "VALUE", "EQUAL", business)]
+
+
+def give_back_late(gateway, keys, business, accounts, token, taken_at):
+    """Release the locks an attempt took at revision taken_at, finished after its caller gave up, unless another
+    attempt of the same request took them over since (which put them anew, moving their mod revision on)."""
+    checks = [c for account in accounts for c in (
+        *held_by(keys, business, account, token), compare(keys.lock(account), "MOD", "EQUAL", taken_at))]
+    gateway.txn(checks, [delete(keys.lock(account)) for account in accounts], resend=True)
 
 
 class Claim:
@@ -36,9 +50,9 @@ class Claim:
             return None
         checks = []
         for account in self._accounts:
-            lock, grant = self._keys.lock(account), self._keys.grant(account)
-            checks += [compare(lock, "CREATE", "EQUAL", token), compare(lock, "VALUE", "EQUAL", self._business),
-                       compare(grant, "MOD", "EQUAL", token), compare(grant, "VALUE", "EQUAL", self._call)]
+            grant = self._keys.grant(account)
+            checks += [*held_by(self._keys, self._business, account, token), compare(grant, "MOD", "EQUAL", token),
+                       compare(grant, "VALUE", "EQUAL", self._call)]
         success = [put(self._keys.lock(account), self._business, lock.get("lease"))
                    for account, lock in zip(self._accounts, locks)]
         answer = self._etcd.txn(checks, success + self._then_reads, timeout=time_left(give_up))

@@ -20,8 +20,7 @@ POLL_FIRST_SECONDS, POLL_MOST_SECONDS = 0.002, 0.02     # between looks at a lin
 # place out itself, and until the place expires it holds back everyone behind it.
 LINE_LEASE_MARGIN_SECONDS = 1.0
 # A lock is taken only while its caller still waits for the answer: within its wait and this much more, which
-# must be less than the business servers' DATA_TIMEOUT. A lock granted to a caller that gave up holds its accounts
-# for LOCK_TTL with no one to write or release them.
+# must be less than the business servers' DATA_TIMEOUT (callers that send X-Answer-By bound it themselves).
 GRANT_GRACE_SECONDS = 0.5
 SHORTEST_CALL_SECONDS = 0.05    # with less left than this, a lock is not even tried
 
@@ -55,13 +54,6 @@ class EtcdLines:
         the locks, and claim.take_over(responses, give_up) answers in place of then() or says None."""
         deadline = min(time.monotonic() + wait, answer_by)
         give_up = min(deadline + grace, answer_by)
-        try:
-            return self._when_free(accounts, wait, then, claim, deadline, give_up)
-        except WaitSpent:
-            # The caller's wait ran out while the accounts were not yet free: to it, as if they stayed held.
-            raise LockHeld(accounts[0], "earlier requests, etcd slow to answer", 0.01) from None
-
-    def _when_free(self, accounts, wait, then, claim, deadline, give_up):
         # What this process believes held may have been released through another data server: etcd is asked.
         if not self._local.waiting(accounts):
             answer = self._try_now(accounts, then, give_up, claim)
@@ -111,30 +103,37 @@ class EtcdLines:
             self._waiters += 1
         started, ticket = time.monotonic(), self._local.join(accounts)
         try:
-            if not self._local.wait_first(ticket, accounts, deadline):
-                raise self._held(accounts, self._locks(accounts))
-            pause = POLL_FIRST_SECONDS
-            while True:
-                answer = self._try_now(accounts, then, give_up, claim)
-                if answer.get("succeeded"):
-                    return answer
-                taken = self._take_over(claim, answer, give_up)
-                if taken is not None:
-                    return taken
-                if time.monotonic() >= deadline:
-                    raise self._held(accounts, answer["responses"])
-                locked = {a: int(kvs(response)[0]["create_revision"])
-                          for a, response in zip(accounts, answer["responses"]) if kvs(response)}
-                if not locked or not self._local.held_here(locked):
-                    return self._wait_in_line(accounts, deadline, give_up, then)
-                # Woken at once by a release here; one through another data server is seen at the next look.
-                self._local.wait_unheld(accounts, min(deadline, time.monotonic() + pause))
-                pause = min(pause * 2, POLL_MOST_SECONDS)
+            return self._wait_first_then_take(accounts, deadline, give_up, then, claim, ticket)
+        except WaitSpent:
+            # The caller's wait ran out in line, the accounts held: to it, as if they stayed held past it.
+            raise LockHeld(accounts[0], "earlier requests", 0.01) from None
         finally:
             self._local.leave(ticket, accounts)
             LOCK_WAIT_SECONDS.observe(time.monotonic() - started)
             with self._mutex:
                 self._waiters -= 1
+
+    def _wait_first_then_take(self, accounts, deadline, give_up, then, claim, ticket):
+        """First in this process's lines, then until the locks are free (or granted to this very request)."""
+        if not self._local.wait_first(ticket, accounts, deadline):
+            raise self._held(accounts, self._locks(accounts))
+        pause = POLL_FIRST_SECONDS
+        while True:
+            answer = self._try_now(accounts, then, give_up, claim)
+            if answer.get("succeeded"):
+                return answer
+            taken = self._take_over(claim, answer, give_up)
+            if taken is not None:
+                return taken
+            if time.monotonic() >= deadline:
+                raise self._held(accounts, answer["responses"])
+            locked = {a: int(kvs(response)[0]["create_revision"]) if kvs(response) else None
+                      for a, response in zip(accounts, answer["responses"])}
+            if not any(locked.values()) or not self._local.held_here(locked):
+                return self._wait_in_line(accounts, deadline, give_up, then)
+            # Woken at once by a release here; one through another data server is seen at the next look.
+            self._local.wait_unheld(accounts, min(deadline, time.monotonic() + pause))
+            pause = min(pause * 2, POLL_MOST_SECONDS)
 
     def _wait_in_line(self, accounts, deadline, give_up, then):
         """Join every account's line in etcd in one transaction (one revision: one order for all lines), wait

@@ -71,8 +71,8 @@ class LocalLines:
             self._changed.notify_all()
 
     def held_here(self, locks):
-        """Whether any lock of locks ({account: token}, as etcd has them now) was granted through this process;
-        what it believed of the others' accounts (granted here, released through another data server) is dropped."""
+        """Whether any lock of locks ({account: token, None if unlocked}, as etcd has them now) was granted through
+        this process; what it believed of the others (released through another data server) is dropped."""
         with self._changed:
             for account, token in locks.items():
                 if account in self._granted and self._granted[account].token != token:

@@ -6,7 +6,7 @@ import threading
 import time
 from typing import NamedTuple
 
-from data.etcd.lines import WaitSpent, time_left
+from data.etcd.lines import time_left
 from data.store import StoreUnavailable
 
 REVOKE_PAUSE_SECONDS = 0.2          # between tries at revoking the lease of a lock lost in transit
@@ -33,7 +33,7 @@ class SharedLockLeases:
     def current(self, give_up):
         """The lease a lock taken now goes under; StoreUnavailable if it cannot be had before give_up (monotonic)."""
         if not self._mutex.acquire(timeout=time_left(give_up)):
-            raise WaitSpent("etcd was too slow to grant a lease within the caller's wait; nothing was taken")
+            raise StoreUnavailable("etcd was too slow to grant a lease within the caller's wait; nothing was taken")
         try:
             lease, asked_at = self._current
             if time.monotonic() - asked_at >= LOCK_LEASE_SHARE_SECONDS:

@@ -30,7 +30,7 @@ import time
 from typing import NamedTuple
 
 from data import history
-from data.etcd.claims import Claim
+from data.etcd.claims import Claim, give_back_late, held_by
 from data.etcd.gateway import EtcdGateway, LeaseGone, compare, count, decode, delete, get, get_newest, kvs, nested, put
 from data.etcd.groups import GroupedTxns
 from data.etcd.keys import EtcdKeys
@@ -106,14 +106,15 @@ class EtcdStore:
             return [put(self._keys.lock(a), business, leases[-1]) for a in accounts] + calls + reads
 
         claim = None if call is None else Claim(self._etcd, self._keys, business, accounts, call, reads)
-        earlier = self._known_tokens(accounts)
+        earlier, asked_at = self._known_tokens(accounts), time.monotonic()
         try:
             try:
                 answer = self._lines.when_free(accounts, wait, take, answer_by, claim)
             except LeaseGone:
                 # Its shared lease was revoked after it was handed out (another lock's answer was lost): nothing
-                # was applied, and the next lease asked for is a new one.
-                answer = self._lines.when_free(accounts, wait, take, answer_by, claim)
+                # was applied, and the next lease asked for is a new one. What is left of the wait is waited.
+                answer = self._lines.when_free(accounts, max(0.0, asked_at + wait - time.monotonic()), take,
+                                               answer_by, claim)
         except TakingUnanswered:
             # A lock transaction whose answer was lost may still be applied (in an election, say), and no one
             # would ever write or release under it: its lease is revoked, which takes any such lock with it (and
@@ -129,7 +130,11 @@ class EtcdStore:
             f"token {token} is not above those seen: {earlier}")
         self._local.granted(accounts, token, until)
         if time.monotonic() > answer_by:
-            self._give_back_late(business, accounts, token, taken_at)
+            try:
+                give_back_late(self._etcd, self._keys, business, accounts, token, taken_at)
+            finally:
+                self._local.released(accounts)
+                self._forget(accounts)
             raise CallerGone(accounts)
         # The reads follow the puts: of the locks (and of their call, when newly taken under one), or, taken over,
         # of the locks alone.
@@ -139,17 +144,6 @@ class EtcdStore:
                         for i, account in enumerate(accounts)})
         grants = [Grant(account, token, self._cents(responses[i])) for i, account in enumerate(accounts)]
         return LocksGrant(grants, self._ttl, self._records.recorded(responses[len(accounts):], lookup))
-
-    def _give_back_late(self, business, accounts, token, taken_at):
-        """Release the locks this attempt took at taken_at, finished after its caller gave up, unless another
-        attempt of the same request took them over since (which put them anew, moving their mod revision on)."""
-        checks = [c for account in accounts for c in (
-            *self._holder(business, account, token), compare(self._keys.lock(account), "MOD", "EQUAL", taken_at))]
-        try:
-            self._etcd.txn(checks, [delete(self._keys.lock(account)) for account in accounts], resend=True)
-        finally:
-            self._local.released(accounts)
-            self._forget(accounts)
 
     def unlock(self, business, account, token):
         answer = self._etcd.txn(self._holder(business, account, token), [delete(self._keys.lock(account))])
@@ -310,8 +304,7 @@ class EtcdStore:
                          self._records.recorded(answer["responses"][2:], lookup))
 
     def _holder(self, business, account, token):
-        return [compare(self._keys.lock(account), "CREATE", "EQUAL", token),
-                compare(self._keys.lock(account), "VALUE", "EQUAL", business)]
+        return held_by(self._keys, business, account, token)
 
     def _holds(self, business, account, token):
         return bool(self._etcd.txn(self._holder(business, account, token), resend=True).get("succeeded"))
