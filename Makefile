@@ -3,7 +3,7 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo demo-cluster run run-cluster certs cluster-packages test test-fast test-broken-banks bench lab clean test-packages
+.PHONY: install demo demo-cluster run run-cluster certs cluster-packages test test-fast test-alone test-broken-banks bench lab clean test-packages
 
 install: $(STAMP)
 
@@ -63,7 +63,11 @@ test-packages:
 # another on one of them (the "timed" group, tests/e2e/conftest.py), everything else on the other.
 test: install node_modules/.installed test-packages
 	$(VENV)/bin/ruff check .
-	$(PYTHON) -m pytest -n 2 --dist loadgroup
+	$(PYTHON) -m pytest -n 2 --dist loadgroup -m "not alone"
+
+# The tests that compare the bank's rate across a fault, each three times in a row with nothing else running.
+test-alone: install test-packages
+	for run in 1 2 3; do $(PYTHON) -m pytest -q -m alone || exit 1; done
 
 # The fault, soak and partition tests against each broken bank (docs/testing.md): each must fail every test that
 # its broken bank reaches.

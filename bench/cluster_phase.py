@@ -7,7 +7,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.stack import Stack, run_wrk, seed_accounts, verdict
+from bench.stack import Stack, measure_spread, verdict
 from harness.etcd_cluster import EtcdCluster
 
 ACCOUNTS = 2000
@@ -16,30 +16,20 @@ MOST_ONE_CLIENT_RATIO = 3.0     # one client's deposit through the cluster shape
 
 
 def measure_cluster(workdir):
-    """Rows as run_wrk's, with "shape": "one machine" or "cluster"."""
-    rows = []
+    """Rows as run_wrk's, with "label": "one machine" or "cluster"."""
     cluster = EtcdCluster(Path(workdir) / "cluster-etcd").start()
     try:
-        for shape, options in (("one machine", {}), ("cluster", {"edge": True, "etcd": cluster, "data_count": 2})):
-            stack = Stack(Path(workdir) / f"cluster-{shape.replace(' ', '-')}", **options)
-            try:
-                seed_accounts(stack, "spread-", ACCOUNTS, "1000.00")
-                for clients in CLIENTS:
-                    result = run_wrk(stack, "deposit", clients, stack.entry(), stack.client_token, "spread-", ACCOUNTS)
-                    print(f"{shape:>11} deposit {clients:>3} clients: {result['ops_per_s']:8.0f} op/s  p50 "
-                          f"{result['p50_ms']:6.1f} ms  p99 {result['p99_ms']:7.1f} ms  errors {result['errors']}",
-                          flush=True)
-                    rows.append({"shape": shape, **result})
-            finally:
-                stack.stop()
+        return [row for shape, options in (("one machine", {}),
+                                           ("cluster", {"edge": True, "etcd": cluster, "data_count": 2}))
+                for row in measure_spread(Stack(Path(workdir) / f"cluster-{shape.replace(' ', '-')}", **options),
+                                          shape, [("deposit", clients) for clients in CLIENTS], ACCOUNTS)]
     finally:
         cluster.stop()
-    return rows
 
 
 def cluster_lines(rows):
     """The results table: each client count on one machine and through the cluster shape, and their ratio."""
-    by = {(row["shape"], row["clients"]): row for row in rows}
+    by = {(row["label"], row["clients"]): row for row in rows}
     lines = ["", "Deposits through the cluster shape (edge, TLS on every hop, two data servers behind the data edge, "
              "3 etcd members) against `make run`'s one machine, same run:", "",
              "| clients | one machine op/s | cluster op/s | one machine p50 ms | cluster p50 ms | p50 ratio "
@@ -54,7 +44,7 @@ def cluster_lines(rows):
 
 def cluster_targets(rows):
     """The cluster shape's target, as a line of the results' list of targets."""
-    by = {(row["shape"], row["clients"]): row for row in rows}
+    by = {(row["label"], row["clients"]): row for row in rows}
     ratio = by[("cluster", 1)]["p50_ms"] / by[("one machine", 1)]["p50_ms"]
     return [f"one client's deposit through the cluster shape: {ratio:.2f}× one machine's p50 (at most "
             f"{MOST_ONE_CLIENT_RATIO:.0f}×): {verdict(ratio <= MOST_ONE_CLIENT_RATIO)}"]

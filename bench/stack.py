@@ -145,6 +145,23 @@ def run_wrk(stack, mode, clients, hosts, token, prefix, accounts, seconds=None):
     }
 
 
+def measure_spread(stack, label, runs, accounts):
+    """Seed stack with accounts spread- accounts, measure each (mode, clients) of runs on them and stop the stack;
+    the rows, run_wrk's with "label"."""
+    rows = []
+    try:
+        seed_accounts(stack, "spread-", accounts, "1000.00")
+        for mode, clients in runs:
+            result = run_wrk(stack, mode, clients, stack.entry(), stack.client_token, "spread-", accounts)
+            print(f"{label:>11} {mode:>9} {clients:>3} clients: {result['ops_per_s']:8.0f} op/s  p50 "
+                  f"{result['p50_ms']:6.1f} ms  p99 {result['p99_ms']:7.1f} ms  CPU {result['cpu_ms_per_op']:.2f} "
+                  f"ms/op  errors {result['errors']}", flush=True)
+            rows.append({"label": label, **result})
+    finally:
+        stack.stop()
+    return rows
+
+
 def seed_accounts(stack, prefix, count, amount):
     """Create accounts directly on the data server: setting up, not measuring."""
     session_headers = {"Authorization": f"Bearer {stack.data_token}"}

@@ -59,9 +59,6 @@ class EtcdLines:
             answer = self._try_now(accounts, then, give_up, claim)
             if answer.get("succeeded"):
                 return answer
-            taken = self._take_over(claim, answer, give_up)
-            if taken is not None:
-                return taken
             if wait <= 0:
                 raise self._held(accounts, answer["responses"])
         elif wait <= 0:
@@ -69,16 +66,14 @@ class EtcdLines:
         return self._wait_turn(accounts, deadline, give_up, then, claim)
 
     def _try_now(self, accounts, then, give_up, claim):
-        """then()'s transaction if no account is locked and no one is in etcd's line for one; else the locks
-        (and the claim's reads)."""
-        return self._take([compare(self._keys.lock(a), "VERSION", "EQUAL", 0) for a in accounts]
-                          + [no_key_under(self._keys.line(a)) for a in accounts], then, give_up,
-                          failure=self._lock_reads(accounts) + (claim.reads if claim else []), grouped_by=accounts)
-
-    @staticmethod
-    def _take_over(claim, refused, give_up):
-        """The claim's answer if the locks that refused the take are its own request's; else None."""
-        return None if claim is None else claim.take_over(refused["responses"], give_up)
+        """then()'s transaction if no account is locked and no one is in etcd's line for one, or the claim's if the
+        locks are this very request's; else the refused answer, its responses the locks (and the claim's reads)."""
+        answer = self._take([compare(self._keys.lock(a), "VERSION", "EQUAL", 0) for a in accounts]
+                            + [no_key_under(self._keys.line(a)) for a in accounts], then, give_up,
+                            failure=self._lock_reads(accounts) + (claim.reads if claim else []), grouped_by=accounts)
+        if answer.get("succeeded") or claim is None:
+            return answer
+        return claim.take_over(answer["responses"], give_up) or answer
 
     def _take(self, compares, then, give_up, success=(), failure=(), grouped_by=None):
         """then()'s transaction; sent with other requests' if grouped_by names the keys (accounts) it touches."""
@@ -122,9 +117,6 @@ class EtcdLines:
             answer = self._try_now(accounts, then, give_up, claim)
             if answer.get("succeeded"):
                 return answer
-            taken = self._take_over(claim, answer, give_up)
-            if taken is not None:
-                return taken
             if time.monotonic() >= deadline:
                 raise self._held(accounts, answer["responses"])
             locked = {a: int(kvs(response)[0]["create_revision"]) if kvs(response) else None
