@@ -19,7 +19,6 @@ PASS_OVER_SECONDS = 30.0    # how long a server that did not answer is asked onl
 # The same for one that answered 5xx: quickly, so it costs less than a timeout; doubled with each 5xx in a row (up
 # to PASS_OVER_SECONDS), so that a server that stays sick (cut off from its store) is not asked every second.
 FAILED_ANSWER_SECONDS = 1.0
-MOST_DOUBLINGS = 5           # 1 s doubled five times is past PASS_OVER_SECONDS
 
 
 class NotAnswered(Exception):
@@ -36,7 +35,7 @@ class PassOver:
 
     def __init__(self, count, seconds=PASS_OVER_SECONDS, clock=time.monotonic):
         self._until = [0.0] * count
-        self._failed_answers = [0] * count      # 5xx answers in a row, per server
+        self._failed_answer_seconds = [0.0] * count     # the last pass-over for a 5xx in a row; 0: none
         self._seconds, self._clock = seconds, clock
 
     def order(self, first=0):
@@ -57,13 +56,13 @@ class PassOver:
 
     def failed_answer(self, index):
         """It answered 5xx: passed over FAILED_ANSWER_SECONDS, twice that after two in a row, and so on."""
-        # Counted only until the pass-over reaches its longest: no count grows without bound.
-        self._failed_answers[index] = min(self._failed_answers[index] + 1, MOST_DOUBLINGS + 1)
-        self.failed(index, min(self._seconds, FAILED_ANSWER_SECONDS * 2 ** (self._failed_answers[index] - 1)))
+        last = self._failed_answer_seconds[index]
+        self._failed_answer_seconds[index] = min(self._seconds, 2 * last if last else FAILED_ANSWER_SECONDS)
+        self.failed(index, self._failed_answer_seconds[index])
 
     def answered(self, index):
         self._until[index] = 0.0
-        self._failed_answers[index] = 0
+        self._failed_answer_seconds[index] = 0.0
 
 
 class FailoverPools:
