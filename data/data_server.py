@@ -9,7 +9,7 @@ import threading
 import time
 from typing import NamedTuple
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, current_app, jsonify, request
 
 from data import history, parsing
 from data.dashboard import Activity, dashboard_blueprint
@@ -22,6 +22,7 @@ from data.store import (
     LockHeld,
     NotLockHolder,
     OperationConflict,
+    OwnerConflict,
     RecordsFull,
     StorageFailed,
     StoreError,
@@ -54,6 +55,7 @@ STORE_REFUSALS = {
     NotLockHolder: Refusal(409, "not_lock_holder", "{error}"),
     UnknownAccount: Refusal(404, "account_not_found", "{error}"),
     OperationConflict: Refusal(409, "operation_conflict", "{error}"),
+    OwnerConflict: Refusal(409, "owner_conflict", "{error}; nothing was applied"),
     HistoryMismatch: Refusal(409, "history_mismatch", "{error}; nothing was applied"),
     HistoryUnavailable: Refusal(503, "history_unavailable", "{error}"),
     RecordsFull: Refusal(503, "idempotency_store_full", "{error}; nothing was applied, try again later"),
@@ -146,7 +148,7 @@ def get_lock(business_id, account_id):
     wait = parsing.wait_seconds(body.get("wait_ms"))
     granted = _store().lock(business, account_id, token, lookup, wait)
     return jsonify(account=account_id, token=granted.token, ttl=granted.ttl, amount=_amount_or_none(granted.cents),
-                   operations=granted.recorded)
+                   owner=granted.owner, operations=granted.recorded)
 
 
 @api.post("/getLocks/<business_id>")
@@ -156,8 +158,9 @@ def get_locks(business_id):
     accounts, lookup = parsing.lock_accounts(body), parsing.lookup_ids(body)
     wait, call, answer_by = parsing.wait_seconds(body.get("wait_ms")), parsing.lock_call(body), parsing.answer_by()
     granted = _store().lock_all(business, accounts, lookup, wait, call, answer_by)
-    return jsonify(locks=[{"account": grant.account, "token": grant.token, "amount": _amount_or_none(grant.cents)}
-                          for grant in granted.grants], ttl=granted.ttl, operations=granted.recorded)
+    return jsonify(locks=[{"account": grant.account, "token": grant.token, "amount": _amount_or_none(grant.cents),
+                           "owner": grant.owner} for grant in granted.grants],
+                   ttl=granted.ttl, operations=granted.recorded)
 
 
 @api.post("/unLock/<business_id>/<account_id>")
@@ -183,7 +186,8 @@ def get_amount(business_id, account_id):
     business = _caller(business_id, account_id)
     token = parsing.query_number("token", parsing.optional_token)
     wait = parsing.query_number("wait_ms", parsing.wait_seconds)
-    return jsonify(account=account_id, amount=format_cents(_store().read(business, account_id, token, wait)))
+    seen = _store().read(business, account_id, token, wait)
+    return jsonify(account=account_id, amount=format_cents(seen.cents), owner=seen.owner)
 
 
 @api.post("/commit/<business_id>")
@@ -209,8 +213,19 @@ def get_history(business_id, account_id):
     before = parsing.query_number("before", parsing.history_before)
     limit = parsing.query_number("limit", parsing.history_limit)
     page = _store().history(account_id, before, limit)
-    return jsonify(account=account_id, entries=[history.wire(entry) for entry in page.entries],
+    return jsonify(account=account_id, owner=page.owner, entries=[history.wire(entry) for entry in page.entries],
                    next_before=page.next_before)
+
+
+@api.get("/getAccounts/<business_id>/<owner>")
+def get_accounts(business_id, owner):
+    _caller(business_id)
+    parsing.owner(owner)
+    after = parsing.accounts_after(request.args.get("after"))
+    limit = parsing.query_number("limit", parsing.history_limit)
+    page = _store().accounts(owner, after, limit)
+    return jsonify(owner=owner, accounts=[{"account": account, "amount": format_cents(cents)}
+                                          for account, cents in page.accounts], next_after=page.next_after)
 
 
 def create_app(settings=None, clock=time.monotonic, wall_clock=time.time, background=run_in_thread):

@@ -139,11 +139,28 @@ def writes(body, release, fewest):
     parsed = {}
     for item in items:
         if not isinstance(item, dict) or not is_account_id(item.get("account")):
-            raise ApiError(400, "invalid_writes", "each write needs an account id, an amount and a token")
+            raise ApiError(400, "invalid_writes", "each write needs an account id, an amount, a token and optionally "
+                                                  "the account's owner")
         if item["account"] in parsed or item["account"] in release:
             raise ApiError(400, "invalid_writes", f"account {item['account']} is written or released twice")
-        parsed[item["account"]] = Write(amount_cents(item.get("amount")), token(item.get("token")))
+        parsed[item["account"]] = Write(amount_cents(item.get("amount")), token(item.get("token")),
+                                        owner(item.get("owner"), required=False))
     return parsed
+
+
+def owner(value, required=True):
+    """A client's name, as the business servers pass it: the owner of an account."""
+    if value is None and not required:
+        return None
+    if not is_account_id(value):
+        raise ApiError(400, "invalid_owner", "owner must be a client's name: 1 to 64 of A-Z a-z 0-9 _ -")
+    return value
+
+
+def accounts_after(value):
+    if value is not None and not is_account_id(value):
+        raise ApiError(400, "invalid_after", "after must be an account id (a page's next_after)")
+    return value
 
 
 def entries(body, writes):

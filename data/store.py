@@ -12,6 +12,7 @@ class Write(NamedTuple):
     """One account's new balance in a commit."""
     cents: int
     token: int                  # the writer's lease on the account
+    owner: str | None = None    # the client the account belongs to: recorded if it has none yet, else must be its own
 
 
 class Grant(NamedTuple):
@@ -19,6 +20,7 @@ class Grant(NamedTuple):
     account: str
     token: int                  # the fencing token: only grows, never repeats
     cents: int | None           # the balance now; None if the account does not exist yet
+    owner: str | None = None    # the client the account belongs to; None: no account, or one from before owners
 
 
 class LockGrant(NamedTuple):
@@ -26,6 +28,13 @@ class LockGrant(NamedTuple):
     ttl: float                  # seconds the lease lives from now without renewal
     cents: int | None
     recorded: dict              # operation id -> {"request", "result"}, for the ids asked about
+    owner: str | None = None
+
+
+class AccountView(NamedTuple):
+    """An account as read without a lease."""
+    cents: int
+    owner: str | None           # None: an account from before owners
 
 
 class LocksGrant(NamedTuple):
@@ -66,6 +75,12 @@ class Counts(NamedTuple):
 class HistoryPage(NamedTuple):
     entries: list               # the account's entries (data/history.py), newest first
     next_before: int | None     # the seq to ask before for the page after this one; None: this was the oldest
+    owner: str | None = None    # the account's owner
+
+
+class AccountsPage(NamedTuple):
+    accounts: list              # [(account, cents)] of one owner, in account id order
+    next_after: str | None      # the account to list after for the next page; None: this was the last
 
 
 class Stats(NamedTuple):
@@ -93,11 +108,14 @@ class Store(Protocol):
     def unlock(self, business, account, token) -> None:
         """Give the caller's lease back; NotLockHolder if it is not the caller's live lease."""
 
-    def read(self, business, account, token=None, wait=0.0) -> int:
-        """The account's cents: the holder reads with its token, anyone else waits its turn as in lock()."""
+    def read(self, business, account, token=None, wait=0.0) -> AccountView:
+        """The account's cents and owner: the holder reads with its token, anyone else waits its turn as in lock()."""
 
     def commit(self, business, writes, operations=(), unlock=False, release=None, entries=None) -> CommitOutcome:
         """Apply writes {account: Write} all or nothing, with operations recorded.
+
+        A write's owner is recorded with it if the account has none yet, and stays the account's for good; a write
+        naming another owner than the account's is OwnerConflict.
 
         operations: [{"id", "request", "result", "keyed"}]; if every id is recorded already for the same request,
         nothing is applied and the first results come back; a partial or different match is OperationConflict.
@@ -108,6 +126,9 @@ class Store(Protocol):
 
     def history(self, account, before=None, limit=20) -> HistoryPage:
         """Up to limit of the account's committed entries with a seq below before, newest first; no lock needed."""
+
+    def accounts(self, owner, after=None, limit=20) -> AccountsPage:
+        """Up to limit of owner's accounts with an id after `after`, in id order, with their balances."""
 
     def view(self, most_leases) -> BankView:
         """The bank at a glance, with up to most_leases live leases, soonest ending first."""
@@ -161,6 +182,14 @@ class UnknownAccount(StoreError):
 
 class OperationConflict(StoreError):
     """Some of a commit's operation ids are recorded already, but not all of them as this same request."""
+
+
+class OwnerConflict(StoreError):
+    """A commit names an owner other than the one its account has: nothing was applied."""
+
+    def __init__(self, account):
+        super().__init__(f"account {account} belongs to another owner")
+        self.account = account
 
 
 class HistoryMismatch(StoreError):

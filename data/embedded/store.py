@@ -14,9 +14,12 @@ from typing import NamedTuple
 from data import history
 from data.embedded.fencing import FencingTokens
 from data.embedded.journal import SNAPSHOT_CHUNK_ITEMS, JournalCorrupt
+from data.embedded.owners import AccountOwners
 from data.embedded.records import OperationRecords
 from data.metrics import LOCK_WAIT_SECONDS
 from data.store import (
+    AccountsPage,
+    AccountView,
     BankView,
     CallerGone,
     CommitOutcome,
@@ -66,6 +69,7 @@ class EmbeddedStore:
         self._total_cents = 0                               # the sum of _accounts, kept as it changes
         self._leases = {}                                   # account id -> _Lease
         self._seqs = {}                                     # account id -> its last history entry's seq
+        self._owners = AccountOwners()
         self._operations = OperationRecords(settings, wall_clock)   # wall clock: retention holds across restarts
         self._fence = FencingTokens(journal)
         self._sweep_leases_at = 10_000
@@ -82,16 +86,17 @@ class EmbeddedStore:
         in arrival order."""
         if token is None:
             granted = self.lock_all(business, [account], lookup, wait)
-            return LockGrant(granted.grants[0].token, granted.ttl, granted.grants[0].cents, granted.recorded)
+            grant = granted.grants[0]
+            return LockGrant(grant.token, granted.ttl, grant.cents, granted.recorded, grant.owner)
         with self._mutex:
             self._journal.check()
             now = self._clock()
             self._require_holder(business, account, token, now)
             self._leases[account] = _Lease(business, token, now + self._ttl)
             recorded = self._lookup(lookup)
-            grant, journal_seq = Grant(account, token, self._accounts.get(account)), self._journal.last_seq
+            grant, journal_seq = self._grant(account, token), self._journal.last_seq
         self._sync_or_give_back(journal_seq, business, [grant])
-        return LockGrant(token, self._ttl, grant.cents, recorded)
+        return LockGrant(token, self._ttl, grant.cents, recorded, grant.owner)
 
     def lock_all(self, business, accounts, lookup=(), wait=0.0, call=None, answer_by=math.inf):
         """Lease every one of accounts at once, or none.
@@ -115,7 +120,7 @@ class EmbeddedStore:
             grants = []
             for account, lease in zip(accounts, leases):
                 self._leases[account] = lease
-                grants.append(Grant(account, lease.token, self._accounts.get(account)))
+                grants.append(self._grant(account, lease.token))
             self._sweep_expired_leases(now)
             recorded, journal_seq = self._lookup(lookup), self._journal.last_seq
         self._sync_or_give_back(journal_seq, business, grants)
@@ -126,6 +131,9 @@ class EmbeddedStore:
                         self._release(account)
             raise CallerGone(accounts)
         return LocksGrant(grants, self._ttl, recorded)
+
+    def _grant(self, account, token):
+        return Grant(account, token, self._accounts.get(account), self._owners.owner(account))
 
     def _leases_of_call(self, business, accounts, call, now):
         """The live leases on accounts if every one is business's under call; else None."""
@@ -151,7 +159,7 @@ class EmbeddedStore:
             self._release(account)
 
     def read(self, business, account, token=None, wait=0.0):
-        """The account's cents; the holder reads with its token, anyone else waits its turn as in lock()."""
+        """The account's AccountView; the holder reads with its token, anyone else waits its turn as in lock()."""
         with self._mutex:
             self._journal.check()
             if token is not None:
@@ -160,12 +168,13 @@ class EmbeddedStore:
                 self._wait_turn([account], wait)
             if account not in self._accounts:
                 raise UnknownAccount(account)
-            amount, journal_seq = self._accounts[account], self._journal.last_seq
+            seen = AccountView(self._accounts[account], self._owners.owner(account))
+            journal_seq = self._journal.last_seq
         self._journal.sync(journal_seq)
-        return amount
+        return seen
 
     def commit(self, business, writes, operations=(), unlock=False, release=None, entries=None):
-        """Apply writes {account: (cents, token)} all or nothing (data/store.py says the rest)."""
+        """Apply writes {account: Write} all or nothing (data/store.py says the rest)."""
         with self._mutex:
             self._journal.check()
             first_results = self._recorded_results(operations)
@@ -194,9 +203,10 @@ class EmbeddedStore:
         """Check every lease, the history and the records' room, journal the commit, apply it; return the history
         entries recorded."""
         now = self._clock()
-        for account, (_, token) in writes.items():
-            self._require_holder(business, account, token, now)
-        amounts = {account: cents for account, (cents, _) in writes.items()}
+        for account, write in writes.items():
+            self._require_holder(business, account, write.token, now)
+        new_owners = self._owners.new_owners(writes)
+        amounts = {account: write.cents for account, write in writes.items()}
         # No balance is ever below zero: a commit that would leave one is a bug upstream, and applies nothing.
         assert all(cents >= 0 for cents in amounts.values()), f"a commit would leave a negative balance: {amounts}"
         prior = {account: history.AccountState(self._accounts.get(account), self._seqs.get(account, 0))
@@ -206,6 +216,8 @@ class EmbeddedStore:
         self._history.require_room(len(recorded))
         self._operations.require_room(operations)
         record = {"t": "commit", "w": amounts}
+        if new_owners:
+            record["n"] = new_owners
         if operations:
             record["o"] = self._operations.stamp(operations)
         if recorded:
@@ -240,14 +252,22 @@ class EmbeddedStore:
             records = self._operations.counts()
             return Counts(len(self._accounts), live, self._waiters, records.idempotency, records.retry)
 
+    def accounts(self, owner, after=None, limit=history.DEFAULT_PAGE_ENTRIES):
+        with self._mutex:
+            self._journal.check()
+            listed = self._owners.page(owner, after, limit)
+            return AccountsPage([(account, self._accounts[account]) for account in listed],
+                                listed[-1] if len(listed) == limit else None)
+
     def history(self, account, before=None, limit=history.DEFAULT_PAGE_ENTRIES):
         with self._mutex:
             self._journal.check()
             if account not in self._accounts:
                 raise UnknownAccount(account)
+            owner = self._owners.owner(account)
         entries = self._history.page(account, before, limit)
         oldest = entries[-1]["seq"] if entries else 1
-        return HistoryPage(entries, oldest if len(entries) == limit and oldest > 1 else None)
+        return HistoryPage(entries, oldest if len(entries) == limit and oldest > 1 else None, owner)
 
     def stats(self):
         self._journal.check()
@@ -335,8 +355,8 @@ class EmbeddedStore:
             raise NotLockHolder(business, account, token)
 
     def _release_held(self, business, writes):
-        for account, (_, token) in writes.items():
-            self._release_if_held(business, account, token)
+        for account, write in writes.items():
+            self._release_if_held(business, account, write.token)
 
     def _release_if_held(self, business, account, token):
         lease = self._leases.get(account)
@@ -354,11 +374,13 @@ class EmbeddedStore:
         kind = record["t"]
         if kind == "commit":
             self._set_amounts(record["w"])
+            self._owners.add(record.get("n", {}))
             for op in record.get("o", ()):
                 self._operations.add(op)
             self._seqs.update(history.last_seqs(record.get("h", ()), self._seqs))
         elif kind == "accounts":
             self._set_amounts(record["a"])
+            self._owners.add(record.get("n", {}))
             self._seqs.update(record.get("s", {}))
         elif kind == "operations":
             for op in record["o"]:
@@ -379,7 +401,7 @@ class EmbeddedStore:
         """Copy the state under the mutex (the only pause writers see); the journal encodes and writes it later."""
         started = time.perf_counter()
         fence, accounts, operations = self._fence.reserved, self._accounts.copy(), self._operations.copy()
-        seqs = self._seqs.copy()
+        seqs, owners = self._seqs.copy(), self._owners.copy()
         self.compaction_copy_seconds = time.perf_counter() - started
 
         def snapshot_records():
@@ -391,6 +413,9 @@ class EmbeddedStore:
                 numbered = {account: seqs[account] for account in chunk if account in seqs}
                 if numbered:
                     record["s"] = numbered
+                owned = {account: owners[account] for account in chunk if account in owners}
+                if owned:
+                    record["n"] = owned
                 yield record
             for start in range(0, len(operations), SNAPSHOT_CHUNK_ITEMS):
                 yield {"t": "operations", "o": operations[start:start + SNAPSHOT_CHUNK_ITEMS]}

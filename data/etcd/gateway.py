@@ -95,6 +95,13 @@ def get_newest(prefix, below, limit):
                               "sort_order": "DESCEND"}}
 
 
+def get_after(prefix, after, limit):
+    """Up to limit keys under prefix that sort after the key after (None: all), the first first."""
+    start = prefix if after is None else after + "\0"
+    return {"request_range": {"key": encode(start), "range_end": encode(prefix_end(prefix)), "limit": limit,
+                              "sort_target": "KEY", "sort_order": "ASCEND"}}
+
+
 def put(key, value, lease=None):
     request = {"key": encode(key), "value": encode(value)}
     if lease:

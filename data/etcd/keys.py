@@ -17,6 +17,17 @@ class EtcdKeys:
     def amount(self, account):
         return f"{self.amounts()}{account}"
 
+    def owned(self, owner):
+        """The prefix of owner's accounts: one empty key each, written with the account's first owner."""
+        return f"{self.prefix}c/{owner}/"
+
+    def owned_account(self, owner, account):
+        return f"{self.owned(owner)}{account}"
+
+    def account_of_owned(self, owner, key):
+        """The account an owned-account key (as read back) is for."""
+        return key[len(self.owned(owner)):]
+
     def locks(self):
         return f"{self.prefix}l/"
 

@@ -4,7 +4,9 @@ The data server keeps no state of its own: balances, lock leases, fencing tokens
 records all live in etcd, and every change is one etcd transaction, so any number of data-server processes serve
 one bank. Keys under ETCD_PREFIX:
 
-  a/{account}        "cents seq": the balance and the account's last history entry's seq
+  a/{account}        "cents seq owner": the balance, the account's last history entry's seq and its owner (none
+                     for an account from before owners)
+  c/{owner}/{account} empty: one of owner's accounts, written with the account's first owner
   h/{account}/{seq}  a history entry (data/history.py; seq in 12 digits), under a lease a little longer than
                      the history's retention
   l/{account}        the holder's business id, under an etcd lease; its create revision is the token
@@ -30,8 +32,22 @@ import time
 from typing import NamedTuple
 
 from data import history
+from data.etcd.account_values import account_state, amount_value, cents_and_owner, owners_after
 from data.etcd.claims import Claim, give_back_late, held_by
-from data.etcd.gateway import EtcdGateway, LeaseGone, compare, count, decode, delete, get, get_newest, kvs, nested, put
+from data.etcd.gateway import (
+    EtcdGateway,
+    LeaseGone,
+    compare,
+    count,
+    decode,
+    delete,
+    get,
+    get_after,
+    get_newest,
+    kvs,
+    nested,
+    put,
+)
 from data.etcd.groups import GroupedTxns
 from data.etcd.keys import EtcdKeys
 from data.etcd.lines import EtcdLines, TakingUnanswered
@@ -39,6 +55,8 @@ from data.etcd.local_lines import LocalLines
 from data.etcd.lock_leases import SharedLockLeases
 from data.etcd.records import CommittedBefore, EtcdRecords
 from data.store import (
+    AccountsPage,
+    AccountView,
     BankView,
     CallerGone,
     CommitOutcome,
@@ -91,7 +109,8 @@ class EtcdStore:
         if token is not None:
             return self._renew(business, account, token, lookup)
         granted = self.lock_all(business, [account], lookup, wait)
-        return LockGrant(granted.grants[0].token, granted.ttl, granted.grants[0].cents, granted.recorded)
+        grant = granted.grants[0]
+        return LockGrant(grant.token, granted.ttl, grant.cents, granted.recorded, grant.owner)
 
     def lock_all(self, business, accounts, lookup=(), wait=0.0, call=None, answer_by=math.inf):
         if time.monotonic() >= answer_by:
@@ -142,7 +161,8 @@ class EtcdStore:
         responses = answer["responses"][puts:puts + len(reads)]
         self._remember({account: _KnownBalance(token, self._value(responses[i]), until)
                         for i, account in enumerate(accounts)})
-        grants = [Grant(account, token, self._cents(responses[i])) for i, account in enumerate(accounts)]
+        grants = [Grant(account, token, *cents_and_owner(self._value(responses[i])))
+                  for i, account in enumerate(accounts)]
         return LocksGrant(grants, self._ttl, self._records.recorded(responses[len(accounts):], lookup))
 
     def unlock(self, business, account, token):
@@ -161,14 +181,14 @@ class EtcdStore:
         else:
             # A read leaves nothing behind if its caller gives up: it may take as long as etcd allows.
             answer = self._lines.when_free([account], wait, lambda give_up: [get(self._keys.amount(account))], math.inf)
-        cents = self._cents(answer["responses"][0])
+        cents, owner = cents_and_owner(self._value(answer["responses"][0]))
         if cents is None:
             raise UnknownAccount(account)
-        return cents
+        return AccountView(cents, owner)
 
     def commit(self, business, writes, operations=(), unlock=False, release=None, entries=None):
         release = release or {}
-        held = {a: token for a, (_, token) in writes.items()} if unlock else {}
+        held = {account: write.token for account, write in writes.items()} if unlock else {}
         try:
             return self._commit(business, writes, operations, held, release, entries or {})
         except CommittedBefore as before:
@@ -191,16 +211,16 @@ class EtcdStore:
             except _BalanceMoved:
                 continue
         # Twice a balance other than the one just read: someone else writes under this lock.
-        account, (_, token) = next(iter(writes.items()))
-        raise NotLockHolder(business, account, token)
+        account, write = next(iter(writes.items()))
+        raise NotLockHolder(business, account, write.token)
 
     def _commit_once(self, business, writes, operations, held, release, entries, prior, fresh):
         """The commit as one transaction, numbered from prior ({account: a/ value or None}, read just now if fresh,
         else when this process took the lock): its outcome; _BalanceMoved if a balance is no longer that one."""
-        amounts = {account: cents for account, (cents, _) in writes.items()}
+        amounts = {account: write.cents for account, write in writes.items()}
         # No balance is ever below zero: a commit that would leave one is a bug upstream, and applies nothing.
         assert all(cents >= 0 for cents in amounts.values()), f"a commit would leave a negative balance: {amounts}"
-        states = {account: _account_state(value) for account, value in prior.items()}
+        states = {account: account_state(value) for account, value in prior.items()}
         try:
             recorded = history.numbered(amounts, entries, states, operations[0]["id"] if operations else None,
                                         int(self._wall_clock() * 1000))
@@ -212,12 +232,15 @@ class EtcdStore:
             raise
         seqs = {account: state.last_seq for account, state in states.items()}
         seqs |= history.last_seqs(recorded, seqs)
-        checks = [c for account, (_, token) in writes.items() for c in self._holder(business, account, token)]
+        owners = owners_after(writes, prior)
+        checks = [c for account, write in writes.items() for c in self._holder(business, account, write.token)]
         checks += [compare(self._records.key(op), "VERSION", "EQUAL", 0) for op in operations]
         checks += [compare(self._keys.amount(a), "VALUE", "EQUAL", value) if value is not None
                    else compare(self._keys.amount(a), "VERSION", "EQUAL", 0) for a, value in prior.items()]
-        success = [put(self._keys.amount(account), _amount_value(cents, seqs[account]))
+        success = [put(self._keys.amount(account), amount_value(cents, seqs[account], owners[account]))
                    for account, cents in amounts.items()]
+        success += [put(self._keys.owned_account(write.owner, account), "") for account, write in writes.items()
+                    if write.owner is not None and cents_and_owner(prior[account])[1] is None]
         success += [self._records.put(op) for op in operations]
         success += [self._put_entry(entry) for entry in recorded]
         success += [delete(self._keys.lock(account)) for account in held]
@@ -238,26 +261,40 @@ class EtcdStore:
         if answer.get("succeeded"):
             if not held:
                 forget_at = time.monotonic() + self._lock_leases.life
-                self._remember({account: _KnownBalance(token, _amount_value(cents, seqs[account]), forget_at)
-                                for account, (cents, token) in writes.items()})
+                self._remember({account: _KnownBalance(write.token, amount_value(write.cents, seqs[account],
+                                                                                   owners[account]), forget_at)
+                                for account, write in writes.items()})
             return CommitOutcome(False, [op["result"] for op in operations], recorded)
         self._records.raise_if_found(answer.get("responses", []), operations)
         self._forget(writes)
-        for account, (_, token) in writes.items():
-            if not self._holds(business, account, token):
-                raise NotLockHolder(business, account, token)
+        for account, write in writes.items():
+            if not self._holds(business, account, write.token):
+                raise NotLockHolder(business, account, write.token)
         raise _BalanceMoved()
+
+    def accounts(self, owner, after=None, limit=history.DEFAULT_PAGE_ENTRIES):
+        below = None if after is None else self._keys.owned_account(owner, after)
+        listed = self._etcd.txn(success=[get_after(self._keys.owned(owner), below, limit)], resend=True)
+        names = [self._keys.account_of_owned(owner, decode(kv["key"])) for kv in kvs(listed["responses"][0])]
+        if not names:
+            return AccountsPage([], None)
+        # An account is never deleted, and its owner key is written with its first balance: every one is there.
+        answer = self._etcd.txn(success=[get(self._keys.amount(account)) for account in names], resend=True)
+        balances = [account_state(self._value(response)).cents for response in answer["responses"]]
+        return AccountsPage(list(zip(names, balances)), names[-1] if len(names) == limit else None)
 
     def history(self, account, before=None, limit=history.DEFAULT_PAGE_ENTRIES):
         below = self._keys.entry(account, before) if before else None
         answer = self._etcd.txn(success=[get(self._keys.amount(account)),
                                          get_newest(self._keys.entries(account), below, limit)], resend=True)
-        if not kvs(answer["responses"][0]):
+        value = self._value(answer["responses"][0])
+        if value is None:
             raise UnknownAccount(account)
         entries = [{"account": account, "seq": self._keys.seq_of_entry(decode(kv["key"])),
                     **json.loads(decode(kv["value"]))} for kv in kvs(answer["responses"][1])]
         oldest = entries[-1]["seq"] if entries else 1
-        return HistoryPage(entries, oldest if len(entries) == limit and oldest > 1 else None)
+        return HistoryPage(entries, oldest if len(entries) == limit and oldest > 1 else None,
+                           cents_and_owner(value)[1])
 
     def counts(self):
         kinds = (self._keys.amounts(), self._keys.locks(), self._keys.waiters(), self._keys.records(keyed=True),
@@ -276,7 +313,7 @@ class EtcdStore:
         leases = sorted((LeaseView(self._keys.account_of_lock(decode(kv["key"])), decode(kv["value"]),
                                    int(kv["create_revision"]), time_left.get(kv.get("lease"), 0))
                          for kv in kvs(locks)), key=lambda lease: (lease.seconds_left, lease.account))
-        return BankView(sum(_account_state(decode(kv["value"])).cents for kv in kvs(amounts)), count(amounts),
+        return BankView(sum(account_state(decode(kv["value"])).cents for kv in kvs(amounts)), count(amounts),
                         count(line) + self._lines.waiting_here(),
                         count(locks), leases[:most_leases])
 
@@ -300,8 +337,8 @@ class EtcdStore:
         until = time.monotonic() + self._lock_leases.life
         self._local.granted([account], token, until)
         self._remember({account: _KnownBalance(token, self._value(answer["responses"][1]), until)})
-        return LockGrant(token, self._ttl, self._cents(answer["responses"][1]),
-                         self._records.recorded(answer["responses"][2:], lookup))
+        cents, owner = cents_and_owner(self._value(answer["responses"][1]))
+        return LockGrant(token, self._ttl, cents, self._records.recorded(answer["responses"][2:], lookup), owner)
 
     def _holder(self, business, account, token):
         return held_by(self._keys, business, account, token)
@@ -328,15 +365,15 @@ class EtcdStore:
         read them when it took a lock (unless fresh), else read now. CommittedBefore if the locks are gone because
         this very commit was applied before."""
         prior, unread = {}, []
-        for account, (_, token) in writes.items():
+        for account, write in writes.items():
             known = None if fresh else self._known.get(account)
-            if known is not None and known.token == token:
+            if known is not None and known.token == write.token:
                 prior[account] = known.value
             else:
                 unread.append(account)
         if not unread:
             return prior
-        tokens = {account: token for account, (_, token) in writes.items()}
+        tokens = {account: write.token for account, write in writes.items()}
         op_ids = [op["id"] for op in operations]
         answer = self._etcd.txn([c for a in unread for c in self._holder(business, a, tokens[a])],
                                 [get(self._keys.amount(a)) for a in unread], self._records.ranges(op_ids), resend=True)
@@ -377,18 +414,4 @@ class EtcdStore:
         """An a/ key's value as read, or None if there is no such key."""
         return decode(kvs(response)[0]["value"]) if kvs(response) else None
 
-    def _cents(self, response):
-        return _account_state(self._value(response)).cents
 
-
-def _amount_value(cents, last_seq):
-    """An a/ key's value: the balance and the account's last history entry's seq."""
-    return f"{cents} {last_seq}"
-
-
-def _account_state(value):
-    """The AccountState of an a/ value as read ("cents seq"; "cents" as written before history; None: no key)."""
-    if value is None:
-        return history.AccountState(None, 0)
-    cents, _, seq = value.partition(" ")
-    return history.AccountState(int(cents), int(seq or 0))

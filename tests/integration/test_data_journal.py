@@ -8,7 +8,7 @@ import pytest
 
 from data.embedded.journal import JournalCorrupt
 from data.factory import create_store
-from data.store import UnknownAccount
+from data.store import UnknownAccount, Write
 from shared.settings import load_data_settings
 from tests.helpers import B1, FakeClock, InThread, amount_of, data_environ, set_amount, wait_until
 
@@ -209,7 +209,7 @@ def balances(store, accounts):
     """{account: cents, None if it does not exist}."""
     def cents(account):
         try:
-            return store.read("b1", account)
+            return store.read("b1", account).cents
         except UnknownAccount:
             return None
     return {account: cents(account) for account in accounts}
@@ -234,7 +234,7 @@ def test_a_crash_cut_at_any_byte_of_the_last_two_records_loses_nothing_acknowled
         store = open_store(journal)
         expected = {"a": 300 if whole == 4 else 100, "b": 200 if whole >= 3 else None}
         assert balances(store, "ab") == expected, cut
-        store.commit("b1", {"c": (cut, store.lock("b1", "c").token)}, unlock=True)
+        store.commit("b1", {"c": Write(cut, store.lock("b1", "c").token)}, unlock=True)
         # A second crash: the process dies without closing anything; what it wrote is in the file.
         crashed, store = store, open_store(journal)
         crashed.close()

@@ -13,7 +13,7 @@ from data.etcd.gateway import EtcdGateway
 from data.etcd.gateway import put as etcd_put
 from data.etcd.lines import POLL_MOST_SECONDS
 from data.etcd.store import EtcdStore
-from data.store import LockHeld, StoreFull, StoreUnavailable
+from data.store import LockHeld, StoreFull, StoreUnavailable, Write
 from harness.etcd_cluster import Placement
 from harness.processes import free_port
 from shared.settings import load_data_settings
@@ -168,7 +168,7 @@ def test_locks_sharing_a_lease_each_live_their_ttl_and_a_renewal_keeps_only_its_
         time.sleep(0.3)                         # the holder's renewals on the real clock, as a business server's
     # The renewals moved "renewed" to newer leases; "left", never renewed, expired with the lease it shared.
     assert store.lock("b2", "left").token > left.token
-    assert store.commit("b1", {"renewed": (100, renewed.token)}, unlock=True).replayed is False
+    assert store.commit("b1", {"renewed": Write(100, renewed.token)}, unlock=True).replayed is False
 
 
 def test_a_waiter_behind_a_lock_of_its_own_data_server_is_woken_by_the_release_and_polls_etcd_slowly(etcd_store):
@@ -191,7 +191,7 @@ def test_a_waiter_behind_a_lock_of_its_own_data_server_is_woken_by_the_release_a
 def test_a_lock_released_through_another_data_server_is_free_at_once_on_the_one_that_granted_it(etcd_store):
     first, second = etcd_store(), etcd_store()
     holder = first.lock("b1", "acc")
-    second.commit("b1", {"acc": (100, holder.token)}, unlock=True)
+    second.commit("b1", {"acc": Write(100, holder.token)}, unlock=True)
     started = time.monotonic()
     again = first.lock("b1", "acc", wait=5)
     # The first still believed it held: asked at once all the same, not after the wait or the lease.

@@ -18,6 +18,7 @@ from data.store import (
     RecordsFull,
     Stats,
     UnknownAccount,
+    Write,
 )
 from shared.settings import load_data_settings
 from tests.helpers import InThread, store_environ, wait_until
@@ -40,7 +41,7 @@ def op(op_id, keyed=True, result=None):
 def put(bank, account, cents, operations=()):
     """Lock account as b1 and write cents; return the commit's outcome."""
     token = bank.lock("b1", account).token
-    return bank.commit("b1", {account: (cents, token)}, operations, unlock=True)
+    return bank.commit("b1", {account: Write(cents, token)}, operations, unlock=True)
 
 
 def wait_until_waiting(bank, count):
@@ -54,7 +55,7 @@ def test_a_lease_comes_with_a_token_and_the_balance_and_holds_off_everyone_else(
         with pytest.raises(LockHeld) as held:
             bank.lock(business, "acc")
         assert held.value.account == "acc" and held.value.holder == "b1" and held.value.retry_after > 0
-    bank.commit("b1", {"acc": (500, granted.token)}, unlock=True)
+    bank.commit("b1", {"acc": Write(500, granted.token)}, unlock=True)
     assert bank.lock("b2", "acc").cents == 500
 
 
@@ -116,13 +117,13 @@ def test_a_wait_that_runs_out_is_lock_held_and_leaves_no_one_waiting(bank):
 def test_the_holder_reads_with_its_token_and_anyone_else_waits_its_turn(bank):
     put(bank, "acc", 700)
     token = bank.lock("b1", "acc").token
-    assert bank.read("b1", "acc", token) == 700
+    assert bank.read("b1", "acc", token).cents == 700
     with pytest.raises(LockHeld):
         bank.read("b2", "acc")
     reader = InThread(bank.read, "b2", "acc", wait=5)
     wait_until_waiting(bank, 1)
-    bank.commit("b1", {"acc": (800, token)}, unlock=True)
-    assert reader.result() == 800
+    bank.commit("b1", {"acc": Write(800, token)}, unlock=True)
+    assert reader.result().cents == 800
     with pytest.raises(UnknownAccount):
         bank.read("b1", "nobody")
 
@@ -133,8 +134,8 @@ def test_a_commit_applies_all_of_its_writes_or_none(bank):
     tx, ty = bank.lock("b1", "x").token, bank.lock("b1", "y").token
     bank.unlock("b1", "y", ty)
     with pytest.raises(NotLockHolder):
-        bank.commit("b1", {"x": (50, tx), "y": (150, ty)}, [op("op-1")], unlock=True)
-    assert bank.read("b1", "x", tx) == 100 and bank.read("b2", "y") == 100
+        bank.commit("b1", {"x": Write(50, tx), "y": Write(150, ty)}, [op("op-1")], unlock=True)
+    assert bank.read("b1", "x", tx).cents == 100 and bank.read("b2", "y").cents == 100
     assert bank.lock("b1", "y").recorded == {} and bank.counts().idempotency_records == 0
 
 
@@ -149,7 +150,7 @@ def test_a_late_write_under_an_expired_lease_is_fenced_off(bank):
 
     taken = wait_until(take, 10, "the lease never expired")
     with pytest.raises(NotLockHolder):
-        bank.commit("b1", {"acc": (900, stale)}, unlock=True)
+        bank.commit("b1", {"acc": Write(900, stale)}, unlock=True)
     assert taken.token > stale and taken.cents is None
 
 
@@ -158,12 +159,12 @@ def test_a_commit_sent_again_is_replayed_with_its_first_results_and_applies_noth
     assert first[:2] == (False, [{"balance": 100}]) and len(first.entries) == 1
     again = put(bank, "acc", 999, [op("op-1", result={"balance": 999})])
     assert again == CommitOutcome(True, [{"balance": 100}])
-    assert bank.read("b1", "acc") == 100 and bank.counts().leases == 0
+    assert bank.read("b1", "acc").cents == 100 and bank.counts().leases == 0
     token = bank.lock("b1", "acc").token
     with pytest.raises(OperationConflict):
-        bank.commit("b1", {"acc": (5, token)}, [op("op-1"), op("op-2")], unlock=True)
+        bank.commit("b1", {"acc": Write(5, token)}, [op("op-1"), op("op-2")], unlock=True)
     # Refused, so applied nothing, the lease's release included.
-    assert bank.read("b1", "acc", token) == 100
+    assert bank.read("b1", "acc", token).cents == 100
     assert bank.lock("b1", "acc", token=token, lookup=["op-1", "op-2"]).recorded == {
         "op-1": {"request": "request of op-1", "result": {"balance": 100}}}
 
@@ -173,21 +174,21 @@ def test_records_at_their_cap_refuse_the_commit_and_apply_nothing(bank):
     put(bank, "acc", 2, [op("key-2")])
     token = bank.lock("b1", "acc").token
     with pytest.raises(RecordsFull) as full:
-        bank.commit("b1", {"acc": (3, token)}, [op("key-3")])
-    assert full.value.retry_after >= 1 and bank.read("b1", "acc", token) == 2
+        bank.commit("b1", {"acc": Write(3, token)}, [op("key-3")])
+    assert full.value.retry_after >= 1 and bank.read("b1", "acc", token).cents == 2
     # Writes without a key are recorded in a table of their own, with a cap of its own.
-    bank.commit("b1", {"acc": (4, token)}, [op("bare-1", keyed=False)])
+    bank.commit("b1", {"acc": Write(4, token)}, [op("bare-1", keyed=False)])
     with pytest.raises(RecordsFull):
-        bank.commit("b1", {"acc": (5, token)}, [op("bare-2", keyed=False)])
+        bank.commit("b1", {"acc": Write(5, token)}, [op("bare-2", keyed=False)])
     counts = bank.counts()
     assert (counts.idempotency_records, counts.retry_records) == (2, 1)
-    assert bank.read("b1", "acc", token) == 4
+    assert bank.read("b1", "acc", token).cents == 4
 
 
 def test_a_commit_gives_back_the_leases_it_was_asked_to_release(bank):
     granted = bank.lock_all("b1", ["a", "b"])
     ta, tb = (grant.token for grant in granted.grants)
-    bank.commit("b1", {"a": (10, ta)}, [op("op-r")], unlock=True, release={"b": tb})
+    bank.commit("b1", {"a": Write(10, ta)}, [op("op-r")], unlock=True, release={"b": tb})
     assert bank.counts().leases == 0 and bank.lock("b2", "b").cents is None
 
 
@@ -258,7 +259,7 @@ def test_a_later_attempt_of_the_same_call_is_answered_with_the_locks_the_first_w
     for business, call in (("b1", "call-2"), ("b2", "call-1"), ("b1", None)):
         with pytest.raises(LockHeld):
             bank.lock_all(business, ["a", "b"], call=call)
-    bank.commit("b1", {"a": (100, again.grants[0].token), "b": (200, again.grants[1].token)}, unlock=True)
+    bank.commit("b1", {"a": Write(100, again.grants[0].token), "b": Write(200, again.grants[1].token)}, unlock=True)
     # Released, nothing of it is left to take over: the same call again is a new lock.
     assert bank.lock_all("b1", ["a"], call="call-1").grants[0].token > first.grants[0].token
 
@@ -301,5 +302,5 @@ def test_a_late_grant_that_a_later_attempt_took_over_is_left_to_it(bank, store, 
     with pytest.raises(CallerGone):
         late.result()
     # The late attempt gave nothing back: the lease it was granted is the later attempt's, which writes under it.
-    assert bank.commit("b1", {"acc": (700, again.grants[0].token)}, unlock=True).replayed is False
+    assert bank.commit("b1", {"acc": Write(700, again.grants[0].token)}, unlock=True).replayed is False
     assert bank.lock("b2", "acc").cents == 700

@@ -2,7 +2,7 @@
 import pytest
 
 from data.factory import create_store
-from data.store import HistoryMismatch, NotLockHolder, UnknownAccount
+from data.store import HistoryMismatch, NotLockHolder, UnknownAccount, Write
 from shared.settings import load_data_settings
 from tests.helpers import store_environ
 
@@ -23,7 +23,7 @@ def apply(bank, balances, entries, op_ids):
     """Lock the accounts of balances as b1 and commit them with entries ({account: [entry]}) and op_ids' records."""
     grants = {grant.account: grant.token for grant in bank.lock_all("b1", sorted(balances)).grants}
     operations = [{"id": op_id, "request": f"request {op_id}", "result": {}} for op_id in op_ids]
-    return bank.commit("b1", {a: (cents, grants[a]) for a, cents in balances.items()}, operations, unlock=True,
+    return bank.commit("b1", {a: Write(cents, grants[a]) for a, cents in balances.items()}, operations, unlock=True,
                        entries=entries)
 
 
@@ -70,11 +70,11 @@ def test_entries_that_do_not_follow_from_the_balance_held_apply_nothing(bank):
     operation = {"id": "op-2", "request": "request op-2", "result": {}}
     with pytest.raises(HistoryMismatch):
         # The balance is 100: a deposit of 10 cannot leave 500.
-        bank.commit("b1", {"a": (500, token)}, [operation], unlock=True,
+        bank.commit("b1", {"a": Write(500, token)}, [operation], unlock=True,
                     entries={"a": [entry("deposit", 10, 500, "op-2")]})
-    assert bank.read("b1", "a", token) == 100 and [e["seq"] for e in bank.history("a").entries] == [1]
+    assert bank.read("b1", "a", token).cents == 100 and [e["seq"] for e in bank.history("a").entries] == [1]
     # Its operation was not recorded, its lease not given back: the right commit goes through under it.
-    assert not bank.commit("b1", {"a": (110, token)}, [operation], unlock=True,
+    assert not bank.commit("b1", {"a": Write(110, token)}, [operation], unlock=True,
                            entries={"a": [entry("deposit", 10, 110, "op-2")]}).replayed
     assert [(e["seq"], e["balance"]) for e in bank.history("a").entries] == [(2, 110), (1, 100)]
 
@@ -82,15 +82,15 @@ def test_entries_that_do_not_follow_from_the_balance_held_apply_nothing(bank):
 def test_a_write_without_entries_is_recorded_as_a_signed_adjustment(bank):
     apply(bank, {"a": 100}, {"a": [entry("deposit", 100, 100, "op-1")]}, ["op-1"])
     token = bank.lock("b1", "a").token
-    bank.commit("b1", {"a": (40, token)}, unlock=True)
+    bank.commit("b1", {"a": Write(40, token)}, unlock=True)
     newest = bank.history("a").entries[0]
     assert (newest["seq"], newest["kind"], newest["cents"], newest["balance"]) == (2, "adjustment", -60, 40)
 
 
 def test_entries_are_numbered_on_after_a_commit_under_a_kept_lock(bank):
     token = bank.lock("b1", "a").token
-    bank.commit("b1", {"a": (100, token)}, entries={"a": [entry("deposit", 100, 100, "op-1")]})
-    bank.commit("b1", {"a": (70, token)}, unlock=True, entries={"a": [entry("withdrawal", 30, 70, "op-2")]})
+    bank.commit("b1", {"a": Write(100, token)}, entries={"a": [entry("deposit", 100, 100, "op-1")]})
+    bank.commit("b1", {"a": Write(70, token)}, unlock=True, entries={"a": [entry("withdrawal", 30, 70, "op-2")]})
     assert [(e["seq"], e["balance"]) for e in bank.history("a").entries] == [(2, 70), (1, 100)]
 
 
@@ -98,7 +98,7 @@ def test_a_late_commit_under_a_lost_lock_adds_no_entry(bank):
     token = bank.lock("b1", "a").token
     bank.unlock("b1", "a", token)
     with pytest.raises(NotLockHolder):
-        bank.commit("b1", {"a": (100, token)}, unlock=True, entries={"a": [entry("deposit", 100, 100, "op-1")]})
+        bank.commit("b1", {"a": Write(100, token)}, unlock=True, entries={"a": [entry("deposit", 100, 100, "op-1")]})
     with pytest.raises(UnknownAccount):
         bank.history("a")
 

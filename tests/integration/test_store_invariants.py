@@ -5,6 +5,7 @@ import pytest
 
 from data.etcd.store import _KnownBalance
 from data.factory import create_store
+from data.store import Write
 from shared.settings import load_data_settings
 from tests.helpers import store_environ
 
@@ -18,10 +19,10 @@ def bank(store, request):
 
 def test_a_commit_that_would_leave_a_negative_balance_trips_an_assertion_and_applies_nothing(bank):
     token = bank.lock("b1", "a").token
-    bank.commit("b1", {"a": (100, token)})
+    bank.commit("b1", {"a": Write(100, token)})
     with pytest.raises(AssertionError, match="negative balance"):
-        bank.commit("b1", {"a": (-1, token)})
-    assert bank.read("b1", "a", token) == 100
+        bank.commit("b1", {"a": Write(-1, token)})
+    assert bank.read("b1", "a", token).cents == 100
     assert [entry["balance"] for entry in bank.history("a").entries] == [100]
 
 
