@@ -3,6 +3,7 @@ import os
 
 from business.application.bank_service import BankService
 from business.application.queue_service import QueueService
+from business.infra.account_repository import HttpAccountRepository
 from business.infra.amount_repository import HttpAmountRepository
 from business.infra.batcher_client import BatcherQueue
 from business.infra.batcher_wire import SOCKET_ENV
@@ -44,4 +45,4 @@ def bank_service(settings, request_id_source=lambda: None, batcher_socket=None):
         queues = BatcherQueue(batcher_socket, batcher_reply_timeout(settings), request_id_source)
     else:
         queues = queue_service(settings, request_id_source, client)
-    return BankService(queues, HttpHistoryRepository(client), settings.max_amount_cents)
+    return BankService(queues, HttpHistoryRepository(client), HttpAccountRepository(client), settings.max_amount_cents)

@@ -3,11 +3,13 @@
 from flask import Blueprint, current_app, g, has_request_context, jsonify, request
 
 from business import bootstrap
-from business.application.bank_service import MAX_STATEMENT_ENTRIES
+from business.application.bank_service import MAX_LISTED_ACCOUNTS, MAX_STATEMENT_ENTRIES, Caller
 from business.application.errors import (
+    AccountExists,
     AccountNotFound,
     BalanceLimitExceeded,
     BankError,
+    Forbidden,
     IdempotencyConflict,
     InsufficientFunds,
     InvalidRequest,
@@ -23,8 +25,8 @@ from shared.validation import is_opaque_key
 from shared.web import amount_cents, create_base_app, valid_account_id
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
-STATUS_OF = {InvalidRequest: 400, AccountNotFound: 404, InsufficientFunds: 422, BalanceLimitExceeded: 422,
-             IdempotencyConflict: 422, ServiceUnavailable: 503}
+STATUS_OF = {InvalidRequest: 400, Forbidden: 403, AccountNotFound: 404, AccountExists: 409, InsufficientFunds: 422,
+             BalanceLimitExceeded: 422, IdempotencyConflict: 422, ServiceUnavailable: 503}
 
 bank = Blueprint("bank", __name__)
 auth = bearer_auth()
@@ -33,7 +35,8 @@ auth = bearer_auth()
 @bank.before_request
 @auth.login_required
 def require_client_token():
-    """Every bank route but /health needs a client's bearer token, and takes everything from its path."""
+    """Every bank route but /health needs a client's (or an operator's) bearer token, and takes everything from its
+    path and query."""
     if request.content_length:
         raise ApiError(400, "unexpected_body", "these routes take no body: the account and amount are in the path")
 
@@ -66,26 +69,36 @@ def _reply(receipt, body):
     return response
 
 
+def _caller():
+    return auth.current_user()
+
+
+def _shown(fields):
+    """fields as answered: a balance the caller may not see (None) is left out."""
+    return {name: format_cents(value) if isinstance(value, int) else value for name, value in fields.items()
+            if value is not None}
+
+
 def _movement(receipt):
-    return _reply(receipt, {"account": receipt.account, "amount": format_cents(receipt.amount_cents),
-                            "balance": format_cents(receipt.balance_cents)})
+    return _reply(receipt, _shown({"account": receipt.account, "amount": receipt.amount_cents,
+                                   "balance": receipt.balance_cents}))
 
 
 @bank.post("/deposit/<account_id>/<amount>")
 def deposit(account_id, amount):
     account, cents = valid_account_id(account_id), amount_cents(amount)
-    return _movement(_service().deposit(account, cents, auth.current_user(), _idempotency_key()))
+    return _movement(_service().deposit(account, cents, _caller(), _idempotency_key()))
 
 
 @bank.post("/withdrawal/<account_id>/<amount>")
 def withdrawal(account_id, amount):
     account, cents = valid_account_id(account_id), amount_cents(amount)
-    return _movement(_service().withdraw(account, cents, auth.current_user(), _idempotency_key()))
+    return _movement(_service().withdraw(account, cents, _caller(), _idempotency_key()))
 
 
 @bank.get("/balance/<account_id>")
 def balance(account_id):
-    receipt = _service().balance(valid_account_id(account_id))
+    receipt = _service().balance(valid_account_id(account_id), _caller())
     return _reply(receipt, {"account": receipt.account, "balance": format_cents(receipt.balance_cents)})
 
 
@@ -93,23 +106,50 @@ def balance(account_id):
 def transfer(origin_account_id, target_account_id, amount):
     origin, target = valid_account_id(origin_account_id), valid_account_id(target_account_id)
     cents = amount_cents(amount)
-    receipt = _service().transfer(origin, target, cents, auth.current_user(), _idempotency_key())
-    return _reply(receipt, {"origin": receipt.account, "target": receipt.target,
-                            "amount": format_cents(receipt.amount_cents),
-                            "origin_balance": format_cents(receipt.balance_cents),
-                            "target_balance": format_cents(receipt.target_balance_cents)})
+    receipt = _service().transfer(origin, target, cents, _caller(), _idempotency_key())
+    return _reply(receipt, _shown({"origin": receipt.account, "target": receipt.target, "amount": receipt.amount_cents,
+                                   "origin_balance": receipt.balance_cents,
+                                   "target_balance": receipt.target_balance_cents}))
+
+
+@bank.post("/accounts/<account_id>")
+def open_account(account_id):
+    receipt = _service().open(valid_account_id(account_id), _caller(), _idempotency_key())
+    response = _reply(receipt, {"account": receipt.account, "owner": receipt.owner,
+                                "balance": format_cents(receipt.balance_cents)})
+    response.status_code = 201
+    return response
+
+
+@bank.get("/accounts/<account_id>")
+def account_details(account_id):
+    receipt = _service().balance(valid_account_id(account_id), _caller())
+    return jsonify(account=receipt.account, owner=receipt.owner, balance=format_cents(receipt.balance_cents))
+
+
+@bank.get("/accounts")
+def own_accounts():
+    limit, cursor = _page_query(MAX_LISTED_ACCOUNTS)
+    listed = _service().accounts(_caller(), limit, cursor)
+    return jsonify(accounts=[{"account": account, "balance": format_cents(cents)}
+                             for account, cents in listed.accounts], next_cursor=listed.next_cursor)
+
+
+def _page_query(most):
+    """The query's limit (None if absent) and cursor, each checked for its form; the service checks their values."""
+    limit_text, cursor = request.args.get("limit"), request.args.get("cursor")
+    if limit_text is not None and not (limit_text.isascii() and limit_text.isdigit() and len(limit_text) <= 3):
+        raise ApiError(400, "invalid_limit", f"limit must be a whole number from 1 to {most}")
+    if cursor is not None and not is_opaque_key(cursor):
+        raise ApiError(400, "invalid_cursor", "cursor must be a next_cursor the bank gave")
+    return None if limit_text is None else int(limit_text), cursor
 
 
 @bank.get("/history/<account_id>")
 def history(account_id):
     account = valid_account_id(account_id)
-    limit_text, cursor = request.args.get("limit"), request.args.get("cursor")
-    if limit_text is not None and not (limit_text.isascii() and limit_text.isdigit() and len(limit_text) <= 3):
-        raise ApiError(400, "invalid_limit", f"limit must be a whole number from 1 to {MAX_STATEMENT_ENTRIES}")
-    if cursor is not None and not is_opaque_key(cursor):
-        raise ApiError(400, "invalid_cursor", "cursor must be a next_cursor the bank gave")
-    statement = _service().statement(account, auth.current_user(), None if limit_text is None else int(limit_text),
-                                     cursor)
+    limit, cursor = _page_query(MAX_STATEMENT_ENTRIES)
+    statement = _service().statement(account, _caller(), limit, cursor)
     return jsonify(account=statement.account, entries=[{
         "seq": entry.seq, "kind": entry.kind, "amount": format_cents(entry.amount_cents),
         "balance": format_cents(entry.balance_cents), "counterparty": entry.counterparty,
@@ -126,7 +166,8 @@ def create_app(settings=None):
     settings = settings or load_business_settings()
     app = create_base_app(__name__, f"business-{settings.business_id}", settings.max_body_bytes,
                           settings.log_level, settings.log_summary_seconds)
-    configure_tokens(app, settings.client_tokens)
+    configure_tokens(app, {**{token: Caller(name) for token, name in settings.client_tokens.items()},
+                           **{token: Caller(name, operator=True) for token, name in settings.operator_tokens.items()}})
     register_metrics_route(app, settings.operator_tokens)
     app.extensions["bank.service"] = bootstrap.bank_service(settings, _current_request_id, bootstrap.batcher_socket())
 

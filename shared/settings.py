@@ -121,13 +121,18 @@ def load_business_settings(environ=None):
     if not is_account_id(business_id):
         raise SettingsError(f"BUSINESS_ID: must be 1 to 64 of A-Z a-z 0-9 _ -, got {business_id!r}")
     data_urls = _urls(env, "DATA_URLS", "http://127.0.0.1:8000")
+    client_tokens, operator_tokens = _token_map(env, "CLIENT_TOKENS"), _token_map(env, "OPERATOR_TOKENS")
+    shared = sorted(client_tokens[token] for token in client_tokens.keys() & operator_tokens.keys())
+    if shared:
+        # A token is a client (who owns accounts) or an operator (who reads them all), never both.
+        raise SettingsError(f"CLIENT_TOKENS: {', '.join(shared)} share a token with OPERATOR_TOKENS")
     return BusinessSettings(
         business_id=business_id,
         data_urls=data_urls,
         data_token=_required(env, "DATA_TOKEN"),
         data_tls=_tls_if_https(env, data_urls, "DATA_TLS"),
-        client_tokens=_token_map(env, "CLIENT_TOKENS"),
-        operator_tokens=_token_map(env, "OPERATOR_TOKENS"),
+        client_tokens=client_tokens,
+        operator_tokens=operator_tokens,
         lock_wait=_seconds(env, "LOCK_WAIT", "2"),
         data_timeout=_seconds(env, "DATA_TIMEOUT", "1"),
         max_amount_cents=_amount(env, "MAX_AMOUNT", "1000000000.00"),

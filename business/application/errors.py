@@ -19,6 +19,15 @@ class AccountNotFound(BankError):
     code = "account_not_found"
 
 
+class AccountExists(BankError):
+    code = "account_exists"
+
+
+class Forbidden(BankError):
+    """The caller's kind may not do this at all (an operator moves no money)."""
+    code = "forbidden"
+
+
 class InsufficientFunds(BankError):
     code = "insufficient_funds"
 

@@ -1,4 +1,9 @@
-"""The bank's rules: what an operation is, how it changes a running balance, and what of it is recorded.
+"""The bank's rules: what an operation is, how it changes a running balance, whose account it may touch, and what
+of it is recorded.
+
+Whose: an account belongs to the client whose deposit or open created it. Only its owner debits it or reads it
+(an operator reads any); to anyone else it is refused exactly as an unknown account is. Anyone may pay into it,
+and is then answered without its balance.
 
 No I/O here: the queue service (queue_service.py) leases the balances, applies a batch with apply_batch and
 commits what it returns.
@@ -7,6 +12,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from business.application.errors import (
+    AccountExists,
     AccountNotFound,
     BalanceLimitExceeded,
     BankError,
@@ -15,18 +21,20 @@ from business.application.errors import (
 )
 
 MAX_BALANCE_CENTS = 10 ** 18
-REFUSALS = (AccountNotFound, InsufficientFunds, BalanceLimitExceeded)
+REFUSALS = (AccountNotFound, AccountExists, InsufficientFunds, BalanceLimitExceeded)
 REFUSALS_BY_CODE = {refusal.code: refusal for refusal in REFUSALS}
 
 
 @dataclass(frozen=True)
 class Operation:
-    kind: str                  # deposit | withdrawal | transfer | balance
-    account: str               # the account credited, debited or read; the origin of a transfer
+    kind: str                  # deposit | withdrawal | transfer | balance | open
+    account: str               # the account credited, debited, read or opened; the origin of a transfer
     amount_cents: int = 0
     target: str | None = None
     operation_id: str = ""     # what the data server records it under
     key: str | None = None     # the client's Idempotency-Key: an earlier result may exist
+    client: str = ""           # who asks: a client's name, or an operator's
+    operator: bool = False     # the caller is an operator: it reads any account and moves no money
 
     @property
     def keyed(self):
@@ -48,13 +56,15 @@ class Operation:
 
 @dataclass(frozen=True)
 class Outcome:
-    result: dict               # {"balance": cents} and, for a transfer, {"target_balance": cents}
+    result: dict               # {"balance": cents} and, for a transfer, {"target_balance": cents}; only the caller's
+                               # own accounts' (a read's also {"owner"})
     replayed: bool = False
 
 
 class AppliedBatch(NamedTuple):
     outcomes: list             # each operation's Outcome, or the BankError that refused it, in the batch's order
     balances: dict             # account -> its cents after the batch; None: it still does not exist
+    new_owners: dict           # account -> the client of the deposit or open that created it in this batch
     records: list              # the operation records to commit: {"id", "request", "result", "keyed"}
     entries: list              # the history entries to commit, in the order they were applied (_entries)
 
@@ -62,20 +72,25 @@ class AppliedBatch(NamedTuple):
 def apply_batch(operations, leases):
     """Apply operations in order to the leased balances, as an AppliedBatch."""
     balances = {account: lease.amount_cents for account, lease in leases.items()}
+    owners = {account: lease.owner for account, lease in leases.items()}
+    new_owners = {}
     earlier = {}
     for lease in leases.values():
         earlier.update(lease.recorded)
     outcomes, records, entries = [], [], []
     for operation in operations:
         first = earlier.get(operation.operation_id) if operation.keyed else None
+        creates = operation.kind in ("deposit", "open") and balances[operation.account] is None
         try:
-            outcome = _replay(first, operation) if first is not None else _apply_one(operation, balances)
+            outcome = _replay(first, operation) if first is not None else _apply_one(operation, balances, owners)
         except BankError as refusal:
             outcome = refusal
-        outcomes.append(outcome)
+        if creates and isinstance(outcome, Outcome) and first is None:
+            owners[operation.account] = new_owners[operation.account] = operation.client
+        outcomes.append(_as_seen_by(operation, outcome, owners))
         if first is not None:
             continue
-        if isinstance(outcome, Outcome) and operation.writes:
+        if isinstance(outcome, Outcome) and operation.writes and operation.kind != "open":
             entries += _entries(operation, outcome.result)
         result = _recordable_result(operation, outcome)
         if result is not None:
@@ -83,7 +98,25 @@ def apply_batch(operations, leases):
                       "keyed": operation.keyed}
             records.append(record)
             earlier[operation.operation_id] = record
-    return AppliedBatch(outcomes, balances, records, entries)
+    return AppliedBatch(outcomes, balances, new_owners, records, entries)
+
+
+def may_see(client, operator, owner):
+    """Whether a caller (client's name, operator or not) may debit or read an account of owner (None: an account
+    from before owners): its owner may; an operator may read (bank_service.py lets no operator write)."""
+    return operator or (owner is not None and owner == client)
+
+
+def _as_seen_by(operation, outcome, owners):
+    """The outcome without the balance of any account the caller does not own (a pay-in into another's account)."""
+    if not isinstance(outcome, Outcome):
+        return outcome
+    hidden = [] if may_see(operation.client, operation.operator, owners[operation.account]) else ["balance"]
+    if operation.target is not None and not may_see(operation.client, operation.operator, owners[operation.target]):
+        hidden.append("target_balance")
+    if not hidden:
+        return outcome
+    return Outcome({name: value for name, value in outcome.result.items() if name not in hidden}, outcome.replayed)
 
 
 def _entries(operation, result):
@@ -125,20 +158,27 @@ def _replay(first, operation):
     return Outcome(first["result"], replayed=True)
 
 
-def _apply_one(operation, balances):
-    """Apply one operation to balances and return its Outcome; raise the BankError that refuses it."""
+def _apply_one(operation, balances, owners):
+    """Apply one operation to balances (owners: {account: owner}) and return its Outcome; raise the BankError that
+    refuses it."""
     account, amount = operation.account, operation.amount_cents
     current = balances[account]
+    if operation.kind == "open":
+        if current is not None:
+            raise AccountExists(f"account {account} exists already")
+        balances[account] = 0
+        return Outcome({"balance": 0})
     if operation.kind == "deposit":
         new_balance = (current or 0) + amount
         if new_balance > MAX_BALANCE_CENTS:
             raise BalanceLimitExceeded(f"account {account} would exceed the largest balance")
         balances[account] = new_balance
         return Outcome({"balance": new_balance})
-    if current is None:
+    if current is None or not may_see(operation.client, operation.operator, owners[account]):
+        # Another's account is refused in the very words of an unknown one: its ids cannot be probed.
         raise AccountNotFound(f"account {account} does not exist")
     if operation.kind == "balance":
-        return Outcome({"balance": current})
+        return Outcome({"balance": current, "owner": owners[account]})
     target = balances.get(operation.target)
     if operation.kind == "transfer" and target is None:
         raise AccountNotFound(f"account {operation.target} does not exist")

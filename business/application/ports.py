@@ -62,12 +62,20 @@ class Lease:
     token: int
     amount_cents: int | None        # None: the account does not exist yet
     recorded: dict = field(default_factory=dict)   # operation id -> {"request", "result"}, as asked by lookup
+    owner: str | None = None        # the client the account belongs to; None: no account, or one from before owners
+
+
+class AccountBalance(NamedTuple):
+    """An account as read without a lease."""
+    cents: int
+    owner: str | None
 
 
 class LeasedWrite(NamedTuple):
     """One account's new balance in a commit, under the lease that allows it."""
     cents: int
     lease: Lease
+    owner: str | None = None        # the owner the commit gives the account it creates
 
 
 @dataclass(frozen=True)
@@ -86,6 +94,13 @@ class HistoryEntry:
 class HistoryPage:
     entries: list                   # [HistoryEntry], newest first
     next_before: int | None         # the seq to read before for older entries; None: none are left
+    owner: str | None = None        # the account's owner
+
+
+@dataclass(frozen=True)
+class AccountsPage:
+    accounts: list                  # [(account, cents)] of one owner, in account id order
+    next_after: str | None          # the account to list after for the next page; None: none are left
 
 
 @dataclass(frozen=True)
@@ -111,11 +126,13 @@ class LockRepository(abc.ABC):
 class AmountRepository(abc.ABC):
     @abc.abstractmethod
     def get(self, account, wait=0.0):
-        """Return the account's cents; raise AccountMissing, or AccountLocked if still held after `wait` s."""
+        """Return the account's AccountBalance; raise AccountMissing, or AccountLocked if still held after `wait` s."""
 
     @abc.abstractmethod
     def commit(self, writes, operations, release=(), entries=(), on_resend=lambda: None):
         """Write {account: LeasedWrite} all or nothing, record operations, release those leases and `release`.
+
+        A write's owner is recorded for the account it creates.
 
         operations: [{"id", "request", "result", "keyed"}]; release: leases given back unwritten; entries: the
         history entries of the writes, in the order applied ({"account", "kind", "cents", "balance",
@@ -129,6 +146,12 @@ class HistoryRepository(abc.ABC):
     def page(self, account, before, limit):
         """Up to limit of the account's entries with a seq below before (None: the newest), as a HistoryPage;
         raise AccountMissing."""
+
+
+class AccountRepository(abc.ABC):
+    @abc.abstractmethod
+    def page(self, owner, after, limit):
+        """Up to limit of owner's accounts with an id after `after` (None: from the first), as an AccountsPage."""
 
 
 class OperationQueue(abc.ABC):

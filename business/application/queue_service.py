@@ -15,7 +15,7 @@ import time
 from typing import NamedTuple
 
 from business.application.errors import AccountNotFound, BankError, ServiceUnavailable
-from business.application.operations import Outcome, apply_batch
+from business.application.operations import Outcome, apply_batch, may_see
 from business.application.ports import (
     AccountLocked,
     AccountMissing,
@@ -102,7 +102,7 @@ class QueueService(OperationQueue):
                 waiter.leads = False
                 self._lead()
             elif waiter.reads:
-                return Outcome({"balance": self._read(operation.account, waiter.deadline)})
+                return self._read(operation, waiter.deadline)
         if isinstance(waiter.outcome, BaseException):
             raise waiter.outcome
         return waiter.outcome
@@ -219,9 +219,10 @@ class QueueService(OperationQueue):
         if not applied.records:
             self._release_all(leases.values())
             return applied.outcomes
-        # Every account with an entry is written, even one whose changes add up to nothing.
-        changed = {entry["account"] for entry in applied.entries}
-        writes = {a: LeasedWrite(applied.balances[a], lease) for a, lease in leases.items() if a in changed}
+        # Every account with an entry is written, even one whose changes add up to nothing, and every one opened.
+        changed = {entry["account"] for entry in applied.entries} | set(applied.new_owners)
+        writes = {a: LeasedWrite(applied.balances[a], lease, applied.new_owners.get(a)) for a, lease in leases.items()
+                  if a in changed}
         untouched = [lease for a, lease in leases.items() if a not in writes]
         try:
             self._amounts.commit(writes, applied.records, untouched, applied.entries, on_resend)
@@ -238,18 +239,24 @@ class QueueService(OperationQueue):
                                                          "the same Idempotency-Key to learn the outcome") from None
         return applied.outcomes
 
-    def _read(self, account, deadline):
-        """The account's cents, read without a lock; raise the BankError that refuses it."""
-        delay = FIRST_BACKOFF_SECONDS
+    def _read(self, operation, deadline):
+        """The Outcome of a balance read without a lock; raise the BankError that refuses it."""
+        account, delay = operation.account, FIRST_BACKOFF_SECONDS
         while True:
             try:
-                return self._amounts.get(account, self._server_wait(deadline))
+                seen = self._amounts.get(account, self._server_wait(deadline))
+                break
             except AccountMissing:
-                raise AccountNotFound(f"account {account} does not exist") from None
+                seen = None
+                break
             except AccountLocked as locked:
                 delay = self._pause(deadline, delay, locked)
             except (DataUnavailable, DataRefused) as error:
                 raise _unavailable([account], error) from None
+        if seen is None or not may_see(operation.client, operation.operator, seen.owner):
+            # Another's account is refused in the very words of an unknown one (operations.py).
+            raise AccountNotFound(f"account {account} does not exist")
+        return Outcome({"balance": seen.cents, "owner": seen.owner})
 
     def _server_wait(self, deadline):
         return max(0.0, min(SERVER_WAIT_SECONDS, deadline - self._clock()))

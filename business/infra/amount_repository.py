@@ -1,7 +1,7 @@
 """Account amounts on the data server: reads, and atomic multi-account commits under held leases."""
 import time
 
-from business.application.ports import AmountRepository, CommitResult, DataUnavailable
+from business.application.ports import AccountBalance, AmountRepository, CommitResult, DataUnavailable
 from shared.money import format_cents, parse_cents
 
 # How long a commit whose outcome is unknown is sent again: past an etcd election (about 2 s), so that the leases
@@ -19,11 +19,12 @@ class HttpAmountRepository(AmountRepository):
     def get(self, account, wait=0.0):
         payload = self._data.call("GET", f"/getAmount/{self._prefix}/{account}",
                                   params={"wait_ms": int(wait * 1000)}, server_wait=wait)
-        return parse_cents(payload["amount"])
+        return AccountBalance(parse_cents(payload["amount"]), payload.get("owner"))
 
     def commit(self, writes, operations, release=(), entries=(), on_resend=lambda: None):
-        body = {"writes": [{"account": account, "amount": format_cents(cents), "token": lease.token}
-                           for account, (cents, lease) in writes.items()],
+        body = {"writes": [{"account": account, "amount": format_cents(write.cents), "token": write.lease.token,
+                            **({} if write.owner is None else {"owner": write.owner})}
+                           for account, write in writes.items()],
                 "operations": operations, "unlock": True,
                 "release": [{"account": lease.account, "token": lease.token} for lease in release],
                 "entries": [{"account": entry["account"], "kind": entry["kind"], "amount": format_cents(entry["cents"]),

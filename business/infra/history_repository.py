@@ -14,4 +14,4 @@ class HttpHistoryRepository(HistoryRepository):
         return HistoryPage([HistoryEntry(entry["seq"], entry["kind"], parse_signed_cents(entry["amount"]),
                                          parse_cents(entry["balance"]), entry["counterparty"], entry["operation"],
                                          entry["idempotency_key"], entry["at"]) for entry in payload["entries"]],
-                           payload["next_before"])
+                           payload["next_before"], payload.get("owner"))

@@ -17,7 +17,8 @@ class HttpLockRepository(LockRepository):
         payload = self._data.call("POST", f"/getLocks/{self._prefix}", body, server_wait=wait)
         recorded = payload.get("operations") or {}
         return {lock["account"]: Lease(lock["account"], lock["token"],
-                                       None if lock["amount"] is None else parse_cents(lock["amount"]), recorded)
+                                       None if lock["amount"] is None else parse_cents(lock["amount"]), recorded,
+                                       lock.get("owner"))
                 for lock in payload["locks"]}
 
     def release(self, lease):

@@ -2,8 +2,11 @@
 import threading
 
 from business.application.ports import (
+    AccountBalance,
     AccountLocked,
     AccountMissing,
+    AccountRepository,
+    AccountsPage,
     AmountRepository,
     CommitResult,
     DataStoreFull,
@@ -24,8 +27,9 @@ SIGN = {"deposit": 1, "transfer_in": 1, "withdrawal": -1, "transfer_out": -1}
 class FakeDataServer:
     """Accounts, leases and recorded operations, plus switches to make it busy, slow or down."""
 
-    def __init__(self, accounts=None, key_limit=None):
+    def __init__(self, accounts=None, key_limit=None, owner="c"):
         self.accounts = dict(accounts or {})
+        self.owners = {account: owner for account in self.accounts}    # the accounts given are owner's
         self.key_limit = key_limit       # keyed operation records held at most, as DATA_OPERATION_LIMIT
         self.leases = {}                 # account -> token
         self.operations = {}
@@ -105,7 +109,8 @@ class FakeLocks(LockRepository):
                 server.next_token += 1
                 server.leases[account] = server.next_token
                 server.acquired.append(account)
-                leases[account] = Lease(account, server.next_token, server.accounts.get(account), recorded)
+                leases[account] = Lease(account, server.next_token, server.accounts.get(account), recorded,
+                                        server.owners.get(account))
             return leases
 
     def release(self, lease):
@@ -127,7 +132,7 @@ class FakeAmounts(AmountRepository):
                 raise AccountLocked(account, 0.5)
             if account not in server.accounts:
                 raise AccountMissing(account)
-            return server.accounts[account]
+            return AccountBalance(server.accounts[account], server.owners.get(account))
 
     def commit(self, writes, operations, release=(), entries=(), on_resend=lambda: None):
         server = self.server
@@ -141,8 +146,8 @@ class FakeAmounts(AmountRepository):
             if first_results is not None:
                 # This very commit was applied before (its answer was lost): the first results, nothing applied
                 # again, its leases given back.
-                for _, lease in writes.values():
-                    server.give_back(lease, released=False)
+                for write in writes.values():
+                    server.give_back(write.lease, released=False)
                 for lease in release:
                     server.give_back(lease)
                 result = CommitResult(True, first_results)
@@ -159,20 +164,24 @@ class FakeAmounts(AmountRepository):
         keyed = sum(1 for op in (*server.operations.values(), *operations) if op["keyed"])
         if server.key_limit is not None and keyed > server.key_limit:
             raise IdempotencyStoreFull(60)
-        for account, (_, lease) in writes.items():
-            if server.leases.get(account) != lease.token:
+        for account, write in writes.items():
+            if server.leases.get(account) != write.lease.token:
                 raise LeaseLost(account)
+            # As the data server: an account's owner is for good.
+            assert write.owner is None or server.owners.get(account) in (None, write.owner), account
         numbered = self._numbered(writes, entries)
         for entry_account, entry in numbered:
             server.history.setdefault(entry_account, []).append(entry)
-        for account, (cents, _) in writes.items():
-            server.accounts[account] = cents
+        for account, write in writes.items():
+            server.accounts[account] = write.cents
+            if write.owner is not None:
+                server.owners.setdefault(account, write.owner)
             del server.leases[account]
         for op in operations:
             server.operations[op["id"]] = op
         for lease in release:
             server.give_back(lease)
-        server.commits.append(dict((a, c) for a, (c, _) in writes.items()))
+        server.commits.append({account: write.cents for account, write in writes.items()})
         return CommitResult(False, [op["result"] for op in operations])
 
     def _numbered(self, writes, entries):
@@ -189,8 +198,8 @@ class FakeAmounts(AmountRepository):
             numbered.append((account, HistoryEntry(seq, entry["kind"], entry["cents"], entry["balance"],
                                                    entry["counterparty"], entry["operation"], entry["key"],
                                                    "2026-12-01T00:00:00.000Z")))
-        for account, (cents, _) in writes.items():
-            assert balances[account] == cents, f"the entries of {account} do not end at its balance written"
+        for account, write in writes.items():
+            assert balances[account] == write.cents, f"the entries of {account} do not end at its balance written"
         return numbered
 
 
@@ -204,4 +213,16 @@ class FakeHistory(HistoryRepository):
             raise AccountMissing(account)
         older = [e for e in reversed(self.server.history.get(account, [])) if before is None or e.seq < before]
         page = older[:limit]
-        return HistoryPage(page, page[-1].seq if len(page) == limit and page[-1].seq > 1 else None)
+        return HistoryPage(page, page[-1].seq if len(page) == limit and page[-1].seq > 1 else None,
+                           self.server.owners.get(account))
+
+
+class FakeAccounts(AccountRepository):
+    def __init__(self, server):
+        self.server = server
+
+    def page(self, owner, after, limit):
+        self.server.check_up()
+        owned = sorted(a for a, o in self.server.owners.items() if o == owner and (after is None or a > after))[:limit]
+        return AccountsPage([(account, self.server.accounts[account]) for account in owned],
+                            owned[-1] if len(owned) == limit else None)

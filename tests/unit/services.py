@@ -1,10 +1,12 @@
 """BankService on QueueService on the fakes, as the unit tests of both drive them."""
 import threading
 
-from business.application.bank_service import BankService
+from business.application.bank_service import BankService, Caller
 from business.application.queue_service import QueueService
 from tests.helpers import FakeClock, InThread, wait_until
-from tests.unit.fakes import FakeAmounts, FakeDataServer, FakeHistory, FakeLocks
+from tests.unit.fakes import FakeAccounts, FakeAmounts, FakeDataServer, FakeHistory, FakeLocks
+
+CLIENT = Caller("c")        # the client of every test's accounts, unless a test says otherwise
 
 
 class Harness:
@@ -17,7 +19,8 @@ class Harness:
         self.sleeps = []
         self.queues = QueueService(locks(self.server), amounts(self.server), lock_wait, queue_limit,
                                    batch_limit, clock=self.clock, sleep=self._sleep, jitter=lambda: 0.5)
-        self.bank = BankService(self.queues, FakeHistory(self.server), max_amount_cents=1_000_000)
+        self.bank = BankService(self.queues, FakeHistory(self.server), FakeAccounts(self.server),
+                                max_amount_cents=1_000_000)
 
     def _sleep(self, seconds):
         self.sleeps.append(seconds)
@@ -43,7 +46,7 @@ class Harness:
         """Hold a lock cycle on "lead"; queue followers (function, account, *args) one by one; open the gate;
         return the followers' finished InThreads."""
         gate = self.server.gate = threading.Event()
-        leader = InThread(self.bank.deposit, "lead", 1, "c")
+        leader = InThread(self.bank.deposit, "lead", 1, CLIENT)
         assert self.server.acquire_entered.wait(10)
         threads = []
         for function, account, *args in followers:

@@ -1,7 +1,7 @@
 """The commit's own resending: an unknown outcome is sent again past an etcd election, and not forever."""
 import pytest
 
-from business.application.ports import DataUnavailable, Lease
+from business.application.ports import DataUnavailable, Lease, LeasedWrite
 from business.infra.amount_repository import HttpAmountRepository
 from tests.helpers import FakeClock
 
@@ -25,7 +25,7 @@ def repository(data, clock):
     return HttpAmountRepository(data, resend_seconds=3.0, clock=clock, sleep=clock.advance)
 
 
-WRITES = {"acc": (500, Lease("acc", 7, 400))}
+WRITES = {"acc": LeasedWrite(500, Lease("acc", 7, 400))}
 OPERATIONS = [{"id": "op-1", "request": "deposit acc - 100", "result": {"balance": 500}, "keyed": False}]
 
 
