@@ -9,6 +9,7 @@ import time
 import pytest
 
 from business.application.errors import (
+    AccountExists,
     AccountNotFound,
     BalanceLimitExceeded,
     IdempotencyConflict,
@@ -71,7 +72,7 @@ def batcher(serve_batcher):
 
 
 def deposit(account, cents, key=None):
-    return Operation("deposit", account, cents, None, f"c:{key}" if key else f"op-{time.monotonic_ns()}", key)
+    return Operation("deposit", account, cents, None, f"c:{key}" if key else f"op-{time.monotonic_ns()}", key, "c")
 
 
 def test_outcomes_cross_as_they_were_and_carry_the_request_they_serve(batcher, path):
@@ -82,9 +83,14 @@ def test_outcomes_cross_as_they_were_and_carry_the_request_they_serve(batcher, p
     assert (first.result, first.replayed, again.result, again.replayed) == ({"balance": 200}, False,
                                                                              {"balance": 200}, True)
     with pytest.raises(InsufficientFunds):
-        queue.submit(Operation("withdrawal", "funded", 20_00, None, "op-w"))
+        queue.submit(Operation("withdrawal", "funded", 20_00, None, "op-w", client="c"))
     with pytest.raises(AccountNotFound):
-        queue.submit(Operation("balance", "nobody"))
+        queue.submit(Operation("withdrawal", "funded", 1, None, "op-x", client="mallory"))
+    with pytest.raises(AccountNotFound):
+        queue.submit(Operation("balance", "nobody", client="c"))
+    # The caller crosses with the operation: an operator reads what is not its own.
+    assert queue.submit(Operation("balance", "funded", client="ops", operator=True)).result == {"balance": 10_00,
+                                                                                               "owner": "c"}
     with pytest.raises(IdempotencyConflict):
         queue.submit(deposit("a", 51, key="k"))
     assert batcher.accounts == {"funded": 10_00, "a": 200}
@@ -92,8 +98,9 @@ def test_outcomes_cross_as_they_were_and_carry_the_request_they_serve(batcher, p
 
 
 def test_every_refusal_the_queue_can_give_crosses_the_wire_with_its_code_and_retry_after():
-    for refusal in (InsufficientFunds("no"), AccountNotFound("gone"), BalanceLimitExceeded("big"),
-                    IdempotencyConflict("other"), ServiceUnavailable("queue_full", "many", 7)):
+    for refusal in (InsufficientFunds("no"), AccountNotFound("gone"), AccountExists("taken"),
+                    BalanceLimitExceeded("big"), IdempotencyConflict("other"),
+                    ServiceUnavailable("queue_full", "many", 7)):
         crossed = parse_answer(answer_line(refusal))
         assert (type(crossed), crossed.code, crossed.message) == (type(refusal), refusal.code, refusal.message)
     assert parse_answer(answer_line(ServiceUnavailable("account_busy", "held", 3))).retry_after == 3

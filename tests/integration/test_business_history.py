@@ -1,7 +1,7 @@
 """A statement through the business API (GET /history/{account}), against a real data server."""
 import pytest
 
-from tests.helpers import assert_error, bearer
+from tests.helpers import OPERATOR_TOKEN, assert_error, bearer
 
 
 @pytest.fixture
@@ -30,22 +30,25 @@ def test_a_statement_lists_every_change_newest_first_with_its_balance_after(bank
     assert bob[0]["operation"] == statement["entries"][0]["operation"]
 
 
-def test_a_statement_shows_a_client_its_own_keys_and_nothing_of_another_clients_requests(bank, client_headers):
+def test_a_statement_shows_its_owner_its_own_keys_and_nothing_of_another_clients_payments_in(bank, client_headers):
     other = bearer("other-client-token")
-    bank.post("/deposit/bob/1", headers=client_headers)
     bank.post("/deposit/shared/5", headers={**client_headers, "Idempotency-Key": "mine-1"})
     bank.post("/deposit/shared/7", headers={**other, "Idempotency-Key": "theirs-1"})
-    bank.post("/transfer/shared/bob/1", headers={**other, "Idempotency-Key": "theirs-2"})
+    bank.post("/deposit/theirs/9", headers=other)
+    bank.post("/transfer/theirs/shared/1", headers={**other, "Idempotency-Key": "theirs-2"})
     mine = bank.get("/history/shared", headers=client_headers).json["entries"]
-    theirs = bank.get("/history/shared", headers=other).json["entries"]
-    assert [e["idempotency_key"] for e in mine] == [None, None, "mine-1"]
-    assert [e["idempotency_key"] for e in theirs] == ["theirs-2", "theirs-1", None]
-    # The same reference for each reader, naming neither the client nor its key.
-    assert [e["operation"] for e in mine] == [e["operation"] for e in theirs]
+    assert [(e["kind"], e["idempotency_key"]) for e in mine] == [("transfer_in", None), ("deposit", None),
+                                                                 ("deposit", "mine-1")]
+    # A reference that names neither the client nor its key; a transfer's two entries share it.
     for entry in mine:
         assert not any(word in entry["operation"] for word in ("other", "theirs", "tester", "mine"))
-    bob = bank.get("/history/bob", headers=other).json["entries"]
-    assert bob[0]["operation"] == theirs[0]["operation"] and bob[0]["idempotency_key"] == "theirs-2"
+    theirs = bank.get("/history/theirs", headers=other).json["entries"]
+    assert theirs[0]["operation"] == mine[0]["operation"] and theirs[0]["idempotency_key"] == "theirs-2"
+    # An operator sees every entry as recorded: a keyed operation is "client:key".
+    seen = bank.get("/history/shared", headers=bearer(OPERATOR_TOKEN)).json["entries"]
+    assert [(e["operation"], e["idempotency_key"]) for e in seen] == [("other:theirs-2", "theirs-2"),
+                                                                      ("other:theirs-1", "theirs-1"),
+                                                                      ("tester:mine-1", "mine-1")]
 
 
 def test_a_statement_comes_a_page_at_a_time_by_cursor(bank, client_headers):

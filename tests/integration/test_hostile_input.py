@@ -1,7 +1,7 @@
 """The inputs people and attackers actually send: each gets a clear 4xx JSON error and changes nothing."""
 import pytest
 
-from tests.helpers import CLIENT_TOKEN, DATA_TOKENS, bearer
+from tests.helpers import CLIENT_TOKEN, DATA_TOKENS, OPERATOR_TOKEN, bearer
 
 CLIENT = bearer(CLIENT_TOKEN)
 LONG = "9" * 10_000
@@ -35,6 +35,20 @@ BUSINESS_CASES = [
     ("GET", "/history/alice", CLIENT, {"json": {"limit": 5}}, {400}),
     ("POST", "/history/alice", CLIENT, {}, {405}),
     ("GET", "/balance/alice/../bob", CLIENT, {}, {404}),
+    ("POST", f"/accounts/{'a' * 10_000}", CLIENT, {}, {400}),
+    ("POST", "/accounts/%C3%BCn%C3%AF", CLIENT, {}, {400}),
+    ("POST", "/accounts/alice", CLIENT, {}, {409}),
+    ("POST", "/accounts/other", {**CLIENT, "Idempotency-Key": "k" * 10_000}, {}, {400}),
+    ("POST", "/accounts/other", CLIENT, {"json": {"owner": "tester"}}, {400}),
+    ("POST", "/accounts/other", bearer(OPERATOR_TOKEN), {}, {403}),
+    ("POST", "/deposit/alice/1.00", bearer(OPERATOR_TOKEN), {}, {403}),
+    ("POST", "/withdrawal/alice/1.00", bearer("other-client-token"), {}, {404}),
+    ("POST", "/transfer/alice/bob/1.00", bearer("other-client-token"), {}, {404}),
+    ("DELETE", "/accounts/alice", CLIENT, {}, {405}),
+    ("GET", "/accounts/alice", bearer("other-client-token"), {}, {404}),
+    *[("GET", f"/accounts?{query}", CLIENT, {}, {400}) for query in
+      [f"limit={LONG}", "limit=0", "limit=101", "limit=-1", f"cursor={LONG}", "cursor=%FF", "cursor=YWZ0ZXI6Li4vYQ",
+       "cursor=YmVmb3JlOjU"]],
 ]
 
 
@@ -83,6 +97,13 @@ DATA_CASES = [
     ("GET", "/getHistory/b1/acc?limit=-1", DATA, {}, {400}),
     ("GET", "/getHistory/b1/acc?before=1.5", DATA, {}, {400}),
     ("GET", "/getHistory/b2/acc", DATA, {}, {403}),
+    *[("GET", f"/getAccounts/b1/{owner}", DATA, {}, {400}) for owner in ["%C3%BC", "a" * 65, "a.b"]],
+    *[("GET", f"/getAccounts/b1/tester?{query}", DATA, {}, {400}) for query in
+      ["after=%2F", f"after={'a' * 65}", "limit=0", "limit=101", f"limit={LONG}"]],
+    ("GET", "/getAccounts/b2/tester", DATA, {}, {403}),
+    *[("POST", "/commit/b1", DATA, {"json": {"writes": [{"account": "acc", "amount": "1.00", "token": 1,
+                                                         "owner": owner}]}}, {400})
+      for owner in ["", "a b", "a" * 65, ["tester"], 7]],
     *[("POST", "/commit/b1", DATA, {"json": {"writes": [{"account": "acc", "amount": "1.00", "token": 1}],
                                               "entries": entries}}, {400}) for entries in [
         [{"account": "acc", "kind": "deposit", "amount": LONG, "balance": "1.00", "operation": "o"}],
