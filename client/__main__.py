@@ -1,10 +1,12 @@
-"""python -m client tour | check | demo | history — exercise and verify the running bank, or print a statement."""
+"""python -m client tour | check | demo | history | accounts | open — exercise and verify the running bank, print a
+statement or the client's own accounts, or open an account."""
 import argparse
 import sys
 from pathlib import Path
 from typing import NamedTuple
 
 from client.check import BankCheck
+from client.clients import DEFAULT_ADVERSARY, CheckClients
 from client.infra.bank_api import BankApi, wait_until_healthy
 from client.tour import Tour
 from shared.settings import exit_on_settings_error, load_client_settings
@@ -21,6 +23,12 @@ def main(argv=None):
     parser.add_argument("--urls", default=",".join(settings.business_urls),
                         help="business server URLs, comma separated (BUSINESS_URLS)")
     parser.add_argument("--token", default=settings.token, help="client bearer token (CLIENT_TOKEN)")
+    parser.add_argument("--clients", default=",".join(f"{name}:{token}" for name, token in
+                                                      settings.client_tokens.items()),
+                        help="for tour, check and demo: the clients they run as, name:token pairs (CLIENT_TOKENS)")
+    parser.add_argument("--adversary", default=DEFAULT_ADVERSARY, help="which of --clients tries to steal")
+    parser.add_argument("--operator-token", default=settings.operator_token,
+                        help="for tour, check and demo: an operator's token, to read every statement (OPERATOR_TOKEN)")
     parser.add_argument("--timeout", type=float, default=settings.timeout, help="seconds per request")
     parser.add_argument("--wait", type=float, default=0, help="seconds to wait for every server's /health first")
     parser.add_argument("--verdict", default=None, help="file to write the one-line verdict to as well")
@@ -32,6 +40,11 @@ def main(argv=None):
     statement.add_argument("account", help="the account id")
     statement.add_argument("--limit", type=_at_least(1), default=20, help="entries to print (1 to 100)")
     statement.add_argument("--cursor", default=None, help="the next page's cursor that an earlier page printed")
+    listing = commands.add_parser("accounts", help="print the client's own accounts and their balances")
+    listing.add_argument("--limit", type=_at_least(1), default=20, help="accounts to print (1 to 100)")
+    listing.add_argument("--cursor", default=None, help="the next page's cursor that an earlier page printed")
+    opening = commands.add_parser("open", help="open an account of the client's, with a zero balance")
+    opening.add_argument("account", help="the account id")
     for name, workers, accounts, operations in (("check", 16, 5, 2000), ("demo", 8, 4, 400)):
         command = commands.add_parser(name, help="concurrent bank workload and checker" if name == "check"
                                       else "the tour, then a short check")
@@ -54,12 +67,22 @@ def main(argv=None):
             return 2
     if args.command == "history":
         return print_statement(apis[0], args.account, args.limit, args.cursor)
+    if args.command == "accounts":
+        return print_accounts(apis[0], args.limit, args.cursor)
+    if args.command == "open":
+        return open_account(apis[0], args.account)
+    try:
+        clients = CheckClients.from_tokens(_pairs(args.clients), args.operator_token, args.adversary)
+    except ValueError as error:
+        print(f"client: {error}", file=sys.stderr)
+        return 2
     tour = report = None
     if args.command in ("tour", "demo"):
-        tour = Tour(apis, sys.stdout)
+        tour = Tour(apis, clients, sys.stdout)
         tour.run()
     if args.command in ("check", "demo"):
-        report = BankCheck(apis, args.workers, args.accounts, args.operations, args.duration, args.seed).run()
+        report = BankCheck(apis, clients, args.workers, args.accounts, args.operations, args.duration,
+                           args.seed).run()
     passed, line = verdict(args.command, tour, report)
     print(line, flush=True)
     if args.verdict:
@@ -72,8 +95,7 @@ def print_statement(api, account, limit, cursor):
     """Print a page of account's statement; 0 if the bank gave it, 1 with its error if not."""
     reply = api.history(account, limit, cursor)
     if reply.status != 200:
-        print(f"client: {reply.status or 'no answer'} {reply.error}: {reply.body.get('message', '')}", file=sys.stderr)
-        return 1
+        return _failed(reply)
     print(f"statement of {account}, newest first")
     print(f"{'seq':>6}  {'at (UTC)':<24}  {'kind':<12}  {'amount':>14}  {'balance':>14}  {'counterparty':<14}  key")
     for entry in reply.body["entries"]:
@@ -84,6 +106,45 @@ def print_statement(api, account, limit, cursor):
     if reply.body["next_cursor"]:
         print(f"older entries: python -m client history {account} --limit {limit} --cursor {reply.body['next_cursor']}")
     return 0
+
+
+def print_accounts(api, limit, cursor):
+    """Print a page of the client's own accounts; 0 if the bank gave it, 1 with its error if not."""
+    reply = api.accounts(limit, cursor)
+    if reply.status != 200:
+        return _failed(reply)
+    print(f"{'account':<64}  {'balance':>14}")
+    for listed in reply.body["accounts"]:
+        print(f"{listed['account']:<64}  {listed['balance']:>14}")
+    if not reply.body["accounts"]:
+        print("(no accounts)")
+    if reply.body["next_cursor"]:
+        print(f"more: python -m client accounts --limit {limit} --cursor {reply.body['next_cursor']}")
+    return 0
+
+
+def open_account(api, account):
+    """Open account for the client; 0 if the bank opened it, 1 with its error if not."""
+    reply = api.open(account)
+    if reply.status != 201:
+        return _failed(reply)
+    print(f"opened {reply.body['account']} for {reply.body['owner']}: balance {reply.body['balance']}")
+    return 0
+
+
+def _failed(reply):
+    print(f"client: {reply.status or 'no answer'} {reply.error}: {reply.body.get('message', '')}", file=sys.stderr)
+    return 1
+
+
+def _pairs(text):
+    """{name: token} of "name:token,name:token" (the first token of each name)."""
+    pairs = {}
+    for entry in text.split(","):
+        name, _, token = entry.strip().partition(":")
+        if name and token:
+            pairs.setdefault(name, token)
+    return pairs
 
 
 def verdict(command, tour, report):

@@ -2,6 +2,10 @@
 
 Every write carries an Idempotency-Key, so an operation whose outcome is unknown (no answer, data_unavailable)
 is sent again with the same key until an answer settles it; what stays unknown is reported and bounded.
+
+It runs as several clients (client/clients.py): each owns some of the accounts, debits and reads only its own, and
+pays into the others'; an adversary owns one account and tries every debit and read of the others', each of
+which must be answered exactly as an unknown account (404 account_not_found) and applied nowhere.
 """
 import collections
 import random
@@ -18,15 +22,20 @@ from shared.money import format_cents, parse_signed_cents
 OPENING_CENTS = 100_00
 # 503 codes for which the servers promise that nothing was applied.
 NOTHING_APPLIED = {"account_busy", "queue_full", "idempotency_store_full", "store_full", "batcher_unavailable"}
-KIND_WEIGHTS = {"deposit": 25, "withdrawal": 25, "transfer": 35, "balance": 15}
+KIND_WEIGHTS = {"deposit": 25, "withdrawal": 25, "transfer": 35, "balance": 15, "theft": 10}
+# What the adversary tries on an account of another client: every debit and every read.
+THEFTS = ("withdrawal", "transfer", "balance", "history", "account")
+READS = ("balance", "history", "account")
 MOST_SHOWN = 50             # violations printed one by one; the rest are counted
 
 
 @dataclass
 class Event:
-    kind: str
+    kind: str                        # deposit | withdrawal | transfer | balance; the adversary's also history | account
     accounts: tuple
     amount_cents: int
+    client: str = ""                 # the client that sent it
+    theft: bool = False              # the adversary's, on another client's account: must be answered as unknown
     key: str | None = None           # the Idempotency-Key of a write
     outcome: str = "unknown"         # ok | refused | unknown
     status: int | None = None
@@ -47,17 +56,23 @@ class Report:
     seconds: float
     violations: list
     statements: dict = field(default_factory=dict)     # account -> its history entries, oldest first
+    written: list = field(default_factory=list)     # the clients' accounts it writes (not the adversary's)
     ended_at: float = 0.0       # time.monotonic() when the workload stopped sending new operations
 
     @property
     def unknown(self):
         return [e for e in self.events if e.outcome == "unknown"]
 
+    @property
+    def thefts(self):
+        return [e for e in self.events if e.theft]
+
 
 class BankCheck:
-    def __init__(self, apis, workers=8, accounts=5, operations=1000, duration=None, seed=None, out=sys.stdout,
-                 attempts=4, retry_pause=0.02, max_unknown_ratio=0.01):
-        self._apis = apis
+    def __init__(self, apis, clients, workers=8, accounts=5, operations=1000, duration=None, seed=None,
+                 out=sys.stdout, attempts=4, retry_pause=0.02, max_unknown_ratio=0.01):
+        """apis: one BankApi per business server; clients: the CheckClients it runs as."""
+        self._apis, self._clients = apis, clients
         self._workers, self._account_count = workers, accounts
         self._operations, self._duration = operations, duration
         self._seed = random.randrange(2 ** 32) if seed is None else seed
@@ -65,7 +80,14 @@ class BankCheck:
         self._attempts, self._retry_pause = attempts, retry_pause
         self._max_unknown_ratio = max_unknown_ratio
         self._run_id = uuid.uuid4().hex[:8]
-        self._accounts = [f"chk-{self._run_id}-{i}" for i in range(accounts)]
+        names = list(clients.clients)
+        # The clients' accounts, owned in turn, and the adversary's own.
+        self._owner = {f"chk-{self._run_id}-{i}": names[i % len(names)] for i in range(accounts)}
+        self._shared = list(self._owner)
+        self._adversary_account = f"chk-{self._run_id}-{clients.adversary[0]}"
+        self._owner[self._adversary_account] = clients.adversary[0]
+        self._accounts = [*self._shared, self._adversary_account]
+        self._tokens = {**clients.clients, clients.adversary[0]: clients.adversary[1]}
         self._servers = PassOver(len(apis))     # a server that did not answer is passed over for a while
         self._events = []
         self._openings = []
@@ -75,8 +97,9 @@ class BankCheck:
         self._stop = threading.Event()
 
     def run(self):
-        self._say(f"check {self._run_id}: {self._workers} workers, {self._account_count} accounts, "
-                  f"{self._budget()}, {len(self._apis)} servers, seed {self._seed}")
+        self._say(f"check {self._run_id}: {self._workers} workers, {self._account_count} accounts of "
+                  f"{', '.join(self._clients.clients)}, adversary {self._clients.adversary[0]}, {self._budget()}, "
+                  f"{len(self._apis)} servers, seed {self._seed}")
         opening = self._open_accounts()
         started, started_at = time.perf_counter(), time.monotonic()
         progress = threading.Thread(target=self._show_progress, args=(started,), daemon=True)
@@ -92,15 +115,15 @@ class BankCheck:
         self._stop.set()
         progress.join()
         final = {account: self._settled_balance(account) for account in self._accounts}
-        report = Report(self._events, opening, final, seconds, [], ended_at=ended_at)
+        report = Report(self._events, opening, final, seconds, [], ended_at=ended_at, written=list(self._shared))
         report.violations = self._verify(report) + self._verify_statements(report)
         self._print(report)
         return report
 
     @property
     def accounts(self):
-        """The accounts the check opens and works on."""
-        return list(self._accounts)
+        """The clients' accounts the check opens and works on (not the adversary's own)."""
+        return list(self._shared)
 
     @property
     def acknowledged_writes(self):
@@ -113,7 +136,8 @@ class BankCheck:
     def _open_accounts(self):
         opening = {}
         for account in self._accounts:
-            event = self._send(Event("deposit", (account,), OPENING_CENTS), random.Random(account), f"open-{account}")
+            event = self._send(Event("deposit", (account,), OPENING_CENTS, self._owner[account]),
+                               random.Random(account), f"open-{account}")
             if event.outcome != "ok":
                 raise SystemExit(f"check: could not open {account}: {event.status} {event.outcome}")
             self._openings.append(event)
@@ -126,14 +150,23 @@ class BankCheck:
         deadline = started_at + self._duration if self._duration else None
         number = 0
         while self._claim(deadline):
-            kind = rng.choices(kinds, weights)[0]
-            accounts = tuple(rng.sample(self._accounts, 2 if kind == "transfer" else 1))
-            amount = rng.randint(1, 50_00) if kind != "balance" else 0
-            event = self._send(Event(kind, accounts, amount), rng, f"{worker}-{number}")
+            event = self._send(self._next_event(rng, rng.choices(kinds, weights)[0]), rng, f"{worker}-{number}")
             number += 1
             with self._events_mutex:
                 self._events.append(event)
-                self._acknowledged_writes += event.outcome == "ok" and kind != "balance"
+                self._acknowledged_writes += event.outcome == "ok" and event.key is not None
+
+    def _next_event(self, rng, kind):
+        """A client's operation of kind: a deposit by any client (into another's account too), the rest by the
+        owner; or a theft: the adversary's debit or read of another client's account."""
+        if kind == "theft":
+            kind, victim = rng.choice(THEFTS), rng.choice(self._shared)
+            accounts = (victim, self._adversary_account) if kind == "transfer" else (victim,)
+            return Event(kind, accounts, rng.randint(1, 50_00) if kind not in READS else 0,
+                         self._clients.adversary[0], theft=True)
+        accounts = tuple(rng.sample(self._shared, 2 if kind == "transfer" else 1))
+        client = rng.choice(list(self._clients.clients)) if kind == "deposit" else self._owner[accounts[0]]
+        return Event(kind, accounts, rng.randint(1, 50_00) if kind != "balance" else 0, client)
 
     def _claim(self, deadline):
         if deadline is not None:
@@ -146,7 +179,8 @@ class BankCheck:
 
     def _send(self, event, rng, name):
         """Send event's operation, again with the same key while its outcome is open; fill in the outcome."""
-        key = event.key = f"chk-{self._run_id}-{name}" if event.kind != "balance" else None
+        key = event.key = f"chk-{self._run_id}-{name}" if event.kind not in READS else None
+        token = self._tokens[event.client]
         ambiguous = False
         amount = format_cents(event.amount_cents)
         started = time.perf_counter()
@@ -154,13 +188,17 @@ class BankCheck:
             server = rng.choice(self._servers.available())
             api = self._apis[server]
             if event.kind == "deposit":
-                reply = api.deposit(event.accounts[0], amount, key)
+                reply = api.deposit(event.accounts[0], amount, key, token)
             elif event.kind == "withdrawal":
-                reply = api.withdraw(event.accounts[0], amount, key)
+                reply = api.withdraw(event.accounts[0], amount, key, token)
             elif event.kind == "transfer":
-                reply = api.transfer(*event.accounts, amount, key)
+                reply = api.transfer(*event.accounts, amount, key, token)
+            elif event.kind == "history":
+                reply = api.history(event.accounts[0], token=token)
+            elif event.kind == "account":
+                reply = api.account(event.accounts[0], token)
             else:
-                reply = api.balance(event.accounts[0])
+                reply = api.balance(event.accounts[0], token)
             event.status, event.error, event.attempts = reply.status, reply.error, attempt
             if reply.status is None or (reply.status == 503 and reply.error == "data_unavailable"):
                 self._servers.failed(server)
@@ -170,7 +208,7 @@ class BankCheck:
                 event.failures.append((time.monotonic(), reply.status, reply.error))
             if reply.status == 200:
                 event.outcome = "ok"
-                event.balances = _observed_balances(event, reply.body)
+                event.balances = {} if event.theft else _observed_balances(event, reply.body)
                 break
             if reply.status is not None and 400 <= reply.status < 500:
                 event.outcome = "refused"
@@ -194,7 +232,7 @@ class BankCheck:
         rng = random.Random(account)
         for _ in range(50):
             server = rng.choice(self._servers.available())
-            reply = self._apis[server].balance(account)
+            reply = self._apis[server].balance(account, self._tokens[self._owner[account]])
             if reply.status == 200:
                 self._servers.answered(server)
                 return parse_signed_cents(reply.body["balance"])
@@ -208,7 +246,7 @@ class BankCheck:
         slack = collections.Counter()
         total_expected, total_slack = sum(report.opening.values()), 0
         for event in report.events:
-            violations += _seen_violations(event)
+            violations += _seen_violations(event) + _theft_violations(event)
             effects = _effects(event)
             if event.outcome == "ok":
                 for account, delta in effects.items():
@@ -242,12 +280,13 @@ class BankCheck:
                 touching[account].append(event)
         for account in self._accounts:
             try:
-                report.statements[account] = read_statement(self._apis, account, self._servers, rng)
+                report.statements[account] = read_statement(self._apis, account, self._servers, rng,
+                                                            self._clients.operator)
             except StatementUnavailable as error:
                 violations.append(str(error))
                 continue
-            violations += statement_violations(account, report.statements[account], report.final[account],
-                                               touching[account])
+            violations += statement_violations(account, self._owner[account], report.statements[account],
+                                               report.final[account], touching[account])
         if len(report.statements) == len(self._accounts):
             violations += transfer_halves_violations(report.statements, report.events)
         return violations
@@ -281,7 +320,8 @@ class BankCheck:
             f"{'p99 ms':>9}")
         by_kind = collections.defaultdict(list)
         for event in report.events:
-            by_kind[event.kind].append(event)
+            if not event.theft:
+                by_kind[event.kind].append(event)
         for kind in KIND_WEIGHTS:
             events = by_kind.get(kind, [])
             if not events:
@@ -292,6 +332,9 @@ class BankCheck:
                 f"{percentile(times, 50):>9.1f}{percentile(times, 95):>9.1f}{percentile(times, 99):>9.1f}")
         statuses = collections.Counter(e.status for e in report.events)
         say("answers: " + ", ".join(f"{status}: {n}" for status, n in sorted(statuses.items(), key=str)))
+        thefts = collections.Counter((e.kind, e.status) for e in report.thefts)
+        say(f"thefts tried by {self._clients.adversary[0]}: {len(report.thefts)} (" + ", ".join(
+            f"{kind} {status or 'no answer'}: {n}" for (kind, status), n in sorted(thefts.items(), key=str)) + ")")
         retried = sum(1 for e in report.events if e.attempts > 1)
         say(f"retried with the same Idempotency-Key: {retried}; still unknown: {len(report.unknown)}")
         say(f"total: opening {format_cents(sum(report.opening.values()))}, final "
@@ -306,7 +349,8 @@ class BankCheck:
         else:
             say("no violations: every balance is its opening plus its acknowledged operations, the total is "
                 "conserved by transfers, no balance was ever negative; every statement adds up without gaps to "
-                "its final balance and holds each acknowledged write once, no refused one, nothing else")
+                "its final balance and holds each acknowledged write once, no refused one, nothing else, and "
+                "debits by its owner only; every theft was answered as an unknown account")
 
     def _say(self, text):
         print(text, file=self._out, flush=True)
@@ -329,6 +373,16 @@ def _seen_violations(event):
     return violations
 
 
+def _theft_violations(event):
+    """What is wrong in the answer to one of the adversary's tries: anything but what an unknown account gets."""
+    if not event.theft or event.outcome == "unknown" or (event.status, event.error) == (404, "account_not_found"):
+        return []
+    what = f"{event.client}'s {event.kind} of {event.accounts[0]}"
+    if event.outcome == "ok":
+        return [f"theft: {what} was answered 200" + (" and applied" if event.kind not in READS else "")]
+    return [f"theft: {what} was answered {event.status} {event.error}, not as an unknown account"]
+
+
 def _effects(event):
     """{account: change in cents} that event has if it was applied."""
     if event.kind == "deposit":
@@ -341,7 +395,7 @@ def _effects(event):
 
 
 def _observed_balances(event, body):
-    if event.kind == "transfer":
-        return {event.accounts[0]: parse_signed_cents(body["origin_balance"]),
-                event.accounts[1]: parse_signed_cents(body["target_balance"])}
-    return {event.accounts[0]: parse_signed_cents(body["balance"])}
+    """The balances an answer showed: none of an account the sender does not own (a payment into it)."""
+    shown = {"balance": 0} if event.kind != "transfer" else {"origin_balance": 0, "target_balance": 1}
+    return {event.accounts[position]: parse_signed_cents(body[field]) for field, position in shown.items()
+            if field in body}

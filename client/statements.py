@@ -4,7 +4,8 @@ The proof: sequence numbers 1, 2, 3, ... without gaps; each entry's balance is t
 amount, never negative; the newest is the final balance; every acknowledged write is there exactly once (by its
 Idempotency-Key) in each account it touched, as its kind and amount, with the balance its answer showed; no
 refused write is there; one whose outcome is unknown is there at most once, on both sides of a transfer or
-neither; nothing is there that the check did not send.
+neither; nothing is there that the check did not send; every entry names the client that sent it (an operator
+reads each entry as recorded: a keyed operation is "client:key"), and every debit its account's owner.
 """
 import collections
 import time
@@ -13,6 +14,7 @@ from typing import NamedTuple
 from shared.money import format_cents, parse_cents, parse_signed_cents
 
 CREDIT_KINDS = ("deposit", "transfer_in")
+DEBIT_KINDS = ("withdrawal", "transfer_out")
 MOST_PAGES = 10_000         # pages of one statement at most: a bound on the walk, far past any check's length
 
 
@@ -26,12 +28,12 @@ class ExpectedEntry(NamedTuple):
     counterparty: str | None
 
 
-def read_statement(apis, account, servers, rng, attempts=50, pause=0.1):
+def read_statement(apis, account, servers, rng, token, attempts=50, pause=0.1):
     """Every entry of account's history, oldest first, page by page from whichever server answers (servers: a
-    PassOver of apis, rng: a random.Random to choose among those available)."""
+    PassOver of apis, rng: a random.Random to choose among those available), read with token."""
     entries, cursor = [], None
     for _ in range(MOST_PAGES):
-        page = _page(apis, account, cursor, servers, rng, attempts, pause)
+        page = _page(apis, account, cursor, servers, rng, token, attempts, pause)
         entries += page["entries"]
         cursor = page["next_cursor"]
         if cursor is None:
@@ -39,10 +41,10 @@ def read_statement(apis, account, servers, rng, attempts=50, pause=0.1):
     raise StatementUnavailable(f"the statement of {account} has more than {MOST_PAGES} pages")
 
 
-def _page(apis, account, cursor, servers, rng, attempts, pause):
+def _page(apis, account, cursor, servers, rng, token, attempts, pause):
     for _ in range(attempts):
         index = rng.choice(servers.available())
-        reply = apis[index].history(account, 100, cursor)
+        reply = apis[index].history(account, 100, cursor, token)
         if reply.status == 200:
             servers.answered(index)
             return reply.body
@@ -51,8 +53,9 @@ def _page(apis, account, cursor, servers, rng, attempts, pause):
     raise StatementUnavailable(f"no server gave the statement of {account}")
 
 
-def statement_violations(account, entries, final_cents, events):
-    """What is wrong in account's statement (entries oldest first) against the check's events on it."""
+def statement_violations(account, owner, entries, final_cents, events):
+    """What is wrong in account's statement (entries oldest first, as an operator reads them) against the check's
+    events on it; owner: the client it belongs to."""
     violations = []
     seqs = [entry["seq"] for entry in entries]
     if seqs != list(range(1, len(entries) + 1)):
@@ -81,6 +84,15 @@ def statement_violations(account, entries, final_cents, events):
                               f"no operation of the check (key {key})")
     for key, event in expected.items():
         violations += _event_violations(account, event, by_key.get(key, []))
+    for entry in entries:
+        sender, _, key = (entry["operation"] or "").partition(":")
+        event = expected.get(entry["idempotency_key"])
+        if event is not None and (sender, key) != (event.client, event.key):
+            violations.append(f"{account}: entry {entry['seq']} is recorded as {entry['operation']}, not as sent by "
+                              f"{event.client}")
+        if entry["kind"] in DEBIT_KINDS and sender != owner:
+            violations.append(f"{account}: entry {entry['seq']} is a {entry['kind']} of {entry['amount']} by "
+                              f"{sender or 'an unnamed client'}, not by its owner {owner}")
     return violations
 
 

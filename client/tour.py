@@ -5,8 +5,10 @@ from shared.money import format_cents, parse_cents
 
 
 class Tour:
-    def __init__(self, apis, out):
-        self._apis, self._out = apis, out
+    def __init__(self, apis, clients, out):
+        """apis: one BankApi per business server, with the touring client's token; clients: the CheckClients whose
+        adversary tries to steal, and whose operator reads."""
+        self._apis, self._clients, self._out = apis, clients, out
         self.checks = self.failures = 0
 
     def run(self):
@@ -51,7 +53,32 @@ class Tour:
         totals = [parse_cents(first.balance(a).body.get("balance", "0")) for a in (alice, bob)]
         self._check("no money created or lost", sum(totals) == 15050 - 2050 - 1000,
                     f"sum {format_cents(sum(totals))}")
+        self._whose(run_id, alice, bob, first, other)
         return self.failures == 0
+
+    def _whose(self, run_id, alice, bob, first, other):
+        """Only an account's owner takes money out or reads it; anyone pays in; an operator reads and moves nothing."""
+        thief_name, thief = self._clients.adversary
+        operator = self._clients.operator
+        self._expect(f"{thief_name}'s withdrawal from someone else's account is refused as if it did not exist",
+                     other.withdraw(alice, "1.00", token=thief), 404, error="account_not_found")
+        self._expect(f"... and so is {thief_name}'s look at its balance", first.balance(alice, token=thief), 404,
+                     error="account_not_found")
+        self._expect(f"... {thief_name}'s payment into it is taken, answered without its balance",
+                     first.deposit(alice, "0.01", token=thief), 200, account=alice, amount="0.01", balance=None)
+        self._expect("... and the owner sees it, nothing taken", other.balance(alice), 200, balance="90.01")
+        self._expect("an operator reads any account and its owner", first.account(alice, token=operator), 200,
+                     account=alice, balance="90.01")
+        self._expect("... and moves no money", other.withdraw(alice, "1.00", token=operator), 403, error="forbidden")
+        opened = f"tour-{run_id}-opened"
+        self._expect("opening an account gives it a zero balance", first.open(opened), 201, account=opened,
+                     balance="0.00")
+        self._expect("... once: its id is then taken", other.open(opened, token=thief), 409, error="account_exists")
+        listed = first.accounts(100)
+        mine = [a.get("account") for a in listed.body.get("accounts", [])
+                if a.get("account", "").startswith(f"tour-{run_id}")]
+        self._check("the client's own accounts are listed", listed.status == 200 and mine == sorted(
+            [alice, bob, opened]), f"{listed.status} {mine}")
 
     def _expect(self, title, reply, status, **fields):
         got = {name: reply.body.get(name) for name in fields}

@@ -13,6 +13,7 @@ from pathlib import Path
 import requests
 
 from client.check import BankCheck
+from client.clients import CheckClients
 from client.infra.bank_api import BankApi
 from harness.broken_banks import BusinessLaunch
 from harness.edge import Edge
@@ -21,6 +22,7 @@ from harness.processes import ROOT, Server, example_settings, stop_all
 from lab.faults import SCHEDULES
 from lab.network import Network
 from ops.certs import make_all
+from shared.settings import load_client_settings
 
 HOSTS = ("etcd1", "etcd2", "etcd3", "data1", "data2", "business1", "business2", "business3", "client")
 DATA_PORT, BUSINESS_PORT = 8000, 8001      # gunicorn, on each host's loopback
@@ -141,6 +143,11 @@ class Lab:
         return [BankApi(self.edges[host].url, self.settings["CLIENT_TOKEN"], CLIENT_TIMEOUT, str(self.tls / "ca.pem"))
                 for host in self.business]
 
+    def check_clients(self):
+        """Whom the check runs as: the clients and operator of the lab's settings."""
+        settings = load_client_settings(self.settings)
+        return CheckClients.from_tokens(settings.client_tokens, settings.operator_token)
+
     def _operator_get(self, host, path):
         """What a data server answers an operator at path, through its edge; None if it does not answer."""
         token = self.settings["OPERATOR_TOKENS"].split(",")[0].split(":", 1)[1]
@@ -184,7 +191,8 @@ def run(network, schedule, folder):
     duration = WARM_UP_SECONDS + len(faults) * (FAULT_SECONDS + BETWEEN_SECONDS) + TAIL_SECONDS
     try:
         lab.start()
-        check = BankCheck(lab.apis(), workers=16, accounts=6, duration=duration, attempts=200, retry_pause=0.1)
+        check = BankCheck(lab.apis(), lab.check_clients(), workers=16, accounts=6, duration=duration, attempts=200,
+                          retry_pause=0.1)
         lab.accounts = check.accounts
         box = {}
         driver = threading.Thread(target=lambda: box.update(report=check.run()))
@@ -210,7 +218,7 @@ def run(network, schedule, folder):
     return {"schedule": schedule, "windows": windows, "violations": report.violations,
             "unknown": len(report.unknown), "sent": len(report.events),
             "operations": sum(1 for e in report.events if e.outcome == "ok"),
-            "accounts": sorted(report.final), "ended_at": report.ended_at,
+            "accounts": sorted(report.written), "ended_at": report.ended_at,
             "events": [{"started_at": e.finished_at - e.seconds, "finished_at": e.finished_at, "outcome": e.outcome,
                         "kind": e.kind, "accounts": list(e.accounts), "failures": e.failures}
                        for e in report.events]}

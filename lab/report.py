@@ -16,7 +16,7 @@ STEADY_GAP_SECONDS = 2.5
 
 
 def _acknowledged_write(event):
-    return event["outcome"] == "ok" and event["kind"] != "balance"
+    return event["outcome"] == "ok" and event["kind"] in ("deposit", "withdrawal", "transfer")
 
 
 def unsteady_between(run, since, until):

@@ -61,6 +61,8 @@ class BusinessSettings:
 class ClientSettings:
     business_urls: tuple
     token: str
+    client_tokens: dict   # client name -> its (first) token, from CLIENT_TOKENS: whom the check runs as
+    operator_token: str   # an operator's token ("": none), for the check's reading of statements
     timeout: float
     tls_ca: str           # the CA an https:// edge's certificate must chain to ("": the system's)
 
@@ -150,7 +152,12 @@ def load_client_settings(environ=None):
     ca = env.get("CLIENT_TLS_CA", "").strip()
     if ca:
         _readable_ca(ca, "CLIENT_TLS_CA")
-    return ClientSettings(business_urls=urls, token=env.get("CLIENT_TOKEN", ""),
+    named = {}
+    if env.get("CLIENT_TOKENS", "").strip():
+        for token, name in _token_map(env, "CLIENT_TOKENS").items():
+            named.setdefault(name, token)
+    return ClientSettings(business_urls=urls, token=env.get("CLIENT_TOKEN", ""), client_tokens=named,
+                          operator_token=env.get("OPERATOR_TOKEN", "").strip(),
                           timeout=_seconds(env, "CLIENT_TIMEOUT", "5"), tls_ca=ca)
 
 

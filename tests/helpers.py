@@ -2,9 +2,15 @@
 import threading
 import time
 
+from client.clients import CheckClients
+
 DATA_TOKENS = {"b1": "test-data-token-b1", "b2": "test-data-token-b2", "b3": "test-data-token-b3"}
 CLIENT_TOKEN = "test-client-token"
 OPERATOR_TOKEN = "test-operator-token"
+OTHER_CLIENT_TOKEN, MALLORY_TOKEN = "other-client-token", "mallory-client-token"
+# Whom the check runs as against the tests' business servers (business_environ's CLIENT_TOKENS).
+CHECK_CLIENTS = CheckClients({"tester": CLIENT_TOKEN, "other": OTHER_CLIENT_TOKEN}, ("mallory", MALLORY_TOKEN),
+                             OPERATOR_TOKEN)
 
 
 class FakeClock:
@@ -104,7 +110,8 @@ def close_data_app(app):
 
 def business_environ(business_id, data_urls, **overrides):
     env = {"BUSINESS_ID": business_id, "DATA_URLS": data_urls, "DATA_TOKEN": DATA_TOKENS[business_id],
-           "CLIENT_TOKENS": f"tester:{CLIENT_TOKEN},other:other-client-token", "LOCK_WAIT": "5",
+           "CLIENT_TOKENS": f"tester:{CLIENT_TOKEN},other:{OTHER_CLIENT_TOKEN},mallory:{MALLORY_TOKEN}",
+           "LOCK_WAIT": "5",
            "DATA_TIMEOUT": "5", "LOG_LEVEL": "WARNING", "OPERATOR_TOKENS": f"ops:{OPERATOR_TOKEN}"}
     env.update(overrides)
     return env

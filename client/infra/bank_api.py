@@ -44,10 +44,21 @@ class BankApi:
     def balance(self, account, token=None):
         return self._send("GET", f"/balance/{account}", None, token)
 
-    def history(self, account, limit=100, cursor=None):
+    def history(self, account, limit=100, cursor=None, token=None):
         """A page of the account's statement, newest first; cursor: the next_cursor of the page before."""
         query = urlencode({"limit": limit, **({"cursor": cursor} if cursor else {})})
-        return self._send("GET", f"/history/{account}?{query}", None, None)
+        return self._send("GET", f"/history/{account}?{query}", None, token)
+
+    def open(self, account, key=None, token=None):
+        return self._send("POST", f"/accounts/{account}", key, token)
+
+    def account(self, account, token=None):
+        return self._send("GET", f"/accounts/{account}", None, token)
+
+    def accounts(self, limit=20, cursor=None, token=None):
+        """A page of the caller's own accounts, in id order; cursor: the next_cursor of the page before."""
+        query = urlencode({"limit": limit, **({"cursor": cursor} if cursor else {})})
+        return self._send("GET", f"/accounts?{query}", None, token)
 
     def health(self):
         return self._send("GET", "/health", None, None)

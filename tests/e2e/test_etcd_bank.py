@@ -9,7 +9,7 @@ import requests
 from shared.money import format_cents
 from tests.e2e.conftest import System, business_server, data_server_env
 from tests.e2e.workload import STEADY_GAP_SECONDS, BackgroundCheck, assert_served_to_the_end
-from tests.helpers import DATA_TOKENS, bearer
+from tests.helpers import DATA_TOKENS, OPERATOR_TOKEN, bearer
 
 # Longest an account may go unwritten after one member of three is lost: a new election (etcd's 1 s timeout) and
 # the business servers' own retries; on loopback a lost leader measured 5.1 s, a follower 0.1 s.
@@ -151,7 +151,8 @@ def test_a_whole_cluster_restart_loses_nothing_acknowledged_and_tokens_keep_grow
     for name in etcd_cluster.names:
         etcd_cluster.start_member(name)
     etcd_cluster.wait_healthy()
-    balances = {account: system.apis()[0].balance(account).body["balance"] for account in before.final}
+    reader = system.apis()[0]
+    balances = {account: reader.balance(account, OPERATOR_TOKEN).body["balance"] for account in before.final}
     assert balances == {account: format_cents(cents) for account, cents in before.final.items()}
     probe, deadline = f"{data[1].url}/getLock/b1/restart-probe", time.monotonic() + 10
     # The probe's own lease outlives the restart by up to LOCK_TTL (etcd renews leases on a new leader).
@@ -162,6 +163,7 @@ def test_a_whole_cluster_restart_loses_nothing_acknowledged_and_tokens_keep_grow
     print(f"FOUND every balance as acknowledged before the restart; fencing token {token} -> {after.json()['token']}")
     # And the bank serves again: every account of the run before is written once more, and a new run goes steadily.
     for account, cents in before.final.items():
-        assert system.apis()[0].deposit(account, "1.00").body["balance"] == format_cents(cents + 100)
+        assert reader.deposit(account, "1.00").status == 200
+        assert reader.balance(account, OPERATOR_TOKEN).body["balance"] == format_cents(cents + 100)
     restarted_at = time.monotonic()
     assert_exact_and_serving_since(background_check(system, 8, 26).join(), restarted_at)

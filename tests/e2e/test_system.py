@@ -10,7 +10,7 @@ from pathlib import Path
 from client.check import BankCheck
 from client.tour import Tour
 from harness.processes import ROOT, free_port
-from tests.helpers import CLIENT_TOKEN
+from tests.helpers import CHECK_CLIENTS, CLIENT_TOKEN
 
 
 def fresh_checkout(tmp_path, procfile):
@@ -67,19 +67,19 @@ def test_cp_env_example_and_honcho_start_in_a_fresh_checkout_runs_the_demo_and_e
 
 def test_the_tour_passes_against_three_business_servers(start_system):
     system = start_system()
-    assert Tour(system.apis(), sys.stdout).run()
+    assert Tour(system.apis(), CHECK_CLIENTS, sys.stdout).run()
 
 
 def test_dozens_of_workers_on_a_few_hot_accounts_across_all_servers_find_no_violation(start_system):
     system = start_system()
-    report = BankCheck(system.apis(), workers=32, accounts=3, operations=1500, seed=7).run()
+    report = BankCheck(system.apis(), CHECK_CLIENTS, workers=32, accounts=3, operations=1500, seed=7).run()
     assert report.violations == []
     assert sum(1 for event in report.events if event.outcome == "ok") > 500
 
 
 def test_crossing_transfers_between_two_accounts_never_deadlock_or_lose_money(start_system):
     system = start_system()
-    report = BankCheck(system.apis(), workers=24, accounts=2, operations=800, seed=11).run()
+    report = BankCheck(system.apis(), CHECK_CLIENTS, workers=24, accounts=2, operations=800, seed=11).run()
     assert report.violations == []
     directions = {event.accounts for event in report.events if event.kind == "transfer" and event.outcome == "ok"}
     assert len(directions) == 2, "transfers went both ways between the two accounts"

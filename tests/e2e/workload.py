@@ -5,6 +5,7 @@ import threading
 import time
 
 from client.check import BankCheck
+from tests.helpers import CHECK_CLIENTS
 
 # Longest an account may go without an acknowledged write once the bank has recovered from a fault. With 4 accounts
 # and 12-16 workers each account is written tens of times a second, so only a bank that stopped serving leaves it.
@@ -14,8 +15,8 @@ STEADY_GAP_SECONDS = 3.0
 class BackgroundCheck:
     """A BankCheck running in a thread while the test injects faults or takes measurements."""
 
-    def __init__(self, apis, **options):
-        self.check = BankCheck(apis, out=sys.stdout, **options)
+    def __init__(self, apis, clients=CHECK_CLIENTS, **options):
+        self.check = BankCheck(apis, clients, out=sys.stdout, **options)
         self.report = None
         self._failure = None
         self._thread = threading.Thread(target=self._run)
@@ -45,7 +46,7 @@ class BackgroundCheck:
 
 def write_times(report, account, since):
     """When each acknowledged write on account after since (time.monotonic()) finished, in order."""
-    return sorted(event.finished_at for event in report.events if event.outcome == "ok" and event.kind != "balance"
+    return sorted(event.finished_at for event in report.events if event.outcome == "ok" and event.key is not None
                   and account in event.accounts and event.finished_at > since)
 
 
@@ -55,7 +56,7 @@ def assert_served_to_the_end(report, since, within_seconds, steady_gap_seconds=S
     acknowledged write, its last write to the end included. A bank that never comes back fails this, as does one
     that serves again for a while and then stops, or stalls anew. Prints what it found."""
     gaps, recovered = {}, {}
-    for account in report.final:
+    for account in report.written:
         times = [since, *write_times(report, account, since), report.ended_at]
         spans = list(zip(times, times[1:]))
         # The account is steady from the end of its last gap too long (from the fault, if it had none).

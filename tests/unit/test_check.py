@@ -6,29 +6,46 @@ import pytest
 
 from client.__main__ import verdict
 from client.check import BankCheck, percentile
+from client.clients import CheckClients
 from client.infra.bank_api import Reply
 from shared.money import format_cents, parse_cents
 
+CLIENTS = CheckClients({"ann": "token-ann", "bob": "token-bob"}, ("mallory", "token-mallory"), "token-ops")
+NAMES = {token: name for name, token in {**CLIENTS.clients, CLIENTS.adversary[0]: CLIENTS.adversary[1]}.items()}
+
 
 class FakeBank:
-    """An in-memory bank API with statements; `flaw` makes it wrong in one way."""
+    """An in-memory bank API with owners and statements; `flaw` makes it wrong in one way."""
 
     def __init__(self, flaw=None):
         self.balances, self.flaw, self.calls = {}, flaw, 0
+        self.owners = {}            # account -> the client whose deposit created it
         self.entries = {}           # account -> its history, oldest first
         self.mutex = threading.Lock()
 
     def _reply(self, status, **body):
         return Reply(status, body, 0.001, "fake")
 
-    def _record(self, account, kind, cents, key, counterparty=None):
+    def _unknown(self):
+        return self._reply(404, error="account_not_found", message="no such account")
+
+    def _may_read(self, account, token):
+        return token == CLIENTS.operator or self.flaw == "leak" or self.owners.get(account) == NAMES.get(token)
+
+    def _may_debit(self, account, token):
+        return self.flaw == "theft" or self.owners.get(account) == NAMES.get(token)
+
+    def _record(self, account, kind, cents, key, token, counterparty=None):
         entries = self.entries.setdefault(account, [])
         entries.append({"seq": len(entries) + 1, "kind": kind, "amount": format_cents(cents),
                         "balance": format_cents(self.balances[account]), "counterparty": counterparty,
-                        "operation": key, "idempotency_key": key, "at": "2026-12-01T00:00:00.000Z"})
+                        "operation": f"{NAMES[token]}:{key}", "idempotency_key": key,
+                        "at": "2026-12-01T00:00:00.000Z"})
 
-    def history(self, account, limit=100, cursor=None):
+    def history(self, account, limit=100, cursor=None, token=None):
         with self.mutex:
+            if account not in self.balances or not self._may_read(account, token):
+                return self._unknown()
             entries = [dict(entry) for entry in self.entries.get(account, [])]
         # Each flaw spoils the statement of one account in one place, once it has a few entries.
         if account.endswith("-0") and len(entries) > 5:
@@ -48,47 +65,61 @@ class FakeBank:
         more = start + limit < len(newest_first)
         return self._reply(200, account=account, entries=page, next_cursor=str(start + limit) if more else None)
 
-    def deposit(self, account, amount, key=None):
+    def deposit(self, account, amount, key=None, token=None):
         with self.mutex:
             self.calls += 1
             if self.flaw == "silent" and account in self.balances:
                 return self._reply(None, error="no_answer")
             new = self.balances.get(account, 0) + parse_cents(amount)
+            self.owners.setdefault(account, NAMES[token])
             if not (self.flaw == "lose_deposits" and self.calls % 7 == 0 and account in self.balances):
                 self.balances[account] = new
-                self._record(account, "deposit", parse_cents(amount), key)
+                self._record(account, "deposit", parse_cents(amount), key, token)
+            if self.owners[account] != NAMES[token]:
+                return self._reply(200, account=account, amount=amount)
             return self._reply(200, balance=format_cents(new))
 
-    def withdraw(self, account, amount, key=None):
+    def withdraw(self, account, amount, key=None, token=None):
         with self.mutex:
-            if account not in self.balances:
-                return self._reply(404, error="account_not_found")
+            if account not in self.balances or not self._may_debit(account, token):
+                return self._unknown()
             new = self.balances[account] - parse_cents(amount)
             if new < 0 and self.flaw != "overdraw":
                 return self._reply(422, error="insufficient_funds")
             self.balances[account] = new
-            self._record(account, "withdrawal", parse_cents(amount), key)
+            self._record(account, "withdrawal", parse_cents(amount), key, token)
             return self._reply(200, balance=format_cents(new))
 
-    def transfer(self, origin, target, amount, key=None):
+    def transfer(self, origin, target, amount, key=None, token=None):
         with self.mutex:
+            if not self._may_debit(origin, token):
+                return self._unknown()
             cents = parse_cents(amount)
             if self.balances[origin] < cents:
                 return self._reply(422, error="insufficient_funds")
             self.balances[origin] -= cents
             self.balances[target] += cents
-            self._record(origin, "transfer_out", cents, key, target)
-            self._record(target, "transfer_in", cents, key, origin)
-            return self._reply(200, origin_balance=format_cents(self.balances[origin]),
-                               target_balance=format_cents(self.balances[target]))
+            self._record(origin, "transfer_out", cents, key, token, target)
+            self._record(target, "transfer_in", cents, key, token, origin)
+            shown = {"target_balance": format_cents(self.balances[target])} if self._may_read(target, token) else {}
+            return self._reply(200, origin_balance=format_cents(self.balances[origin]), **shown)
 
-    def balance(self, account):
+    def balance(self, account, token=None):
         with self.mutex:
+            if not self._may_read(account, token):
+                return self._unknown()
             return self._reply(200, balance=format_cents(self.balances[account]))
+
+    def account(self, account, token=None):
+        with self.mutex:
+            if not self._may_read(account, token):
+                return self._unknown()
+            return self._reply(200, account=account, owner=self.owners[account],
+                               balance=format_cents(self.balances[account]))
 
 
 def run_check(bank, **options):
-    return BankCheck([bank], workers=4, accounts=3, operations=300, seed=3, out=io.StringIO(), **options).run()
+    return BankCheck([bank], CLIENTS, workers=4, accounts=3, operations=300, seed=3, out=io.StringIO(), **options).run()
 
 
 def test_a_correct_bank_has_no_violation():
@@ -113,9 +144,19 @@ def test_a_statement_that_drops_duplicates_reorders_or_invents_an_entry_is_a_vio
 
 def test_a_correct_bank_has_every_write_once_in_its_statements():
     report = run_check(FakeBank())
-    written = [e for e in report.events if e.kind != "balance" and e.outcome == "ok"]
+    written = [e for e in report.events if e.key is not None and e.outcome == "ok"]
     in_statements = sum(len(entries) for entries in report.statements.values())
-    assert in_statements == 3 + sum(2 if e.kind == "transfer" else 1 for e in written)
+    # Each account's opening deposit, the adversary's own included, and each acknowledged write.
+    assert in_statements == 4 + sum(2 if e.kind == "transfer" else 1 for e in written)
+    assert report.thefts and all((e.status, e.error) == (404, "account_not_found") for e in report.thefts)
+
+
+@pytest.mark.parametrize("flaw, found", [("theft", "was answered 200 and applied"), ("leak", "was answered 200")])
+def test_a_theft_applied_or_a_read_of_anothers_account_answered_is_a_violation(flaw, found):
+    report = run_check(FakeBank(flaw))
+    assert any(violation.startswith("theft: mallory's") and found in violation for violation in report.violations)
+    if flaw == "theft":
+        assert any("not by its owner" in violation for violation in report.violations), report.violations
 
 
 def test_a_negative_balance_is_a_violation():
@@ -124,7 +165,7 @@ def test_a_negative_balance_is_a_violation():
 
 
 def test_operations_without_an_answer_are_unknown_and_bounded():
-    report = BankCheck([FakeBank("silent")], workers=2, accounts=2, operations=50, seed=1, out=io.StringIO(),
+    report = BankCheck([FakeBank("silent")], CLIENTS, workers=2, accounts=2, operations=50, seed=1, out=io.StringIO(),
                        attempts=2, retry_pause=0).run()
     assert report.unknown and any("unknown outcome" in violation for violation in report.violations)
 
@@ -141,7 +182,7 @@ class Terminal(io.StringIO):
 
 def test_a_timed_run_shows_a_live_line_with_time_left_rate_unknown_outcomes_and_violations():
     out = Terminal()
-    BankCheck([FakeBank("overdraw")], workers=2, accounts=2, duration=0.6, seed=1, out=out).run()
+    BankCheck([FakeBank("overdraw")], CLIENTS, workers=2, accounts=2, duration=0.6, seed=1, out=out).run()
     live = [part for part in out.getvalue().split("\r") if "s left" in part]
     assert live, out.getvalue()[:500]
     assert "op/s" in live[-1] and "unknown" in live[-1] and "violations so far" in live[-1]
@@ -170,19 +211,19 @@ class SilentServer:
         self.calls += 1
         return Reply(None, {"error": "no_answer"}, 3.0, "silent")
 
-    deposit = withdraw = transfer = balance = history = _no_answer
+    deposit = withdraw = transfer = balance = history = account = _no_answer
 
 
 def test_a_server_that_does_not_answer_is_passed_over_and_the_rest_serve_everything():
     silent, bank = SilentServer(), FakeBank()
-    report = BankCheck([silent, bank], workers=4, accounts=3, operations=300, seed=3, out=io.StringIO()).run()
+    report = BankCheck([silent, bank], CLIENTS, workers=4, accounts=3, operations=300, seed=3, out=io.StringIO()).run()
     assert report.violations == [] and len(report.unknown) == 0
     # Each worker may find it silent once; then it is asked only if the other fails too.
     assert silent.calls <= 4
 
 
 def test_only_attempts_without_an_answer_or_with_a_5xx_count_as_failed_not_refusals():
-    report = BankCheck([FakeBank("silent")], workers=2, accounts=2, operations=60, seed=1, out=io.StringIO(),
+    report = BankCheck([FakeBank("silent")], CLIENTS, workers=2, accounts=2, operations=60, seed=1, out=io.StringIO(),
                        attempts=2, retry_pause=0).run()
     refused = [e for e in report.events if e.outcome == "refused"]
     silent = [e for e in report.events if e.outcome == "unknown"]

@@ -10,9 +10,10 @@ FAULT_AT, ENDED_AT = 100.0, 120.0
 
 def report_of(writes):
     """A report whose acknowledged writes are {account: [seconds after the fault]}."""
-    events = [Event("deposit", (account,), 100, outcome="ok", finished_at=FAULT_AT + at)
+    events = [Event("deposit", (account,), 100, key=f"{account}-{at}", outcome="ok", finished_at=FAULT_AT + at)
               for account, times in writes.items() for at in times]
-    return Report(events, {}, dict.fromkeys(writes, 0), ENDED_AT - FAULT_AT, [], ended_at=ENDED_AT)
+    return Report(events, {}, dict.fromkeys(writes, 0), ENDED_AT - FAULT_AT, [], ended_at=ENDED_AT,
+                  written=list(writes))
 
 
 def every(step, start, end):
