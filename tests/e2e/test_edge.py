@@ -22,7 +22,7 @@ from harness.processes import GUNICORN, ROOT, free_port
 from ops.certs import CLIENT, issue, make_all, make_authority
 from tests.e2e.conftest import business_server_env, data_server_env
 from tests.e2e.dashboard_page import shown_total, sign_in
-from tests.helpers import CLIENT_TOKEN, DATA_TOKENS, OPERATOR_TOKEN, bearer
+from tests.helpers import CLIENT_TOKEN, DATA_TOKENS, OPERATOR_TOKEN, OTHER_CLIENT_TOKEN, bearer
 
 UPSTREAM_TIMEOUT_SECONDS = 3     # the edge's EDGE_UPSTREAM_TIMEOUT in the test of paused business servers
 
@@ -287,7 +287,8 @@ def test_the_postman_collection_passes_through_the_edge_over_tls(edge_bank, tls)
     result = subprocess.run(
         [str(newman), "run", "postman/bank.postman_collection.json", "-e", "postman/cluster.postman_environment.json",
          "--env-var", f"baseUrl={edge.url}", "--env-var", f"dataUrl={edge.data_url}",
-         "--env-var", f"clientToken={CLIENT_TOKEN}", "--env-var", f"dataToken={DATA_TOKENS['b1']}",
+         "--env-var", f"clientToken={CLIENT_TOKEN}", "--env-var", f"otherClientToken={OTHER_CLIENT_TOKEN}",
+             "--env-var", f"operatorToken={OPERATOR_TOKEN}", "--env-var", f"dataToken={DATA_TOKENS['b1']}",
          "--ssl-extra-ca-certs", str(tls / "ca.pem"), "--ssl-client-cert", str(tls / "business-b1.pem"),
          "--ssl-client-key", str(tls / "business-b1-key.pem"), "--color", "off"],
         cwd=ROOT, capture_output=True, text=True, timeout=120)

@@ -2,8 +2,9 @@
 operator), on both stores. Another's account answers a debit or a read exactly as an unknown one and nothing
 changes; anyone pays in; an operator reads any account and moves no money."""
 import pytest
+import requests
 
-from tests.helpers import CLIENT_TOKEN, OPERATOR_TOKEN, bearer
+from tests.helpers import CLIENT_TOKEN, DATA_TOKENS, OPERATOR_TOKEN, bearer
 
 CALLERS = {"client": bearer(CLIENT_TOKEN), "operator": bearer(OPERATOR_TOKEN)}
 OTHER = bearer("other-client-token")
@@ -128,3 +129,22 @@ def test_a_client_lists_its_own_accounts_a_page_at_a_time_and_no_one_elses(bank)
                                                          "next_cursor": None}
     assert bank.get("/accounts?cursor=bm9wZQ", headers=client).json["error"] == "invalid_cursor"
     assert bank.get("/accounts", headers=CALLERS["operator"]).status_code == 403
+
+
+def test_an_account_from_before_owners_is_no_clients_to_debit_or_read_takes_payments_and_operators_read_it(
+        bank, live_data_url):
+    # Written as every account was before owners: by the data API, naming none.
+    with requests.Session() as data:
+        data.headers.update(bearer(DATA_TOKENS["b1"]))
+        token = data.post(f"{live_data_url}/getLock/b1/legacy", timeout=5).json()["token"]
+        data.post(f"{live_data_url}/setAmount/b1/legacy", json={"amount": "50.00", "token": token, "unlock": True},
+                  timeout=5)
+    for client in (CALLERS["client"], OTHER):
+        for method, path in (("POST", "/withdrawal/legacy/1.00"), ("POST", "/transfer/legacy/mine/1.00"),
+                             ("GET", "/balance/legacy"), ("GET", "/history/legacy"), ("GET", "/accounts/legacy")):
+            answer = bank.open(path, method=method, headers=client)
+            assert (answer.status_code, answer.json["error"]) == (404, "account_not_found"), path
+    assert bank.post("/deposit/legacy/1.00", headers=OTHER).json == {"account": "legacy", "amount": "1.00"}
+    assert bank.get("/accounts/legacy", headers=CALLERS["operator"]).json == {"account": "legacy", "owner": None,
+                                                                             "balance": "51.00"}
+    assert bank.post("/accounts/legacy", headers=OTHER).json["error"] == "account_exists"
