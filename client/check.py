@@ -15,6 +15,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+from client.check_report import print_report
 from client.statements import StatementUnavailable, read_statement, statement_violations, transfer_halves_violations
 from shared.failover import PassOver
 from shared.money import format_cents, parse_signed_cents
@@ -26,7 +27,6 @@ KIND_WEIGHTS = {"deposit": 25, "withdrawal": 25, "transfer": 35, "balance": 15, 
 # What the adversary tries on an account of another client: every debit and every read.
 THEFTS = ("withdrawal", "transfer", "balance", "history", "account")
 READS = ("balance", "history", "account")
-MOST_SHOWN = 50             # violations printed one by one; the rest are counted
 
 
 @dataclass
@@ -117,7 +117,7 @@ class BankCheck:
         final = {account: self._settled_balance(account) for account in self._accounts}
         report = Report(self._events, opening, final, seconds, [], ended_at=ended_at, written=list(self._shared))
         report.violations = self._verify(report) + self._verify_statements(report)
-        self._print(report)
+        print_report(report, self._say, self._clients.adversary[0])
         return report
 
     @property
@@ -312,56 +312,8 @@ class BankCheck:
         if interactive:
             print(file=self._out)
 
-    def _print(self, report):
-        say = self._say
-        count = len(report.events)
-        say(f"{count} operations in {report.seconds:.2f} s: {count / max(report.seconds, 1e-9):.0f} op/s")
-        say(f"{'operation':<11}{'count':>7}{'ok':>7}{'refused':>9}{'unknown':>9}{'p50 ms':>9}{'p95 ms':>9}"
-            f"{'p99 ms':>9}")
-        by_kind = collections.defaultdict(list)
-        for event in report.events:
-            if not event.theft:
-                by_kind[event.kind].append(event)
-        for kind in KIND_WEIGHTS:
-            events = by_kind.get(kind, [])
-            if not events:
-                continue
-            outcomes = collections.Counter(e.outcome for e in events)
-            times = sorted(e.seconds * 1000 for e in events)
-            say(f"{kind:<11}{len(events):>7}{outcomes['ok']:>7}{outcomes['refused']:>9}{outcomes['unknown']:>9}"
-                f"{percentile(times, 50):>9.1f}{percentile(times, 95):>9.1f}{percentile(times, 99):>9.1f}")
-        statuses = collections.Counter(e.status for e in report.events)
-        say("answers: " + ", ".join(f"{status}: {n}" for status, n in sorted(statuses.items(), key=str)))
-        thefts = collections.Counter((e.kind, e.status) for e in report.thefts)
-        say(f"thefts tried by {self._clients.adversary[0]}: {len(report.thefts)} (" + ", ".join(
-            f"{kind} {status or 'no answer'}: {n}" for (kind, status), n in sorted(thefts.items(), key=str)) + ")")
-        retried = sum(1 for e in report.events if e.attempts > 1)
-        say(f"retried with the same Idempotency-Key: {retried}; still unknown: {len(report.unknown)}")
-        say(f"total: opening {format_cents(sum(report.opening.values()))}, final "
-            f"{format_cents(sum(report.final.values()))}")
-        entries = sum(len(statement) for statement in report.statements.values())
-        say(f"history: {entries} entries in {len(report.statements)} statements checked")
-        if report.violations:
-            for violation in report.violations[:MOST_SHOWN]:
-                say(f"VIOLATION  {violation}")
-            if len(report.violations) > MOST_SHOWN:
-                say(f"... and {len(report.violations) - MOST_SHOWN} more violations")
-        else:
-            say("no violations: every balance is its opening plus its acknowledged operations, the total is "
-                "conserved by transfers, no balance was ever negative; every statement adds up without gaps to "
-                "its final balance and holds each acknowledged write once, no refused one, nothing else, and "
-                "debits by its owner only; every theft was answered as an unknown account")
-
     def _say(self, text):
         print(text, file=self._out, flush=True)
-
-
-def percentile(sorted_values, percent):
-    """Nearest-rank percentile of an ascending list."""
-    if not sorted_values:
-        return 0.0
-    rank = max(1, -(-len(sorted_values) * percent // 100))
-    return sorted_values[int(rank) - 1]
 
 
 def _seen_violations(event):

@@ -5,7 +5,6 @@ durable, data/embedded/fencing.py hands out its tokens, data/embedded/records.py
 data/embedded/history_file.py its accounts' history (memory holds only each account's last entry number).
 """
 import collections
-import itertools
 import math
 import threading
 import time
@@ -13,9 +12,10 @@ from typing import NamedTuple
 
 from data import history
 from data.embedded.fencing import FencingTokens
-from data.embedded.journal import SNAPSHOT_CHUNK_ITEMS, JournalCorrupt
+from data.embedded.journal import JournalCorrupt
 from data.embedded.owners import AccountOwners
 from data.embedded.records import OperationRecords
+from data.embedded.snapshot import SnapshotState, snapshot_records
 from data.metrics import LOCK_WAIT_SECONDS
 from data.store import (
     AccountsPage,
@@ -400,26 +400,8 @@ class EmbeddedStore:
     def _start_compaction(self):
         """Copy the state under the mutex (the only pause writers see); the journal encodes and writes it later."""
         started = time.perf_counter()
-        fence, accounts, operations = self._fence.reserved, self._accounts.copy(), self._operations.copy()
-        seqs, owners = self._seqs.copy(), self._owners.copy()
+        state = SnapshotState(self._fence.reserved, self._accounts.copy(), self._seqs.copy(), self._owners.copy(),
+                              self._operations.copy())
         self.compaction_copy_seconds = time.perf_counter() - started
-
-        def snapshot_records():
-            yield {"t": "fence", "upto": fence}
-            items = iter(accounts.items())
-            for _ in range(0, len(accounts), SNAPSHOT_CHUNK_ITEMS):
-                chunk = dict(itertools.islice(items, SNAPSHOT_CHUNK_ITEMS))
-                record = {"t": "accounts", "a": chunk}
-                numbered = {account: seqs[account] for account in chunk if account in seqs}
-                if numbered:
-                    record["s"] = numbered
-                owned = {account: owners[account] for account in chunk if account in owners}
-                if owned:
-                    record["n"] = owned
-                yield record
-            for start in range(0, len(operations), SNAPSHOT_CHUNK_ITEMS):
-                yield {"t": "operations", "o": operations[start:start + SNAPSHOT_CHUNK_ITEMS]}
-
         # The snapshot drops the journal's history entries: the history file must hold them all on disk first.
-        self._journal.start_compaction(snapshot_records(), prepare=self._history.on_disk)
-
+        self._journal.start_compaction(snapshot_records(state), prepare=self._history.on_disk)

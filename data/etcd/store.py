@@ -27,9 +27,7 @@ read (else it reads it and tries once more). Waiting for accounts: lines.py.
 """
 import json
 import math
-import threading
 import time
-from typing import NamedTuple
 
 from data import history
 from data.etcd.account_values import account_state, amount_value, cents_and_owner, owners_after
@@ -50,6 +48,7 @@ from data.etcd.gateway import (
 )
 from data.etcd.groups import GroupedTxns
 from data.etcd.keys import EtcdKeys
+from data.etcd.known_balances import KnownBalance, KnownBalances
 from data.etcd.lines import EtcdLines, TakingUnanswered
 from data.etcd.local_lines import LocalLines
 from data.etcd.lock_leases import SharedLockLeases
@@ -74,14 +73,6 @@ from data.store import (
     UnknownAccount,
 )
 
-KNOWN_BALANCES = 10_000             # balances read at lock time kept before those of expired locks are swept
-
-
-class _KnownBalance(NamedTuple):
-    token: int                  # the lock it was read under
-    value: str | None           # the account's a/ value as read under that lock; None: no such account yet
-    forget_at: float            # time.monotonic() by which the lock's lease has ended
-
 
 class _BalanceMoved(Exception):
     """A balance is no longer the one a commit was numbered from: another data server wrote under the lock."""
@@ -97,9 +88,8 @@ class EtcdStore:
         self._lock_leases = SharedLockLeases(self._etcd, self._ttl)
         self._wall_clock = wall_clock
         self._records = EtcdRecords(self._etcd, self._keys, settings, wall_clock)
-        self._mutex = threading.Lock()
         self._local = LocalLines()
-        self._known = {}                    # account -> _KnownBalance
+        self._known = KnownBalances()
         self._groups = GroupedTxns(self._etcd, self._keys.quota())
         self._lines = EtcdLines(self._etcd, self._groups, self._keys, self._local, settings.lock_waiters, self._ttl)
 
@@ -125,7 +115,7 @@ class EtcdStore:
             return [put(self._keys.lock(a), business, leases[-1]) for a in accounts] + calls + reads
 
         claim = None if call is None else Claim(self._etcd, self._keys, business, accounts, call, reads)
-        earlier, asked_at = self._known_tokens(accounts), time.monotonic()
+        earlier, asked_at = self._known.tokens(accounts), time.monotonic()
         try:
             try:
                 answer = self._lines.when_free(accounts, wait, take, answer_by, claim)
@@ -153,13 +143,13 @@ class EtcdStore:
                 give_back_late(self._etcd, self._keys, business, accounts, token, taken_at)
             finally:
                 self._local.released(accounts)
-                self._forget(accounts)
+                self._known.forget(accounts)
             raise CallerGone(accounts)
         # The reads follow the puts: of the locks (and of their call, when newly taken under one), or, taken over,
         # of the locks alone.
         puts = len(accounts) * (2 if call is not None and token == taken_at else 1)
         responses = answer["responses"][puts:puts + len(reads)]
-        self._remember({account: _KnownBalance(token, self._value(responses[i]), until)
+        self._known.remember({account: KnownBalance(token, self._value(responses[i]), until)
                         for i, account in enumerate(accounts)})
         grants = [Grant(account, token, *cents_and_owner(self._value(responses[i])))
                   for i, account in enumerate(accounts)]
@@ -168,7 +158,7 @@ class EtcdStore:
     def unlock(self, business, account, token):
         answer = self._etcd.txn(self._holder(business, account, token), [delete(self._keys.lock(account))])
         self._local.released([account])
-        self._forget([account])
+        self._known.forget([account])
         if not answer.get("succeeded"):
             raise NotLockHolder(business, account, token)
 
@@ -251,22 +241,23 @@ class EtcdStore:
                                       success, self._records.ranges([op["id"] for op in operations]),
                                       self._etcd.timeout)
         except StoreUnavailable:
-            self._forget(writes)
+            self._known.forget(writes)
             raise
         finally:
             if held or release:
                 # Released, or not known to be held any more: this process's waiters for them may try.
                 self._local.released([*held, *release])
-                self._forget([*held, *release])
+                self._known.forget([*held, *release])
         if answer.get("succeeded"):
             if not held:
                 forget_at = time.monotonic() + self._lock_leases.life
-                self._remember({account: _KnownBalance(write.token, amount_value(write.cents, seqs[account],
-                                                                                   owners[account]), forget_at)
-                                for account, write in writes.items()})
+                self._known.remember({
+                    account: KnownBalance(write.token, amount_value(write.cents, seqs[account], owners[account]),
+                                          forget_at)
+                    for account, write in writes.items()})
             return CommitOutcome(False, [op["result"] for op in operations], recorded)
         self._records.raise_if_found(answer.get("responses", []), operations)
-        self._forget(writes)
+        self._known.forget(writes)
         for account, write in writes.items():
             if not self._holds(business, account, write.token):
                 raise NotLockHolder(business, account, write.token)
@@ -336,7 +327,7 @@ class EtcdStore:
             raise NotLockHolder(business, account, token)
         until = time.monotonic() + self._lock_leases.life
         self._local.granted([account], token, until)
-        self._remember({account: _KnownBalance(token, self._value(answer["responses"][1]), until)})
+        self._known.remember({account: KnownBalance(token, self._value(answer["responses"][1]), until)})
         cents, owner = cents_and_owner(self._value(answer["responses"][1]))
         return LockGrant(token, self._ttl, cents, self._records.recorded(answer["responses"][2:], lookup), owner)
 
@@ -356,7 +347,7 @@ class EtcdStore:
                 self._etcd.txn(success=ops, resend=True)
             finally:
                 self._local.released([account for group in held for account in group])
-                self._forget([account for group in held for account in group])
+                self._known.forget([account for group in held for account in group])
 
     # ---- balances and history ----------------------------------------------------------------------------
 
@@ -385,24 +376,6 @@ class EtcdStore:
         for account, response in zip(unread, answer["responses"]):
             prior[account] = self._value(response)
         return prior
-
-    def _known_tokens(self, accounts):
-        """{account: the token of the lock this process last read it under} of those of accounts it knows."""
-        with self._mutex:
-            return {account: self._known[account].token for account in accounts if account in self._known}
-
-    def _remember(self, known):
-        """Keep {account: _KnownBalance}, each until its lock's lease ends at the latest."""
-        with self._mutex:
-            if len(self._known) >= KNOWN_BALANCES:
-                now = time.monotonic()
-                self._known = {a: kept for a, kept in self._known.items() if kept.forget_at > now}
-            self._known.update(known)
-
-    def _forget(self, accounts):
-        with self._mutex:
-            for account in accounts:
-                self._known.pop(account, None)
 
     def _put_entry(self, entry):
         value = {key: entry[key] for key in ("kind", "cents", "balance", "counterparty", "operation", "key", "at")}

@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from data.etcd.store import _KnownBalance
+from data.etcd.known_balances import KnownBalance
 from data.factory import create_store
 from data.store import Write
 from shared.settings import load_data_settings
@@ -30,7 +30,7 @@ def test_an_etcd_token_below_one_this_process_saw_trips_an_assertion(etcd_cluste
     bank = create_store(load_data_settings(store_environ("etcd", request)))
     try:
         # As if etcd's revisions had gone back (a cluster restored from an older backup): fencing would not fence.
-        bank._remember({"a": _KnownBalance(10 ** 15, None, time.monotonic() + 60)})
+        bank._known.remember({"a": KnownBalance(10 ** 15, None, time.monotonic() + 60)})
         with pytest.raises(AssertionError, match="not above those seen"):
             bank.lock("b1", "a")
     finally:

@@ -5,7 +5,8 @@ import threading
 import pytest
 
 from client.__main__ import verdict
-from client.check import BankCheck, percentile
+from client.check import BankCheck
+from client.check_report import percentile
 from client.clients import CheckClients
 from client.infra.bank_api import Reply
 from shared.money import format_cents, parse_cents
