@@ -326,8 +326,10 @@ def _seen_violations(event):
 
 
 def _theft_violations(event):
-    """What is wrong in the answer to one of the adversary's tries: anything but what an unknown account gets."""
-    if not event.theft or event.outcome == "unknown" or (event.status, event.error) == (404, "account_not_found"):
+    """What is wrong in the answer to one of the adversary's tries: anything but what an unknown account gets (a
+    503 or no answer under a fault settles nothing; the statements show whether a debit applied)."""
+    if not event.theft or event.status is None or event.status >= 500 or \
+            (event.status, event.error) == (404, "account_not_found"):
         return []
     what = f"{event.client}'s {event.kind} of {event.accounts[0]}"
     if event.outcome == "ok":
