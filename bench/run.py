@@ -21,6 +21,7 @@ from bench.chart import CLIENTS, chart
 from bench.cluster_phase import cluster_lines, cluster_targets, measure_cluster
 from bench.edge_phase import edge_lines, measure_edge
 from bench.etcd_phase import etcd_lines, etcd_targets, measure_etcd_tier
+from bench.ownership_phase import measure_ownership, ownership_lines, ownership_targets
 from bench.peer_phase import measure_peer, peer_lines, peer_targets
 from bench.stack import SECONDS, Stack, run_wrk, seed_accounts, verdict
 from data.embedded.journal import SNAPSHOT_CHUNK_ITEMS, Journal
@@ -226,7 +227,7 @@ def machine():
             f"Python {platform.python_version()}")
 
 
-def write_results(operations, scale, sizes, compaction, comparison, edge, etcd, peer, history, cluster):
+def write_results(operations, scale, sizes, compaction, comparison, edge, etcd, peer, history, cluster, owners):
     RESULTS.mkdir(parents=True, exist_ok=True)
     baseline = {r["clients"]: r["ops_per_s"] for r in operations if r["mode"] == "baseline"}
     for result in operations:
@@ -283,10 +284,11 @@ def write_results(operations, scale, sizes, compaction, comparison, edge, etcd, 
               "journal)."]
     lines += edge_lines(edge)
     lines += cluster_lines(cluster)
+    lines += ownership_lines(owners)
     lines += etcd_lines(etcd, operations)
     lines += peer_lines(peer, operations)
     reached = (targets(operations, sizes) + etcd_targets(etcd, operations) + peer_targets(peer, operations)
-               + cluster_targets(cluster))
+               + cluster_targets(cluster) + ownership_targets(owners))
     lines += ["", "## Targets", ""] + [f"- {line}" for line in reached]
     (RESULTS / "latest.md").write_text("\n".join(lines) + "\n")
     chart(operations, RESULTS / "throughput.png", peer)
@@ -341,7 +343,8 @@ def main():
         comparison = measure_before_after(workdir)
         edge = measure_edge(workdir)
         cluster = measure_cluster(workdir)
-    write_results(operations, scale, sizes, compaction, comparison, edge, etcd, peer, history, cluster)
+        owners = measure_ownership(workdir)
+    write_results(operations, scale, sizes, compaction, comparison, edge, etcd, peer, history, cluster, owners)
     print((RESULTS / "latest.md").read_text())
     return 0
 
