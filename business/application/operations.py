@@ -101,10 +101,15 @@ def apply_batch(operations, leases):
     return AppliedBatch(outcomes, balances, new_owners, records, entries)
 
 
+def owns(client, owner):
+    """Whether client owns an account of owner (None: an account from before owners, which no client owns)."""
+    return owner is not None and owner == client
+
+
 def may_see(client, operator, owner):
-    """Whether a caller (client's name, operator or not) may debit or read an account of owner (None: an account
-    from before owners): its owner may; an operator may read (bank_service.py lets no operator write)."""
-    return operator or (owner is not None and owner == client)
+    """Whether a caller (a client's name, an operator or not) may read an account of owner: its owner, or any
+    operator."""
+    return operator or owns(client, owner)
 
 
 def _as_seen_by(operation, outcome, owners):
@@ -174,7 +179,11 @@ def _apply_one(operation, balances, owners):
             raise BalanceLimitExceeded(f"account {account} would exceed the largest balance")
         balances[account] = new_balance
         return Outcome({"balance": new_balance})
-    if current is None or not may_see(operation.client, operation.operator, owners[account]):
+    if operation.kind == "balance":
+        allowed = may_see(operation.client, operation.operator, owners[account])
+    else:
+        allowed = owns(operation.client, owners[account])      # an operator debits nothing, whatever asks it
+    if current is None or not allowed:
         # Another's account is refused in the very words of an unknown one: its ids cannot be probed.
         raise AccountNotFound(f"account {account} does not exist")
     if operation.kind == "balance":

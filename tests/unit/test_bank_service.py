@@ -3,7 +3,14 @@ Idempotency-Keys."""
 import pytest
 
 from business.application.bank_service import Caller
-from business.application.errors import AccountNotFound, IdempotencyConflict, InsufficientFunds, InvalidRequest
+from business.application.errors import (
+    AccountNotFound,
+    Forbidden,
+    IdempotencyConflict,
+    InsufficientFunds,
+    InvalidRequest,
+)
+from business.application.operations import Operation
 from tests.unit.services import CLIENT, Harness
 
 
@@ -116,3 +123,14 @@ def test_a_refusal_without_a_key_is_not_recorded():
     with pytest.raises(InsufficientFunds):
         harness.bank.withdraw("a", 200, CLIENT)
     assert harness.server.operations == {} and harness.server.commits == []
+
+
+def test_an_operator_moves_no_money_even_past_the_service():
+    harness = Harness({"a": 100})
+    with pytest.raises(Forbidden):
+        harness.bank.withdraw("a", 1, Caller("ops", operator=True))
+    # The rules refuse it too, should a debit of an operator's ever reach the queue.
+    with pytest.raises(AccountNotFound):
+        harness.queues.submit(Operation("withdrawal", "a", 1, None, "op-1", None, "ops", operator=True))
+    assert harness.bank.balance("a", Caller("ops", operator=True)).balance_cents == 100
+    assert harness.server.accounts == {"a": 100}
