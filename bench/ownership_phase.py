@@ -4,12 +4,11 @@
 python -m bench.ownership_phase runs it alone and prints its table."""
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from bench.stack import Stack, measure_spread, verdict
+from bench.stack import Stack, checked_out, measure_spread, verdict
 from harness.processes import ROOT
 
 # The last revision before owners: BENCH_BEFORE_OWNERS overrides it.
@@ -22,17 +21,12 @@ MOST_COST = 0.05                # deposits after owners at least this much below
 
 def measure_ownership(workdir, revision=BEFORE_OWNERS):
     """Rows as run_wrk's, with "label": "before" or "after", ROUNDS of each."""
-    tree = Path(workdir) / "before-owners-tree"
-    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), revision], check=True,
-                   capture_output=True)
     rows = []
-    try:
+    with checked_out(revision, Path(workdir) / "before-owners-tree") as tree:
         for round_number in range(ROUNDS):
             for label, root in (("before", tree), ("after", ROOT)):
                 stack = Stack(Path(workdir) / f"owners-{label}-{round_number}", root=root)
                 rows += measure_spread(stack, label, RUNS, ACCOUNTS)
-    finally:
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], capture_output=True)
     return {"revision": revision, "rows": rows}
 
 

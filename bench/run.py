@@ -9,7 +9,6 @@ import json
 import os
 import platform
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,7 +22,7 @@ from bench.edge_phase import edge_lines, measure_edge
 from bench.etcd_phase import etcd_lines, etcd_targets, measure_etcd_tier
 from bench.ownership_phase import measure_ownership, ownership_lines, ownership_targets
 from bench.peer_phase import measure_peer, peer_lines, peer_targets
-from bench.stack import SECONDS, Stack, run_wrk, seed_accounts, verdict
+from bench.stack import SECONDS, Stack, checked_out, run_wrk, seed_accounts, verdict
 from data.embedded.journal import SNAPSHOT_CHUNK_ITEMS, Journal
 from harness.processes import ROOT, Server, example_settings, free_port, proc_status
 
@@ -65,11 +64,8 @@ def measure_operations(stack):
 
 def measure_before_after(workdir, revision=BEFORE_REVISION):
     """The 32-client phases on `revision`'s code and on this tree's, one after the other in this run."""
-    tree = Path(workdir) / "before-tree"
-    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), revision], check=True,
-                   capture_output=True)
     rows = []
-    try:
+    with checked_out(revision, Path(workdir) / "before-tree") as tree:
         for label, root in (("before", tree), ("after", ROOT)):
             stack = Stack(Path(workdir) / f"compare-{label}", root=root)
             try:
@@ -82,8 +78,6 @@ def measure_before_after(workdir, revision=BEFORE_REVISION):
                     rows.append({"code": label, **result})
             finally:
                 stack.stop()
-    finally:
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], capture_output=True)
     return {"revision": revision, "rows": rows}
 
 

@@ -1,5 +1,6 @@
 """What every benchmark phase stands on: a stack of real servers, the load (wrk) and what a measurement counts."""
 import concurrent.futures
+import contextlib
 import json
 import os
 import resource
@@ -162,6 +163,17 @@ def measure_spread(stack, label, runs, accounts):
     finally:
         stack.stop()
     return rows
+
+
+@contextlib.contextmanager
+def checked_out(revision, folder):
+    """revision's tree at folder (a detached git worktree of this repository) while the block runs."""
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(folder), revision], check=True,
+                   capture_output=True)
+    try:
+        yield Path(folder)
+    finally:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(folder)], capture_output=True)
 
 
 def seed_accounts(stack, prefix, count, amount):
