@@ -45,4 +45,5 @@ def bank_service(settings, request_id_source=lambda: None, batcher_socket=None):
         queues = BatcherQueue(batcher_socket, batcher_reply_timeout(settings), request_id_source)
     else:
         queues = queue_service(settings, request_id_source, client)
-    return BankService(queues, HttpHistoryRepository(client), HttpAccountRepository(client), settings.max_amount_cents)
+    return BankService(queues, HttpHistoryRepository(client), HttpAccountRepository(client), settings.max_amount_cents,
+                       settings.client_tokens.values())

@@ -7,8 +7,10 @@ from business.application.bank_service import MAX_LISTED_ACCOUNTS, MAX_STATEMENT
 from business.application.errors import (
     AccountExists,
     AccountNotFound,
+    AccountOwned,
     BalanceLimitExceeded,
     BankError,
+    ClientNotFound,
     Forbidden,
     IdempotencyConflict,
     InsufficientFunds,
@@ -21,12 +23,13 @@ from shared.errors import ApiError, error_response
 from shared.metrics import register_metrics_route
 from shared.money import format_cents
 from shared.settings import load_business_settings
-from shared.validation import is_opaque_key
+from shared.validation import is_account_id, is_opaque_key
 from shared.web import amount_cents, create_base_app, valid_account_id
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
-STATUS_OF = {InvalidRequest: 400, Forbidden: 403, AccountNotFound: 404, AccountExists: 409, InsufficientFunds: 422,
-             BalanceLimitExceeded: 422, IdempotencyConflict: 422, ServiceUnavailable: 503}
+STATUS_OF = {InvalidRequest: 400, Forbidden: 403, AccountNotFound: 404, ClientNotFound: 404, AccountExists: 409,
+             AccountOwned: 409, InsufficientFunds: 422, BalanceLimitExceeded: 422, IdempotencyConflict: 422,
+             ServiceUnavailable: 503}
 
 bank = Blueprint("bank", __name__)
 auth = bearer_auth()
@@ -119,6 +122,16 @@ def open_account(account_id):
                                 "balance": format_cents(receipt.balance_cents)})
     response.status_code = 201
     return response
+
+
+@bank.post("/accounts/<account_id>/owner/<client>")
+def give_account(account_id, client):
+    account = valid_account_id(account_id)
+    if not is_account_id(client):
+        raise ApiError(400, "invalid_client", "the client must be a client's name: 1 to 64 of A-Z a-z 0-9 _ -")
+    receipt = _service().give(account, client, _caller(), _idempotency_key())
+    return _reply(receipt, {"account": receipt.account, "owner": receipt.owner,
+                            "balance": format_cents(receipt.balance_cents)})
 
 
 @bank.get("/accounts/<account_id>")

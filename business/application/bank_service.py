@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from business.application.errors import AccountNotFound, Forbidden, InvalidRequest, ServiceUnavailable
+from business.application.errors import AccountNotFound, ClientNotFound, Forbidden, InvalidRequest, ServiceUnavailable
 from business.application.operations import Operation, may_see
 from business.application.ports import AccountMissing, DataRefused, DataUnavailable
 from shared.validation import is_account_id
@@ -53,10 +53,13 @@ class Statement:
 
 
 class BankService:
-    def __init__(self, queue_service, history, accounts, max_amount_cents, new_operation_id=lambda: uuid.uuid4().hex):
+    def __init__(self, queue_service, history, accounts, max_amount_cents, clients=(),
+                 new_operation_id=lambda: uuid.uuid4().hex):
+        """clients: the names of the bank's clients, to whom an operator may give an account from before owners."""
         self._queues = queue_service
         self._history = history
         self._accounts = accounts
+        self._clients = frozenset(clients)
         self._max_amount = max_amount_cents
         self._new_operation_id = new_operation_id
 
@@ -77,6 +80,17 @@ class BankService:
         outcome = self._queues.submit(Operation("open", account, 0, None, self._operation_id(caller, idempotency_key),
                                                 idempotency_key, caller.name))
         return Receipt(account, outcome.result["balance"], replayed=outcome.replayed, owner=caller.name)
+
+    def give(self, account, client, caller, idempotency_key=None):
+        """Give an account from before owners to client, for good: an operator's to do, and no money moves;
+        AccountOwned if it has an owner already."""
+        if not caller.operator:
+            raise Forbidden("only an operator gives an account from before owners its owner")
+        if client not in self._clients:
+            raise ClientNotFound(f"{client} is not a client of this bank")
+        outcome = self._queues.submit(Operation("give", account, 0, None, self._operation_id(caller, idempotency_key),
+                                                idempotency_key, caller.name, True, client))
+        return Receipt(account, outcome.result["balance"], replayed=outcome.replayed, owner=client)
 
     def balance(self, account, caller):
         """The account's balance and owner: its owner's, or an operator's, to read."""

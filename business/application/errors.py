@@ -23,6 +23,14 @@ class AccountExists(BankError):
     code = "account_exists"
 
 
+class AccountOwned(BankError):
+    code = "account_owned"
+
+
+class ClientNotFound(BankError):
+    code = "client_not_found"
+
+
 class Forbidden(BankError):
     """The caller's kind may not do this at all (an operator moves no money)."""
     code = "forbidden"

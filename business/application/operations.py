@@ -1,7 +1,8 @@
 """The bank's rules: what an operation is, how it changes a running balance, whose account it may touch, and what
 of it is recorded.
 
-Whose: an account belongs to the client whose deposit or open created it. Only its owner debits it or reads it
+Whose: an account belongs to the client whose deposit or open created it (or, from before owners, to whom an
+operator gave it). Only its owner debits it or reads it
 (an operator reads any); to anyone else it is refused exactly as an unknown account is. Anyone may pay into it,
 and is then answered without its balance.
 
@@ -14,6 +15,7 @@ from typing import NamedTuple
 from business.application.errors import (
     AccountExists,
     AccountNotFound,
+    AccountOwned,
     BalanceLimitExceeded,
     BankError,
     IdempotencyConflict,
@@ -21,13 +23,15 @@ from business.application.errors import (
 )
 
 MAX_BALANCE_CENTS = 10 ** 18
-REFUSALS = (AccountNotFound, AccountExists, InsufficientFunds, BalanceLimitExceeded)
+REFUSALS = (AccountNotFound, AccountExists, AccountOwned, InsufficientFunds, BalanceLimitExceeded)
+# What only gives an account its owner: no money moves, no history entry.
+OWNING = ("open", "give")
 REFUSALS_BY_CODE = {refusal.code: refusal for refusal in REFUSALS}
 
 
 @dataclass(frozen=True)
 class Operation:
-    kind: str                  # deposit | withdrawal | transfer | balance | open
+    kind: str                  # deposit | withdrawal | transfer | balance | open | give
     account: str               # the account credited, debited, read or opened; the origin of a transfer
     amount_cents: int = 0
     target: str | None = None
@@ -35,6 +39,7 @@ class Operation:
     key: str | None = None     # the client's Idempotency-Key: an earlier result may exist
     client: str = ""           # who asks: a client's name, or an operator's
     operator: bool = False     # the caller is an operator: it reads any account and moves no money
+    new_owner: str | None = None   # give: the client an operator gives an account from before owners
 
     @property
     def keyed(self):
@@ -43,7 +48,7 @@ class Operation:
     @property
     def request(self):
         """What the operation asks, to tell a retry from another request under the same key."""
-        return f"{self.kind} {self.account} {self.target or '-'} {self.amount_cents}"
+        return f"{self.kind} {self.account} {self.target or self.new_owner or '-'} {self.amount_cents}"
 
     @property
     def writes(self):
@@ -64,7 +69,7 @@ class Outcome:
 class AppliedBatch(NamedTuple):
     outcomes: list             # each operation's Outcome, or the BankError that refused it, in the batch's order
     balances: dict             # account -> its cents after the batch; None: it still does not exist
-    new_owners: dict           # account -> the client of the deposit or open that created it in this batch
+    new_owners: dict           # account -> its first owner, given in this batch (a deposit, an open or a give)
     records: list              # the operation records to commit: {"id", "request", "result", "keyed"}
     entries: list              # the history entries to commit, in the order they were applied (_entries)
 
@@ -85,12 +90,13 @@ def apply_batch(operations, leases):
             outcome = _replay(first, operation) if first is not None else _apply_one(operation, balances, owners)
         except BankError as refusal:
             outcome = refusal
-        if creates and isinstance(outcome, Outcome) and first is None:
-            owners[operation.account] = new_owners[operation.account] = operation.client
+        if isinstance(outcome, Outcome) and first is None and (creates or operation.kind == "give"):
+            owner = operation.new_owner if operation.kind == "give" else operation.client
+            owners[operation.account] = new_owners[operation.account] = owner
         outcomes.append(_as_seen_by(operation, outcome, owners))
         if first is not None:
             continue
-        if isinstance(outcome, Outcome) and operation.writes and operation.kind != "open":
+        if isinstance(outcome, Outcome) and operation.writes and operation.kind not in OWNING:
             entries += _entries(operation, outcome.result)
         result = _recordable_result(operation, outcome)
         if result is not None:
@@ -173,6 +179,12 @@ def _apply_one(operation, balances, owners):
             raise AccountExists(f"account {account} exists already")
         balances[account] = 0
         return Outcome({"balance": 0})
+    if operation.kind == "give":
+        if current is None:
+            raise AccountNotFound(f"account {account} does not exist")
+        if owners[account] is not None:
+            raise AccountOwned(f"account {account} has an owner already, for good")
+        return Outcome({"balance": current})
     if operation.kind == "deposit":
         new_balance = (current or 0) + amount
         if new_balance > MAX_BALANCE_CENTS:

@@ -288,7 +288,8 @@ def test_the_postman_collection_passes_through_the_edge_over_tls(edge_bank, tls)
         [str(newman), "run", "postman/bank.postman_collection.json", "-e", "postman/cluster.postman_environment.json",
          "--env-var", f"baseUrl={edge.url}", "--env-var", f"dataUrl={edge.data_url}",
          "--env-var", f"clientToken={CLIENT_TOKEN}", "--env-var", f"otherClientToken={OTHER_CLIENT_TOKEN}",
-             "--env-var", f"operatorToken={OPERATOR_TOKEN}", "--env-var", f"dataToken={DATA_TOKENS['b1']}",
+         "--env-var", f"operatorToken={OPERATOR_TOKEN}", "--env-var", "clientName=tester",
+         "--env-var", f"dataToken={DATA_TOKENS['b1']}",
          "--ssl-extra-ca-certs", str(tls / "ca.pem"), "--ssl-client-cert", str(tls / "business-b1.pem"),
          "--ssl-client-key", str(tls / "business-b1-key.pem"), "--color", "off"],
         cwd=ROOT, capture_output=True, text=True, timeout=120)

@@ -15,6 +15,7 @@ def test_the_postman_collection_passes_under_newman(start_system):
             [str(NEWMAN), "run", "postman/bank.postman_collection.json", "-e", "postman/local.postman_environment.json",
              "--env-var", f"baseUrl={server.url}", "--env-var", f"clientToken={CLIENT_TOKEN}",
              "--env-var", f"otherClientToken={OTHER_CLIENT_TOKEN}", "--env-var", f"operatorToken={OPERATOR_TOKEN}",
+             "--env-var", "clientName=tester",
              "--env-var", f"dataUrl={system.data.url}", "--env-var", f"dataToken={DATA_TOKENS['b1']}",
              "--color", "off"],
             cwd=ROOT, capture_output=True, text=True, timeout=120)

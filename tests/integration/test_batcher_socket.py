@@ -11,6 +11,7 @@ import pytest
 from business.application.errors import (
     AccountExists,
     AccountNotFound,
+    AccountOwned,
     BalanceLimitExceeded,
     IdempotencyConflict,
     InsufficientFunds,
@@ -98,7 +99,7 @@ def test_outcomes_cross_as_they_were_and_carry_the_request_they_serve(batcher, p
 
 
 def test_every_refusal_the_queue_can_give_crosses_the_wire_with_its_code_and_retry_after():
-    for refusal in (InsufficientFunds("no"), AccountNotFound("gone"), AccountExists("taken"),
+    for refusal in (InsufficientFunds("no"), AccountNotFound("gone"), AccountExists("taken"), AccountOwned("owned"),
                     BalanceLimitExceeded("big"), IdempotencyConflict("other"),
                     ServiceUnavailable("queue_full", "many", 7)):
         crossed = parse_answer(answer_line(refusal))

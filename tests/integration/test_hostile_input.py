@@ -45,6 +45,12 @@ BUSINESS_CASES = [
     ("POST", "/withdrawal/alice/1.00", bearer("other-client-token"), {}, {404}),
     ("POST", "/transfer/alice/bob/1.00", bearer("other-client-token"), {}, {404}),
     ("DELETE", "/accounts/alice", CLIENT, {}, {405}),
+    ("POST", "/accounts/alice/owner/other", CLIENT, {}, {403}),
+    ("POST", "/accounts/alice/owner/other", bearer(OPERATOR_TOKEN), {}, {409}),
+    ("POST", "/accounts/alice/owner/nobody", bearer(OPERATOR_TOKEN), {}, {404}),
+    ("POST", "/accounts/alice/owner/%C3%BC", bearer(OPERATOR_TOKEN), {}, {400}),
+    ("POST", f"/accounts/alice/owner/{'a' * 65}", bearer(OPERATOR_TOKEN), {}, {400}),
+    ("POST", "/accounts/alice/owner/other", {**bearer(OPERATOR_TOKEN), "Idempotency-Key": " "}, {}, {400}),
     ("GET", "/accounts/alice", bearer("other-client-token"), {}, {404}),
     *[("GET", f"/accounts?{query}", CLIENT, {}, {400}) for query in
       [f"limit={LONG}", "limit=0", "limit=101", "limit=-1", f"cursor={LONG}", "cursor=%FF", "cursor=YWZ0ZXI6Li4vYQ",

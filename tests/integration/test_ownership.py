@@ -19,6 +19,7 @@ ROUTES = {
     "statement": ("GET", "/history/{}"),
     "account": ("GET", "/accounts/{}"),
     "open": ("POST", "/accounts/{}"),
+    "give": ("POST", "/accounts/{}/owner/tester"),
 }
 # The status each route answers each caller on (its own account, another client's, an unknown one).
 EXPECTED = {
@@ -30,6 +31,8 @@ EXPECTED = {
     ("statement", "client"): (200, 404, 404),
     ("account", "client"): (200, 404, 404),
     ("open", "client"): (409, 409, 201),
+    ("give", "client"): (403, 403, 403),
+    ("give", "operator"): (409, 409, 404),
     **{(route, "operator"): (403, 403, 403) for route in ("deposit", "withdrawal", "transfer out of",
                                                            "transfer into", "open")},
     **{(route, "operator"): (200, 200, 404) for route in ("balance", "statement", "account")},
@@ -131,7 +134,7 @@ def test_a_client_lists_its_own_accounts_a_page_at_a_time_and_no_one_elses(bank)
     assert bank.get("/accounts", headers=CALLERS["operator"]).status_code == 403
 
 
-def test_an_account_from_before_owners_is_no_clients_to_debit_or_read_takes_payments_and_operators_read_it(
+def test_an_account_from_before_owners_is_no_clients_until_an_operator_gives_it_to_one_for_good(
         bank, live_data_url):
     # Written as every account was before owners: by the data API, naming none.
     with requests.Session() as data:
@@ -148,3 +151,15 @@ def test_an_account_from_before_owners_is_no_clients_to_debit_or_read_takes_paym
     assert bank.get("/accounts/legacy", headers=CALLERS["operator"]).json == {"account": "legacy", "owner": None,
                                                                              "balance": "51.00"}
     assert bank.post("/accounts/legacy", headers=OTHER).json["error"] == "account_exists"
+    operator = CALLERS["operator"]
+    assert bank.post("/accounts/legacy/owner/nobody", headers=operator).json["error"] == "client_not_found"
+    given = bank.post("/accounts/legacy/owner/tester", headers=operator)
+    assert (given.status_code, given.json) == (200, {"account": "legacy", "owner": "tester", "balance": "51.00"})
+    assert bank.post("/withdrawal/legacy/1.00", headers=CALLERS["client"]).json["balance"] == "50.00"
+    assert bank.get("/balance/legacy", headers=OTHER).status_code == 404
+    again = bank.post("/accounts/legacy/owner/other", headers=operator)
+    assert (again.status_code, again.json["error"]) == (409, "account_owned")
+    assert "legacy" in [a["account"] for a in bank.get("/accounts", headers=CALLERS["client"]).json["accounts"]]
+    statement = bank.get("/history/legacy", headers=operator).json["entries"]
+    assert [(e["kind"], e["amount"]) for e in statement] == [("withdrawal", "1.00"), ("deposit", "1.00"),
+                                                             ("adjustment", "50.00")]
