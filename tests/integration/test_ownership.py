@@ -163,3 +163,10 @@ def test_an_account_from_before_owners_is_no_clients_until_an_operator_gives_it_
     statement = bank.get("/history/legacy", headers=operator).json["entries"]
     assert [(e["kind"], e["amount"]) for e in statement] == [("withdrawal", "1.00"), ("deposit", "1.00"),
                                                              ("adjustment", "50.00")]
+
+
+def test_every_token_of_one_client_name_is_that_client(make_business_app):
+    bank = make_business_app(CLIENT_TOKENS="ann:token-ann-first,ann:token-ann-second,bob:token-bob").test_client()
+    assert bank.post("/deposit/anns/5.00", headers=bearer("token-ann-first")).json["balance"] == "5.00"
+    assert bank.post("/withdrawal/anns/1.00", headers=bearer("token-ann-second")).json["balance"] == "4.00"
+    assert bank.post("/withdrawal/anns/1.00", headers=bearer("token-bob")).status_code == 404

@@ -85,3 +85,17 @@ def test_a_bad_bind_setting_names_its_variable(monkeypatch, name, value):
     monkeypatch.setenv(name, value)
     with pytest.raises(SettingsError, match=f"^{name}:"):
         bind_setting("DATA_PORT", "8000")
+
+
+def test_a_token_is_a_clients_or_an_operators_never_both():
+    with pytest.raises(SettingsError, match="CLIENT_TOKENS: tester share a token with OPERATOR_TOKENS"):
+        load_business_settings(business_environ_for("b1", "http://127.0.0.1:8000",
+                                                    OPERATOR_TOKENS="ops:test-client-token"))
+
+
+def test_the_client_reads_whom_its_check_runs_as():
+    settings = load_client_settings({"CLIENT_TOKENS": "ann:token-ann-1,bob:token-bob,ann:token-ann-2",
+                                     "OPERATOR_TOKEN": " token-ops "})
+    assert settings.client_tokens == {"ann": "token-ann-1", "bob": "token-bob"}
+    assert settings.operator_token == "token-ops"
+    assert load_client_settings({}).client_tokens == {}
