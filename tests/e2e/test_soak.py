@@ -5,8 +5,11 @@ SOAK_SECONDS sets the length (default 45 s, so that it fits in `make test`; run 
 import os
 import time
 
+import requests
+
 from harness.processes import proc_status
 from tests.e2e.workload import BackgroundCheck, assert_served_to_the_end
+from tests.helpers import DATA_TOKENS, InThread, bearer, wait_until
 
 SOAK_SECONDS = float(os.environ.get("SOAK_SECONDS", "45"))
 # 50 accounts share the workload: each is written a few times a second, so allow a longer quiet spell than a fault
@@ -22,11 +25,27 @@ def resources(pid):
 
 # Each business server's worker threads, as business_server_env starts them: 3 workers of 16 threads.
 WORKER_THREADS = 3 * 16
+DATA_THREADS = 16               # the data server's, as data_server_env starts it
+
+
+def start_the_data_servers_whole_pool(data):
+    """gthread starts a worker's threads only as requests need them, so a pool may still grow after any warm-up:
+    all but one of the data server's threads wait their turn on a held account, the last answers /health, then the
+    account is let go."""
+    holder, waiter = bearer(DATA_TOKENS["b1"]), bearer(DATA_TOKENS["b2"])
+    token = requests.post(f"{data.url}/getLock/b1/pool", headers=holder, timeout=5).json()["token"]
+    reads = [InThread(requests.get, f"{data.url}/getAmount/b2/pool?wait_ms=10000", headers=waiter, timeout=15)
+             for _ in range(DATA_THREADS - 1)]
+    wait_until(lambda: requests.get(f"{data.url}/health", timeout=5).json()["waiting"] == DATA_THREADS - 1, 10,
+               "the data server's threads never all waited")
+    requests.post(f"{data.url}/unLock/b1/pool", headers=holder, json={"token": token}, timeout=5)
+    assert {read.result(15).status_code for read in reads} == {404}
 
 
 def test_a_long_check_run_grows_no_threads_files_or_memory_after_warm_up(start_system):
     # Short retentions, so that the data server's records reach their steady state early in the run.
     system = start_system(data_env={"DATA_OPERATION_RETENTION": "10", "DATA_RETRY_RECORD_RETENTION": "10"})
+    start_the_data_servers_whole_pool(system.data)
     run = BackgroundCheck(system.apis(), workers=16, accounts=50, duration=SOAK_SECONDS, seed=17)
     run.wait_for(1)
     started_at = time.monotonic()
