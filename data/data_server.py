@@ -212,7 +212,8 @@ def get_history(business_id, account_id):
     _caller(business_id, account_id)
     before = parsing.query_number("before", parsing.history_before)
     limit = parsing.query_number("limit", parsing.history_limit)
-    page = _store().history(account_id, before, limit)
+    owner = parsing.owner(request.args.get("owner"), required=False)
+    page = _store().history(account_id, before, limit, owner)
     return jsonify(account=account_id, owner=page.owner, entries=[history.wire(entry) for entry in page.entries],
                    next_before=page.next_before)
 

@@ -124,8 +124,9 @@ class Store(Protocol):
         recorded with the commit (a written account without any gets an adjustment), a replay records none.
         """
 
-    def history(self, account, before=None, limit=20) -> HistoryPage:
-        """Up to limit of the account's committed entries with a seq below before, newest first; no lock needed."""
+    def history(self, account, before=None, limit=20, owner=None) -> HistoryPage:
+        """Up to limit of the account's committed entries with a seq below before, newest first; no lock needed.
+        owner: only if the account is owner's, else UnknownAccount, as for no account, before any entry is read."""
 
     def accounts(self, owner, after=None, limit=20) -> AccountsPage:
         """Up to limit of owner's accounts with an id after `after`, in id order, with their balances."""

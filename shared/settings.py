@@ -128,6 +128,10 @@ def load_business_settings(environ=None):
     if shared:
         # A token is a client (who owns accounts) or an operator (who reads them all), never both.
         raise SettingsError(f"CLIENT_TOKENS: {', '.join(shared)} share a token with OPERATOR_TOKENS")
+    both = sorted(set(client_tokens.values()) & set(operator_tokens.values()))
+    if both:
+        # A keyed request's operation id is "name:key": one name must not stand for a client and an operator.
+        raise SettingsError(f"CLIENT_TOKENS: {', '.join(both)} also named in OPERATOR_TOKENS")
     return BusinessSettings(
         business_id=business_id,
         data_urls=data_urls,

@@ -117,7 +117,8 @@ class BankService:
         limit = _page_size(limit, DEFAULT_STATEMENT_ENTRIES, MAX_STATEMENT_ENTRIES)
         before = None if cursor is None else _cursor_seq(cursor)
         try:
-            page = self._history.page(account, before, limit)
+            # A client's statement is asked as its owner's: the data tier reads no entry of another's account.
+            page = self._history.page(account, before, limit, None if caller.operator else caller.name)
         except AccountMissing:
             page = None
         except (DataUnavailable, DataRefused):

@@ -174,6 +174,9 @@ def _apply_one(operation, balances, owners):
     refuses it."""
     account, amount = operation.account, operation.amount_cents
     current = balances[account]
+    if operation.operator and operation.kind not in ("balance", "give"):
+        # An operator moves no money and opens nothing (bank_service.py refuses it first): whatever asks it.
+        raise AccountNotFound(f"account {account} does not exist")
     if operation.kind == "open":
         if current is not None:
             raise AccountExists(f"account {account} exists already")
@@ -194,7 +197,7 @@ def _apply_one(operation, balances, owners):
     if operation.kind == "balance":
         allowed = may_see(operation.client, operation.operator, owners[account])
     else:
-        allowed = owns(operation.client, owners[account])      # an operator debits nothing, whatever asks it
+        allowed = owns(operation.client, owners[account])
     if current is None or not allowed:
         # Another's account is refused in the very words of an unknown one: its ids cannot be probed.
         raise AccountNotFound(f"account {account} does not exist")

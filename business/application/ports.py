@@ -143,9 +143,9 @@ class AmountRepository(abc.ABC):
 
 class HistoryRepository(abc.ABC):
     @abc.abstractmethod
-    def page(self, account, before, limit):
+    def page(self, account, before, limit, owner=None):
         """Up to limit of the account's entries with a seq below before (None: the newest), as a HistoryPage;
-        raise AccountMissing."""
+        raise AccountMissing, also if owner is given and the account is not owner's."""
 
 
 class AccountRepository(abc.ABC):

@@ -8,8 +8,9 @@ class HttpHistoryRepository(HistoryRepository):
         self._data = data_client
         self._prefix = data_client.business_id
 
-    def page(self, account, before, limit):
-        params = {"limit": limit} if before is None else {"limit": limit, "before": before}
+    def page(self, account, before, limit, owner=None):
+        params = {"limit": limit, **({} if before is None else {"before": before}),
+                  **({} if owner is None else {"owner": owner})}
         payload = self._data.call("GET", f"/getHistory/{self._prefix}/{account}", params=params)
         return HistoryPage([HistoryEntry(entry["seq"], entry["kind"], parse_signed_cents(entry["amount"]),
                                          parse_cents(entry["balance"]), entry["counterparty"], entry["operation"],

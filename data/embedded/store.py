@@ -259,10 +259,10 @@ class EmbeddedStore:
             return AccountsPage([(account, self._accounts[account]) for account in listed],
                                 listed[-1] if len(listed) == limit else None)
 
-    def history(self, account, before=None, limit=history.DEFAULT_PAGE_ENTRIES):
+    def history(self, account, before=None, limit=history.DEFAULT_PAGE_ENTRIES, owner=None):
         with self._mutex:
             self._journal.check()
-            if account not in self._accounts:
+            if account not in self._accounts or owner not in (None, self._owners.owner(account)):
                 raise UnknownAccount(account)
             owner = self._owners.owner(account)
         entries = self._history.page(account, before, limit)

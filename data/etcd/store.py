@@ -274,12 +274,12 @@ class EtcdStore:
         balances = [account_state(self._value(response)).cents for response in answer["responses"]]
         return AccountsPage(list(zip(names, balances)), names[-1] if len(names) == limit else None)
 
-    def history(self, account, before=None, limit=history.DEFAULT_PAGE_ENTRIES):
+    def history(self, account, before=None, limit=history.DEFAULT_PAGE_ENTRIES, owner=None):
         below = self._keys.entry(account, before) if before else None
         answer = self._etcd.txn(success=[get(self._keys.amount(account)),
                                          get_newest(self._keys.entries(account), below, limit)], resend=True)
         value = self._value(answer["responses"][0])
-        if value is None:
+        if value is None or owner not in (None, cents_and_owner(value)[1]):
             raise UnknownAccount(account)
         entries = [{"account": account, "seq": self._keys.seq_of_entry(decode(kv["key"])),
                     **json.loads(decode(kv["value"]))} for kv in kvs(answer["responses"][1])]

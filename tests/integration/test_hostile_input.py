@@ -107,6 +107,8 @@ DATA_CASES = [
     *[("GET", f"/getAccounts/b1/tester?{query}", DATA, {}, {400}) for query in
       ["after=%2F", f"after={'a' * 65}", "limit=0", "limit=101", f"limit={LONG}"]],
     ("GET", "/getAccounts/b2/tester", DATA, {}, {403}),
+    *[("GET", f"/getHistory/b1/acc?owner={owner}", DATA, {}, {400}) for owner in ["%2F", "a" * 65, "", "a%20b"]],
+    ("GET", "/getHistory/b1/acc?owner=nobody", DATA, {}, {404}),
     *[("POST", "/commit/b1", DATA, {"json": {"writes": [{"account": "acc", "amount": "1.00", "token": 1,
                                                          "owner": owner}]}}, {400})
       for owner in ["", "a b", "a" * 65, ["tester"], 7]],

@@ -41,6 +41,15 @@ def test_an_owner_is_recorded_with_the_first_balance_and_answered_with_every_loc
     assert bank.history("acc").owner == "alice"
 
 
+def test_a_history_asked_as_an_owners_is_another_owners_account_refused_as_no_account(bank):
+    write(bank, "acc", 500, "alice")
+    write(bank, "old", 7)
+    assert [entry["cents"] for entry in bank.history("acc", owner="alice").entries] == [500]
+    for account, owner in (("acc", "bob"), ("old", "alice"), ("nobody", "alice")):
+        with pytest.raises(UnknownAccount):
+            bank.history(account, owner=owner)
+
+
 def test_an_owner_stays_through_writes_that_name_none_and_another_is_refused_with_nothing_applied(bank):
     write(bank, "acc", 500, "alice")
     write(bank, "acc", 400)

@@ -207,9 +207,9 @@ class FakeHistory(HistoryRepository):
     def __init__(self, server):
         self.server = server
 
-    def page(self, account, before, limit):
+    def page(self, account, before, limit, owner=None):
         self.server.check_up()
-        if account not in self.server.accounts:
+        if account not in self.server.accounts or owner not in (None, self.server.owners.get(account)):
             raise AccountMissing(account)
         older = [e for e in reversed(self.server.history.get(account, [])) if before is None or e.seq < before]
         page = older[:limit]

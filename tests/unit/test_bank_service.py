@@ -132,5 +132,9 @@ def test_an_operator_moves_no_money_even_past_the_service():
     # The rules refuse it too, should a debit of an operator's ever reach the queue.
     with pytest.raises(AccountNotFound):
         harness.queues.submit(Operation("withdrawal", "a", 1, None, "op-1", None, "ops", operator=True))
+    # ... even an operator that shares the owner's name (which settings refuse), and a deposit or an open.
+    for kind, account in (("withdrawal", "a"), ("deposit", "a"), ("deposit", "new"), ("open", "new")):
+        with pytest.raises(AccountNotFound):
+            harness.queues.submit(Operation(kind, account, 1, None, f"op-{kind}", None, "c", operator=True))
     assert harness.bank.balance("a", Caller("ops", operator=True)).balance_cents == 100
     assert harness.server.accounts == {"a": 100}

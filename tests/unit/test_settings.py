@@ -87,10 +87,13 @@ def test_a_bad_bind_setting_names_its_variable(monkeypatch, name, value):
         bind_setting("DATA_PORT", "8000")
 
 
-def test_a_token_is_a_clients_or_an_operators_never_both():
+def test_a_token_or_a_name_is_a_clients_or_an_operators_never_both():
     with pytest.raises(SettingsError, match="CLIENT_TOKENS: tester share a token with OPERATOR_TOKENS"):
         load_business_settings(business_environ_for("b1", "http://127.0.0.1:8000",
                                                     OPERATOR_TOKENS="ops:test-client-token"))
+    with pytest.raises(SettingsError, match="CLIENT_TOKENS: other also named in OPERATOR_TOKENS"):
+        load_business_settings(business_environ_for("b1", "http://127.0.0.1:8000",
+                                                    OPERATOR_TOKENS="other:an-operators-token"))
 
 
 def test_the_client_reads_whom_its_check_runs_as():
