@@ -13,6 +13,7 @@ import requests
 from harness.edge import Edge
 from harness.processes import ROOT, Server, example_settings, free_port, proc_stat, stop_all
 from ops.certs import make_all
+from shared.settings import names_by_token
 
 SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -73,8 +74,7 @@ class Stack:
         for business in self.businesses:
             business.wait_healthy()
         self.data_token, self.client_token = tokens["b1"], settings["CLIENT_TOKEN"]
-        self.client_name = next(entry.partition(":")[0] for entry in settings["CLIENT_TOKENS"].split(",")
-                                if entry.partition(":")[2] == self.client_token)
+        self.client_name = names_by_token(settings["CLIENT_TOKENS"], "CLIENT_TOKENS")[self.client_token]
 
     def entry(self):
         """Where clients send their requests: the edge, or every business server."""

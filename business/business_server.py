@@ -115,11 +115,15 @@ def transfer(origin_account_id, target_account_id, amount):
                                    "target_balance": receipt.target_balance_cents}))
 
 
+def _account(receipt):
+    """An account as the /accounts routes answer it."""
+    return {"account": receipt.account, "owner": receipt.owner, "balance": format_cents(receipt.balance_cents)}
+
+
 @bank.post("/accounts/<account_id>")
 def open_account(account_id):
     receipt = _service().open(valid_account_id(account_id), _caller(), _idempotency_key())
-    response = _reply(receipt, {"account": receipt.account, "owner": receipt.owner,
-                                "balance": format_cents(receipt.balance_cents)})
+    response = _reply(receipt, _account(receipt))
     response.status_code = 201
     return response
 
@@ -130,14 +134,12 @@ def give_account(account_id, client):
     if not is_account_id(client):
         raise ApiError(400, "invalid_client", "the client must be a client's name: 1 to 64 of A-Z a-z 0-9 _ -")
     receipt = _service().give(account, client, _caller(), _idempotency_key())
-    return _reply(receipt, {"account": receipt.account, "owner": receipt.owner,
-                            "balance": format_cents(receipt.balance_cents)})
+    return _reply(receipt, _account(receipt))
 
 
 @bank.get("/accounts/<account_id>")
 def account_details(account_id):
-    receipt = _service().balance(valid_account_id(account_id), _caller())
-    return jsonify(account=receipt.account, owner=receipt.owner, balance=format_cents(receipt.balance_cents))
+    return jsonify(_account(_service().balance(valid_account_id(account_id), _caller())))
 
 
 @bank.get("/accounts")

@@ -9,7 +9,7 @@ from client.check import BankCheck
 from client.clients import DEFAULT_ADVERSARY, CheckClients
 from client.infra.bank_api import BankApi, wait_until_healthy
 from client.tour import Tour
-from shared.settings import exit_on_settings_error, load_client_settings
+from shared.settings import client_tokens_by_name, exit_on_settings_error, load_client_settings
 
 
 class Verdict(NamedTuple):
@@ -23,8 +23,7 @@ def main(argv=None):
     parser.add_argument("--urls", default=",".join(settings.business_urls),
                         help="business server URLs, comma separated (BUSINESS_URLS)")
     parser.add_argument("--token", default=settings.token, help="client bearer token (CLIENT_TOKEN)")
-    parser.add_argument("--clients", default=",".join(f"{name}:{token}" for name, token in
-                                                      settings.client_tokens.items()),
+    parser.add_argument("--clients", default=None,
                         help="for tour, check and demo: the clients they run as, name:token pairs (CLIENT_TOKENS)")
     parser.add_argument("--adversary", default=DEFAULT_ADVERSARY, help="which of --clients tries to steal")
     parser.add_argument("--operator-token", default=settings.operator_token,
@@ -72,7 +71,8 @@ def main(argv=None):
     if args.command == "open":
         return open_account(apis[0], args.account)
     try:
-        clients = CheckClients.from_tokens(_pairs(args.clients), args.operator_token, args.adversary)
+        named = settings.client_tokens if args.clients is None else client_tokens_by_name(args.clients, "--clients")
+        clients = CheckClients.from_tokens(named, args.operator_token, args.adversary)
     except ValueError as error:
         print(f"client: {error}", file=sys.stderr)
         return 2
@@ -135,16 +135,6 @@ def open_account(api, account):
 def _failed(reply):
     print(f"client: {reply.status or 'no answer'} {reply.error}: {reply.body.get('message', '')}", file=sys.stderr)
     return 1
-
-
-def _pairs(text):
-    """{name: token} of "name:token,name:token" (the first token of each name)."""
-    pairs = {}
-    for entry in text.split(","):
-        name, _, token = entry.strip().partition(":")
-        if name and token:
-            pairs.setdefault(name, token)
-    return pairs
 
 
 def verdict(command, tour, report):

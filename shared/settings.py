@@ -156,10 +156,7 @@ def load_client_settings(environ=None):
     ca = env.get("CLIENT_TLS_CA", "").strip()
     if ca:
         _readable_ca(ca, "CLIENT_TLS_CA")
-    named = {}
-    if env.get("CLIENT_TOKENS", "").strip():
-        for token, name in _token_map(env, "CLIENT_TOKENS").items():
-            named.setdefault(name, token)
+    named = client_tokens_by_name(env["CLIENT_TOKENS"]) if env.get("CLIENT_TOKENS", "").strip() else {}
     return ClientSettings(business_urls=urls, token=env.get("CLIENT_TOKEN", ""), client_tokens=named,
                           operator_token=env.get("OPERATOR_TOKEN", "").strip(),
                           timeout=_seconds(env, "CLIENT_TIMEOUT", "5"), tls_ca=ca)
@@ -206,6 +203,20 @@ def _required(env, name):
     if not value:
         raise SettingsError(f"{name}: is required and not set (see .env.example)")
     return value
+
+
+def names_by_token(text, name):
+    """{token: name} of "name:token,name:token" as the setting (or option) called name holds it; SettingsError if
+    an entry is malformed."""
+    return _token_map({name: text}, name)
+
+
+def client_tokens_by_name(text, name="CLIENT_TOKENS"):
+    """{client name: its first token} of "name:token,name:token"; SettingsError if an entry is malformed."""
+    named = {}
+    for token, client in names_by_token(text, name).items():
+        named.setdefault(client, token)
+    return named
 
 
 def _token_map(env, name):

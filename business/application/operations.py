@@ -93,7 +93,7 @@ def apply_batch(operations, leases):
         if isinstance(outcome, Outcome) and first is None and (creates or operation.kind == "give"):
             owner = operation.new_owner if operation.kind == "give" else operation.client
             owners[operation.account] = new_owners[operation.account] = owner
-        outcomes.append(_as_seen_by(operation, outcome, owners))
+        outcomes.append(_without_others_balances(operation, outcome, owners))
         if first is not None:
             continue
         if isinstance(outcome, Outcome) and operation.writes and operation.kind not in OWNING:
@@ -118,7 +118,7 @@ def may_see(client, operator, owner):
     return operator or owns(client, owner)
 
 
-def _as_seen_by(operation, outcome, owners):
+def _without_others_balances(operation, outcome, owners):
     """The outcome without the balance of any account the caller does not own (a pay-in into another's account)."""
     if not isinstance(outcome, Outcome):
         return outcome

@@ -262,12 +262,12 @@ class EmbeddedStore:
     def history(self, account, before=None, limit=history.DEFAULT_PAGE_ENTRIES, owner=None):
         with self._mutex:
             self._journal.check()
-            if account not in self._accounts or owner not in (None, self._owners.owner(account)):
+            recorded_owner = self._owners.owner(account)
+            if account not in self._accounts or owner not in (None, recorded_owner):
                 raise UnknownAccount(account)
-            owner = self._owners.owner(account)
         entries = self._history.page(account, before, limit)
         oldest = entries[-1]["seq"] if entries else 1
-        return HistoryPage(entries, oldest if len(entries) == limit and oldest > 1 else None, owner)
+        return HistoryPage(entries, oldest if len(entries) == limit and oldest > 1 else None, recorded_owner)
 
     def stats(self):
         self._journal.check()

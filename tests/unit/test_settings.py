@@ -3,6 +3,7 @@ import pytest
 from shared.settings import (
     SettingsError,
     bind_setting,
+    client_tokens_by_name,
     exit_on_settings_error,
     load_business_settings,
     load_client_settings,
@@ -102,3 +103,7 @@ def test_the_client_reads_whom_its_check_runs_as():
     assert settings.client_tokens == {"ann": "token-ann-1", "bob": "token-bob"}
     assert settings.operator_token == "token-ops"
     assert load_client_settings({}).client_tokens == {}
+    # The client's --clients is read as CLIENT_TOKENS is, and a malformed one named as the option.
+    assert client_tokens_by_name("ann:token-ann-1,ann:token-ann-2", "--clients") == {"ann": "token-ann-1"}
+    with pytest.raises(SettingsError, match="^--clients: "):
+        client_tokens_by_name("ann", "--clients")
