@@ -3,7 +3,7 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo demo-cluster run run-cluster certs cluster-packages test test-fast test-alone test-broken-banks bench lab clean test-packages
+.PHONY: install demo demo-cluster run run-cluster certs cluster-packages statements-packages test test-fast test-alone test-broken-banks bench lab clean test-packages
 
 install: $(STAMP)
 
@@ -28,16 +28,28 @@ cluster-packages:
 	command -v etcd >/dev/null && command -v nginx >/dev/null || \
 		(apt-get update -qq && apt-get install -y -qq etcd-server etcd-client nginx)
 
+# The statement store's PostgreSQL, and Patroni (pinned) in a virtualenv of Debian's Python that the postgres user
+# can read wherever the project lives (ops/patroni.py).
+PATRONI_VENV := /opt/bank-patroni-4.1.5
+statements-packages: $(PATRONI_VENV)/.installed
+
+$(PATRONI_VENV)/.installed: ops/patroni-requirements.txt
+	ls /usr/lib/postgresql/15/bin/initdb >/dev/null 2>&1 && /usr/bin/python3 -c "import ensurepip, venv" || \
+		(apt-get update -qq && apt-get install -y -qq postgresql-15 python3-venv)
+	/usr/bin/python3 -m venv $(PATRONI_VENV)
+	$(PATRONI_VENV)/bin/pip install --quiet --disable-pip-version-check -r ops/patroni-requirements.txt
+	touch $@
+
 # A local CA and every role's certificate in var/tls/ (kept if there; TLS_HOSTS names the hosts).
 certs: install
 	$(PYTHON) -m ops.certs
 
-demo-cluster: install .env cluster-packages certs
+demo-cluster: install .env cluster-packages statements-packages certs
 	@rm -rf var/etcd var/demo-verdict.txt && mkdir -p -m 700 var/etcd
 	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" honcho -f Procfile.cluster start; status=$$?; echo; \
 	cat var/demo-verdict.txt 2>/dev/null || echo "demo FAILED: the client gave no verdict (see above)"; exit $$status
 
-run-cluster: install .env cluster-packages certs
+run-cluster: install .env cluster-packages statements-packages certs
 	@rm -rf var/etcd && mkdir -p -m 700 var/etcd
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" honcho -f Procfile.cluster start etcd1 etcd2 etcd3 data1 data2 business1 \
 		business2 business3 edge
@@ -61,17 +73,17 @@ test-packages:
 
 # ruff first (seconds), then every test on two pytest-xdist workers: the tests held to bounds in seconds one after
 # another on one of them (the "timed" group, tests/e2e/conftest.py), everything else on the other.
-test: install node_modules/.installed test-packages
+test: install node_modules/.installed test-packages statements-packages
 	$(VENV)/bin/ruff check .
 	$(PYTHON) -m pytest -n 2 --dist loadgroup -m "not alone"
 
 # The tests that compare the bank's rate across a fault, each three times in a row with nothing else running.
-test-alone: install test-packages
+test-alone: install test-packages statements-packages
 	for run in 1 2 3; do $(PYTHON) -m pytest -q -m alone || exit 1; done
 
 # The fault, soak and partition tests against each broken bank (docs/testing.md): each must fail every test that
 # its broken bank reaches.
-test-broken-banks: install node_modules/.installed test-packages
+test-broken-banks: install node_modules/.installed test-packages statements-packages
 	$(PYTHON) -m harness.broken_banks refuse-always
 	$(PYTHON) -m harness.broken_banks refuse-after-unavailable
 	$(PYTHON) -m harness.broken_banks refuse-3s-after-unavailable

@@ -36,6 +36,14 @@ class LiveState:
                                 ("idempotency_records", "Idempotency-Key records held"),
                                 ("retry_records", "Records of writes without a key, held for commit retries")):
             yield GaugeMetricFamily(f"bank_data_{name}", help_text, value=getattr(counts, name))
+        if stats.history_backlog is not None:
+            yield GaugeMetricFamily("bank_data_history_backlog_entries", "History entries etcd holds, waiting for "
+                                    "the relay to the statement store", value=stats.history_backlog)
+        if stats.relay_lag_seconds is not None:
+            yield GaugeMetricFamily("bank_data_relay_lag_seconds", "How old the oldest entry of the relay's last "
+                                    "batch was when it reached the statement store", value=stats.relay_lag_seconds)
+            yield GaugeMetricFamily("bank_data_relay_alarm", "1 if this data server stopped relaying: an entry "
+                                    "kept in the statement store differs", value=int(stats.relay_alarm is not None))
         if stats.compactions is None:
             return
         yield CounterMetricFamily("bank_data_compactions", "Journal compactions finished", value=stats.compactions)

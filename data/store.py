@@ -84,10 +84,15 @@ class AccountsPage(NamedTuple):
 
 
 class Stats(NamedTuple):
-    """A store's upkeep; None where the store has no such thing (etcd keeps no journal of its own)."""
+    """A store's upkeep; None where the store has no such thing (etcd keeps no journal, the embedded store no
+    relay)."""
     compactions: int | None = None
     compaction_copy_seconds: float | None = None    # how long the last compaction's copy held writes back
     compaction_switch_seconds: float | None = None  # how long its switch to the new file held writes back
+    history_backlog: int | None = None          # history entries etcd holds, waiting for the relay
+    relay: str | None = None                    # the data server relaying them to the statement store now
+    relay_lag_seconds: float | None = None      # how old the oldest entry of its last batch was when moved
+    relay_alarm: str | None = None              # why this data server stopped relaying, if it did
 
 
 class Store(Protocol):

@@ -5,6 +5,9 @@
   business-b1.pem ... b3      each business server's client certificate at the data edge
   data.pem, data-key.pem      the data servers' client certificate towards etcd
   etcd-m1.pem ... m3          each etcd member, for its clients and its peers
+  statements.pem              the data servers' client certificate towards PostgreSQL (user "bank")
+  postgres.pem                PostgreSQL's servers, and Patroni's REST API and its client certificate to etcd
+  pg-postgres.pem, pg-replicator.pem, pg-rewinder.pem   Patroni's own users (superuser, streaming, pg_rewind)
 
 Subject names come from TLS_HOSTS (addresses and DNS names, comma separated; default 127.0.0.1,localhost). Keys
 are written mode 0600. A file that exists is kept, never silently replaced: remove var/tls/ (or pass --renew) to
@@ -31,6 +34,10 @@ ROLES = {
     **{f"business-b{i}": (f"b{i}", (CLIENT,)) for i in (1, 2, 3)},
     "data": ("data server", (CLIENT,)),
     **{f"etcd-m{i}": (f"m{i}", (SERVER, CLIENT)) for i in (1, 2, 3)},
+    # PostgreSQL takes a client certificate as the user its common name names.
+    "statements": ("bank", (CLIENT,)),
+    "postgres": ("postgres server", (SERVER, CLIENT)),
+    **{f"pg-{user}": (user, (CLIENT,)) for user in ("postgres", "replicator", "rewinder")},
 }
 
 

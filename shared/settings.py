@@ -27,13 +27,16 @@ class DataSettings:
     retry_record_limit: int     # records of writes without a key, held at most
     retry_record_retention: float  # seconds those are kept, for a commit's own retry
     compact_min_bytes: int      # journal size below which it is never compacted
-    history_retention: float    # seconds an account's history entry is kept
+    history_retention: float | None  # seconds an account's history entry is kept; None: for good
     lock_waiters: int     # requests that may wait at once for a held account (each holds a server thread)
     store: str            # embedded (the store in this process, and its journal) | etcd
     etcd_endpoints: tuple  # client URLs of the etcd members, for DATA_STORE=etcd
     etcd_prefix: str      # the bank's keys in etcd start with it
     etcd_timeout: float   # seconds for each call to etcd before the next member is tried
     etcd_tls: object      # TlsFiles for https:// members (the data server's own certificate), or None
+    statements_patroni: tuple  # the statement store's Patroni REST URLs (DATA_STORE=etcd); empty: none
+    statements_tls: object  # TlsFiles: the CA, and the client certificate of PostgreSQL's user bank; or None
+    history_backlog_limit: int  # history entries etcd holds at most, waiting for the relay: past it, 503
     max_body_bytes: int
     log_level: str
     log_summary_seconds: float
@@ -93,6 +96,9 @@ class EdgeSettings:
 def load_data_settings(environ=None):
     env = _environment(environ)
     etcd_endpoints = _urls(env, "ETCD_ENDPOINTS", "http://127.0.0.1:2379")
+    statements_patroni = _urls(env, "STATEMENTS_PATRONI", "") if env.get("STATEMENTS_PATRONI", "").strip() else ()
+    if any(not url.startswith("https://") for url in statements_patroni):
+        raise SettingsError("STATEMENTS_PATRONI: the statement store is reached over https:// only")
     return DataSettings(
         tokens=_token_map(env, "DATA_TOKENS"),
         operator_tokens=_token_map(env, "OPERATOR_TOKENS"),
@@ -104,13 +110,16 @@ def load_data_settings(environ=None):
         retry_record_limit=_positive_int(env, "DATA_RETRY_RECORD_LIMIT", "500000"),
         retry_record_retention=_positive_int(env, "DATA_RETRY_RECORD_RETENTION", "60"),
         compact_min_bytes=_positive_int(env, "DATA_COMPACT_MIN_BYTES", "16777216"),
-        history_retention=_positive_int(env, "DATA_HISTORY_RETENTION", "86400"),
+        history_retention=_seconds_or_for_good(env, "DATA_HISTORY_RETENTION"),
         lock_waiters=_positive_int(env, "DATA_LOCK_WAITERS", "48"),
         store=_store(env),
         etcd_endpoints=etcd_endpoints,
         etcd_prefix=env.get("ETCD_PREFIX", "bank/").strip() or "bank/",
         etcd_timeout=_seconds(env, "ETCD_TIMEOUT", "1"),
         etcd_tls=_tls_if_https(env, etcd_endpoints, "ETCD_TLS"),
+        statements_patroni=statements_patroni,
+        statements_tls=_tls_files(env, "STATEMENTS_TLS") if statements_patroni else None,
+        history_backlog_limit=_positive_int(env, "DATA_HISTORY_BACKLOG_LIMIT", "100000"),
         max_body_bytes=_positive_int(env, "MAX_BODY_BYTES", "1048576"),
         log_level=_choice(env, "LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
         log_summary_seconds=_seconds(env, "LOG_SUMMARY_SECONDS", "10"),
@@ -305,6 +314,12 @@ def _readable_ca(path, name):
 def positive_int_setting(name, default, maximum=1_000_000_000):
     """One whole-number setting, for the gunicorn configuration files."""
     return _positive_int(_environment(None), name, default, maximum)
+
+
+def _seconds_or_for_good(env, name):
+    """Whole seconds, or None (empty or 0): for good."""
+    text = env.get(name, "").strip()
+    return None if text in ("", "0") else _positive_int(env, name, text)
 
 
 def _positive_int(env, name, default, maximum=1_000_000_000):

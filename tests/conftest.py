@@ -9,11 +9,13 @@ from werkzeug.serving import make_server
 from business.business_server import create_app as create_business_app
 from data.data_server import create_app as create_data_app
 from harness.etcd_cluster import EtcdCluster
+from harness.statements_cluster import StatementsCluster
+from ops.certs import make_all
 from shared.settings import load_business_settings, load_data_settings
 from tests.helpers import CLIENT_TOKEN, DATA_TOKENS, FakeClock, bearer, business_environ, store_environ, wait_until
 
 # The fixtures that start etcd, or reach the run's cluster: a test that uses one is marked needs_etcd.
-ETCD_FIXTURES = {"etcd_cluster", "make_etcd_cluster"}
+ETCD_FIXTURES = {"etcd_cluster", "make_etcd_cluster", "statements_cluster"}
 # Threads that live as long as the process by design: one request-summary thread per app logging at INFO
 # (shared/request_log.py) has no way to be stopped.
 LIFELONG_THREADS = {"request-summary"}
@@ -77,6 +79,25 @@ def etcd_cluster(tmp_path_factory):
     cluster = EtcdCluster(tmp_path_factory.mktemp("etcd")).start()
     yield cluster
     cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def tls_dir(tmp_path_factory):
+    """make certs' files for the run: a CA and every role's certificate, for 127.0.0.1."""
+    folder = tmp_path_factory.mktemp("tls")
+    make_all(folder, ["127.0.0.1", "localhost"])
+    return folder
+
+
+@pytest.fixture(scope="session")
+def statements_cluster(etcd_cluster, tls_dir):
+    """The statement store for the whole run: PostgreSQL under Patroni, two members replicating synchronously,
+    on the run's etcd; each bank (etcd prefix) keeps its entries in a schema of its own."""
+    cluster = StatementsCluster(etcd_cluster.endpoints, tls_dir)
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture

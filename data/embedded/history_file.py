@@ -6,7 +6,7 @@ entry is written here once the journal has it on disk (never one of a commit a c
 it is here; a compaction, which drops the journal's entries, first waits until every one of them is here and on
 disk. So the file's own writes need no fsync of their own (SQLite's synchronous=NORMAL): what a crash takes from it
 is still in the journal. Memory holds only the entries not written yet, at most HISTORY_BEHIND_LIMIT_ENTRIES; the file
-drops entries past their retention.
+keeps every entry for good, or drops those past a retention if one is set.
 """
 import collections
 import itertools
@@ -48,11 +48,12 @@ class HistoryFile:
     """Entries by account and seq in SQLite (path "" keeps them in memory), written by a thread of its own."""
 
     def __init__(self, path, retention, durable=lambda journal_seq: None, wall_clock=time.time):
-        """durable(journal_seq) returns once the journal holds that record on disk."""
+        """retention: seconds an entry is kept, None for good; durable(journal_seq) returns once the journal holds
+        that record on disk."""
         self._path = path or ":memory:"
         self._db = None
         self._db_lock = threading.Lock()
-        self._retention_ms = int(retention * 1000)
+        self._retention_ms = None if retention is None else int(retention * 1000)
         self._durable, self._wall_clock = durable, wall_clock
         self._pending = collections.deque()     # _Pending, oldest first
         self._added = self._written = 0
@@ -175,7 +176,9 @@ class HistoryFile:
                 raise
 
     def _sweep(self):
-        """Drop entries past their retention; made in time order, so only the oldest need a look."""
+        """Drop entries past their retention, if there is one; made in time order, so only the oldest need a look."""
+        if self._retention_ms is None:
+            return
         oldest_kept = int(self._wall_clock() * 1000) - self._retention_ms
         while True:
             with self._db_lock:

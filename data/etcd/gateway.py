@@ -113,6 +113,11 @@ def delete(key):
     return {"request_delete_range": {"key": encode(key)}}
 
 
+def delete_from_to(first, last):
+    """Delete the keys from first to last, both included."""
+    return {"request_delete_range": {"key": encode(first), "range_end": encode(last + "\0")}}
+
+
 def nested(compare, success, failure=()):
     """A transaction inside a transaction: its success applies only where its own compare holds, its failure
     where it does not."""

@@ -54,8 +54,15 @@ class EtcdKeys:
     def waiter(self, me):
         return f"{self.waiters()}{me}"
 
+    def all_entries(self):
+        return f"{self.prefix}h/"
+
     def entries(self, account):
-        return f"{self.prefix}h/{account}/"
+        return f"{self.all_entries()}{account}/"
+
+    def account_of_entry(self, key):
+        """The account a history entry's key (as read back) is for."""
+        return key[len(self.all_entries()):].rpartition("/")[0]
 
     def entry(self, account, seq):
         return f"{self.entries(account)}{seq:0{SEQ_DIGITS}d}"
@@ -71,6 +78,16 @@ class EtcdKeys:
 
     def record(self, op_id, keyed):
         return f"{self.records(keyed)}{op_id}"
+
+    def relay(self):
+        """The data server relaying history to the statement store (relay.py)."""
+        return f"{self.prefix}r/relay"
+
+    def relay_progress(self):
+        return f"{self.prefix}r/progress"
+
+    def relay_alarm(self):
+        return f"{self.prefix}r/alarm"
 
     def quota(self):
         return f"{self.prefix}quota"

@@ -5,6 +5,7 @@ import threading
 
 import pytest
 
+from data.embedded.history_file import HistoryFile
 from shared.settings import load_data_settings
 from tests.helpers import B1, B2, amount_of, assert_error, data_environ, lock, set_amount, wait_until
 
@@ -162,6 +163,22 @@ def test_compactions_drop_the_journals_entries_but_not_the_history(tmp_path, sta
     client = start(journal).test_client()
     deposits(client, "a", 1, first=121)
     assert seqs(client, "a") == [(n, f"{n}.00") for n in range(121, 0, -1)]
+
+
+def test_by_default_every_history_entry_is_kept_for_good(tmp_path, monkeypatch, make_data_app):
+    monkeypatch.setattr("data.embedded.history_file.SWEEP_EVERY_SECONDS", 0.01)
+    sweeps = []
+    sweep = HistoryFile._sweep
+    monkeypatch.setattr(HistoryFile, "_sweep", lambda self: sweeps.append(sweep(self)))
+    now = [1_800_000_000.0]
+    settings = load_data_settings(data_environ(DATA_JOURNAL=str(tmp_path / "bank.journal")))
+    assert settings.history_retention is None
+    client = make_data_app(settings, wall_clock=lambda: now[0]).test_client()
+    deposits(client, "a", 2)
+    now[0] += 20 * 365 * 86400
+    deposits(client, "a", 1, first=3)
+    wait_until(lambda: len(sweeps) >= 3, 5, "the history file never looked for old entries")
+    assert seqs(client, "a") == [(3, "3.00"), (2, "2.00"), (1, "1.00")]
 
 
 def test_history_entries_past_their_retention_are_dropped(tmp_path, monkeypatch, make_data_app):
