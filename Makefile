@@ -22,8 +22,8 @@ demo: install .env
 	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" honcho start; status=$$?; echo; \
 	cat var/demo-verdict.txt 2>/dev/null || echo "demo FAILED: the client gave no verdict (see above)"; exit $$status
 
-# The cluster shape: three etcd members, two data servers, three business servers and the nginx edge, TLS on
-# every hop (make certs). demo-cluster runs the tour and check through the edge, run-cluster leaves it up.
+# The cluster shape: three etcd members, two PostgreSQL members under Patroni (the statement store), two data
+# servers, three business servers and the nginx edge, TLS on every hop (make certs). demo-cluster runs the tour and check through the edge, run-cluster leaves it up.
 cluster-packages:
 	command -v etcd >/dev/null && command -v nginx >/dev/null || \
 		(apt-get update -qq && apt-get install -y -qq etcd-server etcd-client nginx)
@@ -45,14 +45,14 @@ certs: install
 	$(PYTHON) -m ops.certs
 
 demo-cluster: install .env cluster-packages statements-packages certs
-	@rm -rf var/etcd var/demo-verdict.txt && mkdir -p -m 700 var/etcd
+	@rm -rf var/etcd var/demo-verdict.txt /var/tmp/bank-cluster-pg && mkdir -p -m 700 var/etcd
 	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" honcho -f Procfile.cluster start; status=$$?; echo; \
 	cat var/demo-verdict.txt 2>/dev/null || echo "demo FAILED: the client gave no verdict (see above)"; exit $$status
 
 run-cluster: install .env cluster-packages statements-packages certs
-	@rm -rf var/etcd && mkdir -p -m 700 var/etcd
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" honcho -f Procfile.cluster start etcd1 etcd2 etcd3 data1 data2 business1 \
-		business2 business3 edge
+	@rm -rf var/etcd /var/tmp/bank-cluster-pg && mkdir -p -m 700 var/etcd
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" honcho -f Procfile.cluster start etcd1 etcd2 etcd3 pg1 pg2 data1 data2 \
+		business1 business2 business3 edge
 
 # The servers alone, left running for Postman and curl (Ctrl-C stops them).
 run: install .env

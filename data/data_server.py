@@ -251,9 +251,9 @@ def create_app(settings=None, clock=time.monotonic, wall_clock=time.time, backgr
             "compaction_switch_ms": round(stats.compaction_switch_seconds * 1000, 1)}
         if stats.history_backlog is not None:
             upkeep["history_backlog"] = stats.history_backlog
-        if stats.relay_lag_seconds is not None:
-            upkeep |= {"relay": stats.relay, "relay_lag_ms": round(stats.relay_lag_seconds * 1000),
-                       "relay_alarm": stats.relay_alarm}
+        if stats.relaying:
+            upkeep |= {"relay": stats.relay, "relay_alarm": stats.relay_alarm, "relay_lag_ms": None
+                       if stats.relay_lag_seconds is None else round(stats.relay_lag_seconds * 1000)}
         return jsonify(status="ok", requests=requests_served.count, **store.counts()._asdict(), **upkeep)
 
     app.register_blueprint(api)

@@ -42,6 +42,7 @@ class LiveState:
         if stats.relay_lag_seconds is not None:
             yield GaugeMetricFamily("bank_data_relay_lag_seconds", "How old the oldest entry of the relay's last "
                                     "batch was when it reached the statement store", value=stats.relay_lag_seconds)
+        if stats.relaying:
             yield GaugeMetricFamily("bank_data_relay_alarm", "1 if this data server stopped relaying: an entry "
                                     "kept in the statement store differs", value=int(stats.relay_alarm is not None))
         if stats.compactions is None:

@@ -90,6 +90,7 @@ class Stats(NamedTuple):
     compaction_copy_seconds: float | None = None    # how long the last compaction's copy held writes back
     compaction_switch_seconds: float | None = None  # how long its switch to the new file held writes back
     history_backlog: int | None = None          # history entries etcd holds, waiting for the relay
+    relaying: bool = False                      # the store relays its history to a statement store
     relay: str | None = None                    # the data server relaying them to the statement store now
     relay_lag_seconds: float | None = None      # how old the oldest entry of its last batch was when moved
     relay_alarm: str | None = None              # why this data server stopped relaying, if it did

@@ -59,7 +59,7 @@ class StatementsCluster:
         patroni.prepare(member, self.etcd_urls, self.tls, self.namespace, self.rest_password)
         with open(self.folder / f"{name}.log", "ab") as output:
             self.processes[name] = subprocess.Popen([*self.placements[name].wrapper, *patroni.command(member)],
-                                                    stdin=subprocess.DEVNULL, stdout=output,
+                                                    cwd=member.folder, stdin=subprocess.DEVNULL, stdout=output,
                                                     stderr=subprocess.STDOUT, start_new_session=True)
 
     def cluster_view(self, timeout=2):
@@ -104,17 +104,7 @@ class StatementsCluster:
 
     def kill_host(self, name):
         """A crash of the member's machine: Patroni and its PostgreSQL killed at once, nothing shut down."""
-        process = self.processes.get(name)
-        postmaster = self.members[name].folder / "data" / "postmaster.pid"
-        try:
-            pid = int(postmaster.read_text().split()[0])
-            # The postmaster runs in a session of its own: its process group goes with it.
-            os.killpg(os.getpgid(pid), signal.SIGKILL)
-        except (OSError, ValueError, IndexError):
-            pass
-        if process is not None and process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(10)
+        patroni.kill(self.members[name], self.processes.get(name))
 
     def stop(self):
         """SIGTERM to every Patroni (each stops its PostgreSQL), then the rest killed; the folder removed."""

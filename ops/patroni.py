@@ -11,12 +11,16 @@ virtualenv of Debian's Python that user can read (PATRONI_VENV; `make statements
       --tls var/tls --namespace bank-pg    prepares the member's folder and runs it (Procfile.cluster)
 """
 import argparse
+import ctypes
 import json
 import os
 import pwd
 import secrets
 import shutil
+import signal
+import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +33,7 @@ SCOPE = "statements"            # the Patroni cluster's name
 LEADER_TTL_SECONDS = 20         # Patroni's leader lease: how long a primary that died unseen is waited for
 LOOP_WAIT_SECONDS = 2
 RETRY_TIMEOUT_SECONDS = 5       # loop_wait + 2 x retry_timeout <= ttl, as Patroni requires
+STOP_GRACE_SECONDS = 4          # a member told to stop has this long to stop cleanly, then it is killed
 _CERTS = ("ca", "postgres", "pg-postgres", "pg-replicator", "pg-rewinder")
 
 
@@ -74,14 +79,56 @@ def prepare(member, etcd_urls, tls_dir, namespace, rest_password):
 
 
 def command(member):
-    """The member's command line: Patroni on its configuration, as the account it runs as."""
+    """The member's command line: Patroni on its configuration, as the account it runs as; to be run in the
+    member's folder (its account may reach no other)."""
     patroni = [f"{PATRONI_VENV}/bin/patroni", str(member.folder / "patroni.json")]
     if os.geteuid() != 0:
         return patroni
     account = runs_as()
-    # setpriv execs (a runuser shell would be killed mid-shutdown, leaving PostgreSQL behind); a clean environment.
-    return ["setpriv", f"--reuid={account.pw_uid}", f"--regid={account.pw_gid}", "--init-groups", "env", "-i",
-            f"HOME={account.pw_dir}", "PATH=/usr/bin:/bin", "LANG=C.UTF-8", *patroni]
+    # setpriv execs (a runuser shell would be killed mid-shutdown, leaving PostgreSQL behind); Patroni is told to
+    # stop (and stops its PostgreSQL) if whatever started it dies; a clean environment.
+    return ["setpriv", f"--reuid={account.pw_uid}", f"--regid={account.pw_gid}", "--init-groups",
+            "--pdeathsig", "TERM", "env", "-i", f"HOME={account.pw_dir}", "PATH=/usr/bin:/bin", "LANG=C.UTF-8",
+            *patroni]
+
+
+def supervise(member):
+    """Run the member until told to stop, then stop it: SIGTERM to Patroni (which stops its PostgreSQL), and
+    after STOP_GRACE_SECONDS both killed, as a crash would (the standby has every commit). Within the few
+    seconds a process manager gives a process group before it kills it (honcho's five); Patroni runs in a session
+    of its own, so that it is this process, not that kill, which decides how it ends."""
+    patroni = subprocess.Popen(command(member), cwd=member.folder, start_new_session=True,
+                               preexec_fn=None if os.geteuid() == 0 else _stop_with_parent)
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
+    while patroni.poll() is None and not stopping.wait(0.5):
+        pass
+    if patroni.poll() is None:
+        patroni.terminate()
+        try:
+            patroni.wait(STOP_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            kill(member, patroni)
+    return patroni.wait()
+
+
+def kill(member, patroni):
+    """Patroni and its PostgreSQL killed at once, nothing shut down: what a crash of their machine does."""
+    try:
+        pid = int((member.folder / "data" / "postmaster.pid").read_text().split()[0])
+        # The postmaster runs in a session of its own: its process group goes with it.
+        os.killpg(os.getpgid(pid), signal.SIGKILL)
+    except (OSError, ValueError, IndexError):
+        pass
+    if patroni is not None and patroni.poll() is None:
+        os.killpg(patroni.pid, signal.SIGKILL)
+        patroni.wait(10)
+
+
+def _stop_with_parent():
+    """In the child: SIGTERM when its parent dies (setpriv --pdeathsig does it for root's)."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)     # PR_SET_PDEATHSIG
 
 
 def _configuration(member, etcd_urls, tls, namespace, rest_password, script):
@@ -109,6 +156,9 @@ def _configuration(member, etcd_urls, tls, namespace, rest_password, script):
                     "retry_timeout": RETRY_TIMEOUT_SECONDS,
                     # A commit is acknowledged once the synchronous standby has it too: a failover loses none.
                     "synchronous_mode": True,
+                    # A primary whose PostgreSQL died is failed over at once, not restarted in place: the standby
+                    # has every commit, and the bank waits seconds, not the leader's ttl.
+                    "primary_start_timeout": 0,
                     "postgresql": {"use_pg_rewind": True, "parameters": {"max_connections": 50}}},
             "initdb": [{"encoding": "UTF8"}, "data-checksums"],
             "post_bootstrap": str(script),
@@ -146,8 +196,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     member = Member(args.name, args.folder.resolve(), args.address, args.pg_port, args.rest_port)
     prepare(member, args.etcd.split(","), args.tls, args.namespace, secrets.token_urlsafe(16))
-    argv = command(member)
-    os.execvp(argv[0], argv)
+    return supervise(member)
 
 
 if __name__ == "__main__":

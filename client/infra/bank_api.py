@@ -103,3 +103,25 @@ def wait_until_healthy(apis, timeout):
         if waiting:
             time.sleep(0.2)
     return [api.base_url for api in waiting]
+
+
+STORE_HOLDS_ALL = "statements: every entry is in the statement store"
+STATEMENT_STORE_WAIT_SECONDS = 30
+
+
+def wait_for_statement_store(api, timeout=STATEMENT_STORE_WAIT_SECONDS):
+    """A line on the statement store as a data server's /health tells it, once it holds every entry (the data
+    server's backlog is 0) or timeout seconds have passed; None if the data server relays to none."""
+    deadline = time.monotonic() + timeout
+    while True:
+        reply = api.health()
+        health = reply.body if reply.status == 200 else {}
+        if "relay" not in health and health:
+            return None
+        backlog = health.get("history_backlog")
+        if backlog == 0:
+            return STORE_HOLDS_ALL + f" (relayed by {health.get('relay')})"
+        if time.monotonic() >= deadline:
+            return (f"statements: {backlog} entries still in etcd after {timeout:.0f} s "
+                    f"(relay {health.get('relay')}, alarm {health.get('relay_alarm')})")
+        time.sleep(0.2)

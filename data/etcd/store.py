@@ -341,7 +341,7 @@ class EtcdStore:
         if self._relay is None:
             return Stats(history_backlog=backlog)
         relay = self._relay.status()
-        return Stats(history_backlog=backlog, relay=relay.relay, relay_alarm=relay.alarm,
+        return Stats(history_backlog=backlog, relaying=True, relay=relay.relay, relay_alarm=relay.alarm,
                      relay_lag_seconds=relay.lag_seconds if backlog else 0.0)
 
     def close(self):

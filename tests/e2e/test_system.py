@@ -5,6 +5,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from client.check import BankCheck
@@ -21,15 +22,20 @@ def fresh_checkout(tmp_path, procfile):
     return checkout
 
 
-def honcho_start(checkout, home, *args):
-    """Run `honcho start` there as a user would, the venv on PATH; return its exit status and output."""
+def honcho_start(checkout, home, *args, env=None):
+    """Run `honcho start` there as a user would, the venv on PATH (and env); return its exit status and output."""
     bin_dir = str(Path(sys.executable).parent)
     environment = {name: value for name, value in os.environ.items() if name != "XDG_RUNTIME_DIR"}
     honcho = subprocess.Popen([os.path.join(bin_dir, "honcho"), *args, "start"], cwd=checkout,
-                              env={**environment, "PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(home)},
+                              env={**environment, "PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(home),
+                                   **(env or {})},
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         output, _ = honcho.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        os.killpg(honcho.pid, signal.SIGKILL)
+        output, _ = honcho.communicate(timeout=10)
+        output += "\n(honcho did not end within 180 s: killed)"
     finally:
         if honcho.poll() is None:
             os.killpg(honcho.pid, signal.SIGKILL)
@@ -85,7 +91,7 @@ def test_crossing_transfers_between_two_accounts_never_deadlock_or_lose_money(st
     assert len(directions) == 2, "transfers went both ways between the two accounts"
 
 
-def test_the_cluster_procfile_runs_the_demo_on_three_etcd_members_and_two_data_servers(tmp_path):
+def test_the_cluster_procfile_runs_the_demo_on_three_etcd_members_two_postgresql_and_two_data_servers(tmp_path):
     checkout = fresh_checkout(tmp_path, "Procfile.cluster")
     # Every fixed port of the Procfile becomes a free one, so that the test runs beside anything.
     procfile = (checkout / "Procfile.cluster").read_text()
@@ -98,9 +104,17 @@ def test_the_cluster_procfile_runs_the_demo_on_three_etcd_members_and_two_data_s
     subprocess.run([sys.executable, "-m", "ops.certs"], cwd=checkout, check=True, capture_output=True, timeout=60)
     home = tmp_path / "home"
     home.mkdir()
-    returncode, output = honcho_start(checkout, home, "-f", "Procfile.cluster")
-    assert returncode == 0
+    # The PostgreSQL members' folders where their own user reaches them, whoever runs the tests.
+    pg_dir = Path(tempfile.mkdtemp(prefix="bank-cluster-pg-"))
+    os.chmod(pg_dir, 0o711)
+    try:
+        returncode, output = honcho_start(checkout, home, "-f", "Procfile.cluster", env={"PG_DIR": str(pg_dir)})
+    finally:
+        shutil.rmtree(pg_dir, ignore_errors=True)
+    assert returncode == 0, [line for line in output.splitlines() if "client.1" in line or "relay:" in line][-12:]
     assert re.search(r"client\.1\s+\| demo passed: \d+ features, \d+ operations checked, no violation", output)
+    assert re.search(r"client\.1\s+\| statements: every entry is in the statement store \(relayed by ", output), \
+        [line for line in output.splitlines() if "client.1" in line][-5:]
     assert (checkout / "var" / "etcd" / "m1" / "member").is_dir()
 
 
