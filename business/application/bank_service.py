@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 from business.application.errors import AccountNotFound, ClientNotFound, Forbidden, InvalidRequest, ServiceUnavailable
 from business.application.operations import Operation, may_see
-from business.application.ports import AccountMissing, DataRefused, DataUnavailable
+from business.application.ports import AccountMissing, DataRefused, DataUnavailable, HistoryBehind
 from shared.validation import is_account_id
 
 MAX_STATEMENT_ENTRIES = 100
@@ -121,6 +121,9 @@ class BankService:
             page = self._history.page(account, before, limit, None if caller.operator else caller.name)
         except AccountMissing:
             page = None
+        except HistoryBehind as behind:
+            raise ServiceUnavailable("history_unavailable", "the statement cannot be read now; try again",
+                                     behind.retry_after) from None
         except (DataUnavailable, DataRefused):
             raise ServiceUnavailable("data_unavailable", "the data server did not give the history; try again") \
                 from None

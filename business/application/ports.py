@@ -44,6 +44,11 @@ class DataStoreFull(DataTierFull):
     """The data tier's store takes no more writes until an operator makes room: nothing was applied."""
 
 
+class HistoryBehind(DataTierFull):
+    """The data tier cannot keep up with the history now (its entries wait for the statement store, or its history
+    file lags): a write is refused, nothing applied, and a statement cannot be read."""
+
+
 class AccountMissing(Exception):
     pass
 

@@ -23,6 +23,7 @@ from business.application.ports import (
     DataStoreFull,
     DataTierFull,
     DataUnavailable,
+    HistoryBehind,
     IdempotencyStoreFull,
     LeasedWrite,
     LeaseLost,
@@ -49,6 +50,8 @@ FULL_REFUSALS = {
                                                                 "it may; nothing was applied, try again later"),
     DataStoreFull: FullRefusal("store_full", "the data tier's store is full and takes no writes until an operator "
                                              "makes room; nothing was applied, try again later"),
+    HistoryBehind: FullRefusal("history_unavailable", "the bank cannot keep its statements up to date now; nothing "
+                                                      "was applied, try again"),
 }
 
 

@@ -9,6 +9,7 @@ from business.application.ports import (
     DataRefused,
     DataStoreFull,
     DataUnavailable,
+    HistoryBehind,
     IdempotencyStoreFull,
     LeaseLost,
     OperationConflict,
@@ -31,6 +32,7 @@ DATA_REFUSALS = {
     (503, "idempotency_store_full"): lambda payload, headers: IdempotencyStoreFull(
         int(headers.get("Retry-After", "1"))),
     (503, "store_full"): lambda payload, headers: DataStoreFull(int(headers.get("Retry-After", "30"))),
+    (503, "history_unavailable"): lambda payload, headers: HistoryBehind(int(headers.get("Retry-After", "1"))),
 }
 
 
