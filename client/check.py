@@ -130,6 +130,12 @@ class BankCheck:
         """Writes the bank acknowledged (200) so far: what a run's progress is counted in when it must be real."""
         return self._acknowledged_writes
 
+    def answered_with(self, error):
+        """The operations finished so far whose last answer, or a failed attempt's, carried this error code."""
+        with self._events_mutex:
+            return [event for event in self._events if event.error == error
+                    or any(failure[2] == error for failure in event.failures)]
+
     def _budget(self):
         return f"{self._duration} s" if self._duration else f"{self._operations} operations"
 

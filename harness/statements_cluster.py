@@ -102,6 +102,10 @@ class StatementsCluster:
         except OSError:
             return ""
 
+    def kill_postgres(self, name):
+        """The member's PostgreSQL killed with -9, its Patroni left to notice."""
+        patroni.kill_postgres(self.members[name])
+
     def kill_host(self, name):
         """A crash of the member's machine: Patroni and its PostgreSQL killed at once, nothing shut down."""
         patroni.kill(self.members[name], self.processes.get(name))

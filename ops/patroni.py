@@ -113,14 +113,19 @@ def supervise(member):
     return patroni.wait()
 
 
-def kill(member, patroni):
-    """Patroni and its PostgreSQL killed at once, nothing shut down: what a crash of their machine does."""
+def kill_postgres(member):
+    """The member's PostgreSQL killed, nothing shut down (its Patroni lives on)."""
     try:
         pid = int((member.folder / "data" / "postmaster.pid").read_text().split()[0])
         # The postmaster runs in a session of its own: its process group goes with it.
         os.killpg(os.getpgid(pid), signal.SIGKILL)
     except (OSError, ValueError, IndexError):
         pass
+
+
+def kill(member, patroni):
+    """Patroni and its PostgreSQL killed at once, nothing shut down: what a crash of their machine does."""
+    kill_postgres(member)
     if patroni is not None and patroni.poll() is None:
         os.killpg(patroni.pid, signal.SIGKILL)
         patroni.wait(10)
