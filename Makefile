@@ -75,7 +75,7 @@ test-packages:
 # another on one of them (the "timed" group, tests/e2e/conftest.py), everything else on the other.
 test: install node_modules/.installed test-packages statements-packages
 	$(VENV)/bin/ruff check .
-	$(PYTHON) -m pytest -n 2 --dist loadgroup -m "not alone"
+	$(PYTHON) -m pytest -n 2 --dist loadgroup -m "not alone" --durations=25
 
 # The tests that compare the bank's rate across a fault, each three times in a row with nothing else running.
 test-alone: install test-packages statements-packages
@@ -101,8 +101,8 @@ bench: install
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
 	$(PYTHON) -m bench.run
 
-# The partition lab (Linux, as root): nine simulated hosts, the nemesis, the checker; results in lab/results/.
-lab: install
+# The partition lab (Linux, as root): eleven simulated hosts, the nemesis, the checker; results in lab/results/.
+lab: install statements-packages
 	command -v nft >/dev/null && command -v etcd >/dev/null || \
 		(apt-get update -qq && apt-get install -y -qq nftables etcd-server etcd-client)
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt

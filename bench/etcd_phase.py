@@ -1,31 +1,23 @@
 """The etcd tier beside the embedded store, in the same run: a 3-member cluster on loopback with one and with two
 data servers, the same deposit, hot-account and transfer phases, etcd's own count of the requests each operation
 cost, the CPU of every process (etcd members included), a py-spy profile of the data servers, what etcd's
-database holds after it all, and its size through a compaction under load."""
+database holds after it all, and the cluster shape's soak with the statement store (soak_phase.py)."""
 import concurrent.futures
 import json
-import os
-import threading
-import time
 from pathlib import Path
 
 import requests
 
 from bench.chart import CLIENTS
 from bench.profile import profile_while
+from bench.soak_phase import COMPACTED_TO, DB_BYTES_IN_USE, measure_soak, soak_lines
 from bench.stack import SECONDS, Stack, cpu_by_role, run_wrk, seed_accounts, verdict
 from data.etcd.gateway import put
 from harness.etcd_cluster import EtcdCluster
-from harness.processes import example_settings
 
 MODES = (("deposit", "spread-"), ("hot", "hot-"), ("transfer", "tr-"))
 DATA_SERVERS = (1, 2)
 DB_BYTES = "etcd_mvcc_db_total_size_in_bytes"
-DB_BYTES_IN_USE = "etcd_mvcc_db_total_size_in_use_in_bytes"
-COMPACTED_TO = "etcd_debugging_mvcc_compact_revision"     # the revision etcd last compacted to; 0 before any
-# Long enough to pass the first compaction: etcd 3.4 compacts in revision mode every five minutes.
-COMPACTION_SECONDS = int(os.environ.get("BENCH_COMPACTION_SECONDS", "400"))
-SAMPLE_EVERY = 10       # seconds between looks at etcd's database size
 FLOOR_TXNS = 800        # one-put transactions sent to measure what etcd itself costs a transaction here
 FLOOR_IN_FLIGHT = (1, 16)
 
@@ -62,7 +54,7 @@ def measure_etcd_tier(workdir, spread_accounts, transfer_accounts):
     finally:
         cluster.stop()
     return {"rows": rows, "profile": profile, "size": size, "floor": floor,
-            "compaction": _size_through_a_compaction(workdir)}
+            "soak": measure_soak(workdir)}
 
 
 def _transaction_floor(cluster, in_flight):
@@ -91,45 +83,6 @@ def _database_size(cluster):
     return {"db_bytes": max(m.get(DB_BYTES, 0) for m in members),
             "db_bytes_in_use": max(m.get(DB_BYTES_IN_USE, 0) for m in members),
             "compacted_to": max(m.get(COMPACTED_TO, 0) for m in members)}
-
-
-def _size_through_a_compaction(workdir, accounts=2000):
-    """Deposits at 32 clients on a fresh cluster (the settings docs/operations.md documents) for COMPACTION_SECONDS,
-    etcd's database looked at every SAMPLE_EVERY seconds: [(seconds, bytes on disk, bytes in use, the revision
-    compacted to)]."""
-    cluster = EtcdCluster(Path(workdir) / "etcd-compaction").start()
-    samples, done = [], threading.Event()
-    try:
-        stack = Stack(Path(workdir) / "etcd-compaction-tier", etcd=cluster)
-        try:
-            seed_accounts(stack, "spread-", accounts, "1000.00")
-            started = time.monotonic()
-
-            def sample():
-                while not done.wait(SAMPLE_EVERY):
-                    size = _database_size(cluster)
-                    samples.append((time.monotonic() - started, size["db_bytes"], size["db_bytes_in_use"],
-                                    size["compacted_to"]))
-
-            sampler = threading.Thread(target=sample, daemon=True)
-            sampler.start()
-            result = run_wrk(stack, "deposit", 32, stack.entry(), stack.client_token, "spread-", accounts,
-                             COMPACTION_SECONDS)
-            done.set()
-            sampler.join(SAMPLE_EVERY + 10)
-        finally:
-            stack.stop()
-    finally:
-        cluster.stop()
-    print(f"etcd through a compaction: {result['ops_per_s']:.0f} op/s for {COMPACTION_SECONDS} s, in use "
-          f"{[round(sample[2] / 1e6) for sample in samples]} MB", flush=True)
-    return {"seconds": COMPACTION_SECONDS, "ops_per_s": result["ops_per_s"], "errors": result["errors"],
-            "samples": samples, "quota_bytes": cluster.quota_bytes, "history_retention": _history_retention()}
-
-
-def _history_retention():
-    """The history retention the bench's data servers ran with (.env.example's), in seconds."""
-    return int(example_settings()["DATA_HISTORY_RETENTION"])
 
 
 def etcd_lines(etcd, operations):
@@ -166,7 +119,7 @@ def etcd_lines(etcd, operations):
               f"and keys. etcd compacts every five minutes (revision mode): at the fastest rate here, {fastest:.0f} "
               f"op/s, five minutes of history is {per_op * fastest * 300 / 2 ** 20:.0f} MiB against the 1 GiB quota of "
               "the cluster the bench and tests start."]
-    lines += _compaction_lines(etcd["compaction"])
+    lines += soak_lines(etcd["soak"])
     profile = etcd["profile"]
     if profile:
         lines += ["", f"Where a data server's CPU goes at 32 clients' deposits (py-spy, {profile['samples']} samples "
@@ -195,33 +148,10 @@ def etcd_targets(etcd, operations):
     errors = sum(r["errors"] for r in etcd["rows"] if r["clients"] == 128)
     lines.append(f"etcd tier at 128 clients: {errors} errors (target 0): {verdict(errors == 0)}")
     lines.append("etcd compacted its revisions under load (etcd_debugging_mvcc_compact_revision above 0): "
-                 f"{verdict(compaction_seen(etcd['compaction']))}")
+                 f"{verdict(compaction_seen(etcd['soak']))}")
     return lines
-
-
-def _compaction_lines(compaction):
-    samples = compaction["samples"]
-    if not samples:
-        return ["", f"Through a compaction: {compaction['seconds']} s is too short for a look at etcd's database "
-                f"(one every {SAMPLE_EVERY} s; BENCH_COMPACTION_SECONDS)."]
-    compacted = next((sample for sample in samples if sample[3] > 0), None)
-    # What stays: measured from the first compaction on, when there is one to measure from.
-    first, last = (compacted if compacted and compacted is not samples[-1] else samples[0]), samples[-1]
-    growth = (last[2] - first[2]) / max(last[0] - first[0], 1e-9)      # bytes in use a second
-    per_op = growth / max(compaction["ops_per_s"], 1e-9)
-    full_hours = (compaction["quota_bytes"] - last[2]) / max(growth, 1e-9) / 3600 + last[0] / 3600
-    when = (f"etcd compacted (to revision {compacted[3]:.0f}) by {compacted[0]:.0f} s" if compacted else
-            "etcd did not compact in that time")
-    return ["", f"Through a compaction: deposits at 32 clients on a fresh cluster for {compaction['seconds']} s "
-            f"({compaction['ops_per_s']:.0f} op/s, {compaction['errors']} errors); {when}. What stays is live: each "
-            f"deposit's history entry for DATA_HISTORY_RETENTION ({compaction['history_retention']} s) and its "
-            f"retry record for its retention, so the database in use grew {per_op:.0f} bytes a deposit (from "
-            f"{first[0]:.0f} s on): at this rate the {compaction['quota_bytes'] / 2 ** 30:.0f} GiB quota is reached "
-            f"after about {full_hours:.1f} hours, and then writes are refused (503 store_full, nothing lost) — size "
-            "the quota and the retention together (docs/data-tier.md). In use, MB, every 10 s: "
-            + ", ".join(f"{sample[2] / 1e6:.0f}" for sample in samples) + "."]
 
 
 def compaction_seen(compaction):
     """Whether etcd compacted its history while the load ran (its own count of the revision it compacted to)."""
-    return any(sample[3] > 0 for sample in compaction["samples"])
+    return any(sample[2] > 0 for sample in compaction["samples"])

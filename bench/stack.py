@@ -30,10 +30,10 @@ class Stack:
     root: the source tree the servers run from (another revision's, for a before/after comparison).
     edge: the cluster shape's edge in front of both tiers, TLS on every hop (certificates in workdir).
     etcd: an EtcdCluster that `data_count` data servers keep the bank in (DATA_STORE=etcd); else one data server
-    with its journal.
+    with its journal. data_env: more of the data servers' settings (a statement store's, say).
     """
 
-    def __init__(self, workdir, business_count=3, root=ROOT, edge=False, etcd=None, data_count=1):
+    def __init__(self, workdir, business_count=3, root=ROOT, edge=False, etcd=None, data_count=1, data_env=None):
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
         settings = example_settings(root)
@@ -41,7 +41,7 @@ class Stack:
         store = ({"DATA_JOURNAL": str(workdir / "bench.journal")} if etcd is None else
                  {"DATA_STORE": "etcd", "ETCD_ENDPOINTS": ",".join(etcd.endpoints)})
         data_env = {**settings, **store, "LOG_LEVEL": "WARNING",
-                    "DATA_TOKENS": ",".join(f"{b}:{t}" for b, t in tokens.items())}
+                    "DATA_TOKENS": ",".join(f"{b}:{t}" for b, t in tokens.items()), **(data_env or {})}
         self.etcd = etcd
         self.data_servers = [Server(f"data{i}", "data/gunicorn.conf.py", free_port(), data_env, workdir, root).start()
                              for i in range(1, data_count + 1)]

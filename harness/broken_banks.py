@@ -29,7 +29,7 @@ KIND_ENV, STATE_ENV, REPORT_ENV = "BROKEN_BANK", "BROKEN_BANK_STATE", "BROKEN_BA
 REFUSE_AFTER_SECONDS = {"refuse-always": None, "refuse-after-unavailable": 0.0, "refuse-3s-after-unavailable": 3.0}
 BROKEN_APP = "harness.broken_banks:create_app()"
 FAULT_TESTS = ("tests/e2e/test_faults.py", "tests/e2e/test_batcher.py", "tests/e2e/test_etcd_bank.py",
-               "tests/e2e/test_soak.py", "tests/e2e/test_partitions.py")
+               "tests/e2e/test_soak.py", "tests/e2e/test_partitions.py", "tests/e2e/test_statement_faults.py")
 REFUSAL = json.dumps({"error": "account_busy", "message": "broken bank: every write is refused, nothing applied"})
 
 

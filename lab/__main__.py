@@ -1,6 +1,7 @@
-"""make lab: the bank on nine simulated hosts under a nemesis of partitions, kills and pauses, checked as it runs.
+"""make lab: the bank on eleven simulated hosts under a nemesis of partitions, kills and pauses, checked as it runs.
 
-python -m lab [--schedule full|short] [--results DIR]. Linux, as root, with ip (iproute2), nft (nftables) and etcd.
+python -m lab [--schedule full|short] [--results DIR]. Linux, as root, with ip (iproute2), nft (nftables), etcd,
+PostgreSQL and Patroni (make statements-packages).
 Builds the network, runs lab/experiment.py inside the client's host, always takes the network and every process
 in it down again, and writes DIR/latest.md, latest.json and timeline.png. Exit 0 when the checker found no
 violation, 1 when it did, 2 when the lab could not run (the reason on one line).
@@ -20,6 +21,7 @@ from lab import report
 from lab.experiment import BETWEEN_SECONDS, FAULT_SECONDS, HOSTS, TAIL_SECONDS, WARM_UP_SECONDS
 from lab.faults import SCHEDULES
 from lab.network import LabError, Network, sweep
+from ops import patroni
 
 RESULTS = ROOT / "lab" / "results"
 
@@ -33,6 +35,8 @@ def missing_means():
     for tool, package in (("ip", "iproute2"), ("nft", "nftables"), ("etcd", "etcd-server")):
         if shutil.which(tool) is None:
             return f"{tool} is not installed (Debian package {package})"
+    if not os.access(f"{patroni.PATRONI_VENV}/bin/patroni", os.X_OK):
+        return f"Patroni is not installed in {patroni.PATRONI_VENV} (make statements-packages)"
     return None
 
 

@@ -19,13 +19,16 @@ from harness.broken_banks import BusinessLaunch
 from harness.edge import Edge
 from harness.etcd_cluster import EtcdCluster, Placement
 from harness.processes import ROOT, Server, example_settings, stop_all
+from harness.statements_cluster import Placement as StatementsPlacement
+from harness.statements_cluster import StatementsCluster
 from lab.faults import SCHEDULES
 from lab.network import Network
 from ops.certs import make_all
 from shared.settings import load_client_settings
 
-HOSTS = ("etcd1", "etcd2", "etcd3", "data1", "data2", "business1", "business2", "business3", "client")
+HOSTS = ("etcd1", "etcd2", "etcd3", "pg1", "pg2", "data1", "data2", "business1", "business2", "business3", "client")
 DATA_PORT, BUSINESS_PORT = 8000, 8001      # gunicorn, on each host's loopback
+PG_PORT, PATRONI_PORT = 5432, 8008          # PostgreSQL and Patroni's REST API, on each pg host's address
 EDGE_PORT, DATA_EDGE_PORT = 8443, 8444      # nginx, on each host's address
 FAULT_SECONDS = 8           # each fault's length: past LOCK_TTL (5 s), so a paused holder's leases expire
 BETWEEN_SECONDS = 7         # healed, the bank recovers; the last 5 s of it are the next fault's rate before
@@ -55,11 +58,12 @@ class StaleHolder:
 
 
 class Lab:
-    """The bank on the network's hosts, as the cluster shape runs it: three etcd members; two data servers and
-    three business servers, each gunicorn on its host's loopback behind an nginx edge on its host's address; TLS
-    on every hop, with certificates for every host from a CA of the run's own."""
+    """The bank on the network's hosts, as the cluster shape runs it: three etcd members; two PostgreSQL members
+    under Patroni, the statement store; two data servers and three business servers, each gunicorn on its host's
+    loopback behind an nginx edge on its host's address; TLS on every hop, with certificates for every host from a
+    CA of the run's own."""
 
-    def __init__(self, network, folder):
+    def __init__(self, network, folder, with_statements=True):
         self.network, self.folder = network, Path(folder)
         self.tls = self.folder / "tls"
         make_all(self.tls, [*network.addresses.values(), "127.0.0.1"])
@@ -69,13 +73,19 @@ class Lab:
             f"m{i}": Placement(network.addresses[f"etcd{i}"], 2379, 2380, network.wrapper(f"etcd{i}"))
             for i in (1, 2, 3)}, tls=self.tls)
         endpoints = self.cluster.endpoints
+        # Without it (a schedule with no fault of its own), etcd keeps the history, up to the backlog limit.
+        self.statements = StatementsCluster(endpoints, self.tls, {
+            host: StatementsPlacement(network.addresses[host], PG_PORT, PATRONI_PORT, network.wrapper(host))
+            for host in ("pg1", "pg2")}) if with_statements else None
+        relaying = {"STATEMENTS_PATRONI": ",".join(self.statements.rest_urls), **self._files(
+            "STATEMENTS_TLS", "statements")} if self.statements else {}
         tokens = {f"b{i}": settings[f"DATA_TOKEN_B{i}"] for i in (1, 2, 3)}
         self.data, self.business, self.edges = {}, {}, {}
         for index, host in enumerate(("data1", "data2")):
             # Each data server asks a different member first.
             env = {**settings, "DATA_STORE": "etcd", "ETCD_ENDPOINTS": ",".join(endpoints[index:] + endpoints[:index]),
                    "DATA_TOKENS": ",".join(f"{b}:{t}" for b, t in tokens.items()), "LOG_LEVEL": "WARNING",
-                   **self._files("ETCD_TLS", "data")}
+                   **self._files("ETCD_TLS", "data"), **relaying}
             self.data[host] = self._server(host, "data/gunicorn.conf.py", DATA_PORT, env)
         urls = [self.edges[host].data_url for host in self.data]
         self._tokens = tokens
@@ -127,6 +137,8 @@ class Lab:
 
     def start(self):
         self.cluster.start()
+        if self.statements:
+            self.statements.start()
         servers = {**self.data, **self.business}
         for server in servers.values():
             server.start(wait=False)
@@ -137,6 +149,8 @@ class Lab:
 
     def stop(self):
         stop_all([*self.business.values(), *self.data.values(), *self.edges.values()])
+        if self.statements:
+            self.statements.stop()
         self.cluster.stop()
 
     def apis(self):
@@ -187,7 +201,7 @@ class Lab:
 def run(network, schedule, folder):
     """Start the bank, drive it with the check while the schedule's faults come and go; return what was seen."""
     faults = SCHEDULES[schedule]
-    lab = Lab(network, folder)
+    lab = Lab(network, folder, with_statements=any(fault.on_statements for fault in faults))
     duration = WARM_UP_SECONDS + len(faults) * (FAULT_SECONDS + BETWEEN_SECONDS) + TAIL_SECONDS
     try:
         lab.start()

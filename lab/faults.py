@@ -8,6 +8,7 @@ from dataclasses import dataclass
 class Fault:
     name: str
     inject: Callable        # inject(lab) -> (what was done, in words; heal()), heal() undoing it
+    on_statements: bool = False     # it acts on the statement store: the lab runs one
 
 
 def isolate_the_leader(lab):
@@ -75,6 +76,14 @@ def pause_a_partitioned_business_server_past_its_lease(lab):
             f"holding a lease on {lab.accounts[0]}; then healed, resumed, and the stale holder's late write sent"), heal
 
 
+def cut_the_statement_stores_primary_off(lab):
+    """The PostgreSQL primary cut off from every host: the relay cannot reach it, Patroni on it cannot reach etcd.
+    The bank's writes never wait for the statement store: they go on, the backlog growing in etcd meanwhile."""
+    primary = lab.statements.primary()
+    lab.network.isolate(primary)
+    return f"the statement store's primary {primary} cut off from every host", lab.network.heal
+
+
 SCHEDULES = {
     "full": [Fault("leader isolated", isolate_the_leader),
              Fault("members split 1 / 2", split_the_members_one_and_two),
@@ -83,7 +92,8 @@ SCHEDULES = {
              Fault("members bridged", bridge_the_members),
              Fault("leader killed, data server cut off from it",
                    kill_the_leader_while_a_data_server_is_cut_off_from_it),
-             Fault("business server paused and partitioned", pause_a_partitioned_business_server_past_its_lease)],
+             Fault("business server paused and partitioned", pause_a_partitioned_business_server_past_its_lease),
+             Fault("statement store's primary cut off", cut_the_statement_stores_primary_off, on_statements=True)],
     "short": [Fault("leader isolated", isolate_the_leader),
               Fault("data server cut off from etcd", cut_a_data_server_off_from_etcd),
               Fault("business server paused and partitioned", pause_a_partitioned_business_server_past_its_lease)],

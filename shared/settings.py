@@ -99,6 +99,8 @@ def load_data_settings(environ=None):
     statements_patroni = _urls(env, "STATEMENTS_PATRONI", "") if env.get("STATEMENTS_PATRONI", "").strip() else ()
     if any(not url.startswith("https://") for url in statements_patroni):
         raise SettingsError("STATEMENTS_PATRONI: the statement store is reached over https:// only")
+    if statements_patroni and _store(env) != "etcd":
+        raise SettingsError("STATEMENTS_PATRONI: only the etcd tier relays to a statement store (DATA_STORE=etcd)")
     return DataSettings(
         tokens=_token_map(env, "DATA_TOKENS"),
         operator_tokens=_token_map(env, "OPERATOR_TOKENS"),

@@ -90,14 +90,21 @@ def tls_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def statements_cluster(etcd_cluster, tls_dir):
-    """The statement store for the whole run: PostgreSQL under Patroni, two members replicating synchronously,
-    on the run's etcd; each bank (etcd prefix) keeps its entries in a schema of its own."""
+def run_statements_cluster(etcd_cluster, tls_dir):
     cluster = StatementsCluster(etcd_cluster.endpoints, tls_dir)
     try:
         yield cluster.start()
     finally:
         cluster.stop()
+
+
+@pytest.fixture
+def statements_cluster(run_statements_cluster):
+    """The statement store for the whole run: PostgreSQL under Patroni, two members replicating synchronously,
+    on the run's etcd; each bank (etcd prefix) keeps its entries in a schema of its own. Whole (a primary and its
+    synchronous standby) at the start of each test: fault tests kill its members."""
+    run_statements_cluster.wait_ready(60)
+    return run_statements_cluster
 
 
 @pytest.fixture

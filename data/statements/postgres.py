@@ -39,34 +39,34 @@ class StatementStore:
 
     def __init__(self, patroni_urls, tls, bank_prefix, timeout):
         self._patroni_urls, self._tls, self._timeout = list(patroni_urls), tls, timeout
-        self._schema = "bank_" + re.sub(r"[^a-z0-9_]", "_", bank_prefix.lower())
+        self.schema = "bank_" + re.sub(r"[^a-z0-9_]", "_", bank_prefix.lower())     # the bank's own
         self._readers = queue.LifoQueue(READ_CONNECTIONS)
         self._reader_slots = threading.BoundedSemaphore(READ_CONNECTIONS)
-        self._schema_made = False
+        self.schema_made = False
 
     # ---- the relay's side --------------------------------------------------------------------------------
 
     def connect(self):
         """A new connection to the primary, with the schema made; StatementsUnavailable if there is none now."""
         connection = self._connect()
-        if not self._schema_made:
+        if not self.schema_made:
             try:
                 with connection.transaction():
-                    connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{self._schema}"')
-                    connection.execute(f'CREATE TABLE IF NOT EXISTS "{self._schema}".entries ('
+                    connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+                    connection.execute(f'CREATE TABLE IF NOT EXISTS "{self.schema}".entries ('
                                        "account text NOT NULL, seq bigint NOT NULL, kind text NOT NULL, "
                                        "cents bigint NOT NULL, balance bigint NOT NULL, counterparty text, "
                                        "operation text, key text, at bigint NOT NULL, PRIMARY KEY (account, seq))")
-                    connection.execute(f'CREATE TABLE IF NOT EXISTS "{self._schema}".relay_fence ('
+                    connection.execute(f'CREATE TABLE IF NOT EXISTS "{self.schema}".relay_fence ('
                                        "one int PRIMARY KEY CHECK (one = 1), token bigint NOT NULL)")
-                    connection.execute(f'INSERT INTO "{self._schema}".relay_fence VALUES (1, 0) '
+                    connection.execute(f'INSERT INTO "{self.schema}".relay_fence VALUES (1, 0) '
                                        "ON CONFLICT DO NOTHING")
             except psycopg.errors.UniqueViolation:
                 pass                # another data server made it at the same moment
             except psycopg.Error as error:
                 connection.close()
                 raise StatementsUnavailable(f"the statement store could not be prepared: {error}") from None
-            self._schema_made = True
+            self.schema_made = True
         return connection
 
     def keep(self, connection, entries, token):
@@ -79,11 +79,11 @@ class StatementStore:
             notices.append(notice.message_primary or "")
 
         connection.add_notice_handler(heard)
-        table = f'"{self._schema}".entries'
+        table = f'"{self.schema}".entries'
         rows = [tuple(entry[column] for column in COLUMNS) for entry in entries]
         try:
             with connection.transaction():
-                fenced = connection.execute(f'UPDATE "{self._schema}".relay_fence SET token = %s WHERE token <= %s',
+                fenced = connection.execute(f'UPDATE "{self.schema}".relay_fence SET token = %s WHERE token <= %s',
                                             (token, token)).rowcount
                 if not fenced:
                     raise StaleRelay(f"a relay with a token above {token} wrote to the statement store")
@@ -123,7 +123,7 @@ class StatementStore:
                 connection = self._connect()
             try:
                 rows = connection.execute(
-                    f'SELECT {", ".join(COLUMNS)} FROM "{self._schema}".entries WHERE account = %s AND seq < %s '
+                    f'SELECT {", ".join(COLUMNS)} FROM "{self.schema}".entries WHERE account = %s AND seq < %s '
                     "ORDER BY seq DESC LIMIT %s", (account, before or 2 ** 62, limit)).fetchall()
                 connection.rollback()
             except psycopg.errors.UndefinedTable:

@@ -7,7 +7,6 @@ import time
 import pytest
 import requests
 
-from harness.statements_cluster import StatementsCluster
 from tests.e2e.conftest import System, business_server, data_server_env
 from tests.e2e.test_etcd_bank import FAULT_RUN_SECONDS, assert_exact_and_serving_since
 from tests.e2e.workload import BackgroundCheck, assert_served_to_the_end
@@ -19,27 +18,15 @@ OUTAGE_BACKLOG_LIMIT = 300
 # (about 5 s measured), a primary is elected, and the relay drains the backlog below the cap.
 STORE_RETURN_STALL = 25
 DRAIN_SECONDS = 30
-
-
-@pytest.fixture(scope="module")
-def statement_store(etcd_cluster, tls_dir):
-    """A statement store of this module's own: its tests kill its members."""
-    cluster = StatementsCluster(etcd_cluster.endpoints, tls_dir)
-    try:
-        yield cluster.start()
-    finally:
-        cluster.stop()
+OUTAGE_RUN_SECONDS = 45
 
 
 @pytest.fixture
-def relaying_bank(servers, etcd_cluster, etcd_prefix, statement_store, tls_dir, tmp_path):
-    """Two data servers relaying to the module's statement store, three business servers that know both; the
-    store whole again (a primary and its synchronous standby) before each test."""
-    statement_store.wait_ready(60)
-
+def relaying_bank(servers, etcd_cluster, etcd_prefix, statements_cluster, tls_dir, tmp_path):
+    """Two data servers relaying to the run's statement store, three business servers that know both."""
     def start(**overrides):
         env = {"DATA_STORE": "etcd", "ETCD_ENDPOINTS": ",".join(etcd_cluster.endpoints), "ETCD_PREFIX": etcd_prefix,
-               "LOCK_TTL": "2", **statements_environ(statement_store, tls_dir), **overrides}
+               "LOCK_TTL": "2", **statements_environ(statements_cluster, tls_dir), **overrides}
         data = [servers(f"data{i}", "data/gunicorn.conf.py", data_server_env("", **env), tmp_path) for i in (1, 2)]
         urls = ",".join(server.url for server in data)
         businesses = [business_server(servers, f"b{i}", urls, tmp_path, LOCK_WAIT="3") for i in (1, 2, 3)]
@@ -85,30 +72,31 @@ def test_kill_9_of_the_relaying_data_server_mid_workload(relaying_bank):
           f"{sum(len(entries) for entries in report.statements.values())} entries proved")
 
 
-def test_kill_9_of_the_postgresql_primary_mid_workload(relaying_bank, statement_store):
+def test_kill_9_of_the_postgresql_primary_mid_workload(relaying_bank, statements_cluster):
     system, data = relaying_bank()
     run = background_check(system, FAULT_RUN_SECONDS, 42)
     run.wait_for(150)
-    primary = statement_store.primary()
-    statement_store.kill_postgres(primary)
+    primary = statements_cluster.primary()
+    statements_cluster.kill_postgres(primary)
     killed_at = time.monotonic()
     print(f"INJECTED kill -9 of the PostgreSQL primary {primary} after {run.check.acknowledged_writes} "
           "acknowledged writes")
     # The bank's writes never wait for the statement store: they go on through the failover.
     assert_exact_and_serving_since(run.join(), killed_at)
-    roles = statement_store.wait_ready(60)
+    roles = statements_cluster.wait_ready(60)
     assert roles[primary] == "sync_standby", roles
     assert_all_relayed(data)
     print(f"FOUND Patroni failed over and {primary} rejoined as standby ({roles}); the backlog drained")
 
 
 def test_the_statement_store_down_past_the_backlog_cap_refuses_writes_until_it_is_back(relaying_bank,
-                                                                                      statement_store):
+                                                                                      statements_cluster):
     system, data = relaying_bank(DATA_HISTORY_BACKLOG_LIMIT=str(OUTAGE_BACKLOG_LIMIT))
-    run = background_check(system, FAULT_RUN_SECONDS + 10, 43)
+    # Long enough for the backlog to fill, the members to come back and the bank to be seen serving after.
+    run = background_check(system, OUTAGE_RUN_SECONDS, 43)
     run.wait_for(100)
-    for name in statement_store.members:
-        statement_store.kill_host(name)
+    for name in statements_cluster.members:
+        statements_cluster.kill_host(name)
     print(f"INJECTED kill -9 of both PostgreSQL members (Patroni too) after {run.check.acknowledged_writes} "
           "acknowledged writes")
 
@@ -117,9 +105,10 @@ def test_the_statement_store_down_past_the_backlog_cap_refuses_writes_until_it_i
 
     wait_until(refused_for_history, 30, "the bank never refused a write for its history backlog")
     assert health(data[0])["history_backlog"] <= OUTAGE_BACKLOG_LIMIT + 50
-    for name in statement_store.members:
-        statement_store.start_member(name)
+    for name in statements_cluster.members:
+        statements_cluster.start_member(name)
     back_at = time.monotonic()
+    statements_cluster.wait_ready(60)
     print(f"INJECTED a restart of both members on their data, {len(refused_for_history())} operations refused "
           "503 history_unavailable meanwhile")
     report = run.join()

@@ -31,7 +31,7 @@ def kept(statements_cluster, tls_dir, prefix, query, params=()):
     """Rows of a query on the bank's schema in the statement store, as user bank."""
     member = statements_cluster.members[statements_cluster.primary()]
     files = tls_files(tls_dir)
-    schema = StatementStore([], files, prefix, 1)._schema
+    schema = StatementStore([], files, prefix, 1).schema
     with psycopg.connect(host=member.address, port=member.pg_port, dbname="bank", user="bank",
                          sslmode="verify-full", sslrootcert=files.ca, sslcert=files.cert, sslkey=files.key) as db:
         return db.execute(query.replace("{schema}", f'"{schema}"'), params).fetchall()

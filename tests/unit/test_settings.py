@@ -26,6 +26,20 @@ def test_the_store_is_embedded_unless_etcd_is_named_and_the_old_name_memory_is_r
         load_data_settings(data_environ(DATA_STORE="memory"))
 
 
+def test_history_is_kept_for_good_unless_a_retention_is_set():
+    assert load_data_settings(data_environ()).history_retention is None
+    assert load_data_settings(data_environ(DATA_HISTORY_RETENTION="0")).history_retention is None
+    assert load_data_settings(data_environ(DATA_HISTORY_RETENTION="3600")).history_retention == 3600
+
+
+def test_a_statement_store_is_the_etcd_tiers_own_and_needs_its_client_certificate(tmp_path):
+    with pytest.raises(SettingsError, match="^STATEMENTS_PATRONI: only the etcd tier"):
+        load_data_settings(data_environ(STATEMENTS_PATRONI="https://127.0.0.1:8008"))
+    with pytest.raises(SettingsError, match="^STATEMENTS_TLS_CA:"):
+        load_data_settings(data_environ(DATA_STORE="etcd", STATEMENTS_PATRONI="https://127.0.0.1:8008"))
+    assert load_data_settings(data_environ(DATA_STORE="etcd")).statements_patroni == ()
+
+
 def test_settings_are_frozen():
     settings = load_data_settings(data_environ())
     with pytest.raises(AttributeError):
@@ -38,7 +52,9 @@ def test_settings_are_frozen():
     ("LOCK_TTL", "abc"), ("LOCK_TTL", "0"), ("LOCK_TTL", "-1"), ("LOCK_TTL", "nan"),
     ("DATA_FSYNC", "sometimes"), ("DATA_OPERATION_LIMIT", "0"), ("DATA_OPERATION_LIMIT", "1.5"),
     ("OPERATOR_TOKENS", ""), ("OPERATOR_TOKENS", "ops:short"), ("DATA_COMPACT_MIN_BYTES", "0"),
-    ("DATA_RETRY_RECORD_RETENTION", "x"), ("LOG_SUMMARY_SECONDS", "0"),
+    ("DATA_RETRY_RECORD_RETENTION", "x"), ("LOG_SUMMARY_SECONDS", "0"), ("DATA_HISTORY_RETENTION", "-5"),
+    ("DATA_HISTORY_RETENTION", "a day"), ("DATA_HISTORY_BACKLOG_LIMIT", "0"), ("STATEMENTS_PATRONI", "ftp://x"),
+    ("STATEMENTS_PATRONI", "http://127.0.0.1:8008"),
 ])
 def test_a_bad_data_setting_names_its_variable(name, value):
     with pytest.raises(SettingsError, match=f"^{name}:"):
