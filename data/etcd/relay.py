@@ -39,7 +39,6 @@ KEEP_DEADLINE_SECONDS = RELAY_LEASE_SECONDS     # a batch not acknowledged by th
 class RelayStatus(NamedTuple):
     relay: str | None           # the data server relaying now, as r/relay names it
     lag_seconds: float | None   # the age of the oldest entry of the last batch moved, when it was moved
-    moved: int                  # entries this process moved
     alarm: str | None           # why relaying stopped (an entry kept with other contents), if it did
 
 
@@ -54,7 +53,6 @@ class StatementRelay:
         self._cursor = None             # the last key moved: the next batch starts after it
         self._connection = None
         self._stuck = None              # a batch's thread still waiting for PostgreSQL's answer
-        self._moved = 0
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="statement-relay", daemon=True)
 
@@ -81,7 +79,7 @@ class StatementRelay:
                                          get(self._keys.relay_alarm())], resend=True)
         relay, progress, alarm = (kvs(response) for response in answer["responses"])
         lag = json.loads(decode(progress[0]["value"]))["lag_ms"] / 1000 if progress else None
-        return RelayStatus(decode(relay[0]["value"]) if relay else None, lag, self._moved,
+        return RelayStatus(decode(relay[0]["value"]) if relay else None, lag,
                            decode(alarm[0]["value"]) if alarm else None)
 
     # ---- the loop ----------------------------------------------------------------------------------------
@@ -114,6 +112,9 @@ class StatementRelay:
         return 0.0 if self._move_batch() else IDLE_SECONDS
 
     def _campaign(self):
+        taken = self._etcd.txn(success=[get(self._relay_key()), get(self._keys.relay_alarm())], resend=True)
+        if any(kvs(response) for response in taken["responses"]):
+            return False                # a lease is granted only for a campaign that may win
         lease = self._etcd.grant(RELAY_LEASE_SECONDS)
         answer = self._etcd.txn([compare(self._relay_key(), "CREATE", "EQUAL", 0),
                                  compare(self._keys.relay_alarm(), "CREATE", "EQUAL", 0)],
@@ -170,7 +171,6 @@ class StatementRelay:
                                  [*self._delete_runs(keys), put(self._progress_key(), progress)])
         if not deleted.get("succeeded"):
             raise StaleRelay(f"r/relay is no longer token {self._token}'s; the batch stays in etcd")
-        self._moved += len(entries)
         self._cursor = keys[-1] if len(keys) == BATCH_ENTRIES else None
         return True
 

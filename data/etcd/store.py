@@ -8,8 +8,8 @@ one bank. Keys under ETCD_PREFIX:
                      for an account from before owners)
   c/{owner}/{account} empty: one of owner's accounts, written with the account's first owner
   h/{account}/{seq}  a history entry (data/history.py; seq in 12 digits), until the relay has moved it to the
-                     statement store (relay.py); without one, for good or (a retention set) under a lease a
-                     little longer than it. At most DATA_HISTORY_BACKLOG_LIMIT of them (backlog.py)
+                     statement store (history_keeping.py, relay.py); without one, for good or (a retention set)
+                     under a lease a little longer than it. At most DATA_HISTORY_BACKLOG_LIMIT of them
   r/relay, r/progress the relaying data server and its last batch (relay.py)
   l/{account}        the holder's business id, under an etcd lease; its create revision is the token
   g/{account}        the call (the caller's id for its lock request) the lock was granted to, under the same
@@ -29,13 +29,10 @@ read (else it reads it and tries once more). Waiting for accounts: lines.py.
 """
 import json
 import math
-import os
-import socket
 import time
 
 from data import history
 from data.etcd.account_values import account_state, amount_value, cents_and_owner, owners_after
-from data.etcd.backlog import HistoryBacklog
 from data.etcd.claims import Claim, give_back_late, held_by
 from data.etcd.gateway import (
     EtcdGateway,
@@ -52,14 +49,13 @@ from data.etcd.gateway import (
     put,
 )
 from data.etcd.groups import GroupedTxns
+from data.etcd.history_keeping import HistoryKeeping
 from data.etcd.keys import EtcdKeys
 from data.etcd.known_balances import KnownBalance, KnownBalances
 from data.etcd.lines import EtcdLines, TakingUnanswered
 from data.etcd.local_lines import LocalLines
 from data.etcd.lock_leases import SharedLockLeases
 from data.etcd.records import CommittedBefore, EtcdRecords
-from data.etcd.relay import StatementRelay
-from data.statements.postgres import StatementStore, StatementsUnavailable
 from data.store import (
     AccountsPage,
     AccountView,
@@ -76,7 +72,6 @@ from data.store import (
     LocksGrant,
     NotLockHolder,
     RecordsFull,
-    Stats,
     StoreUnavailable,
     UnknownAccount,
 )
@@ -100,16 +95,7 @@ class EtcdStore:
         self._known = KnownBalances()
         self._groups = GroupedTxns(self._etcd, self._keys.quota())
         self._lines = EtcdLines(self._etcd, self._groups, self._keys, self._local, settings.lock_waiters, self._ttl)
-        self._backlog = HistoryBacklog(self._etcd, self._keys, settings.history_backlog_limit)
-        self._statements = self._relay = None
-        if settings.statements_patroni:
-            self._statements = StatementStore(settings.statements_patroni, settings.statements_tls,
-                                              settings.etcd_prefix, settings.etcd_timeout * 2)
-            self._relay = StatementRelay(self._etcd, self._keys, self._statements,
-                                         f"{socket.gethostname()}:{os.getpid()}", wall_clock)
-            self._relay.start()
-        # Entries leave etcd with the relay; without one they stay for good, or expire after a retention.
-        self._entries_expire = self._statements is None and settings.history_retention is not None
+        self._history = HistoryKeeping(self._etcd, self._keys, self._records, settings, wall_clock)
 
     # ---- the contract (data/store.py) --------------------------------------------------------------------
 
@@ -208,7 +194,7 @@ class EtcdStore:
         try:
             self._records.require_room(operations)
             # Every written account gets an entry: the commit's own, or an adjustment.
-            self._backlog.require_room(max(len(writes), sum(len(listed) for listed in entries.values())))
+            self._history.require_room(max(len(writes), sum(len(listed) for listed in entries.values())))
         except (RecordsFull, HistoryUnavailable):
             # A retry of what is recorded is answered from its record, full or not.
             self._records.raise_if_recorded(operations)
@@ -252,7 +238,7 @@ class EtcdStore:
         success += [put(self._keys.owned_account(write.owner, account), "") for account, write in writes.items()
                     if write.owner is not None and cents_and_owner(prior[account])[1] is None]
         success += [self._records.put(op) for op in operations]
-        success += [self._put_entry(entry) for entry in recorded]
+        success += [self._history.put(entry) for entry in recorded]
         success += [delete(self._keys.lock(account)) for account in held]
         success += [self._release_op(business, account, token) for account, token in release.items()]
         # Refused, the transaction says what is recorded of its operations: a retry is told its first results.
@@ -303,14 +289,7 @@ class EtcdStore:
             raise UnknownAccount(account)
         entries = [{"account": account, "seq": self._keys.seq_of_entry(decode(kv["key"])),
                     **json.loads(decode(kv["value"]))} for kv in kvs(answer["responses"][1])]
-        # etcd holds each account's newest entries, the statement store the older ones; read in that order, every
-        # entry etcd no longer held was kept there before it was deleted here: no gap, and none twice.
-        bound = entries[-1]["seq"] if entries else before
-        if len(entries) < limit and self._statements is not None and (bound is None or bound > 1):
-            try:
-                entries += self._statements.page(account, bound, limit - len(entries))
-            except StatementsUnavailable as error:
-                raise HistoryUnavailable(str(error)) from None
+        entries = self._history.older(account, entries, before, limit)
         oldest = entries[-1]["seq"] if entries else 1
         return HistoryPage(entries, oldest if len(entries) == limit and oldest > 1 else None,
                            cents_and_owner(value)[1])
@@ -337,19 +316,12 @@ class EtcdStore:
                         count(locks), leases[:most_leases])
 
     def stats(self):
-        backlog = self._backlog.count()
-        if self._relay is None:
-            return Stats(history_backlog=backlog)
-        relay = self._relay.status()
-        return Stats(history_backlog=backlog, relaying=True, relay=relay.relay, relay_alarm=relay.alarm,
-                     relay_lag_seconds=relay.lag_seconds if backlog else 0.0)
+        return self._history.stats()
 
     def close(self):
         """Nothing to flush: every change was one transaction the cluster acknowledged. The grouping thread and
         the relay end (handing over to another data server's)."""
-        if self._relay is not None:
-            self._relay.close()
-            self._statements.close()
+        self._history.close()
         self._groups.close()
 
     # ---- leases and holders ------------------------------------------------------------------------------
@@ -413,11 +385,6 @@ class EtcdStore:
         for account, response in zip(unread, answer["responses"]):
             prior[account] = self._value(response)
         return prior
-
-    def _put_entry(self, entry):
-        value = {key: entry[key] for key in ("kind", "cents", "balance", "counterparty", "operation", "key", "at")}
-        lease = self._records.span_lease("history", entry["at"] // 1000) if self._entries_expire else None
-        return put(self._keys.entry(entry["account"], entry["seq"]), json.dumps(value, separators=(",", ":")), lease)
 
     @staticmethod
     def _value(response):

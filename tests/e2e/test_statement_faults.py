@@ -13,12 +13,12 @@ from tests.e2e.workload import BackgroundCheck, assert_served_to_the_end
 from tests.helpers import statements_environ, wait_until
 
 # The backlog etcd may hold in the outage test: reached within seconds of the workload's writes.
-OUTAGE_BACKLOG_LIMIT = 300
+OUTAGE_BACKLOG_LIMIT = 150
 # Longest the bank may take to serve again once the statement store is back: its members restart on their data
 # (about 5 s measured), a primary is elected, and the relay drains the backlog below the cap.
 STORE_RETURN_STALL = 25
 DRAIN_SECONDS = 30
-OUTAGE_RUN_SECONDS = 45
+OUTAGE_RUN_SECONDS = 40
 
 
 @pytest.fixture

@@ -10,7 +10,19 @@ from data.etcd.keys import EtcdKeys
 from data.etcd.relay import StatementRelay
 from data.statements.postgres import StaleRelay, StatementStore
 from shared.settings import TlsFiles, load_data_settings
-from tests.helpers import B1, B2, amount_of, assert_error, lock, statements_environ, store_environ, wait_until
+from tests.helpers import (
+    B1,
+    B2,
+    OPERATOR_TOKEN,
+    amount_of,
+    assert_error,
+    bearer,
+    lock,
+    metric_samples,
+    statements_environ,
+    store_environ,
+    wait_until,
+)
 from tests.integration.test_data_history import commit, entry, history
 
 
@@ -39,6 +51,12 @@ def kept(statements_cluster, tls_dir, prefix, query, params=()):
 
 def health(client):
     return client.get("/health").json
+
+
+def gauges(client):
+    """The data server's unlabelled metrics, as an operator scrapes them: {name: value}."""
+    samples = metric_samples(client.get("/metrics", headers=bearer(OPERATOR_TOKEN)).get_data(as_text=True))
+    return {name: value for (name, labels), value in samples.items() if not labels}
 
 
 def statement_seqs(client, account, limit):
@@ -89,6 +107,8 @@ def test_two_relaying_data_servers_move_every_entry_once_and_statements_never_sk
     # One relay at a time, the same one as both data servers see it.
     assert health(writer)["relay"] == health(reader)["relay"] is not None
     assert health(writer)["relay_lag_ms"] == 0 and health(writer)["relay_alarm"] is None
+    assert (gauges(writer)["bank_data_history_backlog_entries"], gauges(writer)["bank_data_relay_lag_seconds"],
+            gauges(writer)["bank_data_relay_alarm"]) == (0, 0, 0)
 
 
 def test_a_relay_paused_past_its_lease_moves_and_deletes_nothing_when_it_wakes(
@@ -129,6 +149,7 @@ def test_an_entry_kept_with_other_contents_stops_the_relay_and_is_never_overwrit
     wait_until(lambda: health(client)["relay_alarm"] is not None, 20, "the relay never raised its alarm")
     assert "other contents" in health(client)["relay_alarm"]
     assert health(client)["history_backlog"] == 1
+    assert (gauges(client)["bank_data_relay_alarm"], gauges(client)["bank_data_history_backlog_entries"]) == (1, 1)
     assert kept(statements_cluster, tls_dir, etcd_prefix,
                 "SELECT operation, cents FROM {schema}.entries WHERE seq = 2") == [("forged", 999)]
     # Every data server shows the alarm, and none relays past it.
