@@ -10,7 +10,7 @@ one bank. Keys under ETCD_PREFIX:
   h/{account}/{seq}  a history entry (data/history.py; seq in 12 digits), until the relay has moved it to the
                      statement store (history_keeping.py, relay.py); without one, for good or (a retention set)
                      under a lease a little longer than it. At most DATA_HISTORY_BACKLOG_LIMIT of them
-  r/relay, r/progress the relaying data server and its last batch (relay.py)
+  r/relay, r/progress, r/alarm  the relaying data server, its last batch, why it stopped (relay.py)
   l/{account}        the holder's business id, under an etcd lease; its create revision is the token
   g/{account}        the call (the caller's id for its lock request) the lock was granted to, under the same
                      lease: a later attempt of that request takes the lock over (claims.py)

@@ -42,14 +42,14 @@ class StatementStore:
         self.schema = "bank_" + re.sub(r"[^a-z0-9_]", "_", bank_prefix.lower())     # the bank's own
         self._readers = queue.LifoQueue(READ_CONNECTIONS)
         self._reader_slots = threading.BoundedSemaphore(READ_CONNECTIONS)
-        self.schema_made = False
+        self._schema_made = False
 
     # ---- the relay's side --------------------------------------------------------------------------------
 
     def connect(self):
         """A new connection to the primary, with the schema made; StatementsUnavailable if there is none now."""
         connection = self._connect()
-        if not self.schema_made:
+        if not self._schema_made:
             try:
                 with connection.transaction():
                     connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
@@ -66,7 +66,7 @@ class StatementStore:
             except psycopg.Error as error:
                 connection.close()
                 raise StatementsUnavailable(f"the statement store could not be prepared: {error}") from None
-            self.schema_made = True
+            self._schema_made = True
         return connection
 
     def keep(self, connection, entries, token):
