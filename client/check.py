@@ -22,7 +22,8 @@ from shared.money import format_cents, parse_signed_cents
 
 OPENING_CENTS = 100_00
 # 503 codes for which the servers promise that nothing was applied.
-NOTHING_APPLIED = {"account_busy", "queue_full", "idempotency_store_full", "store_full", "batcher_unavailable"}
+NOTHING_APPLIED = {"account_busy", "queue_full", "idempotency_store_full", "store_full", "history_unavailable",
+                   "batcher_unavailable"}
 KIND_WEIGHTS = {"deposit": 25, "withdrawal": 25, "transfer": 35, "balance": 15, "theft": 10}
 # What the adversary tries on an account of another client: every debit and every read.
 THEFTS = ("withdrawal", "transfer", "balance", "history", "account")

@@ -3,8 +3,9 @@ without a statement store, all of them. Past it a commit is refused (HistoryUnav
 stays bounded however long the statement store is away.
 
 As for the operation records (records.py): the entries are counted at most RECOUNT_AFTER_SECONDS ago, plus what
-this process has written since, and counted again before any refusal; with several data servers the cap may be
-passed by what the others wrote in that time.
+this process has written since; with several data servers the cap may be passed by what the others wrote in that
+time. At the cap, commits are refused on that count too: counting up to the whole cap again for each refusal would
+load etcd the most just when it is behind.
 """
 import math
 import threading
@@ -24,15 +25,16 @@ class HistoryBacklog:
     def require_room(self, entries):
         """Room for entries more, counted as held from now on; HistoryUnavailable if there is none."""
         with self._mutex:
-            if time.monotonic() - self._counted_at < RECOUNT_AFTER_SECONDS and self._held + entries <= self.limit:
-                self._held += entries
-                return
-        counted_at, held = time.monotonic(), self.count()
-        with self._mutex:
-            self._held, self._counted_at = held + entries, counted_at
+            held = self._held if time.monotonic() - self._counted_at < RECOUNT_AFTER_SECONDS else None
+        if held is None:
+            counted_at, held = time.monotonic(), self.count()
+            with self._mutex:
+                self._held, self._counted_at = held, counted_at
         if held + entries > self.limit:
             raise HistoryUnavailable(f"etcd holds {held} history entries not yet in the statement store, its cap "
                                      f"(DATA_HISTORY_BACKLOG_LIMIT {self.limit}); nothing was applied, try again")
+        with self._mutex:
+            self._held += entries
 
     def count(self):
         """The entries etcd holds now."""

@@ -23,7 +23,7 @@ import time
 from typing import NamedTuple
 
 from data.etcd.gateway import compare, decode, delete, delete_from_to, get, get_after, kvs, put
-from data.statements.postgres import StaleRelay, StatementConflict, StatementsUnavailable
+from data.statements.postgres import StaleRelay, StatementRefused, StatementsUnavailable
 from data.store import StoreError
 
 log = logging.getLogger("bank.data")
@@ -33,7 +33,8 @@ RENEW_EVERY_SECONDS = 1.5       # the relay moves its key to a new lease this of
 BATCH_ENTRIES = 500             # moved in one PostgreSQL transaction and one etcd deletion at most
 IDLE_SECONDS = 0.2              # between looks while etcd holds no entries
 RETRY_SECONDS = 1.0             # after a failure, before trying again
-KEEP_DEADLINE_SECONDS = RELAY_LEASE_SECONDS     # a batch not acknowledged by then is given up as unknown
+KEEP_DEADLINE_SECONDS = 3.0     # a batch not acknowledged by then is cancelled, its outcome unknown: well inside
+CANCEL_WAIT_SECONDS = 1.0       # the lease, so that the relay still holds it for the deletion after a slow commit
 
 
 class RelayStatus(NamedTuple):
@@ -48,7 +49,7 @@ class StatementRelay:
     def __init__(self, gateway, keys, statements, server_id, wall_clock=time.time):
         self._etcd, self._keys, self._statements = gateway, keys, statements
         self._server_id, self._wall_clock = server_id, wall_clock
-        self._token = self._lease = None
+        self._token = None
         self._renewed_at = 0.0
         self._cursor = None             # the last key moved: the next batch starts after it
         self._connection = None
@@ -66,8 +67,8 @@ class StatementRelay:
         if self._token is not None:
             try:
                 # Handed over at once: the next relay need not wait for the lease to run out.
-                self._etcd.txn([compare(self._relay_key(), "CREATE", "EQUAL", self._token)],
-                               [delete(self._relay_key())])
+                self._etcd.txn([compare(self._keys.relay(), "CREATE", "EQUAL", self._token)],
+                               [delete(self._keys.relay())])
             except StoreError:
                 pass
         if self._connection is not None:
@@ -75,7 +76,7 @@ class StatementRelay:
 
     def status(self):
         """The relay as etcd names it, and the last batch's lag as the relay recorded it."""
-        answer = self._etcd.txn(success=[get(self._relay_key()), get(self._progress_key()),
+        answer = self._etcd.txn(success=[get(self._keys.relay()), get(self._keys.relay_progress()),
                                          get(self._keys.relay_alarm())], resend=True)
         relay, progress, alarm = (kvs(response) for response in answer["responses"])
         lag = json.loads(decode(progress[0]["value"]))["lag_ms"] / 1000 if progress else None
@@ -96,9 +97,13 @@ class StatementRelay:
                 log.warning("relay: replaced (%s)", error)
                 self._token = None
                 pause = RETRY_SECONDS
-            except StatementConflict as error:
+            except StatementRefused as error:
                 log.error("relay: stopped: %s", error)
                 pause = self._raise_alarm(str(error))
+            except Exception:       # a bug: said loudly, and the relay goes on rather than ending unseen
+                log.exception("relay: unexpected failure; trying again")
+                self._drop_connection()
+                pause = RETRY_SECONDS
             self._stopping.wait(pause)
 
     def _step(self):
@@ -112,16 +117,16 @@ class StatementRelay:
         return 0.0 if self._move_batch() else IDLE_SECONDS
 
     def _campaign(self):
-        taken = self._etcd.txn(success=[get(self._relay_key()), get(self._keys.relay_alarm())], resend=True)
+        taken = self._etcd.txn(success=[get(self._keys.relay()), get(self._keys.relay_alarm())], resend=True)
         if any(kvs(response) for response in taken["responses"]):
             return False                # a lease is granted only for a campaign that may win
         lease = self._etcd.grant(RELAY_LEASE_SECONDS)
-        answer = self._etcd.txn([compare(self._relay_key(), "CREATE", "EQUAL", 0),
+        answer = self._etcd.txn([compare(self._keys.relay(), "CREATE", "EQUAL", 0),
                                  compare(self._keys.relay_alarm(), "CREATE", "EQUAL", 0)],
-                                [put(self._relay_key(), self._server_id, lease)])
+                                [put(self._keys.relay(), self._server_id, lease)])
         if not answer.get("succeeded"):
             return False
-        self._token, self._lease, self._renewed_at = int(answer["header"]["revision"]), lease, time.monotonic()
+        self._token, self._renewed_at = int(answer["header"]["revision"]), time.monotonic()
         self._cursor = None
         log.info("relay: this data server relays history to the statement store (token %s)", self._token)
         return True
@@ -129,20 +134,20 @@ class StatementRelay:
     def _renew(self):
         """Move r/relay to a new lease, if it is still this relay's; False (and no longer the relay) if not."""
         asked_at, lease = time.monotonic(), self._etcd.grant(RELAY_LEASE_SECONDS)
-        answer = self._etcd.txn([compare(self._relay_key(), "CREATE", "EQUAL", self._token)],
-                                [put(self._relay_key(), self._server_id, lease)])
+        answer = self._etcd.txn([compare(self._keys.relay(), "CREATE", "EQUAL", self._token)],
+                                [put(self._keys.relay(), self._server_id, lease)])
         if not answer.get("succeeded"):
             log.warning("relay: no longer the relay (token %s)", self._token)
             self._token = None
             return False
-        self._lease, self._renewed_at = lease, asked_at
+        self._renewed_at = asked_at
         return True
 
     def _raise_alarm(self, why):
         """Record why relaying stopped, for every data server to show and none to relay past; give up r/relay."""
         try:
             self._etcd.txn(success=[put(self._keys.relay_alarm(), why)], resend=True)
-            self._etcd.txn([compare(self._relay_key(), "CREATE", "EQUAL", self._token)], [delete(self._relay_key())])
+            self._etcd.txn([compare(self._keys.relay(), "CREATE", "EQUAL", self._token)], [delete(self._keys.relay())])
         except StoreError as error:
             log.warning("relay: the alarm could not be recorded yet (%s)", error)
             return RETRY_SECONDS
@@ -163,37 +168,46 @@ class StatementRelay:
         entries = [{"account": self._keys.account_of_entry(key), "seq": self._keys.seq_of_entry(key),
                     **json.loads(decode(kv["value"]))} for key, kv in zip(keys, found)]
         self._keep(entries)
-        oldest_ms = min(entry["at"] for entry in entries)
-        now_ms = int(self._wall_clock() * 1000)
-        progress = json.dumps({"lag_ms": max(0, now_ms - oldest_ms), "at_ms": now_ms, "moved": len(entries)})
+        if time.monotonic() - self._renewed_at >= RENEW_EVERY_SECONDS and not self._renew():
+            raise StaleRelay(f"r/relay is no longer token {self._token}'s; the batch stays in etcd")
         # Only while r/relay is still this relay's: a relay replaced meanwhile deletes nothing.
-        deleted = self._etcd.txn([compare(self._relay_key(), "CREATE", "EQUAL", self._token)],
-                                 [*self._delete_runs(keys), put(self._progress_key(), progress)])
+        deleted = self._etcd.txn([compare(self._keys.relay(), "CREATE", "EQUAL", self._token)],
+                                 self._delete_runs(keys))
         if not deleted.get("succeeded"):
             raise StaleRelay(f"r/relay is no longer token {self._token}'s; the batch stays in etcd")
         self._cursor = keys[-1] if len(keys) == BATCH_ENTRIES else None
+        now_ms = int(self._wall_clock() * 1000)
+        lag_ms = max(0, now_ms - min(entry["at"] for entry in entries))
+        # Apart from the deletion, which must go through even when etcd takes no more writes (at its quota).
+        self._etcd.txn(success=[put(self._keys.relay_progress(), json.dumps(
+            {"lag_ms": lag_ms, "at_ms": now_ms, "moved": len(entries)}))])
         return True
 
     def _keep(self, entries):
         """The statement store's durable acknowledgement of entries, waited for at most KEEP_DEADLINE_SECONDS."""
+        if self._connection is not None and not self._statements.on_primary(self._connection):
+            self._drop_connection()         # Patroni names another primary now
         if self._connection is None:
             self._connection = self._statements.connect()
-        outcome = []
+        connection, outcome = self._connection, []
 
         def keep():
             try:
-                self._statements.keep(self._connection, entries, self._token)
+                self._statements.keep(connection, entries, self._token)
                 outcome.append(None)
-            except (StatementsUnavailable, StatementConflict, StaleRelay) as error:
+            except Exception as error:      # whatever it is, the relay thread hears of it and goes on
                 outcome.append(error)
 
         worker = threading.Thread(target=keep, name="statement-keep", daemon=True)
         worker.start()
         worker.join(KEEP_DEADLINE_SECONDS)
         if worker.is_alive():
-            # Never cancelled (a cancelled commit may be acknowledged yet lost): left to finish, its outcome
-            # unknown, its connection no longer this relay's; the batch stays in etcd to be sent again.
-            self._stuck, self._connection = worker, None
+            # Cancelled, a commit waiting for the standby says so, and keep() counts it as not kept: the batch
+            # stays in etcd, to be sent again.
+            self._statements.cancel(connection)
+            worker.join(CANCEL_WAIT_SECONDS)
+        if worker.is_alive():
+            self._stuck, self._connection = worker, None    # left to end on its own; never used again
             raise StatementsUnavailable(f"the statement store did not acknowledge {len(entries)} entries within "
                                         f"{KEEP_DEADLINE_SECONDS} s")
         if outcome[0] is not None:
@@ -212,8 +226,3 @@ class StatementRelay:
             runs.setdefault(self._keys.account_of_entry(key), [key, key])[1] = key
         return [delete_from_to(first, last) for first, last in runs.values()]
 
-    def _relay_key(self):
-        return self._keys.relay()
-
-    def _progress_key(self):
-        return self._keys.relay_progress()

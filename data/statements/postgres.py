@@ -7,9 +7,11 @@ relay token that wrote. An insert is acknowledged only once the synchronous stan
 times out, or that PostgreSQL says was cancelled while waiting for the standby, is StatementsUnavailable: its
 outcome unknown, its entries still in etcd, to be sent again.
 """
+import hashlib
 import queue
 import re
 import threading
+import time
 
 import psycopg
 import requests
@@ -19,6 +21,7 @@ COLUMNS = ("account", "seq", "kind", "cents", "balance", "counterparty", "operat
 CONNECT_TIMEOUT_SECONDS = 2
 STATEMENT_TIMEOUT_MS = 5_000    # a read or insert, bounded by PostgreSQL itself (not the wait for the standby)
 READ_CONNECTIONS = 4            # statement reads at once; a read waits at most the timeout for one of them
+PRIMARY_KNOWN_SECONDS = 1.0     # Patroni's word on the primary stands for this long
 _SYNC_CANCELLED = "synchronous replication"     # PostgreSQL's warning when a commit stopped waiting for it
 
 
@@ -26,8 +29,9 @@ class StatementsUnavailable(Exception):
     """The statement store did not answer, or not durably: nothing read, and what was sent may or may not be kept."""
 
 
-class StatementConflict(Exception):
-    """An entry is kept already with other contents: it is never overwritten, and the relay stops (an alarm)."""
+class StatementRefused(Exception):
+    """An entry is kept already with other contents, or PostgreSQL refuses it for good: it is never overwritten,
+    and the relay stops (an alarm)."""
 
 
 class StaleRelay(Exception):
@@ -39,10 +43,13 @@ class StatementStore:
 
     def __init__(self, patroni_urls, tls, bank_prefix, timeout):
         self._patroni_urls, self._tls, self._timeout = list(patroni_urls), tls, timeout
-        self.schema = "bank_" + re.sub(r"[^a-z0-9_]", "_", bank_prefix.lower())     # the bank's own
+        # The bank's own: readable, and told apart by a hash of the whole prefix (no two banks share it).
+        self.schema = (f"bank_{re.sub(r'[^a-z0-9_]', '_', bank_prefix.lower())[:32]}_"
+                       f"{hashlib.sha256(bank_prefix.encode()).hexdigest()[:12]}")
         self._readers = queue.LifoQueue(READ_CONNECTIONS)
         self._reader_slots = threading.BoundedSemaphore(READ_CONNECTIONS)
         self._schema_made = False
+        self._primary = (None, 0.0)         # ((host, port), time.monotonic() when Patroni named it)
 
     # ---- the relay's side --------------------------------------------------------------------------------
 
@@ -55,7 +62,7 @@ class StatementStore:
                     connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
                     connection.execute(f'CREATE TABLE IF NOT EXISTS "{self.schema}".entries ('
                                        "account text NOT NULL, seq bigint NOT NULL, kind text NOT NULL, "
-                                       "cents bigint NOT NULL, balance bigint NOT NULL, counterparty text, "
+                                       "cents numeric(21) NOT NULL, balance numeric(21) NOT NULL, counterparty text, "
                                        "operation text, key text, at bigint NOT NULL, PRIMARY KEY (account, seq))")
                     connection.execute(f'CREATE TABLE IF NOT EXISTS "{self.schema}".relay_fence ('
                                        "one int PRIMARY KEY CHECK (one = 1), token bigint NOT NULL)")
@@ -71,7 +78,7 @@ class StatementStore:
 
     def keep(self, connection, entries, token):
         """Insert entries, each (account, seq) once, in one transaction acknowledged by the synchronous standby,
-        fenced by the relay's token. StatementConflict if one is kept with other contents (nothing is written),
+        fenced by the relay's token. StatementRefused if one is kept with other contents (nothing is written),
         StaleRelay if a newer relay wrote, StatementsUnavailable if the outcome is unknown."""
         notices = []
 
@@ -95,12 +102,14 @@ class StatementStore:
                     f"SELECT {', '.join(COLUMNS)} FROM {table} WHERE (account, seq) IN "
                     f"(SELECT * FROM unnest(%s::text[], %s::bigint[]))",
                     ([key[0] for key in keys], [key[1] for key in keys])).fetchall()
-                differing = sorted(set(kept) - set(rows))
+                differing = sorted(set(_as_ints(kept)) - set(rows))
                 if differing:
-                    raise StatementConflict(f"the statement store keeps {len(differing)} entries with other contents,"
+                    raise StatementRefused(f"the statement store keeps {len(differing)} entries with other contents,"
                                             f" first {differing[0][0]} seq {differing[0][1]}; none was overwritten")
-        except (StaleRelay, StatementConflict):
+        except (StaleRelay, StatementRefused):
             raise
+        except psycopg.errors.DataError as error:
+            raise StatementRefused(f"the statement store refuses the entries for good: {error}") from None
         except psycopg.Error as error:
             raise StatementsUnavailable(f"the statement store did not acknowledge the entries: {error}") from None
         finally:
@@ -120,6 +129,11 @@ class StatementStore:
             try:
                 connection = self._readers.get_nowait()
             except queue.Empty:
+                connection = None
+            if connection is not None and not self.on_primary(connection):
+                connection.close()
+                connection = None
+            if connection is None:
                 connection = self._connect()
             try:
                 rows = connection.execute(
@@ -133,7 +147,7 @@ class StatementStore:
                 connection.close()
                 connection = None
                 raise StatementsUnavailable(f"the statement store could not be read: {error}") from None
-            return [dict(zip(COLUMNS, row)) for row in rows]
+            return [dict(zip(COLUMNS, row)) for row in _as_ints(rows)]
         finally:
             if connection is not None:
                 self._readers.put_nowait(connection)
@@ -149,16 +163,35 @@ class StatementStore:
     # ---- finding the primary -----------------------------------------------------------------------------
 
     def primary(self):
-        """(host, port) of the member Patroni names leader, as the first member that answers sees it."""
+        """(host, port) of the member Patroni names leader, as the first member that answers sees it (asked at
+        most once in PRIMARY_KNOWN_SECONDS)."""
+        known, asked_at = self._primary
+        if known is not None and time.monotonic() - asked_at < PRIMARY_KNOWN_SECONDS:
+            return known
         for url in self._patroni_urls:
             try:
                 view = requests.get(f"{url}/cluster", timeout=self._timeout, verify=self._tls.ca or True).json()
-            except (requests.RequestException, ValueError):
+                leader = next(((m["host"], int(m["port"])) for m in view["members"]
+                               if m.get("role") == "leader" and m.get("state") == "running"), None)
+            except (requests.RequestException, ValueError, KeyError, TypeError, AttributeError):
                 continue
-            for member in view.get("members", []):
-                if member.get("role") == "leader" and member.get("state") == "running":
-                    return member["host"], int(member["port"])
+            if leader is not None:
+                self._primary = (leader, time.monotonic())
+                return leader
         raise StatementsUnavailable("no statement store member names a running primary")
+
+    def on_primary(self, connection):
+        """Whether connection is to the member Patroni names leader now: one to a former primary (its Patroni
+        gone, its PostgreSQL not) would read a statement without what was kept since, and wait on its commits."""
+        return (connection.info.host, connection.info.port) == self.primary()
+
+    def cancel(self, connection):
+        """Stop a statement waiting on connection (a commit waiting for the standby): its outcome stays unknown,
+        and PostgreSQL's warning that it stopped waiting makes keep() say so."""
+        try:
+            connection.cancel_safe(timeout=self._timeout)
+        except (psycopg.Error, OSError):
+            pass
 
     def _connect(self):
         host, port = self.primary()
@@ -172,3 +205,11 @@ class StatementStore:
                 options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS}")
         except psycopg.Error as error:
             raise StatementsUnavailable(f"the statement store's primary {host}:{port} refused: {error}") from None
+
+
+_MONEY = (COLUMNS.index("cents"), COLUMNS.index("balance"))   # numeric in PostgreSQL: 20 digits, as the data tier's
+
+
+def _as_ints(rows):
+    """Rows as read, their money columns as ints: money is integer cents."""
+    return [tuple(int(value) if index in _MONEY else value for index, value in enumerate(row)) for row in rows]

@@ -5,7 +5,7 @@ import threading
 import psycopg
 import pytest
 
-from data.etcd.gateway import EtcdGateway
+from data.etcd.gateway import EtcdGateway, get, kvs
 from data.etcd.keys import EtcdKeys
 from data.etcd.relay import StatementRelay
 from data.statements.postgres import StaleRelay, StatementStore
@@ -112,7 +112,7 @@ def test_two_relaying_data_servers_move_every_entry_once_and_statements_never_sk
 
 
 def test_a_relay_paused_past_its_lease_moves_and_deletes_nothing_when_it_wakes(
-        make_data_app, request, etcd_cluster, statements_cluster, tls_dir, etcd_prefix):
+        make_data_app, request, etcd_cluster, statements_cluster, tls_dir, etcd_prefix, monkeypatch):
     # A data server without a statement store writes the entries: they wait in etcd for a relay.
     client = make_data_app(load_data_settings(store_environ("etcd", request))).test_client()
     deposits(client, "a", 1, 3)
@@ -122,12 +122,17 @@ def test_a_relay_paused_past_its_lease_moves_and_deletes_nothing_when_it_wakes(
     try:
         assert paused._step() == 0.0            # it campaigned, won and moved the three
         deposits(client, "a", 4, 5)
-        gateway.revoke(paused._lease)           # paused past its lease: its r/relay is gone
+        relay_key = gateway.txn(success=[get(keys.relay())])["responses"][0]
+        gateway.revoke(kvs(relay_key)[0]["lease"])     # paused past its lease: its r/relay is gone
         assert successor._step() == 0.0         # the successor relays now, with a higher token
         deposits(client, "a", 6, 7)
         with pytest.raises(StaleRelay):
-            paused._move_batch()                # wakes and tries the next batch: refused
-        assert health(client)["history_backlog"] == 2       # and etcd still holds it
+            paused._move_batch()                # wakes and tries the next batch: PostgreSQL refuses it
+        with monkeypatch.context() as without_the_postgresql_fence:
+            without_the_postgresql_fence.setattr(statements, "keep", lambda *args: None)
+            with pytest.raises(StaleRelay):
+                paused._move_batch()            # and were it taken there, etcd would delete none of it
+        assert health(client)["history_backlog"] == 2       # etcd still holds the batch
         assert successor._step() == 0.0
         assert health(client)["history_backlog"] == 0
     finally:
@@ -136,6 +141,17 @@ def test_a_relay_paused_past_its_lease_moves_and_deletes_nothing_when_it_wakes(
         statements.close()
     rows = kept(statements_cluster, tls_dir, etcd_prefix, "SELECT account, seq FROM {schema}.entries")
     assert sorted(rows) == [("a", n) for n in range(1, 8)]
+
+
+def test_the_largest_balance_the_data_tier_takes_is_kept_to_the_cent(relaying_app):
+    client = relaying_app().test_client()
+    largest = "999999999999999999.99"       # 10^20 - 1 cents: past a 64-bit integer
+    assert commit(client, {"a": largest}, [entry("a", "deposit", largest, largest, "op-1")], "op-a-1").status_code \
+        == 200
+    deposits(client, "b", 1, 1)
+    wait_until(lambda: health(client)["history_backlog"] == 0, 20, "the relay never moved the entries")
+    assert [(e["amount"], e["balance"]) for e in history(client, "a").json["entries"]] == [(largest, largest)]
+    assert health(client)["relay_alarm"] is None
 
 
 def test_an_entry_kept_with_other_contents_stops_the_relay_and_is_never_overwritten(
