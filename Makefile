@@ -93,9 +93,9 @@ test-broken-banks: install node_modules/.installed test-packages statements-pack
 test-fast: install
 	$(PYTHON) -m pytest -q -m "not needs_etcd and not e2e" tests/unit tests/integration
 
-# The benchmark (wrk, etcd and PostgreSQL for its peer from Debian; the chart from matplotlib, py-spy, psycopg);
-# results in bench/results/.
-bench: install
+# The benchmark (wrk, etcd and PostgreSQL for its peer from Debian; the chart from matplotlib, py-spy; Patroni for
+# the soak with the statement store); results in bench/results/.
+bench: install statements-packages
 	command -v wrk >/dev/null && command -v etcd >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
 		(apt-get update -qq && apt-get install -y -qq wrk etcd-server etcd-client postgresql)
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
