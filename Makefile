@@ -71,11 +71,11 @@ test-packages:
 		command -v nft >/dev/null && command -v nginx >/dev/null || (apt-get update -qq && \
 		apt-get install -y -qq chromium chromium-driver etcd-server etcd-client nftables nginx)
 
-# ruff first (seconds), then every test on three pytest-xdist workers: the tests held to bounds in seconds one after
-# another on one of them (the "timed" group, tests/e2e/conftest.py), everything else on the other two.
+# ruff first (seconds), then every test on two pytest-xdist workers: the tests held to bounds in seconds one after
+# another on one of them (the "timed" group, tests/e2e/conftest.py), everything else on the other.
 test: install node_modules/.installed test-packages statements-packages
 	$(VENV)/bin/ruff check .
-	$(PYTHON) -m pytest -n 3 --dist loadgroup -m "not alone" --durations=25
+	$(PYTHON) -m pytest -n 2 --dist loadgroup -m "not alone" --durations=25
 
 # The tests that compare the bank's rate across a fault, each three times in a row with nothing else running.
 test-alone: install test-packages statements-packages
