@@ -53,6 +53,19 @@ def business_server(servers, business_id, data_urls, folder, **overrides):
     return servers(f"business{business_id[1:]}", "business/gunicorn.conf.py", launch.env, folder, app=launch.app)
 
 
+def start_etcd_bank(servers, folder, **data_env):
+    """Two data servers on the etcd tier (data_env: where and how), and three business servers that know both,
+    started and healthy: (System, [data servers])."""
+    data = [servers(f"data{i}", "data/gunicorn.conf.py", data_server_env("", **data_env), folder) for i in (1, 2)]
+    urls = ",".join(server.url for server in data)
+    businesses = [business_server(servers, f"b{i}", urls, folder, LOCK_WAIT="3") for i in (1, 2, 3)]
+    for server in (*data, *businesses):
+        server.start(wait=False)
+    for server in (*data, *businesses):
+        server.wait_healthy()
+    return System(data[0], businesses), data
+
+
 @dataclass
 class System:
     data: object

@@ -7,7 +7,7 @@ import pytest
 import requests
 
 from shared.money import format_cents
-from tests.e2e.conftest import System, business_server, data_server_env
+from tests.e2e.conftest import start_etcd_bank
 from tests.e2e.workload import STEADY_GAP_SECONDS, BackgroundCheck, assert_served_to_the_end
 from tests.helpers import DATA_TOKENS, OPERATOR_TOKEN, bearer
 
@@ -24,16 +24,8 @@ PAUSED_RUN_SECONDS = 26
 @pytest.fixture
 def etcd_bank(servers, etcd_cluster, etcd_prefix, tmp_path):
     """Two data servers on the run's cluster, and three business servers that know both."""
-    etcd = {"DATA_STORE": "etcd", "ETCD_ENDPOINTS": ",".join(etcd_cluster.endpoints), "ETCD_PREFIX": etcd_prefix,
-            "LOCK_TTL": "2"}
-    data = [servers(f"data{i}", "data/gunicorn.conf.py", data_server_env("", **etcd), tmp_path) for i in (1, 2)]
-    urls = ",".join(server.url for server in data)
-    businesses = [business_server(servers, f"b{i}", urls, tmp_path, LOCK_WAIT="3") for i in (1, 2, 3)]
-    for server in (*data, *businesses):
-        server.start(wait=False)
-    for server in (*data, *businesses):
-        server.wait_healthy()
-    return System(data[0], businesses), data
+    return start_etcd_bank(servers, tmp_path, DATA_STORE="etcd", ETCD_ENDPOINTS=",".join(etcd_cluster.endpoints),
+                           ETCD_PREFIX=etcd_prefix, LOCK_TTL="2")
 
 
 def assert_exact_and_serving_since(report, fault_at, steady_gap_seconds=STEADY_GAP_SECONDS):

@@ -7,7 +7,7 @@ import time
 import pytest
 import requests
 
-from tests.e2e.conftest import System, business_server, data_server_env
+from tests.e2e.conftest import start_etcd_bank
 from tests.e2e.test_etcd_bank import FAULT_RUN_SECONDS, assert_exact_and_serving_since
 from tests.e2e.workload import BackgroundCheck, assert_served_to_the_end
 from tests.helpers import statements_environ, wait_until
@@ -25,16 +25,9 @@ OUTAGE_RUN_SECONDS = 40
 def relaying_bank(servers, etcd_cluster, etcd_prefix, statements_cluster, tls_dir, tmp_path):
     """Two data servers relaying to the run's statement store, three business servers that know both."""
     def start(**overrides):
-        env = {"DATA_STORE": "etcd", "ETCD_ENDPOINTS": ",".join(etcd_cluster.endpoints), "ETCD_PREFIX": etcd_prefix,
-               "LOCK_TTL": "2", **statements_environ(statements_cluster, tls_dir), **overrides}
-        data = [servers(f"data{i}", "data/gunicorn.conf.py", data_server_env("", **env), tmp_path) for i in (1, 2)]
-        urls = ",".join(server.url for server in data)
-        businesses = [business_server(servers, f"b{i}", urls, tmp_path, LOCK_WAIT="3") for i in (1, 2, 3)]
-        for server in (*data, *businesses):
-            server.start(wait=False)
-        for server in (*data, *businesses):
-            server.wait_healthy()
-        return System(data[0], businesses), data
+        return start_etcd_bank(servers, tmp_path, DATA_STORE="etcd", ETCD_ENDPOINTS=",".join(etcd_cluster.endpoints),
+                               ETCD_PREFIX=etcd_prefix, LOCK_TTL="2",
+                               **statements_environ(statements_cluster, tls_dir), **overrides)
     return start
 
 
