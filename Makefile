@@ -109,4 +109,4 @@ lab: install statements-packages
 	$(PYTHON) -m lab
 
 clean:
-	rm -rf $(VENV) var .pytest_cache node_modules
+	rm -rf $(VENV) var .pytest_cache node_modules /var/tmp/bank-cluster-pg
