@@ -46,10 +46,7 @@ def measure_soak(workdir):
     statements = StatementsCluster(etcd.endpoints, tls)
     try:
         statements.start()
-        env = {"STATEMENTS_PATRONI": ",".join(statements.rest_urls), "STATEMENTS_TLS_CA": str(tls / "ca.pem"),
-               "STATEMENTS_TLS_CERT": str(tls / "statements.pem"),
-               "STATEMENTS_TLS_KEY": str(tls / "statements-key.pem")}
-        stack = Stack(workdir / "soak-tier", etcd=etcd, data_count=2, data_env=env)
+        stack = Stack(workdir / "soak-tier", etcd=etcd, data_count=2, data_env=statements.data_settings())
         try:
             seed_accounts(stack, "soak-", ACCOUNTS, "1000.00")
             result, samples, postgres_seconds = _deposits_sampled(stack, etcd, statements)

@@ -38,6 +38,13 @@ class StatementsCluster:
         self.members = {name: patroni.Member(name, self.folder / name, p.address, p.pg_port, p.rest_port)
                         for name, p in self.placements.items()}
 
+    def data_settings(self):
+        """What a data server needs to relay to this store: its Patroni members and the client certificate of
+        PostgreSQL's user bank, from the same folder of make certs' files."""
+        return {"STATEMENTS_PATRONI": ",".join(self.rest_urls), "STATEMENTS_TLS_CA": str(self.tls / "ca.pem"),
+                "STATEMENTS_TLS_CERT": str(self.tls / "statements.pem"),
+                "STATEMENTS_TLS_KEY": str(self.tls / "statements-key.pem")}
+
     @property
     def rest_urls(self):
         return [self.rest_url(name) for name in self.members]

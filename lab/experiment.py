@@ -77,8 +77,7 @@ class Lab:
         self.statements = StatementsCluster(endpoints, self.tls, {
             host: StatementsPlacement(network.addresses[host], PG_PORT, PATRONI_PORT, network.wrapper(host))
             for host in ("pg1", "pg2")}) if with_statements else None
-        relaying = {"STATEMENTS_PATRONI": ",".join(self.statements.rest_urls), **self._files(
-            "STATEMENTS_TLS", "statements")} if self.statements else {}
+        relaying = self.statements.data_settings() if self.statements else {}
         tokens = {f"b{i}": settings[f"DATA_TOKEN_B{i}"] for i in (1, 2, 3)}
         self.data, self.business, self.edges = {}, {}, {}
         for index, host in enumerate(("data1", "data2")):

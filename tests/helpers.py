@@ -103,13 +103,6 @@ def store_environ(store, request, **overrides):
     return data_environ(**overrides)
 
 
-def statements_environ(cluster, tls_dir):
-    """The settings of a data server on the etcd tier that relays its history to the statement store cluster."""
-    return {"STATEMENTS_PATRONI": ",".join(cluster.rest_urls), "STATEMENTS_TLS_CA": str(tls_dir / "ca.pem"),
-            "STATEMENTS_TLS_CERT": str(tls_dir / "statements.pem"),
-            "STATEMENTS_TLS_KEY": str(tls_dir / "statements-key.pem")}
-
-
 def close_data_app(app):
     """Close the data app's store: its threads end, its files and connections are let go."""
     app.extensions["bank.store"].close()

@@ -112,7 +112,7 @@ class StatementRelay:
             return RETRY_SECONDS        # one batch at a time awaits PostgreSQL: no second one beside it
         if self._token is None and not self._campaign():
             return RETRY_SECONDS
-        if time.monotonic() - self._renewed_at >= RENEW_EVERY_SECONDS and not self._renew():
+        if not self._renewed_if_due():
             return RETRY_SECONDS
         return 0.0 if self._move_batch() else IDLE_SECONDS
 
@@ -130,6 +130,10 @@ class StatementRelay:
         self._cursor = None
         log.info("relay: this data server relays history to the statement store (token %s)", self._token)
         return True
+
+    def _renewed_if_due(self):
+        """Whether this is still the relay, r/relay moved to a new lease if RENEW_EVERY_SECONDS have passed."""
+        return time.monotonic() - self._renewed_at < RENEW_EVERY_SECONDS or self._renew()
 
     def _renew(self):
         """Move r/relay to a new lease, if it is still this relay's; False (and no longer the relay) if not."""
@@ -168,7 +172,7 @@ class StatementRelay:
         entries = [{"account": self._keys.account_of_entry(key), "seq": self._keys.seq_of_entry(key),
                     **json.loads(decode(kv["value"]))} for key, kv in zip(keys, found)]
         self._keep(entries)
-        if time.monotonic() - self._renewed_at >= RENEW_EVERY_SECONDS and not self._renew():
+        if not self._renewed_if_due():
             raise StaleRelay(f"r/relay is no longer token {self._token}'s; the batch stays in etcd")
         # Only while r/relay is still this relay's: a relay replaced meanwhile deletes nothing.
         deleted = self._etcd.txn([compare(self._keys.relay(), "CREATE", "EQUAL", self._token)],

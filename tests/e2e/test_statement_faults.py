@@ -10,7 +10,7 @@ import requests
 from tests.e2e.conftest import start_etcd_bank
 from tests.e2e.test_etcd_bank import FAULT_RUN_SECONDS, assert_exact_and_serving_since
 from tests.e2e.workload import BackgroundCheck, assert_served_to_the_end
-from tests.helpers import statements_environ, wait_until
+from tests.helpers import wait_until
 
 # The backlog etcd may hold in the outage test: reached within seconds of the workload's writes.
 OUTAGE_BACKLOG_LIMIT = 150
@@ -22,12 +22,12 @@ OUTAGE_RUN_SECONDS = 40
 
 
 @pytest.fixture
-def relaying_bank(servers, etcd_cluster, etcd_prefix, statements_cluster, tls_dir, tmp_path):
+def relaying_bank(servers, etcd_cluster, etcd_prefix, statements_cluster, tmp_path):
     """Two data servers relaying to the run's statement store, three business servers that know both."""
     def start(**overrides):
         return start_etcd_bank(servers, tmp_path, DATA_STORE="etcd", ETCD_ENDPOINTS=",".join(etcd_cluster.endpoints),
                                ETCD_PREFIX=etcd_prefix, LOCK_TTL="2",
-                               **statements_environ(statements_cluster, tls_dir), **overrides)
+                               **statements_cluster.data_settings(), **overrides)
     return start
 
 

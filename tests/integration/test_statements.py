@@ -19,7 +19,6 @@ from tests.helpers import (
     bearer,
     lock,
     metric_samples,
-    statements_environ,
     store_environ,
     wait_until,
 )
@@ -27,10 +26,10 @@ from tests.integration.test_data_history import commit, entry, history
 
 
 @pytest.fixture
-def relaying_app(make_data_app, request, statements_cluster, tls_dir):
+def relaying_app(make_data_app, request, statements_cluster):
     """A data app on the etcd tier (the test's prefix) whose store relays to the run's statement store."""
     def make(**overrides):
-        env = store_environ("etcd", request, **statements_environ(statements_cluster, tls_dir), **overrides)
+        env = store_environ("etcd", request, **statements_cluster.data_settings(), **overrides)
         return make_data_app(load_data_settings(env))
     return make
 
