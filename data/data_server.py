@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 from flask import Blueprint, current_app, jsonify, request
 
-from data import history, parsing
+from data import history, holds, parsing
 from data.dashboard import Activity, dashboard_blueprint
 from data.factory import create_store, run_in_thread
 from data.metrics import COMMIT_WRITES, COMMITS, FENCING_REFUSALS, LiveState
@@ -19,6 +19,8 @@ from data.store import (
     CallerGone,
     HistoryMismatch,
     HistoryUnavailable,
+    HoldConflict,
+    HoldsFull,
     LockHeld,
     NotLockHolder,
     OperationConflict,
@@ -29,6 +31,7 @@ from data.store import (
     StoreFull,
     StoreUnavailable,
     UnknownAccount,
+    UnknownHold,
     Write,
     WriteFailed,
 )
@@ -57,6 +60,10 @@ STORE_REFUSALS = {
     OperationConflict: Refusal(409, "operation_conflict", "{error}"),
     OwnerConflict: Refusal(409, "owner_conflict", "{error}; nothing was applied"),
     HistoryMismatch: Refusal(409, "history_mismatch", "{error}; nothing was applied"),
+    UnknownHold: Refusal(404, "hold_not_found", "{error}"),
+    HoldConflict: Refusal(409, "hold_conflict", "{error}; nothing was applied"),
+    HoldsFull: Refusal(503, "holds_full", "the bank holds as many holds as it may; nothing was applied, try again "
+                                          "later"),
     HistoryUnavailable: Refusal(503, "history_unavailable", "{error}"),
     RecordsFull: Refusal(503, "idempotency_store_full", "{error}; nothing was applied, try again later"),
     WriteFailed: Refusal(503, "storage_unavailable", "the write could not be journaled; nothing was applied"),
@@ -148,7 +155,8 @@ def get_lock(business_id, account_id):
     wait = parsing.wait_seconds(body.get("wait_ms"))
     granted = _store().lock(business, account_id, token, lookup, wait)
     return jsonify(account=account_id, token=granted.token, ttl=granted.ttl, amount=_amount_or_none(granted.cents),
-                   owner=granted.owner, operations=granted.recorded)
+                   owner=granted.owner, holds=[holds.wire(hold) for hold in granted.holds],
+                   operations=granted.recorded)
 
 
 @api.post("/getLocks/<business_id>")
@@ -159,7 +167,8 @@ def get_locks(business_id):
     wait, call, answer_by = parsing.wait_seconds(body.get("wait_ms")), parsing.lock_call(body), parsing.answer_by()
     granted = _store().lock_all(business, accounts, lookup, wait, call, answer_by)
     return jsonify(locks=[{"account": grant.account, "token": grant.token, "amount": _amount_or_none(grant.cents),
-                           "owner": grant.owner} for grant in granted.grants],
+                           "owner": grant.owner, "holds": [holds.wire(hold) for hold in grant.holds]}
+                          for grant in granted.grants],
                    ttl=granted.ttl, operations=granted.recorded)
 
 
@@ -187,7 +196,8 @@ def get_amount(business_id, account_id):
     token = parsing.query_number("token", parsing.optional_token)
     wait = parsing.query_number("wait_ms", parsing.wait_seconds)
     seen = _store().read(business, account_id, token, wait)
-    return jsonify(account=account_id, amount=format_cents(seen.cents), owner=seen.owner)
+    return jsonify(account=account_id, amount=format_cents(seen.cents), owner=seen.owner,
+                   holds=[holds.wire(hold) for hold in seen.holds])
 
 
 @api.post("/commit/<business_id>")
@@ -197,9 +207,9 @@ def commit(business_id):
     operations, release = parsing.operations(body), parsing.releases(body)
     # Operations alone may be recorded (a refusal under an idempotency key), or leases alone given back.
     writes = parsing.writes(body, release, fewest=0 if operations or release else 1)
-    entries = parsing.entries(body, writes)
+    entries, placed_or_closed = parsing.entries(body, writes), parsing.commit_holds(body, writes)
     unlock = parsing.flag(body, "unlock")
-    outcome = _store().commit(business, writes, operations, unlock, release, entries)
+    outcome = _store().commit(business, writes, operations, unlock, release, entries, placed_or_closed)
     if not outcome.replayed:
         _count_commit(business, len(writes), max(len(operations), 1), outcome.entries)
     return jsonify(replayed=outcome.replayed, results=outcome.results,
@@ -229,6 +239,23 @@ def get_accounts(business_id, owner):
                                           for account, cents in page.accounts], next_after=page.next_after)
 
 
+@api.get("/getHold/<business_id>/<hold_id>")
+def get_hold(business_id, hold_id):
+    _caller(business_id)
+    return jsonify(holds.wire(_store().hold(parsing.hold_id(hold_id))))
+
+
+@api.get("/dueHolds/<business_id>")
+def due_holds(business_id):
+    """The held holds past their expiry by this data server's clock: the business servers' expiry asks it."""
+    _caller(business_id)
+    limit = parsing.query_number("limit", parsing.due_limit)
+    now_ms = int(current_app.extensions["bank.wall_clock"]() * 1000)
+    due = _store().due_holds(now_ms, limit)
+    return jsonify(now_ms=now_ms, holds=[{"id": hold.id, "origin": hold.origin, "expires_at_ms": hold.expires_at}
+                                         for hold in due])
+
+
 def create_app(settings=None, clock=time.monotonic, wall_clock=time.time, background=run_in_thread):
     """The data server's app, on the store its settings name."""
     settings = settings or load_data_settings()
@@ -236,6 +263,7 @@ def create_app(settings=None, clock=time.monotonic, wall_clock=time.time, backgr
                           settings.log_summary_seconds)
     configure_tokens(app, settings.tokens)
     store = app.extensions["bank.store"] = create_store(settings, clock, wall_clock, background)
+    app.extensions["bank.wall_clock"] = wall_clock
     app.register_error_handler(StoreError, store_refusal)
     operator = register_metrics_route(app, settings.operator_tokens, [LiveState(store)])
     app.extensions["bank.activity"] = Activity()

@@ -7,7 +7,8 @@ entry is, checks that a commit's entries agree with the balances it writes, and 
    "operation": operation id, "key": the client's Idempotency-Key or None, "at": Unix milliseconds}
 
 Amounts are positive, their direction the kind's; an adjustment (a write that came without entries, such as the
-seed's setAmount) carries its signed change.
+seed's setAmount) carries its signed change. A hold's own entries (placed, released, expired) move no money: the
+amount they set aside or give back changes what is available, and the balance stays (data/holds.py).
 """
 import datetime
 from typing import NamedTuple
@@ -15,10 +16,12 @@ from typing import NamedTuple
 from data.store import HistoryMismatch
 from shared.money import format_cents
 
-CREDITS = ("deposit", "transfer_in")
-DEBITS = ("withdrawal", "transfer_out")
+CREDITS = ("deposit", "transfer_in", "capture_in")
+DEBITS = ("withdrawal", "transfer_out", "capture_out")
+RESERVATIONS = ("hold", "hold_release", "hold_expiry")     # a hold's own entries: the balance stays
 ADJUSTMENT = "adjustment"
-TRANSFERS = ("transfer_in", "transfer_out")
+# The kinds whose entry names the other account: of a transfer, of a capture, of a hold.
+WITH_COUNTERPARTY = ("transfer_in", "transfer_out", "capture_in", "capture_out", *RESERVATIONS)
 MAX_PAGE_ENTRIES = 100      # one read returns at most
 DEFAULT_PAGE_ENTRIES = 20
 
@@ -33,6 +36,8 @@ def change(entry):
     """The signed cents the entry adds to its account's balance."""
     if entry["kind"] in DEBITS:
         return -entry["cents"]
+    if entry["kind"] in RESERVATIONS:
+        return 0
     return entry["cents"]
 
 

@@ -5,11 +5,12 @@ import time
 
 from flask import request
 
-from data import history
+from data import history, holds
 from data.store import HistoryMismatch, Write
 from shared.errors import ApiError
 from shared.failover import ANSWER_BY_HEADER
-from shared.validation import is_account_id, is_opaque_key
+from shared.money import InvalidAmount, parse_cents
+from shared.validation import is_account_id, is_hold_id, is_opaque_key
 from shared.web import amount_cents, json_object
 
 MAX_TOKEN = 2 ** 63 - 1
@@ -19,8 +20,11 @@ MAX_OPERATIONS_PER_COMMIT = 100
 MAX_OPERATION_ID_CHARS = 200
 MAX_CALL_ID_CHARS = 64
 MAX_OPERATION_REQUEST_CHARS = 512
-MAX_ENTRIES_PER_COMMIT = 2 * MAX_OPERATIONS_PER_COMMIT     # a transfer changes two accounts
-ENTRY_KINDS = history.CREDITS + history.DEBITS
+# A capture changes two accounts and releases the rest; a batch may also expire its accounts' due holds.
+MAX_ENTRIES_PER_COMMIT = 4 * MAX_OPERATIONS_PER_COMMIT
+MAX_HOLDS_PER_COMMIT = 2 * MAX_OPERATIONS_PER_COMMIT
+MAX_TIME_MS = 10 ** 15      # a Unix time in ms, some 30,000 years on
+ENTRY_KINDS = history.CREDITS + history.DEBITS + history.RESERVATIONS
 
 
 def optional_body():
@@ -173,13 +177,14 @@ def entries(body, writes):
     for item in items:
         if not (isinstance(item, dict) and is_account_id(item.get("account")) and item["account"] in writes
                 and item.get("kind") in ENTRY_KINDS
-                and (item.get("counterparty") is None) == (item["kind"] not in history.TRANSFERS)
+                and (item.get("counterparty") is None) == (item["kind"] not in history.WITH_COUNTERPARTY)
                 and (item.get("counterparty") is None or is_account_id(item["counterparty"]))
                 and is_opaque_key(item.get("operation"), MAX_OPERATION_ID_CHARS)
                 and (item.get("key") is None or is_opaque_key(item["key"]))):
             raise ApiError(400, "invalid_entries", "each entry needs the account of one of the writes, a kind ("
                                                    f"{', '.join(ENTRY_KINDS)}), an amount, the balance after it, "
-                                                   "an operation id, a counterparty for a transfer (only) and "
+                                                   "an operation id, a counterparty for a transfer, a capture or "
+                                                   "a hold (only) and "
                                                    "optionally the client's Idempotency-Key")
         entry = {"kind": item["kind"], "cents": amount_cents(item.get("amount")),
                  "balance": amount_cents(item.get("balance")), "counterparty": item.get("counterparty"),
@@ -208,4 +213,58 @@ def history_limit(value):
         return history.DEFAULT_PAGE_ENTRIES
     if not isinstance(value, int) or not 1 <= value <= history.MAX_PAGE_ENTRIES:
         raise ApiError(400, "invalid_limit", f"limit must be a whole number from 1 to {history.MAX_PAGE_ENTRIES}")
+    return value
+
+
+def commit_holds(body, writes):
+    """The commit's "holds" as [hold] (data/holds.py): each whole, of distinct ids, its origin among the writes."""
+    items = body.get("holds", [])
+    if not isinstance(items, list) or len(items) > MAX_HOLDS_PER_COMMIT:
+        raise ApiError(400, "invalid_holds", f"holds must be a list of at most {MAX_HOLDS_PER_COMMIT} objects")
+    parsed = [_hold(item, writes) for item in items]
+    if len({hold["id"] for hold in parsed}) != len(parsed):
+        raise ApiError(400, "invalid_holds", "a hold appears twice")
+    return parsed
+
+
+def _hold(item, writes):
+    invalid = ApiError(400, "invalid_holds", "each hold needs an id (32 hex digits), an origin among the writes, "
+                                             "another account as target, an amount, expires_at_ms, a state ("
+                                             f"{', '.join(holds.STATES)}), the amount captured, closed_at_ms (null "
+                                             "while held) and the owners of its accounts")
+    if not (isinstance(item, dict) and is_hold_id(item.get("id")) and item.get("origin") in writes
+            and is_account_id(item.get("target")) and item["target"] != item["origin"]
+            and item.get("state") in holds.STATES and _is_time(item.get("expires_at_ms"))
+            and (item.get("closed_at_ms") is None) == (item["state"] == holds.HELD)
+            and (item.get("closed_at_ms") is None or _is_time(item["closed_at_ms"]))
+            and is_account_id(item.get("origin_owner"))
+            and (item.get("target_owner") is None or is_account_id(item["target_owner"]))):
+        raise invalid
+    try:
+        cents, captured = parse_cents(item.get("amount")), parse_cents(item.get("captured"))
+    except InvalidAmount:
+        raise invalid from None
+    if not (0 < cents and 0 <= captured <= cents and (captured > 0) == (item["state"] == "captured")):
+        raise invalid
+    return {"id": item["id"], "origin": item["origin"], "target": item["target"], "cents": cents,
+            "expires_at": item["expires_at_ms"], "state": item["state"], "captured": captured,
+            "closed_at": item["closed_at_ms"], "origin_owner": item["origin_owner"],
+            "target_owner": item.get("target_owner")}
+
+
+def _is_time(value):
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < MAX_TIME_MS
+
+
+def hold_id(value):
+    if not is_hold_id(value):
+        raise ApiError(400, "invalid_hold", "a hold id is 32 lower-case hex digits")
+    return value
+
+
+def due_limit(value):
+    if value is None:
+        return MAX_HOLDS_PER_COMMIT // 2
+    if not isinstance(value, int) or not 1 <= value <= MAX_HOLDS_PER_COMMIT:
+        raise ApiError(400, "invalid_limit", f"limit must be a whole number from 1 to {MAX_HOLDS_PER_COMMIT}")
     return value

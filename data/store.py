@@ -21,6 +21,7 @@ class Grant(NamedTuple):
     token: int                  # the fencing token: only grows, never repeats
     cents: int | None           # the balance now; None if the account does not exist yet
     owner: str | None = None    # the client the account belongs to; None: no account, or one from before owners
+    holds: tuple = ()           # its held holds (data/holds.py), as origin
 
 
 class LockGrant(NamedTuple):
@@ -29,12 +30,14 @@ class LockGrant(NamedTuple):
     cents: int | None
     recorded: dict              # operation id -> {"request", "result"}, for the ids asked about
     owner: str | None = None
+    holds: tuple = ()
 
 
 class AccountView(NamedTuple):
     """An account as read without a lease."""
     cents: int
     owner: str | None           # None: an account from before owners
+    holds: tuple = ()           # its held holds, as origin
 
 
 class LocksGrant(NamedTuple):
@@ -83,6 +86,12 @@ class AccountsPage(NamedTuple):
     next_after: str | None      # the account to list after for the next page; None: this was the last
 
 
+class DueHold(NamedTuple):
+    id: str
+    origin: str
+    expires_at: int             # Unix ms
+
+
 class Stats(NamedTuple):
     """A store's upkeep; None where the store has no such thing (etcd keeps no journal, the embedded store no
     relay)."""
@@ -117,8 +126,10 @@ class Store(Protocol):
     def read(self, business, account, token=None, wait=0.0) -> AccountView:
         """The account's cents and owner: the holder reads with its token, anyone else waits its turn as in lock()."""
 
-    def commit(self, business, writes, operations=(), unlock=False, release=None, entries=None) -> CommitOutcome:
-        """Apply writes {account: Write} all or nothing, with operations recorded.
+    def commit(self, business, writes, operations=(), unlock=False, release=None, entries=None,
+               holds=()) -> CommitOutcome:
+        """Apply writes {account: Write} all or nothing, with operations recorded and holds (data/holds.py) placed or
+        closed.
 
         A write's owner is recorded with it if the account has none yet, and stays the account's for good; a write
         naming another owner than the account's is OwnerConflict.
@@ -128,7 +139,16 @@ class Store(Protocol):
         release: {account: token} of leases given back unwritten once the commit is through. entries: {account:
         [history entry]} (data/history.py), each account's checked against its writes; they are numbered and
         recorded with the commit (a written account without any gets an adjustment), a replay records none.
+        holds: each hold as it is to be, its origin among the writes: placed (HoldConflict if its id is taken) or
+        closed (HoldConflict unless it is held, as placed); HoldsFull if more would be held than the store may hold.
+        A closed hold is kept, to be read by its id, as long as a keyed operation record.
         """
+
+    def hold(self, hold_id) -> dict:
+        """The hold of that id as it is now; UnknownHold if there is none (or a closed one is past keeping)."""
+
+    def due_holds(self, now_ms, limit) -> list:
+        """Up to limit held holds whose expiry is at or before now_ms, as [DueHold], soonest first."""
 
     def history(self, account, before=None, limit=20, owner=None) -> HistoryPage:
         """Up to limit of the account's committed entries with a seq below before, newest first; no lock needed.
@@ -197,6 +217,26 @@ class OwnerConflict(StoreError):
     def __init__(self, account):
         super().__init__(f"account {account} belongs to another owner")
         self.account = account
+
+
+class UnknownHold(StoreError):
+    def __init__(self, hold_id):
+        super().__init__(f"hold {hold_id} does not exist")
+        self.hold_id = hold_id
+
+
+class HoldConflict(StoreError):
+    """A commit places a hold whose id is taken, or closes one that is not held as placed: nothing was applied."""
+
+    def __init__(self, hold_id, why):
+        super().__init__(f"hold {hold_id} cannot be so: {why}")
+        self.hold_id = hold_id
+
+
+class HoldsFull(StoreError):
+    """Placing the commit's holds would hold more than the store's cap: nothing was applied."""
+
+    retry_after = 5
 
 
 class HistoryMismatch(StoreError):

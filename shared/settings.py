@@ -37,6 +37,7 @@ class DataSettings:
     statements_patroni: tuple  # the statement store's Patroni REST URLs (DATA_STORE=etcd); empty: none
     statements_tls: object  # TlsFiles: the CA, and the client certificate of PostgreSQL's user bank; or None
     history_backlog_limit: int  # history entries etcd holds at most, waiting for the relay: past it, 503
+    open_holds_limit: int       # holds held at once in the whole bank at most: past it, 503 holds_full
     max_body_bytes: int
     log_level: str
     log_summary_seconds: float
@@ -55,6 +56,9 @@ class BusinessSettings:
     max_amount_cents: int
     queue_limit: int      # operations waiting on one account in one queue (a business server's batcher)
     batch_limit: int      # operations applied in one lock cycle
+    holds_per_account: int  # holds one account may have held at once: past it, 422 too_many_holds
+    hold_default_seconds: int  # a hold's life when its request names none
+    hold_max_seconds: int  # the longest life a hold may ask for
     max_body_bytes: int
     log_level: str
     log_summary_seconds: float
@@ -122,6 +126,7 @@ def load_data_settings(environ=None):
         statements_patroni=statements_patroni,
         statements_tls=_tls_files(env, "STATEMENTS_TLS") if statements_patroni else None,
         history_backlog_limit=_positive_int(env, "DATA_HISTORY_BACKLOG_LIMIT", "100000"),
+        open_holds_limit=_positive_int(env, "DATA_OPEN_HOLDS_LIMIT", "100000"),
         max_body_bytes=_positive_int(env, "MAX_BODY_BYTES", "1048576"),
         log_level=_choice(env, "LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
         log_summary_seconds=_seconds(env, "LOG_SUMMARY_SECONDS", "10"),
@@ -155,6 +160,9 @@ def load_business_settings(environ=None):
         max_amount_cents=_amount(env, "MAX_AMOUNT", "1000000000.00"),
         queue_limit=_positive_int(env, "QUEUE_LIMIT", "256"),
         batch_limit=_positive_int(env, "BATCH_LIMIT", "64", maximum=100),
+        holds_per_account=_positive_int(env, "HOLDS_PER_ACCOUNT", "20", maximum=100),
+        hold_default_seconds=_positive_int(env, "HOLD_DEFAULT_SECONDS", "3600"),
+        hold_max_seconds=_positive_int(env, "HOLD_MAX_SECONDS", "2592000"),
         max_body_bytes=_positive_int(env, "MAX_BODY_BYTES", "65536"),
         log_level=_choice(env, "LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
         log_summary_seconds=_seconds(env, "LOG_SUMMARY_SECONDS", "10"),

@@ -4,6 +4,7 @@ import re
 _ACCOUNT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}", re.ASCII)
 # Printable ASCII without spaces: safe to log and to echo back.
 _OPAQUE_KEY = re.compile(r"[\x21-\x7e]+", re.ASCII)
+_HOLD_ID = re.compile(r"[0-9a-f]{32}", re.ASCII)
 
 
 def is_account_id(text):
@@ -13,3 +14,8 @@ def is_account_id(text):
 def is_opaque_key(text, max_length=128):
     """An idempotency key, request id or operation id: 1 to max_length printable ASCII characters."""
     return isinstance(text, str) and len(text) <= max_length and _OPAQUE_KEY.fullmatch(text) is not None
+
+
+def is_hold_id(text):
+    """A hold's id: 32 lower-case hex digits."""
+    return isinstance(text, str) and _HOLD_ID.fullmatch(text) is not None

@@ -12,6 +12,9 @@ newline was never acknowledged and is dropped (and cut off) at the next start. B
   {"t": "accounts", "a": {account: cents, ...},   a part of a snapshot: up to SNAPSHOT_CHUNK_ITEMS balances, and the
    "s": {account: seq, ...}}                      last history entry's seq of those that have one
   {"t": "operations", "o": [operation record, ...]}  a part of a snapshot: operation records
+  {"t": "holds", "k": [hold, ...]}                a part of a snapshot: holds, held and closed (data/holds.py)
+
+A commit also has "k": the holds it placed or closed, each as it is after the commit.
 
 An operation record is {"id", "request", "result", "at": Unix seconds when it was made} and "keyed": false for a
 write without an Idempotency-Key (left out when keyed; data/embedded/records.py). A compaction writes a snapshot
@@ -32,7 +35,7 @@ from data.store import StorageFailed, StoreError, WriteFailed
 log = logging.getLogger("bank.data")
 
 SNAPSHOT_CHUNK_ITEMS = 10_000   # accounts or operation records per snapshot record: no journal line grows with the bank
-SNAPSHOT_RECORD_TYPES = ("fence", "accounts", "operations")
+SNAPSHOT_RECORD_TYPES = ("fence", "accounts", "operations", "holds")
 COMPACTION_SYNC_BYTES = 1 << 20    # how often a compaction flushes its snapshot as it writes it
 
 

@@ -12,10 +12,12 @@ class SnapshotState(NamedTuple):
     seqs: dict                  # account -> its last history entry's seq
     owners: dict                # account -> its owner (accounts from before owners have none)
     operations: list            # the operation records
+    holds: list                 # every hold kept, held and closed (data/embedded/hold_table.py)
 
 
 def snapshot_records(state):
-    """The journal records that rebuild state: the fence, the accounts with their seqs and owners, the records."""
+    """The journal records that rebuild state: the fence, the accounts with their seqs and owners, the records, the
+    holds."""
     yield {"t": "fence", "upto": state.fence}
     items = iter(state.accounts.items())
     for _ in range(0, len(state.accounts), SNAPSHOT_CHUNK_ITEMS):
@@ -30,3 +32,5 @@ def snapshot_records(state):
         yield record
     for start in range(0, len(state.operations), SNAPSHOT_CHUNK_ITEMS):
         yield {"t": "operations", "o": state.operations[start:start + SNAPSHOT_CHUNK_ITEMS]}
+    for start in range(0, len(state.holds), SNAPSHOT_CHUNK_ITEMS):
+        yield {"t": "holds", "k": state.holds[start:start + SNAPSHOT_CHUNK_ITEMS]}

@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 from data import history
 from data.embedded.fencing import FencingTokens
+from data.embedded.hold_table import HoldTable
 from data.embedded.journal import JournalCorrupt
 from data.embedded.owners import AccountOwners
 from data.embedded.records import OperationRecords
@@ -35,6 +36,7 @@ from data.store import (
     Stats,
     StorageFailed,
     UnknownAccount,
+    UnknownHold,
 )
 
 
@@ -71,6 +73,7 @@ class EmbeddedStore:
         self._seqs = {}                                     # account id -> its last history entry's seq
         self._owners = AccountOwners()
         self._operations = OperationRecords(settings, wall_clock)   # wall clock: retention holds across restarts
+        self._holds = HoldTable(settings, wall_clock)
         self._fence = FencingTokens(journal)
         self._sweep_leases_at = 10_000
         self.compaction_copy_seconds = 0.0      # how long the last compaction's copy held the mutex
@@ -87,7 +90,7 @@ class EmbeddedStore:
         if token is None:
             granted = self.lock_all(business, [account], lookup, wait)
             grant = granted.grants[0]
-            return LockGrant(grant.token, granted.ttl, grant.cents, granted.recorded, grant.owner)
+            return LockGrant(grant.token, granted.ttl, grant.cents, granted.recorded, grant.owner, grant.holds)
         with self._mutex:
             self._journal.check()
             now = self._clock()
@@ -96,7 +99,7 @@ class EmbeddedStore:
             recorded = self._lookup(lookup)
             grant, journal_seq = self._grant(account, token), self._journal.last_seq
         self._sync_or_give_back(journal_seq, business, [grant])
-        return LockGrant(token, self._ttl, grant.cents, recorded, grant.owner)
+        return LockGrant(token, self._ttl, grant.cents, recorded, grant.owner, grant.holds)
 
     def lock_all(self, business, accounts, lookup=(), wait=0.0, call=None, answer_by=math.inf):
         """Lease every one of accounts at once, or none.
@@ -133,7 +136,8 @@ class EmbeddedStore:
         return LocksGrant(grants, self._ttl, recorded)
 
     def _grant(self, account, token):
-        return Grant(account, token, self._accounts.get(account), self._owners.owner(account))
+        return Grant(account, token, self._accounts.get(account), self._owners.owner(account),
+                     self._holds.held_of(account))
 
     def _leases_of_call(self, business, accounts, call, now):
         """The live leases on accounts if every one is business's under call; else None."""
@@ -168,18 +172,18 @@ class EmbeddedStore:
                 self._wait_turn([account], wait)
             if account not in self._accounts:
                 raise UnknownAccount(account)
-            seen = AccountView(self._accounts[account], self._owners.owner(account))
+            seen = AccountView(self._accounts[account], self._owners.owner(account), self._holds.held_of(account))
             journal_seq = self._journal.last_seq
         self._journal.sync(journal_seq)
         return seen
 
-    def commit(self, business, writes, operations=(), unlock=False, release=None, entries=None):
+    def commit(self, business, writes, operations=(), unlock=False, release=None, entries=None, holds=()):
         """Apply writes {account: Write} all or nothing (data/store.py says the rest)."""
         with self._mutex:
             self._journal.check()
             first_results = self._recorded_results(operations)
             if first_results is None:
-                recorded = self._apply_commit(business, writes, operations, unlock, entries or {})
+                recorded = self._apply_commit(business, writes, operations, unlock, entries or {}, holds)
             elif unlock:
                 self._release_held(business, writes)
             for account, token in (release or {}).items():
@@ -199,16 +203,19 @@ class EmbeddedStore:
             return [rec["result"] for rec in recorded]
         raise OperationConflict("an operation id of this commit is recorded for another request")
 
-    def _apply_commit(self, business, writes, operations, unlock, entries):
+    def _apply_commit(self, business, writes, operations, unlock, entries, holds):
         """Check every lease, the history and the records' room, journal the commit, apply it; return the history
         entries recorded."""
         now = self._clock()
         for account, write in writes.items():
             self._require_holder(business, account, write.token, now)
         new_owners = self._owners.new_owners(writes)
+        self._holds.check(holds, writes)
         amounts = {account: write.cents for account, write in writes.items()}
-        # No balance is ever below zero: a commit that would leave one is a bug upstream, and applies nothing.
-        assert all(cents >= 0 for cents in amounts.values()), f"a commit would leave a negative balance: {amounts}"
+        # No balance is ever below zero, nor below what its holds set aside: a commit that would leave one is a bug
+        # upstream, and applies nothing.
+        assert all(cents >= self._holds.held_cents_after(account, holds) for account, cents in amounts.items()), (
+            f"a commit would leave a balance below zero or below its holds: {amounts}")
         prior = {account: history.AccountState(self._accounts.get(account), self._seqs.get(account, 0))
                  for account in writes}
         recorded = history.numbered(amounts, entries, prior, operations[0]["id"] if operations else None,
@@ -222,6 +229,8 @@ class EmbeddedStore:
             record["o"] = self._operations.stamp(operations)
         if recorded:
             record["h"] = recorded
+        if holds:
+            record["k"] = holds
         total_before = self._total_cents
         journal_seq = self._journal.append(record)
         self._apply_record(record)
@@ -236,6 +245,19 @@ class EmbeddedStore:
         if self._journal.due_for_compaction(self._compact_min_bytes):
             self._start_compaction()
         return recorded
+
+    def hold(self, hold_id):
+        with self._mutex:
+            self._journal.check()
+            hold = self._holds.get(hold_id)
+        if hold is None:
+            raise UnknownHold(hold_id)
+        return hold
+
+    def due_holds(self, now_ms, limit):
+        with self._mutex:
+            self._journal.check()
+            return self._holds.due(now_ms, limit)
 
     def view(self, most_leases):
         with self._mutex:
@@ -378,6 +400,9 @@ class EmbeddedStore:
             for op in record.get("o", ()):
                 self._operations.add(op)
             self._seqs.update(history.last_seqs(record.get("h", ()), self._seqs))
+            self._holds.apply(record.get("k", ()))
+        elif kind == "holds":
+            self._holds.apply(record["k"])
         elif kind == "accounts":
             self._set_amounts(record["a"])
             self._owners.add(record.get("n", {}))
@@ -401,7 +426,7 @@ class EmbeddedStore:
         """Copy the state under the mutex (the only pause writers see); the journal encodes and writes it later."""
         started = time.perf_counter()
         state = SnapshotState(self._fence.reserved, self._accounts.copy(), self._seqs.copy(), self._owners.copy(),
-                              self._operations.copy())
+                              self._operations.copy(), self._holds.copy())
         self.compaction_copy_seconds = time.perf_counter() - started
         # The snapshot drops the journal's history entries: the history file must hold them all on disk first.
         self._journal.start_compaction(snapshot_records(state), prepare=self._history.on_disk)

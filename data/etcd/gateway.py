@@ -102,6 +102,12 @@ def get_after(prefix, after, limit):
                               "sort_target": "KEY", "sort_order": "ASCEND"}}
 
 
+def get_before(prefix, end, limit):
+    """Up to limit keys under prefix that sort before the key end, the first first."""
+    return {"request_range": {"key": encode(prefix), "range_end": encode(end), "limit": limit,
+                              "sort_target": "KEY", "sort_order": "ASCEND"}}
+
+
 def put(key, value, lease=None):
     request = {"key": encode(key), "value": encode(value)}
     if lease:

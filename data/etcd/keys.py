@@ -89,5 +89,30 @@ class EtcdKeys:
     def relay_alarm(self):
         return f"{self.prefix}r/alarm"
 
+    def held_holds(self, origin):
+        """The prefix of origin's held holds: k/a/{origin}/{hold id}, each the hold (data/holds.py)."""
+        return f"{self.prefix}k/a/{origin}/"
+
+    def held_hold(self, origin, hold_id):
+        return f"{self.held_holds(origin)}{hold_id}"
+
+    def all_held(self):
+        """The prefix of every held hold by its id: k/i/{hold id}, the hold again."""
+        return f"{self.prefix}k/i/"
+
+    def held_by_id(self, hold_id):
+        return f"{self.all_held()}{hold_id}"
+
+    def expiries(self):
+        """The prefix of the held holds by expiry: k/x/{expires_at ms in 15 digits}/{hold id}, its origin."""
+        return f"{self.prefix}k/x/"
+
+    def expiry(self, expires_at_ms, hold_id=""):
+        return f"{self.expiries()}{expires_at_ms:015d}/{hold_id}"
+
+    def closed_hold(self, hold_id):
+        """A closed hold, under the keyed records' lease: kept as long as they are."""
+        return f"{self.prefix}k/c/{hold_id}"
+
     def quota(self):
         return f"{self.prefix}quota"

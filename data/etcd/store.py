@@ -18,6 +18,8 @@ one bank. Keys under ETCD_PREFIX:
   w/{id}             the same waiting request, once, to count them
   o/k/{id}, o/r/{id} a keyed or a retry operation record, under a lease a little longer than its retention
                      (records.py)
+  k/a/{origin}/{id}, k/i/{id}, k/x/{expiry}/{id}, k/c/{id}  holds: held, by origin, by id and by expiry; closed
+                     (hold_keeping.py)
   quota              empty: written by every transaction of grouped requests, so that etcd weighs it (groups.py)
 
 What each operation costs etcd (make bench counts it): a lock is one transaction, a commit another, and the lock
@@ -50,6 +52,7 @@ from data.etcd.gateway import (
 )
 from data.etcd.groups import GroupedTxns
 from data.etcd.history_keeping import HistoryKeeping
+from data.etcd.hold_keeping import HoldKeeping
 from data.etcd.keys import EtcdKeys
 from data.etcd.known_balances import KnownBalance, KnownBalances
 from data.etcd.lines import EtcdLines, TakingUnanswered
@@ -67,6 +70,8 @@ from data.store import (
     HistoryMismatch,
     HistoryPage,
     HistoryUnavailable,
+    HoldConflict,
+    HoldsFull,
     LeaseView,
     LockGrant,
     LocksGrant,
@@ -96,6 +101,7 @@ class EtcdStore:
         self._groups = GroupedTxns(self._etcd, self._keys.quota())
         self._lines = EtcdLines(self._etcd, self._groups, self._keys, self._local, settings.lock_waiters, self._ttl)
         self._history = HistoryKeeping(self._etcd, self._keys, self._records, settings, wall_clock)
+        self._holds = HoldKeeping(self._etcd, self._keys, self._records, settings)
 
     # ---- the contract (data/store.py) --------------------------------------------------------------------
 
@@ -104,12 +110,13 @@ class EtcdStore:
             return self._renew(business, account, token, lookup)
         granted = self.lock_all(business, [account], lookup, wait)
         grant = granted.grants[0]
-        return LockGrant(grant.token, granted.ttl, grant.cents, granted.recorded, grant.owner)
+        return LockGrant(grant.token, granted.ttl, grant.cents, granted.recorded, grant.owner, grant.holds)
 
     def lock_all(self, business, accounts, lookup=(), wait=0.0, call=None, answer_by=math.inf):
         if time.monotonic() >= answer_by:
             raise CallerGone(accounts)
-        reads = [get(self._keys.amount(a)) for a in accounts] + self._records.ranges(lookup)
+        reads = [get(self._keys.amount(a)) for a in accounts] + self._holds.ranges(accounts) + \
+            self._records.ranges(lookup)
 
         leases = []
 
@@ -155,9 +162,9 @@ class EtcdStore:
         responses = answer["responses"][puts:puts + len(reads)]
         self._known.remember({account: KnownBalance(token, self._value(responses[i]), until)
                         for i, account in enumerate(accounts)})
-        grants = [Grant(account, token, *cents_and_owner(self._value(responses[i])))
-                  for i, account in enumerate(accounts)]
-        return LocksGrant(grants, self._ttl, self._records.recorded(responses[len(accounts):], lookup))
+        grants = [Grant(account, token, *cents_and_owner(self._value(responses[i])),
+                        self._holds.held(responses[len(accounts) + i])) for i, account in enumerate(accounts)]
+        return LocksGrant(grants, self._ttl, self._records.recorded(responses[2 * len(accounts):], lookup))
 
     def unlock(self, business, account, token):
         answer = self._etcd.txn(self._holder(business, account, token), [delete(self._keys.lock(account))])
@@ -167,35 +174,39 @@ class EtcdStore:
             raise NotLockHolder(business, account, token)
 
     def read(self, business, account, token=None, wait=0.0):
+        reads = [get(self._keys.amount(account)), *self._holds.ranges([account])]
         if token is not None:
-            answer = self._etcd.txn(self._holder(business, account, token), [get(self._keys.amount(account))],
-                                    resend=True)
+            answer = self._etcd.txn(self._holder(business, account, token), reads, resend=True)
             if not answer.get("succeeded"):
                 raise NotLockHolder(business, account, token)
         else:
             # A read leaves nothing behind if its caller gives up: it may take as long as etcd allows.
-            answer = self._lines.when_free([account], wait, lambda give_up: [get(self._keys.amount(account))], math.inf)
+            answer = self._lines.when_free([account], wait, lambda give_up: reads, math.inf)
         cents, owner = cents_and_owner(self._value(answer["responses"][0]))
         if cents is None:
             raise UnknownAccount(account)
-        return AccountView(cents, owner)
+        return AccountView(cents, owner, self._holds.held(answer["responses"][1]))
 
-    def commit(self, business, writes, operations=(), unlock=False, release=None, entries=None):
+    def commit(self, business, writes, operations=(), unlock=False, release=None, entries=None, holds=()):
         release = release or {}
         held = {account: write.token for account, write in writes.items()} if unlock else {}
+        for hold in holds:
+            if hold["origin"] not in writes:
+                raise HoldConflict(hold["id"], "its origin is not written under a lease in this commit")
         try:
-            return self._commit(business, writes, operations, held, release, entries or {})
+            return self._commit(business, writes, operations, held, release, entries or {}, holds)
         except CommittedBefore as before:
             # A retry of a commit applied before is told its first results; what it would give back goes back.
             self._give_back(business, held, release)
             return CommitOutcome(True, before.results)
 
-    def _commit(self, business, writes, operations, held, release, entries):
+    def _commit(self, business, writes, operations, held, release, entries, holds):
         try:
             self._records.require_room(operations)
             # Every written account gets an entry: the commit's own, or an adjustment.
             self._history.require_room(max(len(writes), sum(len(listed) for listed in entries.values())))
-        except (RecordsFull, HistoryUnavailable):
+            self._holds.require_room(holds)
+        except (RecordsFull, HistoryUnavailable, HoldsFull):
             # A retry of what is recorded is answered from its record, full or not.
             self._records.raise_if_recorded(operations)
             raise
@@ -203,14 +214,14 @@ class EtcdStore:
         for fresh in (False, True):
             try:
                 prior = self._prior_balances(business, writes, operations, fresh)
-                return self._commit_once(business, writes, operations, held, release, entries, prior, fresh)
+                return self._commit_once(business, writes, operations, held, release, entries, holds, prior, fresh)
             except _BalanceMoved:
                 continue
         # Twice a balance other than the one just read: someone else writes under this lock.
         account, write = next(iter(writes.items()))
         raise NotLockHolder(business, account, write.token)
 
-    def _commit_once(self, business, writes, operations, held, release, entries, prior, fresh):
+    def _commit_once(self, business, writes, operations, held, release, entries, holds, prior, fresh):
         """The commit as one transaction, numbered from prior ({account: a/ value or None}, read just now if fresh,
         else when this process took the lock): its outcome; _BalanceMoved if a balance is no longer that one."""
         amounts = {account: write.cents for account, write in writes.items()}
@@ -241,6 +252,9 @@ class EtcdStore:
         success += [self._history.put(entry) for entry in recorded]
         success += [delete(self._keys.lock(account)) for account in held]
         success += [self._release_op(business, account, token) for account, token in release.items()]
+        hold_checks, hold_success = self._holds.txn_parts(holds)
+        checks += hold_checks
+        success += hold_success
         # Refused, the transaction says what is recorded of its operations: a retry is told its first results.
         try:
             answer = self._groups.txn([*writes, *release, *(f"operation {op['id']}" for op in operations)], checks,
@@ -265,8 +279,9 @@ class EtcdStore:
         self._records.raise_if_found(answer.get("responses", []), operations)
         self._known.forget(writes)
         for account, write in writes.items():
-            if not self._holds(business, account, write.token):
+            if not self._is_holder(business, account, write.token):
                 raise NotLockHolder(business, account, write.token)
+        self._holds.raise_conflict(holds)
         raise _BalanceMoved()
 
     def accounts(self, owner, after=None, limit=history.DEFAULT_PAGE_ENTRIES):
@@ -293,6 +308,12 @@ class EtcdStore:
         oldest = entries[-1]["seq"] if entries else 1
         return HistoryPage(entries, oldest if len(entries) == limit and oldest > 1 else None,
                            cents_and_owner(value)[1])
+
+    def hold(self, hold_id):
+        return self._holds.get(hold_id)
+
+    def due_holds(self, now_ms, limit):
+        return self._holds.due(now_ms, limit)
 
     def counts(self):
         kinds = (self._keys.amounts(), self._keys.locks(), self._keys.waiters(), self._keys.records(keyed=True),
@@ -330,20 +351,21 @@ class EtcdStore:
         # The lock moves to the newest lease: renewing the one it shares would keep its neighbours alive too.
         lease = self._lock_leases.current(time.monotonic() + self._etcd.timeout)
         answer = self._etcd.txn(self._holder(business, account, token),
-                                [put(self._keys.lock(account), business, lease), get(self._keys.amount(account))]
-                                + self._records.ranges(lookup), resend=True)
+                                [put(self._keys.lock(account), business, lease), get(self._keys.amount(account)),
+                                 *self._holds.ranges([account])] + self._records.ranges(lookup), resend=True)
         if not answer.get("succeeded"):
             raise NotLockHolder(business, account, token)
         until = time.monotonic() + self._lock_leases.life
         self._local.granted([account], token, until)
         self._known.remember({account: KnownBalance(token, self._value(answer["responses"][1]), until)})
         cents, owner = cents_and_owner(self._value(answer["responses"][1]))
-        return LockGrant(token, self._ttl, cents, self._records.recorded(answer["responses"][2:], lookup), owner)
+        return LockGrant(token, self._ttl, cents, self._records.recorded(answer["responses"][3:], lookup), owner,
+                         self._holds.held(answer["responses"][2]))
 
     def _holder(self, business, account, token):
         return held_by(self._keys, business, account, token)
 
-    def _holds(self, business, account, token):
+    def _is_holder(self, business, account, token):
         return bool(self._etcd.txn(self._holder(business, account, token), resend=True).get("succeeded"))
 
     def _release_op(self, business, account, token):
@@ -380,7 +402,7 @@ class EtcdStore:
         if not answer.get("succeeded"):
             self._records.raise_if_found(answer.get("responses", []), operations)
             # The lock that was lost, or (gone and back between the two looks) the first asked about.
-            account = next((a for a in unread if not self._holds(business, a, tokens[a])), unread[0])
+            account = next((a for a in unread if not self._is_holder(business, a, tokens[a])), unread[0])
             raise NotLockHolder(business, account, tokens[account])
         for account, response in zip(unread, answer["responses"]):
             prior[account] = self._value(response)

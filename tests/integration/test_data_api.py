@@ -84,7 +84,7 @@ def test_set_amount_writes_under_the_lease_and_can_release_it(data_client, b1, b
     assert data_client.get(f"/getAmount/b1/acc?token={token}", headers=b1).json["amount"] == "150.50"
     data_client.post("/setAmount/b1/acc", headers=b1, json={"amount": "150.00", "token": token, "unlock": True})
     read = data_client.get("/getAmount/b2/acc", headers=b2).json
-    assert read == {"account": "acc", "amount": "150.00", "owner": None}
+    assert read == {"account": "acc", "amount": "150.00", "owner": None, "holds": []}
 
 
 @pytest.mark.parametrize("amount", ["-1.00", "abc", "NaN", "Infinity", "1e3", "10.555", "", None, 10, 1.5, True])

@@ -8,9 +8,10 @@ import pytest
 
 from data.embedded.journal import JournalCorrupt
 from data.factory import create_store
-from data.store import UnknownAccount, Write
+from data.store import HoldConflict, UnknownAccount, Write
 from shared.settings import load_data_settings
 from tests.helpers import B1, FakeClock, InThread, amount_of, data_environ, set_amount, wait_until
+from tests.integration.test_store_holds import a_hold, closed, commit
 
 
 @pytest.fixture
@@ -367,3 +368,27 @@ def test_the_folder_is_fsynced_when_the_journal_is_made_and_after_a_compaction_r
     while app.extensions["bank.store"].stats().compactions == 0:
         set_amount(client, "acc", "1.00")
     assert disk.synced_folders.count(folder.stat().st_ino) > made
+
+
+@pytest.mark.parametrize("compact", [False, True])
+def test_held_and_closed_holds_survive_a_restart_and_a_compaction(tmp_path, compact):
+    journal = tmp_path / "bank.journal"
+    settings = load_data_settings(data_environ(DATA_JOURNAL=str(journal), DATA_COMPACT_MIN_BYTES="2000"))
+    store = create_store(settings, background=run_now)
+    commit(store, {"payer": 1000, "payee": 0}, [])
+    held, captured = a_hold(), a_hold(cents=100)
+    commit(store, {"payer": 1000}, [held, captured])
+    commit(store, {"payer": 900, "payee": 100}, [closed(captured, "captured", 100)])
+    for i in range(60 if compact else 0):
+        commit(store, {f"acc{i % 3}": i}, [])
+    assert (store.stats().compactions > 0) == compact
+    store.close()
+
+    store = create_store(settings, background=run_now)
+    try:
+        assert store.read("b1", "payer").holds == (held,)
+        assert store.hold(captured["id"])["state"] == "captured"
+        with pytest.raises(HoldConflict, match="closed already"):
+            commit(store, {"payer": 900}, [closed(captured, "released")])
+    finally:
+        store.close()

@@ -1,0 +1,74 @@
+"""The embedded store's holds (data/holds.py): the held ones by id and by origin, the closed ones kept as long as a
+keyed operation record, at most as many as those."""
+import heapq
+
+from data import holds
+from data.embedded.records import RecordTable
+from data.store import DueHold, HoldConflict, HoldsFull
+
+
+class HoldTable:
+    def __init__(self, settings, wall_clock):
+        self._wall_clock = wall_clock
+        self._open_limit = settings.open_holds_limit
+        self._held = {}                 # hold id -> hold, each held one
+        self._held_of = {}              # origin -> {hold id: hold}, its held ones
+        self._closed = RecordTable("closed hold", settings.operation_retention, settings.operation_limit)
+
+    def held_of(self, account):
+        return tuple(self._held_of.get(account, {}).values())
+
+    def get(self, hold_id):
+        """The hold as it is now, or None."""
+        hold = self._held.get(hold_id)
+        if hold is not None:
+            return hold
+        closed = self._closed.get(hold_id, self._wall_clock())
+        return None if closed is None else {name: closed[name] for name in holds.FIELDS}
+
+    def check(self, changes, writes):
+        """HoldConflict or HoldsFull unless every change (a hold as it is to be) may be applied, together, by a
+        commit of writes (its origin must be written, under its lease)."""
+        for hold in changes:
+            if hold["origin"] not in writes:
+                raise HoldConflict(hold["id"], "its origin is not written under a lease in this commit")
+            before = self._held.get(hold["id"])
+            if before is None and self._closed.get(hold["id"], self._wall_clock()) is not None:
+                raise HoldConflict(hold["id"], "it is closed already")
+            holds.check_change(before, hold)
+        placed = sum(1 for hold in changes if hold["state"] == holds.HELD)
+        if placed and len(self._held) + placed > self._open_limit:
+            raise HoldsFull(f"{len(self._held)} holds are held, the most the bank may hold is {self._open_limit}")
+        closed = len(changes) - placed
+        if closed:
+            self._closed.require_room(closed, self._wall_clock())
+
+    def held_cents_after(self, account, changes):
+        """What account's held holds set aside once changes apply."""
+        after = dict(self._held_of.get(account, {}))
+        after.update({hold["id"]: hold for hold in changes if hold["origin"] == account})
+        return holds.held_cents(after.values())
+
+    def apply(self, changes):
+        """Record changes: as a commit or a snapshot's holds record has them."""
+        for hold in changes:
+            if hold["state"] == holds.HELD:
+                self._held[hold["id"]] = hold
+                self._held_of.setdefault(hold["origin"], {})[hold["id"]] = hold
+                continue
+            self._held.pop(hold["id"], None)
+            of_origin = self._held_of.get(hold["origin"], {})
+            of_origin.pop(hold["id"], None)
+            if not of_origin:
+                self._held_of.pop(hold["origin"], None)
+            self._closed.add({**hold, "at": hold["closed_at"] // 1000})
+
+    def due(self, now_ms, limit):
+        """Up to limit held holds expired by now_ms, soonest first, as [DueHold]."""
+        due = (hold for hold in self._held.values() if hold["expires_at"] <= now_ms)
+        return [DueHold(hold["id"], hold["origin"], hold["expires_at"])
+                for hold in heapq.nsmallest(limit, due, key=lambda hold: (hold["expires_at"], hold["id"]))]
+
+    def copy(self):
+        """Every hold, held and closed (closed in the order they closed), for a snapshot."""
+        return [*self._held.values(), *({name: hold[name] for name in holds.FIELDS} for hold in self._closed.values())]
