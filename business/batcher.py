@@ -94,7 +94,9 @@ def main():
         signal.signal(ignored, signal.SIG_IGN)
     threading.Thread(target=_stop_when_the_master_goes, daemon=True).start()
     path = os.environ[SOCKET_ENV]
-    Batcher(bootstrap.queue_service(settings, current_request_id), listen(path)).serve_forever()
+    queue = bootstrap.queue_service(settings, current_request_id)
+    bootstrap.hold_expiry(settings, queue, current_request_id).start()
+    Batcher(queue, listen(path)).serve_forever()
 
 
 if __name__ == "__main__":

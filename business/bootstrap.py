@@ -1,7 +1,8 @@
 """Which adapters the bank's service gets: the one place the application and the infrastructure are joined."""
 import os
 
-from business.application.bank_service import BankService
+from business.application.bank_service import BankService, HoldLimits
+from business.application.hold_expiry import HoldExpiry
 from business.application.queue_service import QueueService
 from business.infra.account_repository import HttpAccountRepository
 from business.infra.amount_repository import HttpAmountRepository
@@ -9,6 +10,7 @@ from business.infra.batcher_client import BatcherQueue
 from business.infra.batcher_wire import SOCKET_ENV
 from business.infra.data_client import DataServerClient
 from business.infra.history_repository import HttpHistoryRepository
+from business.infra.hold_repository import HttpHoldRepository
 from business.infra.lock_repository import HttpLockRepository
 from business.infra.metrics import PrometheusQueueObserver
 
@@ -23,7 +25,14 @@ def queue_service(settings, request_id_source, client=None):
     """The lock cycles of one process: a worker's own, or its server's batcher's."""
     client = client or data_client(settings, request_id_source)
     return QueueService(HttpLockRepository(client), HttpAmountRepository(client), settings.lock_wait,
-                        settings.queue_limit, settings.batch_limit, observer=PrometheusQueueObserver())
+                        settings.queue_limit, settings.batch_limit, settings.holds_per_account,
+                        observer=PrometheusQueueObserver())
+
+
+def hold_expiry(settings, queue, request_id_source):
+    """The bank's own expiry of the holds past theirs, into queue: run by each business server's batcher."""
+    client = data_client(settings, request_id_source)
+    return HoldExpiry(queue, HttpHoldRepository(client, HttpAmountRepository(client)))
 
 
 def batcher_reply_timeout(settings):
@@ -46,4 +55,6 @@ def bank_service(settings, request_id_source=lambda: None, batcher_socket=None):
     else:
         queues = queue_service(settings, request_id_source, client)
     return BankService(queues, HttpHistoryRepository(client), HttpAccountRepository(client), settings.max_amount_cents,
-                       settings.client_tokens.values())
+                       settings.client_tokens.values(),
+                       hold_store=HttpHoldRepository(client, HttpAmountRepository(client)),
+                       hold_limits=HoldLimits(settings.hold_default_seconds, settings.hold_max_seconds))

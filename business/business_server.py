@@ -12,10 +12,14 @@ from business.application.errors import (
     BankError,
     ClientNotFound,
     Forbidden,
+    HoldClosed,
+    HoldExceeded,
+    HoldNotFound,
     IdempotencyConflict,
     InsufficientFunds,
     InvalidRequest,
     ServiceUnavailable,
+    TooManyHolds,
 )
 from business.infra.metrics import UNAVAILABLE
 from shared.auth import bearer_auth, configure_tokens
@@ -23,13 +27,14 @@ from shared.errors import ApiError, error_response
 from shared.metrics import register_metrics_route
 from shared.money import format_cents
 from shared.settings import load_business_settings
-from shared.validation import is_account_id, is_opaque_key
+from shared.timestamps import rfc3339
+from shared.validation import is_account_id, is_hold_id, is_opaque_key
 from shared.web import amount_cents, create_base_app, valid_account_id
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 STATUS_OF = {InvalidRequest: 400, Forbidden: 403, AccountNotFound: 404, ClientNotFound: 404, AccountExists: 409,
              AccountOwned: 409, InsufficientFunds: 422, BalanceLimitExceeded: 422, IdempotencyConflict: 422,
-             ServiceUnavailable: 503}
+             ServiceUnavailable: 503, HoldNotFound: 404, HoldClosed: 409, TooManyHolds: 422, HoldExceeded: 422}
 
 bank = Blueprint("bank", __name__)
 auth = bearer_auth()
@@ -102,7 +107,8 @@ def withdrawal(account_id, amount):
 @bank.get("/balance/<account_id>")
 def balance(account_id):
     receipt = _service().balance(valid_account_id(account_id), _caller())
-    return _reply(receipt, {"account": receipt.account, "balance": format_cents(receipt.balance_cents)})
+    return _reply(receipt, {"account": receipt.account, "balance": format_cents(receipt.balance_cents),
+                            "available": format_cents(receipt.available_cents)})
 
 
 @bank.post("/transfer/<origin_account_id>/<target_account_id>/<amount>")
@@ -116,8 +122,9 @@ def transfer(origin_account_id, target_account_id, amount):
 
 
 def _account(receipt):
-    """An account as the /accounts routes answer it."""
-    return {"account": receipt.account, "owner": receipt.owner, "balance": format_cents(receipt.balance_cents)}
+    """An account as the /accounts routes answer it (a read's also with what is available)."""
+    return {"account": receipt.account, "owner": receipt.owner, "balance": format_cents(receipt.balance_cents),
+            **_shown({"available": receipt.available_cents})}
 
 
 @bank.post("/accounts/<account_id>")
@@ -170,6 +177,74 @@ def history(account_id):
         "balance": format_cents(entry.balance_cents), "counterparty": entry.counterparty,
         "operation": entry.operation, "idempotency_key": entry.idempotency_key, "at": entry.at}
         for entry in statement.entries], next_cursor=statement.next_cursor)
+
+
+def _hold(hold):
+    """A hold as the bank answers it."""
+    shown = {"id": hold.id, "origin": hold.origin, "target": hold.target, "amount": format_cents(hold.amount_cents),
+             "state": hold.state, "expires_at": rfc3339(hold.expires_at_ms),
+             "closed_at": None if hold.closed_at_ms is None else rfc3339(hold.closed_at_ms)}
+    if hold.state == "captured":
+        shown["captured"] = format_cents(hold.captured_cents)
+    return shown
+
+
+def _hold_reply(receipt, status=200):
+    response = _reply(receipt, {**_hold(receipt.hold), **_shown({
+        "balance": receipt.balance_cents, "available": receipt.available_cents,
+        "target_balance": receipt.target_balance_cents})})
+    response.status_code = status
+    return response
+
+
+def _hold_id(hold_id):
+    if not is_hold_id(hold_id):
+        raise ApiError(400, "invalid_hold", "a hold id is 32 lower-case hex digits, as the bank gave it")
+    return hold_id
+
+
+def _expires_in():
+    """The query's expires_in in seconds, None if absent; the service checks its range."""
+    text = request.args.get("expires_in")
+    if text is None:
+        return None
+    if not (text.isascii() and text.isdigit() and len(text) <= 10):
+        raise ApiError(400, "invalid_expires_in", "expires_in must be a whole number of seconds")
+    return int(text)
+
+
+@bank.post("/holds/<origin_account_id>/<target_account_id>/<amount>")
+def place_hold(origin_account_id, target_account_id, amount):
+    origin, target = valid_account_id(origin_account_id), valid_account_id(target_account_id)
+    cents, expires_in = amount_cents(amount), _expires_in()
+    return _hold_reply(_service().place_hold(origin, target, cents, expires_in, _caller(), _idempotency_key()), 201)
+
+
+@bank.post("/holds/<hold_id>/capture")
+def capture_hold(hold_id):
+    return _hold_reply(_service().capture(_hold_id(hold_id), None, _caller(), _idempotency_key()))
+
+
+@bank.post("/holds/<hold_id>/capture/<amount>")
+def capture_part_of_hold(hold_id, amount):
+    hold, cents = _hold_id(hold_id), amount_cents(amount)
+    return _hold_reply(_service().capture(hold, cents, _caller(), _idempotency_key()))
+
+
+@bank.post("/holds/<hold_id>/release")
+def release_hold(hold_id):
+    return _hold_reply(_service().release(_hold_id(hold_id), _caller(), _idempotency_key()))
+
+
+@bank.get("/holds/<hold_id>")
+def hold_details(hold_id):
+    return jsonify(_hold(_service().hold(_hold_id(hold_id), _caller())))
+
+
+@bank.get("/accounts/<account_id>/holds")
+def held_holds(account_id):
+    account = valid_account_id(account_id)
+    return jsonify(account=account, holds=[_hold(hold) for hold in _service().held_holds(account, _caller())])
 
 
 def _current_request_id():

@@ -10,11 +10,11 @@ Amounts are positive, their direction the kind's; an adjustment (a write that ca
 seed's setAmount) carries its signed change. A hold's own entries (placed, released, expired) move no money: the
 amount they set aside or give back changes what is available, and the balance stays (data/holds.py).
 """
-import datetime
 from typing import NamedTuple
 
 from data.store import HistoryMismatch
 from shared.money import format_cents
+from shared.timestamps import rfc3339
 
 CREDITS = ("deposit", "transfer_in", "capture_in")
 DEBITS = ("withdrawal", "transfer_out", "capture_out")
@@ -92,8 +92,7 @@ def last_seqs(recorded, before):
 
 def wire(entry):
     """An entry as the data server answers it (amounts as decimal strings, the time in RFC 3339, UTC)."""
-    at = datetime.datetime.fromtimestamp(entry["at"] / 1000, datetime.UTC)
     return {"seq": entry["seq"], "kind": entry["kind"], "amount": format_cents(entry["cents"]),
             "balance": format_cents(entry["balance"]), "counterparty": entry["counterparty"],
             "operation": entry["operation"], "idempotency_key": entry["key"],
-            "at": at.isoformat(timespec="milliseconds").replace("+00:00", "Z")}
+            "at": rfc3339(entry["at"])}

@@ -1,5 +1,6 @@
-"""The bank's use cases: deposit, withdrawal, balance, transfer and opening an account, each through its account's
-queue; an account's statement, read from its history; and a client's list of its own accounts.
+"""The bank's use cases: deposit, withdrawal, balance, transfer, opening an account, and placing, capturing and
+releasing a hold, each through its account's queue; an account's statement, read from its history; a client's list
+of its own accounts; a hold, and an account's held holds.
 
 Every use case is asked by a Caller: a client, who owns the accounts it opened (operations.py says what it may do
 with another's), or an operator, who reads any account and moves no money."""
@@ -7,13 +8,30 @@ import base64
 import binascii
 import dataclasses
 import hashlib
+import time
 import uuid
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from business.application.errors import AccountNotFound, ClientNotFound, Forbidden, InvalidRequest, ServiceUnavailable
+from business.application import holds
+from business.application.errors import (
+    AccountNotFound,
+    ClientNotFound,
+    Forbidden,
+    HoldNotFound,
+    InvalidRequest,
+    ServiceUnavailable,
+)
 from business.application.operations import Operation, may_see
-from business.application.ports import AccountMissing, DataRefused, DataUnavailable, HistoryBehind
+from business.application.ports import (
+    AccountLocked,
+    AccountMissing,
+    DataRefused,
+    DataUnavailable,
+    HistoryBehind,
+    Hold,
+    HoldMissing,
+)
 from shared.validation import is_account_id
 
 MAX_STATEMENT_ENTRIES = 100
@@ -37,6 +55,24 @@ class Receipt:
     target_balance_cents: int | None = None
     replayed: bool = False      # the first result of an earlier request with the same Idempotency-Key
     owner: str | None = None    # a read's: the account's owner
+    available_cents: int | None = None  # a read's: what of the balance its held holds do not set aside
+
+
+class HoldLimits(NamedTuple):
+    default_seconds: int        # a hold's life when its request names none
+    max_seconds: int
+
+
+DEFAULT_HOLD_LIMITS = HoldLimits(3600, 30 * 86400)
+
+
+@dataclass(frozen=True)
+class HoldReceipt:
+    hold: Hold                  # as the bank answers it: held past its expiry is expired (holds.as_seen)
+    balance_cents: int | None = None    # the origin's, if the caller may see it
+    available_cents: int | None = None
+    target_balance_cents: int | None = None     # a capture's: the target's, its owner's to see
+    replayed: bool = False
 
 
 @dataclass(frozen=True)
@@ -54,11 +90,15 @@ class Statement:
 
 class BankService:
     def __init__(self, queue_service, history, accounts, max_amount_cents, clients=(),
-                 new_operation_id=lambda: uuid.uuid4().hex):
-        """clients: the names of the bank's clients, to whom an operator may give an account from before owners."""
+                 new_operation_id=lambda: uuid.uuid4().hex, hold_store=None, hold_limits=None,
+                 wall_clock=time.time):
+        """clients: the names of the bank's clients, to whom an operator may give an account from before owners;
+        hold_store: the HoldRepository holds are read from."""
         self._queues = queue_service
         self._history = history
         self._accounts = accounts
+        self._holds, self._wall_clock = hold_store, wall_clock
+        self._hold_limits = hold_limits or DEFAULT_HOLD_LIMITS
         self._clients = frozenset(clients)
         self._max_amount = max_amount_cents
         self._new_operation_id = new_operation_id
@@ -95,7 +135,91 @@ class BankService:
     def balance(self, account, caller):
         """The account's balance and owner: its owner's, or an operator's, to read."""
         outcome = self._queues.submit(Operation("balance", account, client=caller.name, operator=caller.operator))
-        return Receipt(account, outcome.result["balance"], owner=outcome.result["owner"])
+        return Receipt(account, outcome.result["balance"], owner=outcome.result["owner"],
+                       available_cents=outcome.result.get("available"))
+
+    def place_hold(self, origin, target, amount_cents, expires_in, caller, idempotency_key=None):
+        """Set amount_cents of origin aside for target for expires_in seconds (None: the default), as a
+        HoldReceipt; by origin's owner only."""
+        _refuse_operator(caller, "an operator moves no money")
+        if origin == target:
+            raise InvalidRequest("origin and target must be different accounts", code="same_account")
+        self._check_amount(amount_cents)
+        seconds = self._hold_limits.default_seconds if expires_in is None else expires_in
+        if not 1 <= seconds <= self._hold_limits.max_seconds:
+            raise InvalidRequest(f"expires_in must be a whole number of seconds from 1 to "
+                                 f"{self._hold_limits.max_seconds}", code="invalid_expires_in")
+        outcome = self._queues.submit(Operation("hold", origin, amount_cents, target,
+                                                self._operation_id(caller, idempotency_key), idempotency_key,
+                                                caller.name, expires_in=seconds))
+        return self._hold_receipt(outcome)
+
+    def capture(self, hold_id, amount_cents, caller, idempotency_key=None):
+        """Move a held hold's amount (or amount_cents of it, the rest given back) from its origin to its target;
+        by the target's owner only."""
+        _refuse_operator(caller, "an operator moves no money")
+        if amount_cents is not None:
+            self._check_amount(amount_cents)
+        return self._close_hold("capture", hold_id, amount_cents or 0, caller, idempotency_key)
+
+    def release(self, hold_id, caller, idempotency_key=None):
+        """Give a held hold's amount back to its origin; by either account's owner or an operator."""
+        return self._close_hold("release", hold_id, 0, caller, idempotency_key)
+
+    def hold(self, hold_id, caller):
+        """The hold as it is now: either account's owner's, or an operator's, to read."""
+        hold = self._read_hold(hold_id)
+        if not (caller.operator or caller.name in (hold.origin_owner, hold.target_owner)):
+            raise HoldNotFound(f"hold {hold_id} does not exist")
+        return holds.as_seen(hold, self._now_ms())
+
+    def held_holds(self, account, caller):
+        """The account's holds still held, soonest expiring first: its owner's, or an operator's, to read."""
+        try:
+            seen = self._data_call(lambda: self._holds.of_account(account))
+        except AccountMissing:
+            seen = None
+        if seen is None or not may_see(caller.name, caller.operator, seen.owner):
+            raise AccountNotFound(f"account {account} does not exist")
+        now_ms = self._now_ms()
+        return sorted((hold for hold in seen.holds if holds.as_seen(hold, now_ms).state == "held"),
+                      key=lambda hold: (hold.expires_at_ms, hold.id))
+
+    def _close_hold(self, kind, hold_id, amount_cents, caller, idempotency_key):
+        hold = self._read_hold(hold_id)
+        outcome = self._queues.submit(Operation(kind, hold.origin, amount_cents, hold.target,
+                                                self._operation_id(caller, idempotency_key), idempotency_key,
+                                                caller.name, caller.operator, hold=hold_id))
+        return self._hold_receipt(outcome)
+
+    def _read_hold(self, hold_id):
+        try:
+            return self._data_call(lambda: self._holds.get(hold_id))
+        except HoldMissing:
+            raise HoldNotFound(f"hold {hold_id} does not exist") from None
+
+    @staticmethod
+    def _data_call(read):
+        try:
+            return read()
+        except AccountLocked:
+            raise ServiceUnavailable("account_busy", "the account stayed busy; try again") from None
+        except (DataUnavailable, DataRefused):
+            raise ServiceUnavailable("data_unavailable", "the data server did not answer; try again") from None
+
+    def _hold_receipt(self, outcome):
+        result = outcome.result
+        # The hold as the operation left it (a retry is told the first answer, as it was).
+        return HoldReceipt(Hold(**result["hold"]), result.get("balance"),
+                           result.get("available"), result.get("target_balance"), outcome.replayed)
+
+    def _now_ms(self):
+        return int(self._wall_clock() * 1000)
+
+    def _check_amount(self, amount_cents):
+        if not 0 < amount_cents <= self._max_amount:
+            raise InvalidRequest(f"the amount must be more than 0.00 and at most the maximum of "
+                                 f"{self._max_amount // 100}.{self._max_amount % 100:02d}", code="invalid_amount")
 
     def accounts(self, caller, limit=None, cursor=None):
         """The caller's own accounts with their balances, in id order, a page at a time (cursor: the next_cursor
@@ -134,9 +258,7 @@ class BankService:
 
     def _move(self, kind, account, amount_cents, caller, idempotency_key, target=None):
         _refuse_operator(caller, "an operator moves no money")
-        if not 0 < amount_cents <= self._max_amount:
-            raise InvalidRequest(f"the amount must be more than 0.00 and at most the maximum of "
-                                 f"{self._max_amount // 100}.{self._max_amount % 100:02d}", code="invalid_amount")
+        self._check_amount(amount_cents)
         outcome = self._queues.submit(Operation(kind, account, amount_cents, target,
                                                 self._operation_id(caller, idempotency_key), idempotency_key,
                                                 caller.name))

@@ -54,3 +54,22 @@ class ServiceUnavailable(BankError):
     def __init__(self, code, message, retry_after=1):
         super().__init__(message, code)
         self.retry_after = retry_after
+
+
+class HoldNotFound(BankError):
+    """No such hold, or one the caller is no party to: the same words either way."""
+    code = "hold_not_found"
+
+
+class HoldClosed(BankError):
+    """The hold is captured, released or expired already."""
+    code = "hold_closed"
+
+
+class TooManyHolds(BankError):
+    code = "too_many_holds"
+
+
+class HoldExceeded(BankError):
+    """A capture of more than the hold sets aside."""
+    code = "amount_exceeds_hold"

@@ -12,18 +12,25 @@ commits what it returns.
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from business.application import holds
 from business.application.errors import (
     AccountExists,
     AccountNotFound,
     AccountOwned,
     BalanceLimitExceeded,
     BankError,
+    Forbidden,
+    HoldClosed,
+    HoldExceeded,
+    HoldNotFound,
     IdempotencyConflict,
     InsufficientFunds,
+    TooManyHolds,
 )
 
-MAX_BALANCE_CENTS = 10 ** 18
-REFUSALS = (AccountNotFound, AccountExists, AccountOwned, InsufficientFunds, BalanceLimitExceeded)
+MAX_BALANCE_CENTS = holds.MAX_BALANCE_CENTS
+REFUSALS = (AccountNotFound, AccountExists, AccountOwned, InsufficientFunds, BalanceLimitExceeded, HoldNotFound,
+            HoldClosed, TooManyHolds, HoldExceeded, Forbidden)
 # What only gives an account its owner: no money moves, no history entry.
 OWNING = ("open", "give")
 REFUSALS_BY_CODE = {refusal.code: refusal for refusal in REFUSALS}
@@ -31,8 +38,9 @@ REFUSALS_BY_CODE = {refusal.code: refusal for refusal in REFUSALS}
 
 @dataclass(frozen=True)
 class Operation:
-    kind: str                  # deposit | withdrawal | transfer | balance | open | give
-    account: str               # the account credited, debited, read or opened; the origin of a transfer
+    kind: str                  # deposit | withdrawal | transfer | balance | open | give | hold | capture | release |
+                               # expire
+    account: str               # the account credited, debited, read or opened; the origin of a transfer or hold
     amount_cents: int = 0
     target: str | None = None
     operation_id: str = ""     # what the data server records it under
@@ -40,6 +48,8 @@ class Operation:
     client: str = ""           # who asks: a client's name, or an operator's
     operator: bool = False     # the caller is an operator: it reads any account and moves no money
     new_owner: str | None = None   # give: the client an operator gives an account from before owners
+    hold: str | None = None    # capture, release, expire: the hold's id
+    expires_in: int = 0        # hold: seconds it is held for
 
     @property
     def keyed(self):
@@ -48,6 +58,10 @@ class Operation:
     @property
     def request(self):
         """What the operation asks, to tell a retry from another request under the same key."""
+        if self.kind == "hold":
+            return f"hold {self.account} {self.target} {self.amount_cents} {self.expires_in}"
+        if self.hold is not None:
+            return f"{self.kind} {self.hold} {self.amount_cents}"
         return f"{self.kind} {self.account} {self.target or self.new_owner or '-'} {self.amount_cents}"
 
     @property
@@ -72,22 +86,35 @@ class AppliedBatch(NamedTuple):
     new_owners: dict           # account -> its first owner, given in this batch (a deposit, an open or a give)
     records: list              # the operation records to commit: {"id", "request", "result", "keyed"}
     entries: list              # the history entries to commit, in the order they were applied (_entries)
+    holds: list                # the holds placed or closed, each as the batch leaves it ([Hold])
 
 
-def apply_batch(operations, leases):
-    """Apply operations in order to the leased balances, as an AppliedBatch."""
+def apply_batch(operations, leases, rules):
+    """Apply operations in order to the leased balances, as an AppliedBatch; rules: the holds.HoldRules to apply
+    them by. Each leased account's holds past their expiry are closed first."""
     balances = {account: lease.amount_cents for account, lease in leases.items()}
     owners = {account: lease.owner for account, lease in leases.items()}
+    books = holds.Books(balances, owners, {account: {hold.id: hold for hold in lease.holds}
+                                           for account, lease in leases.items()}, {})
     new_owners = {}
     earlier = {}
     for lease in leases.values():
         earlier.update(lease.recorded)
     outcomes, records, entries = [], [], []
+    for account in leases:
+        entries += holds.expire_due(books, account, rules)
     for operation in operations:
         first = earlier.get(operation.operation_id) if operation.keyed else None
         creates = operation.kind in ("deposit", "open") and balances[operation.account] is None
+        hold_entries = []
         try:
-            outcome = _replay(first, operation) if first is not None else _apply_one(operation, balances, owners)
+            if first is not None:
+                outcome = _replay(first, operation)
+            elif operation.kind in holds.KINDS:
+                result, hold_entries = holds.apply(operation, books, rules)
+                outcome = Outcome(result)
+            else:
+                outcome = _apply_one(operation, balances, owners, books, rules)
         except BankError as refusal:
             outcome = refusal
         if isinstance(outcome, Outcome) and first is None and (creates or operation.kind == "give"):
@@ -96,7 +123,9 @@ def apply_batch(operations, leases):
         outcomes.append(_without_others_balances(operation, outcome, owners))
         if first is not None:
             continue
-        if isinstance(outcome, Outcome) and operation.writes and operation.kind not in OWNING:
+        if operation.kind in holds.KINDS:
+            entries += hold_entries
+        elif isinstance(outcome, Outcome) and operation.writes and operation.kind not in OWNING:
             entries += _entries(operation, outcome.result)
         result = _recordable_result(operation, outcome)
         if result is not None:
@@ -104,7 +133,7 @@ def apply_batch(operations, leases):
                       "keyed": operation.keyed}
             records.append(record)
             earlier[operation.operation_id] = record
-    return AppliedBatch(outcomes, balances, new_owners, records, entries)
+    return AppliedBatch(outcomes, balances, new_owners, records, entries, list(books.changes.values()))
 
 
 def owns(client, owner):
@@ -122,7 +151,8 @@ def _without_others_balances(operation, outcome, owners):
     """The outcome without the balance of any account the caller does not own (a pay-in into another's account)."""
     if not isinstance(outcome, Outcome):
         return outcome
-    hidden = [] if may_see(operation.client, operation.operator, owners[operation.account]) else ["balance"]
+    hidden = [] if may_see(operation.client, operation.operator, owners[operation.account]) else ["balance",
+                                                                                                     "available"]
     if operation.target is not None and not may_see(operation.client, operation.operator, owners[operation.target]):
         hidden.append("target_balance")
     if not hidden:
@@ -149,7 +179,7 @@ def _recordable_result(operation, outcome):
     A refusal is recorded too, because an earlier attempt under the same key may still be on its way to some
     server; without the record it could be applied after the client was told it was refused.
     """
-    if not operation.writes:
+    if not operation.writes or operation.kind == "expire":
         return None
     if isinstance(outcome, Outcome):
         return outcome.result
@@ -169,9 +199,9 @@ def _replay(first, operation):
     return Outcome(first["result"], replayed=True)
 
 
-def _apply_one(operation, balances, owners):
-    """Apply one operation to balances (owners: {account: owner}) and return its Outcome; raise the BankError that
-    refuses it."""
+def _apply_one(operation, balances, owners, books, rules):
+    """Apply one operation to balances (owners: {account: owner}; books: the batch's holds.Books) and return its
+    Outcome; raise the BankError that refuses it."""
     account, amount = operation.account, operation.amount_cents
     current = balances[account]
     if operation.operator and operation.kind not in ("balance", "give"):
@@ -206,8 +236,9 @@ def _apply_one(operation, balances, owners):
     target = balances.get(operation.target)
     if operation.kind == "transfer" and target is None:
         raise AccountNotFound(f"account {operation.target} does not exist")
-    if current < amount:
-        raise InsufficientFunds(f"account {account} has not enough funds")
+    # A debit spends only what the account's held holds do not set aside.
+    if holds.available(current, books.held.get(account, {}).values(), rules.now_ms) < amount:
+        raise InsufficientFunds(f"account {account} has not enough funds available")
     if operation.kind == "withdrawal":
         balances[account] = current - amount
         return Outcome({"balance": current - amount})

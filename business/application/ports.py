@@ -1,7 +1,8 @@
 """The ports the application layer needs from the data tier, and how their adapters may fail.
 
-Adapters (business/infra/) implement LockRepository, AmountRepository and HistoryRepository and raise only these
-exceptions; OperationQueue is what BankService submits to (QueueService, or business/infra/batcher_client.py).
+Adapters (business/infra/) implement LockRepository, AmountRepository, HistoryRepository, AccountRepository and
+HoldRepository and raise only these exceptions; OperationQueue is what BankService submits to (QueueService, or
+business/infra/batcher_client.py).
 """
 import abc
 from dataclasses import dataclass, field
@@ -49,8 +50,16 @@ class HistoryBehind(DataTierFull):
     file lags): a write is refused, nothing applied, and a statement cannot be read."""
 
 
+class HoldsAtCap(DataTierFull):
+    """The data tier holds as many holds as it may: the commit was refused, nothing applied."""
+
+
 class AccountMissing(Exception):
     pass
+
+
+class HoldMissing(Exception):
+    """No hold of that id is kept."""
 
 
 class LeaseLost(Exception):
@@ -61,6 +70,25 @@ class OperationConflict(Exception):
     """An operation id of the commit is recorded for another request: nothing was applied."""
 
 
+class Hold(NamedTuple):
+    """An amount of origin set aside for target until it is captured, released or expires (holds.py)."""
+    id: str
+    origin: str
+    target: str
+    amount_cents: int
+    expires_at_ms: int              # Unix ms
+    state: str                      # held | captured | released | expired
+    captured_cents: int             # moved to target; 0 unless captured
+    closed_at_ms: int | None        # None while held
+    origin_owner: str               # the client who placed it
+    target_owner: str | None        # the target's owner when it was placed
+
+
+class DueHold(NamedTuple):
+    id: str
+    origin: str
+
+
 @dataclass(frozen=True)
 class Lease:
     account: str
@@ -68,12 +96,14 @@ class Lease:
     amount_cents: int | None        # None: the account does not exist yet
     recorded: dict = field(default_factory=dict)   # operation id -> {"request", "result"}, as asked by lookup
     owner: str | None = None        # the client the account belongs to; None: no account, or one from before owners
+    holds: tuple = ()               # its held holds ([Hold]), as origin
 
 
 class AccountBalance(NamedTuple):
     """An account as read without a lease."""
     cents: int
     owner: str | None
+    holds: tuple = ()               # its held holds, as origin
 
 
 class LeasedWrite(NamedTuple):
@@ -134,14 +164,16 @@ class AmountRepository(abc.ABC):
         """Return the account's AccountBalance; raise AccountMissing, or AccountLocked if still held after `wait` s."""
 
     @abc.abstractmethod
-    def commit(self, writes, operations, release=(), entries=(), on_resend=lambda: None):
-        """Write {account: LeasedWrite} all or nothing, record operations, release those leases and `release`.
+    def commit(self, writes, operations, release=(), entries=(), on_resend=lambda: None, holds=()):
+        """Write {account: LeasedWrite} all or nothing, record operations, release those leases and `release`, and
+        place or close holds ([Hold] as each is to be, its origin among the writes).
 
         A write's owner is recorded for the account it creates.
 
         operations: [{"id", "request", "result", "keyed"}]; release: leases given back unwritten; entries: the
         history entries of the writes, in the order applied ({"account", "kind", "cents", "balance",
-        "counterparty", "operation", "key"}). Raise LeaseLost, OperationConflict or DataTierFull, applying nothing.
+        "counterparty", "operation", "key"}). Raise LeaseLost, OperationConflict or DataTierFull (HoldsAtCap: no room
+        for the holds placed), applying nothing.
         on_resend is called once if an unanswered commit is to be sent again.
         """
 
@@ -157,6 +189,20 @@ class AccountRepository(abc.ABC):
     @abc.abstractmethod
     def page(self, owner, after, limit):
         """Up to limit of owner's accounts with an id after `after` (None: from the first), as an AccountsPage."""
+
+
+class HoldRepository(abc.ABC):
+    @abc.abstractmethod
+    def get(self, hold_id):
+        """The Hold of that id as the data tier keeps it now; raise HoldMissing if there is none."""
+
+    @abc.abstractmethod
+    def of_account(self, account):
+        """The account's AccountBalance with its held holds (read without a lease); raise AccountMissing."""
+
+    @abc.abstractmethod
+    def due(self, limit):
+        """Up to limit held holds past their expiry by the data tier's clock, soonest first, as [DueHold]."""
 
 
 class OperationQueue(abc.ABC):

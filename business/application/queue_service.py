@@ -14,6 +14,7 @@ import threading
 import time
 from typing import NamedTuple
 
+from business.application import holds
 from business.application.errors import AccountNotFound, BankError, ServiceUnavailable
 from business.application.operations import Outcome, apply_batch, may_see
 from business.application.ports import (
@@ -24,6 +25,7 @@ from business.application.ports import (
     DataTierFull,
     DataUnavailable,
     HistoryBehind,
+    HoldsAtCap,
     IdempotencyStoreFull,
     LeasedWrite,
     LeaseLost,
@@ -52,6 +54,8 @@ FULL_REFUSALS = {
                                              "makes room; nothing was applied, try again later"),
     HistoryBehind: FullRefusal("history_unavailable", "the bank cannot keep its statements up to date now; nothing "
                                                       "was applied, try again"),
+    HoldsAtCap: FullRefusal("holds_full", "the bank holds as many holds as it may; nothing was applied, try again "
+                                          "later"),
 }
 
 
@@ -78,9 +82,11 @@ class _Waiter:
 
 
 class QueueService(OperationQueue):
-    def __init__(self, locks, amounts, lock_wait, queue_limit, batch_limit,
-                 clock=time.monotonic, sleep=time.sleep, jitter=random.random, observer=None):
+    def __init__(self, locks, amounts, lock_wait, queue_limit, batch_limit, holds_per_account=20,
+                 clock=time.monotonic, sleep=time.sleep, jitter=random.random, observer=None, wall_clock=time.time):
+        """holds_per_account: holds one account may have held at once; wall_clock: the time holds expire by."""
         self._locks, self._amounts, self._observer = locks, amounts, observer or QueueObserver()
+        self._holds_per_account, self._wall_clock = holds_per_account, wall_clock
         self._lock_wait, self._queue_limit, self._batch_limit = lock_wait, queue_limit, batch_limit
         self._clock, self._sleep, self._jitter = clock, sleep, jitter
         self._mutex = threading.Lock()
@@ -218,8 +224,8 @@ class QueueService(OperationQueue):
             return outcomes
 
     def _apply_and_commit(self, operations, leases, on_resend):
-        applied = apply_batch(operations, leases)
-        if not applied.records:
+        applied = apply_batch(operations, leases, holds.HoldRules(self._now_ms(), self._holds_per_account))
+        if not applied.records and not applied.holds:
             self._release_all(leases.values())
             return applied.outcomes
         # Every account with an entry is written, even one whose changes add up to nothing, and every one opened.
@@ -228,7 +234,7 @@ class QueueService(OperationQueue):
                   if a in changed}
         untouched = [lease for a, lease in leases.items() if a not in writes]
         try:
-            self._amounts.commit(writes, applied.records, untouched, applied.entries, on_resend)
+            self._amounts.commit(writes, applied.records, untouched, applied.entries, on_resend, applied.holds)
         except (LeaseLost, OperationConflict):
             self._release_all(leases.values())
             raise ServiceUnavailable("account_busy", "the account changed hands before the write; nothing was "
@@ -259,7 +265,11 @@ class QueueService(OperationQueue):
         if seen is None or not may_see(operation.client, operation.operator, seen.owner):
             # Another's account is refused in the very words of an unknown one (operations.py).
             raise AccountNotFound(f"account {account} does not exist")
-        return Outcome({"balance": seen.cents, "owner": seen.owner})
+        return Outcome({"balance": seen.cents, "owner": seen.owner,
+                        "available": holds.available(seen.cents, seen.holds, self._now_ms())})
+
+    def _now_ms(self):
+        return int(self._wall_clock() * 1000)
 
     def _server_wait(self, deadline):
         return max(0.0, min(SERVER_WAIT_SECONDS, deadline - self._clock()))

@@ -2,6 +2,7 @@
 import time
 
 from business.application.ports import AccountBalance, AmountRepository, CommitResult, DataUnavailable
+from business.infra.hold_repository import hold_of, wire_of
 from shared.money import format_cents, parse_cents
 
 # How long a commit whose outcome is unknown is sent again: past an etcd election (about 2 s), so that the leases
@@ -19,9 +20,10 @@ class HttpAmountRepository(AmountRepository):
     def get(self, account, wait=0.0):
         payload = self._data.call("GET", f"/getAmount/{self._prefix}/{account}",
                                   params={"wait_ms": int(wait * 1000)}, server_wait=wait)
-        return AccountBalance(parse_cents(payload["amount"]), payload.get("owner"))
+        return AccountBalance(parse_cents(payload["amount"]), payload.get("owner"),
+                              tuple(hold_of(hold) for hold in payload.get("holds", ())))
 
-    def commit(self, writes, operations, release=(), entries=(), on_resend=lambda: None):
+    def commit(self, writes, operations, release=(), entries=(), on_resend=lambda: None, holds=()):
         body = {"writes": [{"account": account, "amount": format_cents(write.cents), "token": write.lease.token,
                             **({} if write.owner is None else {"owner": write.owner})}
                            for account, write in writes.items()],
@@ -29,7 +31,8 @@ class HttpAmountRepository(AmountRepository):
                 "release": [{"account": lease.account, "token": lease.token} for lease in release],
                 "entries": [{"account": entry["account"], "kind": entry["kind"], "amount": format_cents(entry["cents"]),
                              "balance": format_cents(entry["balance"]), "counterparty": entry["counterparty"],
-                             "operation": entry["operation"], "key": entry["key"]} for entry in entries]}
+                             "operation": entry["operation"], "key": entry["key"]} for entry in entries],
+                "holds": [wire_of(hold) for hold in holds]}
         deadline, pause = self._clock() + self._resend_seconds, FIRST_PAUSE_SECONDS
         while True:
             try:

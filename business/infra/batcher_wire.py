@@ -1,7 +1,7 @@
 """What a business worker and its server's batcher say to each other: one JSON line a message, each way.
 
-A request is {"operation": [kind, account, cents, target, operation id, key, client, operator, new owner],
-"request_id"}; its answer is {"result", "replayed"} or {"error": the BankError's class, "code", "message",
+A request is {"operation": [kind, account, cents, target, operation id, key, client, operator, new owner, hold,
+expires in], "request_id"}; its answer is {"result", "replayed"} or {"error": the BankError's class, "code", "message",
 "retry_after"}.
 """
 import json
@@ -12,17 +12,23 @@ from business.application.errors import (
     AccountNotFound,
     AccountOwned,
     BalanceLimitExceeded,
+    Forbidden,
+    HoldClosed,
+    HoldExceeded,
+    HoldNotFound,
     IdempotencyConflict,
     InsufficientFunds,
     InvalidRequest,
     ServiceUnavailable,
+    TooManyHolds,
 )
 from business.application.operations import Operation, Outcome
 
 SOCKET_ENV = "BUSINESS_BATCHER_SOCKET"     # the batcher's socket, set by the gunicorn master for its workers
 MAX_LINE_BYTES = 64 * 1024      # an operation is a few hundred bytes; a longer line is not from a worker
 _ERRORS = {error.__name__: error for error in (AccountExists, AccountNotFound, AccountOwned, BalanceLimitExceeded,
-                                                IdempotencyConflict, InsufficientFunds, InvalidRequest)}
+                                                IdempotencyConflict, InsufficientFunds, InvalidRequest, Forbidden,
+                                                HoldNotFound, HoldClosed, TooManyHolds, HoldExceeded)}
 
 
 class WireError(Exception):
@@ -36,7 +42,8 @@ class WorkerRequest(NamedTuple):
 
 def request_line(operation, request_id):
     fields = [operation.kind, operation.account, operation.amount_cents, operation.target,
-              operation.operation_id, operation.key, operation.client, operation.operator, operation.new_owner]
+              operation.operation_id, operation.key, operation.client, operation.operator, operation.new_owner,
+              operation.hold, operation.expires_in]
     return _line({"operation": fields, "request_id": request_id})
 
 
@@ -44,9 +51,10 @@ def parse_request(line):
     """The WorkerRequest of a request line; WireError for anything else."""
     message = _message(line)
     try:
-        kind, account, cents, target, operation_id, key, client, operator, new_owner = message["operation"]
-        return WorkerRequest(Operation(kind, account, cents, target, operation_id, key, client, operator, new_owner),
-                             message.get("request_id"))
+        kind, account, cents, target, operation_id, key, client, operator, new_owner, hold, expires_in = \
+            message["operation"]
+        return WorkerRequest(Operation(kind, account, cents, target, operation_id, key, client, operator, new_owner,
+                                       hold, expires_in), message.get("request_id"))
     except (KeyError, TypeError, ValueError):
         raise WireError("not an operation") from None
 

@@ -10,6 +10,8 @@ from business.application.ports import (
     DataStoreFull,
     DataUnavailable,
     HistoryBehind,
+    HoldMissing,
+    HoldsAtCap,
     IdempotencyStoreFull,
     LeaseLost,
     OperationConflict,
@@ -26,6 +28,7 @@ def _locked(payload, headers):
 # is DataUnavailable and any other 4xx DataRefused.
 DATA_REFUSALS = {
     (404, "account_not_found"): lambda payload, headers: AccountMissing(payload.get("message")),
+    (404, "hold_not_found"): lambda payload, headers: HoldMissing(payload.get("message")),
     (409, "not_lock_holder"): lambda payload, headers: LeaseLost(payload.get("message")),
     (409, "operation_conflict"): lambda payload, headers: OperationConflict(payload.get("message")),
     (423, "locked"): _locked,
@@ -33,6 +36,7 @@ DATA_REFUSALS = {
         int(headers.get("Retry-After", "1"))),
     (503, "store_full"): lambda payload, headers: DataStoreFull(int(headers.get("Retry-After", "30"))),
     (503, "history_unavailable"): lambda payload, headers: HistoryBehind(int(headers.get("Retry-After", "1"))),
+    (503, "holds_full"): lambda payload, headers: HoldsAtCap(int(headers.get("Retry-After", "5"))),
 }
 
 

@@ -2,6 +2,7 @@
 import uuid
 
 from business.application.ports import Lease, LeaseLost, LockRepository
+from business.infra.hold_repository import hold_of
 from shared.money import parse_cents
 
 
@@ -18,7 +19,7 @@ class HttpLockRepository(LockRepository):
         recorded = payload.get("operations") or {}
         return {lock["account"]: Lease(lock["account"], lock["token"],
                                        None if lock["amount"] is None else parse_cents(lock["amount"]), recorded,
-                                       lock.get("owner"))
+                                       lock.get("owner"), tuple(hold_of(hold) for hold in lock.get("holds", ())))
                 for lock in payload["locks"]}
 
     def release(self, lease):

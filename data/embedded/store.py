@@ -215,7 +215,7 @@ class EmbeddedStore:
         # No balance is ever below zero, nor below what its holds set aside: a commit that would leave one is a bug
         # upstream, and applies nothing.
         assert all(cents >= self._holds.held_cents_after(account, holds) for account, cents in amounts.items()), (
-            f"a commit would leave a balance below zero or below its holds: {amounts}")
+            f"a commit would leave a negative balance, or one below its holds: {amounts}")
         prior = {account: history.AccountState(self._accounts.get(account), self._seqs.get(account, 0))
                  for account in writes}
         recorded = history.numbered(amounts, entries, prior, operations[0]["id"] if operations else None,

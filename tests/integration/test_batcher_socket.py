@@ -91,7 +91,8 @@ def test_outcomes_cross_as_they_were_and_carry_the_request_they_serve(batcher, p
         queue.submit(Operation("balance", "nobody", client="c"))
     # The caller crosses with the operation: an operator reads what is not its own.
     assert queue.submit(Operation("balance", "funded", client="ops", operator=True)).result == {"balance": 10_00,
-                                                                                               "owner": "c"}
+                                                                                               "owner": "c",
+                                                                                               "available": 10_00}
     with pytest.raises(IdempotencyConflict):
         queue.submit(deposit("a", 51, key="k"))
     assert batcher.accounts == {"funded": 10_00, "a": 200}

@@ -23,7 +23,8 @@ def test_deposit_creates_the_account_and_answers_the_new_balance(bank, client_he
 
 def test_balance_of_an_account_and_of_an_unknown_one(bank, client_headers):
     bank.post("/deposit/alice/10", headers=client_headers)
-    assert bank.get("/balance/alice", headers=client_headers).json == {"account": "alice", "balance": "10.00"}
+    assert bank.get("/balance/alice", headers=client_headers).json == {
+        "account": "alice", "balance": "10.00", "available": "10.00"}
     assert_error(bank.get("/balance/nobody", headers=client_headers), 404, "account_not_found")
 
 

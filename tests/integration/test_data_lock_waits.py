@@ -83,7 +83,8 @@ def test_a_read_waits_its_turn_and_sees_the_holders_write(real_clock_app):
     reader = InThread(lambda: app.test_client().get("/getAmount/b2/acc?wait_ms=5000", headers=B2))
     wait_until_waiting(app, 1)
     client.post("/setAmount/b1/acc", headers=B1, json={"amount": "7.00", "token": token, "unlock": True})
-    assert reader.result().json == {"account": "acc", "amount": "7.00", "owner": None}
+    assert reader.result().json == {"account": "acc", "amount": "7.00", "owner": None,
+                                      "holds": []}
 
 
 @pytest.mark.embedded_only("etcd's shortest lease is longer than this test's 0.2 s")

@@ -101,7 +101,7 @@ def test_a_first_deposit_and_an_open_make_the_caller_the_owner_for_good(bank):
     opened = bank.post("/accounts/empty", headers=client)
     assert (opened.status_code, opened.json) == (201, {"account": "empty", "owner": "tester", "balance": "0.00"})
     assert bank.get("/accounts/new", headers=CALLERS["operator"]).json == {"account": "new", "owner": "other",
-                                                                          "balance": "1.00"}
+                                                                          "balance": "1.00", "available": "1.00"}
     assert bank.get("/balance/new", headers=client).status_code == 404
     assert bank.get("/history/empty", headers=client).json["entries"] == []
     again = bank.post("/accounts/new", headers=client)
@@ -149,7 +149,7 @@ def test_an_account_from_before_owners_is_no_clients_until_an_operator_gives_it_
             assert (answer.status_code, answer.json["error"]) == (404, "account_not_found"), path
     assert bank.post("/deposit/legacy/1.00", headers=OTHER).json == {"account": "legacy", "amount": "1.00"}
     assert bank.get("/accounts/legacy", headers=CALLERS["operator"]).json == {"account": "legacy", "owner": None,
-                                                                             "balance": "51.00"}
+                                                                             "balance": "51.00", "available": "51.00"}
     assert bank.post("/accounts/legacy", headers=OTHER).json["error"] == "account_exists"
     operator = CALLERS["operator"]
     assert bank.post("/accounts/legacy/owner/nobody", headers=operator).json["error"] == "client_not_found"

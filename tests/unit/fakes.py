@@ -11,9 +11,12 @@ from business.application.ports import (
     CommitResult,
     DataStoreFull,
     DataUnavailable,
+    DueHold,
     HistoryEntry,
     HistoryPage,
     HistoryRepository,
+    HoldMissing,
+    HoldRepository,
     IdempotencyStoreFull,
     Lease,
     LeaseLost,
@@ -21,7 +24,8 @@ from business.application.ports import (
     OperationConflict,
 )
 
-SIGN = {"deposit": 1, "transfer_in": 1, "withdrawal": -1, "transfer_out": -1}
+SIGN = {"deposit": 1, "transfer_in": 1, "capture_in": 1, "withdrawal": -1, "transfer_out": -1, "capture_out": -1,
+        "hold": 0, "hold_release": 0, "hold_expiry": 0}
 
 
 class FakeDataServer:
@@ -38,6 +42,7 @@ class FakeDataServer:
         self.lock_requests = []          # the accounts of each lock request, granted or not
         self.commits = []
         self.history = {}                # account -> [HistoryEntry], oldest first
+        self.holds = {}                  # hold id -> Hold, as it is now
         self.released = []
         self.reads = []                  # the account of each balance read asked for, answered or not
         self.locked_by_others = {}       # account -> attempts still refused with 423 (None: forever)
@@ -72,6 +77,9 @@ class FakeDataServer:
         if all(rec is not None and rec["request"] == op["request"] for rec, op in zip(recorded, operations)):
             return [rec["result"] for rec in recorded]
         raise OperationConflict("an operation id of this commit is recorded for another request")
+
+    def held_of(self, account):
+        return tuple(hold for hold in self.holds.values() if hold.origin == account and hold.state == "held")
 
     def give_back(self, lease, released=True):
         if self.leases.get(lease.account) == lease.token:
@@ -110,7 +118,7 @@ class FakeLocks(LockRepository):
                 server.leases[account] = server.next_token
                 server.acquired.append(account)
                 leases[account] = Lease(account, server.next_token, server.accounts.get(account), recorded,
-                                        server.owners.get(account))
+                                        server.owners.get(account), server.held_of(account))
             return leases
 
     def release(self, lease):
@@ -132,9 +140,9 @@ class FakeAmounts(AmountRepository):
                 raise AccountLocked(account, 0.5)
             if account not in server.accounts:
                 raise AccountMissing(account)
-            return AccountBalance(server.accounts[account], server.owners.get(account))
+            return AccountBalance(server.accounts[account], server.owners.get(account), server.held_of(account))
 
-    def commit(self, writes, operations, release=(), entries=(), on_resend=lambda: None):
+    def commit(self, writes, operations, release=(), entries=(), on_resend=lambda: None, holds=()):
         server = self.server
         server.check_up()
         server.check_room()
@@ -152,14 +160,14 @@ class FakeAmounts(AmountRepository):
                     server.give_back(lease)
                 result = CommitResult(True, first_results)
             else:
-                result = self._apply(writes, operations, release, entries)
+                result = self._apply(writes, operations, release, entries, holds)
         if server.lose_answers:
             server.lose_answers -= 1
             raise DataUnavailable("the commit's answer was lost")
         return result
 
-    def _apply(self, writes, operations, release, entries):
-        """Check the leases and the records' room, apply and record; with the server's mutex held."""
+    def _apply(self, writes, operations, release, entries, holds):
+        """Check the leases, the holds and the records' room, apply and record; with the server's mutex held."""
         server = self.server
         keyed = sum(1 for op in (*server.operations.values(), *operations) if op["keyed"])
         if server.key_limit is not None and keyed > server.key_limit:
@@ -169,6 +177,11 @@ class FakeAmounts(AmountRepository):
                 raise LeaseLost(account)
             # As the data server: an account's owner is for good.
             assert write.owner is None or server.owners.get(account) in (None, write.owner), account
+        for hold in holds:
+            # As the data server: a hold is placed once and closed once, as placed, its origin written.
+            before = server.holds.get(hold.id)
+            assert hold.origin in writes and (before is None) == (hold.state == "held"), hold
+            assert before is None or (before.state == "held" and before.amount_cents == hold.amount_cents), hold
         numbered = self._numbered(writes, entries)
         for entry_account, entry in numbered:
             server.history.setdefault(entry_account, []).append(entry)
@@ -177,6 +190,11 @@ class FakeAmounts(AmountRepository):
             if write.owner is not None:
                 server.owners.setdefault(account, write.owner)
             del server.leases[account]
+        for hold in holds:
+            server.holds[hold.id] = hold
+        for account in writes:
+            # As the data server: no balance below what its held holds set aside.
+            assert server.accounts[account] >= sum(h.amount_cents for h in server.held_of(account)), account
         for op in operations:
             server.operations[op["id"]] = op
         for lease in release:
@@ -226,3 +244,25 @@ class FakeAccounts(AccountRepository):
         owned = sorted(a for a, o in self.server.owners.items() if o == owner and (after is None or a > after))[:limit]
         return AccountsPage([(account, self.server.accounts[account]) for account in owned],
                             owned[-1] if len(owned) == limit else None)
+
+
+class FakeHolds(HoldRepository):
+    def __init__(self, server, clock_ms):
+        """clock_ms: the data tier's clock, in Unix ms, that the due holds are due by."""
+        self.server, self.clock_ms = server, clock_ms
+
+    def get(self, hold_id):
+        self.server.check_up()
+        if hold_id not in self.server.holds:
+            raise HoldMissing(hold_id)
+        return self.server.holds[hold_id]
+
+    def of_account(self, account):
+        return FakeAmounts(self.server).get(account)
+
+    def due(self, limit):
+        self.server.check_up()
+        due = sorted((hold for hold in self.server.holds.values()
+                      if hold.state == "held" and hold.expires_at_ms <= self.clock_ms()),
+                     key=lambda hold: (hold.expires_at_ms, hold.id))
+        return [DueHold(hold.id, hold.origin) for hold in due[:limit]]

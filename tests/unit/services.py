@@ -4,7 +4,7 @@ import threading
 from business.application.bank_service import BankService, Caller
 from business.application.queue_service import QueueService
 from tests.helpers import FakeClock, InThread, wait_until
-from tests.unit.fakes import FakeAccounts, FakeAmounts, FakeDataServer, FakeHistory, FakeLocks
+from tests.unit.fakes import FakeAccounts, FakeAmounts, FakeDataServer, FakeHistory, FakeHolds, FakeLocks
 
 CLIENT = Caller("c")        # the client of every test's accounts, unless a test says otherwise
 
@@ -16,11 +16,15 @@ class Harness:
                  amounts=FakeAmounts):
         self.server = FakeDataServer(accounts)
         self.clock = FakeClock()
+        self.wall_seconds = 1_800_000_000.0     # the wall clock holds expire by: moved by hand
         self.sleeps = []
         self.queues = QueueService(locks(self.server), amounts(self.server), lock_wait, queue_limit,
-                                   batch_limit, clock=self.clock, sleep=self._sleep, jitter=lambda: 0.5)
+                                   batch_limit, holds_per_account=3, clock=self.clock, sleep=self._sleep,
+                                   jitter=lambda: 0.5, wall_clock=lambda: self.wall_seconds)
+        self.holds = FakeHolds(self.server, lambda: int(self.wall_seconds * 1000))
         self.bank = BankService(self.queues, FakeHistory(self.server), FakeAccounts(self.server),
-                                max_amount_cents=1_000_000)
+                                max_amount_cents=1_000_000, hold_store=self.holds,
+                                wall_clock=lambda: self.wall_seconds)
 
     def _sleep(self, seconds):
         self.sleeps.append(seconds)

@@ -215,12 +215,12 @@ class ResendingAmounts(FakeAmounts):
         super().__init__(server)
         self.account, self.resending, self.finish = account, threading.Event(), threading.Event()
 
-    def commit(self, writes, operations, release=(), entries=(), on_resend=lambda: None):
+    def commit(self, writes, operations, release=(), entries=(), on_resend=lambda: None, holds=()):
         if self.account in writes and not self.resending.is_set():
             on_resend()
             self.resending.set()
             assert self.finish.wait(10)
-        return super().commit(writes, operations, release, entries, on_resend)
+        return super().commit(writes, operations, release, entries, on_resend, holds)
 
 
 def test_while_a_commit_is_sent_again_the_operations_behind_it_go_on_and_it_still_gets_its_answer():

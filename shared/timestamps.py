@@ -1,0 +1,8 @@
+"""Times on the wire: RFC 3339 in UTC to the millisecond, of Unix milliseconds inside."""
+import datetime
+
+
+def rfc3339(unix_ms):
+    """e.g. 1700000000123 -> "2023-11-14T22:13:20.123Z"."""
+    at = datetime.datetime.fromtimestamp(unix_ms / 1000, datetime.UTC)
+    return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
