@@ -5,7 +5,10 @@ is sent again with the same key until an answer settles it; what stays unknown i
 
 It runs as several clients (client/clients.py): each owns some of the accounts, debits and reads only its own, and
 pays into the others'; an adversary owns one account and tries every debit and read of the others', each of
-which must be answered exactly as an unknown account (404 account_not_found) and applied nowhere.
+which must be answered exactly as an unknown account (404 account_not_found) and applied nowhere. Holds too: each
+client places holds on its own accounts for the others', the targets' owners capture them (in whole or in part),
+either party releases them, the rest expire within seconds, and client/hold_check.py settles every one; the
+adversary's captures and releases of them must be answered as an unknown hold's.
 """
 import collections
 import random
@@ -15,6 +18,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+from client import hold_check
 from client.check_report import print_report
 from client.statements import StatementUnavailable, read_statement, statement_violations, transfer_halves_violations
 from shared.failover import PassOver
@@ -23,16 +27,18 @@ from shared.money import format_cents, parse_signed_cents
 OPENING_CENTS = 100_00
 # 503 codes for which the servers promise that nothing was applied.
 NOTHING_APPLIED = {"account_busy", "queue_full", "idempotency_store_full", "store_full", "history_unavailable",
-                   "batcher_unavailable"}
-KIND_WEIGHTS = {"deposit": 25, "withdrawal": 25, "transfer": 35, "balance": 15, "theft": 10}
-# What the adversary tries on an account of another client: every debit and every read.
-THEFTS = ("withdrawal", "transfer", "balance", "history", "account")
+                   "batcher_unavailable", "holds_full"}
+KIND_WEIGHTS = {"deposit": 25, "withdrawal": 20, "transfer": 30, "balance": 15, "theft": 10, "hold": 10,
+                "capture": 6, "release": 3}
+# What the adversary tries on an account of another client: every debit and every read; and on a hold, to take it.
+THEFTS = ("withdrawal", "transfer", "balance", "history", "account", "capture", "release")
 READS = ("balance", "history", "account")
 
 
 @dataclass
 class Event:
-    kind: str                        # deposit | withdrawal | transfer | balance; the adversary's also history | account
+    kind: str                        # deposit | withdrawal | transfer | balance | hold | capture | release; the
+                                     # adversary's also history | account
     accounts: tuple
     amount_cents: int
     client: str = ""                 # the client that sent it
@@ -47,6 +53,12 @@ class Event:
     balances: dict = field(default_factory=dict)
     # (time.monotonic(), status, error) of each attempt that got no answer or a 5xx; a refusal (4xx) is an answer
     failures: list = field(default_factory=list)
+    hold_id: str | None = None       # a hold's, capture's or release's hold
+    held_cents: int = 0              # a capture's or release's: what its hold sets aside
+    expires_in: int = 0              # a hold's, in seconds
+    captured_cents: int = 0          # an acknowledged capture's: what it moved
+    sent_at_ms: int = 0              # Unix ms when its first attempt went out
+    available_cents: int | None = None  # what its answer showed available of its (first) account
 
 
 @dataclass
@@ -58,6 +70,7 @@ class Report:
     violations: list
     statements: dict = field(default_factory=dict)     # account -> its history entries, oldest first
     written: list = field(default_factory=list)     # the clients' accounts it writes (not the adversary's)
+    holds: dict = field(default_factory=dict)       # hold id -> the hold as settled at the end (None: none)
     ended_at: float = 0.0       # time.monotonic() when the workload stopped sending new operations
 
     @property
@@ -71,8 +84,12 @@ class Report:
 
 class BankCheck:
     def __init__(self, apis, clients, workers=8, accounts=5, operations=1000, duration=None, seed=None,
-                 out=sys.stdout, attempts=4, retry_pause=0.02, max_unknown_ratio=0.01):
-        """apis: one BankApi per business server; clients: the CheckClients it runs as."""
+                 out=sys.stdout, attempts=4, retry_pause=0.02, max_unknown_ratio=0.01,
+                 hold_seconds=hold_check.HOLD_SECONDS, settle_seconds=hold_check.SETTLE_SECONDS):
+        """apis: one BankApi per business server; clients: the CheckClients it runs as; hold_seconds: (fewest,
+        most) seconds a hold is placed for; settle_seconds: how long past the last expiry every hold must be
+        closed by."""
+        self._hold_seconds, self._settle_seconds = hold_seconds, settle_seconds
         self._apis, self._clients = apis, clients
         self._workers, self._account_count = workers, accounts
         self._operations, self._duration = operations, duration
@@ -96,6 +113,7 @@ class BankCheck:
         self._started_count = 0
         self._acknowledged_writes = 0
         self._stop = threading.Event()
+        self._holds = hold_check.PlacedHolds()
 
     def run(self):
         self._say(f"check {self._run_id}: {self._workers} workers, {self._account_count} accounts of "
@@ -117,7 +135,10 @@ class BankCheck:
         progress.join()
         final = {account: self._settled_balance(account) for account in self._accounts}
         report = Report(self._events, opening, final, seconds, [], ended_at=ended_at, written=list(self._shared))
-        report.violations = self._verify(report) + self._verify_statements(report)
+        report.holds, hold_violations = hold_check.settle(self._apis, self._servers, self._events,
+                                                          self._clients.operator, self._say,
+                                                          self._hold_seconds[1] + self._settle_seconds)
+        report.violations = self._verify(report) + hold_violations + self._verify_statements(report)
         print_report(report, self._say, self._clients.adversary[0])
         return report
 
@@ -166,14 +187,37 @@ class BankCheck:
     def _next_event(self, rng, kind):
         """A client's operation of kind: a deposit by any client (into another's account too), the rest by the
         owner; or a theft: the adversary's debit or read of another client's account."""
+        if kind in ("capture", "release"):
+            return self._hold_event(rng, kind)
+        if kind == "hold":
+            origin, target = rng.sample(self._shared, 2)
+            return Event("hold", (origin, target), rng.randint(1, 20_00), self._owner[origin],
+                         expires_in=rng.randint(*self._hold_seconds))
         if kind == "theft":
-            kind, victim = rng.choice(THEFTS), rng.choice(self._shared)
+            kind = rng.choice(THEFTS)
+            if kind in ("capture", "release"):
+                return self._hold_event(rng, kind, theft=True)
+            victim = rng.choice(self._shared)
             accounts = (victim, self._adversary_account) if kind == "transfer" else (victim,)
             return Event(kind, accounts, rng.randint(1, 50_00) if kind not in READS else 0,
                          self._clients.adversary[0], theft=True)
         accounts = tuple(rng.sample(self._shared, 2 if kind == "transfer" else 1))
         client = rng.choice(list(self._clients.clients)) if kind == "deposit" else self._owner[accounts[0]]
         return Event(kind, accounts, rng.randint(1, 50_00) if kind != "balance" else 0, client)
+
+    def _hold_event(self, rng, kind, theft=False):
+        """A capture (by the target's owner) or release (by either party's) of a hold placed; or the adversary's
+        try at one; a deposit while none is placed yet."""
+        placed = self._holds.pick(rng)
+        if placed is None:
+            return self._next_event(rng, "deposit")
+        hold_id, origin, target, cents = placed
+        amount = rng.choice([0, rng.randint(1, cents)]) if kind == "capture" else 0
+        if theft:
+            client = self._clients.adversary[0]
+        else:
+            client = self._owner[target] if kind == "capture" else self._owner[rng.choice((origin, target))]
+        return Event(kind, (origin, target), amount, client, theft=theft, hold_id=hold_id, held_cents=cents)
 
     def _claim(self, deadline):
         if deadline is not None:
@@ -187,6 +231,9 @@ class BankCheck:
     def _send(self, event, rng, name):
         """Send event's operation, again with the same key while its outcome is open; fill in the outcome."""
         key = event.key = f"chk-{self._run_id}-{name}" if event.kind not in READS else None
+        if event.kind == "hold":
+            event.hold_id = hold_check.hold_id_of(event.client, key)
+        event.sent_at_ms = int(time.time() * 1000)
         token = self._tokens[event.client]
         ambiguous = False
         amount = format_cents(event.amount_cents)
@@ -200,6 +247,12 @@ class BankCheck:
                 reply = api.withdraw(event.accounts[0], amount, key, token)
             elif event.kind == "transfer":
                 reply = api.transfer(*event.accounts, amount, key, token)
+            elif event.kind == "hold":
+                reply = api.place_hold(*event.accounts, amount, event.expires_in, key, token)
+            elif event.kind == "capture":
+                reply = api.capture(event.hold_id, amount if event.amount_cents else None, key, token)
+            elif event.kind == "release":
+                reply = api.release(event.hold_id, key, token)
             elif event.kind == "history":
                 reply = api.history(event.accounts[0], token=token)
             elif event.kind == "account":
@@ -213,9 +266,10 @@ class BankCheck:
                 self._servers.answered(server)
             if reply.status is None or reply.status >= 500:
                 event.failures.append((time.monotonic(), reply.status, reply.error))
-            if reply.status == 200:
+            if reply.status in (200, 201):
                 event.outcome = "ok"
                 event.balances = {} if event.theft else _observed_balances(event, reply.body)
+                self._held(event, reply.body)
                 break
             if reply.status is not None and 400 <= reply.status < 500:
                 event.outcome = "refused"
@@ -234,6 +288,15 @@ class BankCheck:
         event.seconds = time.perf_counter() - started
         event.finished_at = time.monotonic()
         return event
+
+    def _held(self, event, body):
+        """What an acknowledged hold operation tells the rest of the check."""
+        if event.theft:
+            return
+        if event.kind == "hold" and body.get("id") == event.hold_id:
+            self._holds.add(event.hold_id, *event.accounts, event.amount_cents)
+        elif event.kind == "capture" and "captured" in body:
+            event.captured_cents = parse_signed_cents(body["captured"])
 
     def _settled_balance(self, account):
         rng = random.Random(account)
@@ -293,7 +356,7 @@ class BankCheck:
                 violations.append(str(error))
                 continue
             violations += statement_violations(account, self._owner[account], report.statements[account],
-                                               report.final[account], touching[account])
+                                               report.final[account], touching[account], report.holds)
         if len(report.statements) == len(self._accounts):
             violations += transfer_halves_violations(report.statements, report.events)
         return violations
@@ -324,21 +387,28 @@ class BankCheck:
 
 
 def _seen_violations(event):
-    """What is wrong in one answer by itself: a negative balance, a server error other than 503."""
+    """What is wrong in one answer by itself: a negative balance, or available, a server error other than 503; an
+    acknowledged hold whose id is not its key's, a capture of more than it asked."""
     violations = [f"negative balance {format_cents(cents)} of {account} seen in {event.kind}"
                   for account, cents in event.balances.items() if cents < 0]
+    if event.available_cents is not None and event.available_cents < 0:
+        violations.append(f"negative available {format_cents(event.available_cents)} of {event.accounts[0]}")
+    if event.kind == "capture" and event.outcome == "ok" and not event.theft and not (
+            0 < event.captured_cents == (event.amount_cents or event.held_cents)):
+        violations.append(f"capture of hold {event.hold_id} asked {format_cents(event.amount_cents)} of "
+                          f"{format_cents(event.held_cents)}, moved {format_cents(event.captured_cents)}")
     if event.status is not None and event.status >= 500 and event.status != 503:
         violations.append(f"server error {event.status} on {event.kind} {event.accounts}")
     return violations
 
 
 def _theft_violations(event):
-    """What is wrong in the answer to one of the adversary's tries: anything but what an unknown account gets (a
-    503 or no answer under a fault settles nothing; the statements show whether a debit applied)."""
-    if not event.theft or event.status is None or event.status >= 500 or \
-            (event.status, event.error) == (404, "account_not_found"):
+    """What is wrong in the answer to one of the adversary's tries: anything but what an unknown account (or hold)
+    gets (a 503 or no answer under a fault settles nothing; the statements show whether a debit applied)."""
+    unknown = "hold_not_found" if event.kind in ("capture", "release") else "account_not_found"
+    if not event.theft or event.status is None or event.status >= 500 or (event.status, event.error) == (404, unknown):
         return []
-    what = f"{event.client}'s {event.kind} of {event.accounts[0]}"
+    what = f"{event.client}'s {event.kind} of {event.hold_id or event.accounts[0]}"
     if event.outcome == "ok":
         return [f"theft: {what} was answered 200" + (" and applied" if event.kind not in READS else "")]
     return [f"theft: {what} was answered {event.status} {event.error}, not as an unknown account"]
@@ -352,11 +422,18 @@ def _effects(event):
         return {event.accounts[0]: -event.amount_cents}
     if event.kind == "transfer":
         return {event.accounts[0]: -event.amount_cents, event.accounts[1]: event.amount_cents}
+    if event.kind == "capture" and not event.theft:
+        moved = event.captured_cents or event.amount_cents or event.held_cents
+        return {event.accounts[0]: -moved, event.accounts[1]: moved}
     return {}
 
 
 def _observed_balances(event, body):
     """The balances an answer showed: none of an account the sender does not own (a payment into it)."""
+    if "available" in body:
+        event.available_cents = parse_signed_cents(body["available"])
     shown = {"balance": 0} if event.kind != "transfer" else {"origin_balance": 0, "target_balance": 1}
+    if event.kind == "capture":
+        shown["target_balance"] = 1
     return {event.accounts[position]: parse_signed_cents(body[field]) for field, position in shown.items()
             if field in body}

@@ -4,7 +4,7 @@ import collections
 
 from shared.money import format_cents
 
-KINDS = ("deposit", "withdrawal", "transfer", "balance")
+KINDS = ("deposit", "withdrawal", "transfer", "balance", "hold", "capture", "release")
 MOST_SHOWN = 50             # violations printed one by one; the rest are counted
 
 
@@ -37,6 +37,9 @@ def print_report(report, say, adversary):
         f"{format_cents(sum(report.final.values()))}")
     entries = sum(len(statement) for statement in report.statements.values())
     say(f"history: {entries} entries in {len(report.statements)} statements checked")
+    states = collections.Counter(hold["state"] if hold else "never placed" for hold in report.holds.values())
+    say(f"holds: {len(report.holds)} settled (" + ", ".join(f"{state} {n}" for state, n in sorted(states.items()))
+        + ")")
     if report.violations:
         for violation in report.violations[:MOST_SHOWN]:
             say(f"VIOLATION  {violation}")
@@ -44,9 +47,10 @@ def print_report(report, say, adversary):
             say(f"... and {len(report.violations) - MOST_SHOWN} more violations")
     else:
         say("no violations: every balance is its opening plus its acknowledged operations, the total is "
-            "conserved by transfers, no balance was ever negative; every statement adds up without gaps to "
-            "its final balance and holds each acknowledged write once, no refused one, nothing else, and "
-            "debits by its owner only; every theft was answered as an unknown account")
+            "conserved by transfers and captures, no balance or available was ever negative; every hold was "
+            "closed once, as its answers allow; every statement adds up without gaps to its final balance and "
+            "holds each acknowledged write once, no refused one, nothing else, and debits by its owner only; "
+            "every theft was answered as an unknown account or hold")
 
 
 def percentile(sorted_values, percent):

@@ -5,16 +5,21 @@ amount, never negative; the newest is the final balance; every acknowledged writ
 Idempotency-Key) in each account it touched, as its kind and amount, with the balance its answer showed; no
 refused write is there; one whose outcome is unknown is there at most once, on both sides of a transfer or
 neither; nothing is there that the check did not send; every entry names the client that sent it (an operator
-reads each entry as recorded: a keyed operation is "client:key"), and every debit its account's owner.
+reads each entry as recorded: a keyed operation is "client:key"), and every debit its account's owner. A hold,
+capture or release is there as all its entries (client/hold_check.py), and each expired hold as one hold_expiry.
 """
 import collections
 import time
 from typing import NamedTuple
 
+from client import hold_check
 from shared.money import format_cents, parse_cents, parse_signed_cents
 
-CREDIT_KINDS = ("deposit", "transfer_in")
-DEBIT_KINDS = ("withdrawal", "transfer_out")
+CREDIT_KINDS = ("deposit", "transfer_in", "capture_in")
+DEBIT_KINDS = ("withdrawal", "transfer_out", "capture_out")
+RESERVATION_KINDS = ("hold", "hold_release", "hold_expiry")     # a hold's own entries: the balance stays
+# Debits its owner sends: a capture_out is sent by the target's owner, from a hold the origin's owner placed.
+OWNERS_DEBITS = ("withdrawal", "transfer_out", "hold")
 MOST_PAGES = 10_000         # pages of one statement at most: a bound on the walk, far past any check's length
 
 
@@ -53,9 +58,9 @@ def _page(apis, account, cursor, servers, rng, token, attempts, pause):
     raise StatementUnavailable(f"no server gave the statement of {account}")
 
 
-def statement_violations(account, owner, entries, final_cents, events):
+def statement_violations(account, owner, entries, final_cents, events, held=None):
     """What is wrong in account's statement (entries oldest first, as an operator reads them) against the check's
-    events on it; owner: the client it belongs to."""
+    events on it; owner: the client it belongs to; held: {hold id: the hold as settled} (hold_check.settle)."""
     violations = []
     seqs = [entry["seq"] for entry in entries]
     if seqs != list(range(1, len(entries) + 1)):
@@ -63,7 +68,8 @@ def statement_violations(account, owner, entries, final_cents, events):
     balance = 0
     for entry in entries:
         amount = parse_signed_cents(entry["amount"])
-        balance += amount if entry["kind"] in CREDIT_KINDS or entry["kind"] == "adjustment" else -amount
+        if entry["kind"] not in RESERVATION_KINDS:
+            balance += amount if entry["kind"] in CREDIT_KINDS or entry["kind"] == "adjustment" else -amount
         shown = parse_signed_cents(entry["balance"])
         if shown != balance:
             violations.append(f"{account}: entry {entry['seq']} shows {entry['balance']} after {entry['kind']} "
@@ -76,7 +82,8 @@ def statement_violations(account, owner, entries, final_cents, events):
                           f"{format_cents(final_cents)}")
     by_key = collections.defaultdict(list)
     for entry in entries:
-        by_key[entry["idempotency_key"]].append(entry)
+        if entry["kind"] != "hold_expiry":      # the bank's own: hold_check.expiry_violations proves them
+            by_key[entry["idempotency_key"]].append(entry)
     expected = {event.key: event for event in events if event.key is not None}
     for key, found in by_key.items():
         if key not in expected:
@@ -90,13 +97,15 @@ def statement_violations(account, owner, entries, final_cents, events):
         if event is not None and (sender, key) != (event.client, event.key):
             violations.append(f"{account}: entry {entry['seq']} is recorded as {entry['operation']}, not as sent by "
                               f"{event.client}")
-        if entry["kind"] in DEBIT_KINDS and sender != owner:
+        if entry["kind"] in OWNERS_DEBITS and sender != owner:
             violations.append(f"{account}: entry {entry['seq']} is a {entry['kind']} of {entry['amount']} by "
                               f"{sender or 'an unnamed client'}, not by its owner {owner}")
-    return violations
+    return violations + hold_check.expiry_violations(account, entries, held or {})
 
 
 def _event_violations(account, event, found):
+    if event.kind in hold_check.HOLD_KINDS:
+        return _hold_event_violations(account, event, found)
     expected = _entry_of(event, account)
     described = f"{event.kind} {format_cents(event.amount_cents)} (key {event.key})"
     wrong = [e for e in found if (e["kind"], parse_cents(e["amount"]), e["counterparty"]) !=
@@ -116,11 +125,24 @@ def _event_violations(account, event, found):
     return []
 
 
+def _hold_event_violations(account, event, found):
+    """A hold, capture or release is in account's statement as all of its entries, in order, or (refused: must;
+    unknown: may) as none."""
+    expected = hold_check.expected_entries(event, account)
+    recorded = [(e["kind"], parse_cents(e["amount"]), e["counterparty"]) for e in found]
+    described = f"{event.kind} of hold {event.hold_id} (key {event.key})"
+    if recorded == expected and (event.outcome != "refused" or not expected):
+        return []
+    if not recorded and event.outcome != "ok":
+        return []
+    return [f"{account}: {event.outcome} {described} is recorded as {recorded}, not {expected}"]
+
+
 def transfer_halves_violations(statements, events):
-    """A transfer of unknown outcome is in both its accounts' histories or in neither."""
+    """A transfer or capture of unknown outcome is in both its accounts' histories or in neither."""
     violations = []
     for event in events:
-        if event.kind != "transfer" or event.outcome != "unknown":
+        if event.kind not in ("transfer", "capture") or event.outcome != "unknown" or event.theft:
             continue
         present = [any(e["idempotency_key"] == event.key for e in statements[account]) for account in event.accounts]
         if present[0] != present[1]:

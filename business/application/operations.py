@@ -232,7 +232,8 @@ def _apply_one(operation, balances, owners, books, rules):
         # Another's account is refused in the very words of an unknown one: its ids cannot be probed.
         raise AccountNotFound(f"account {account} does not exist")
     if operation.kind == "balance":
-        return Outcome({"balance": current, "owner": owners[account]})
+        return Outcome({"balance": current, "owner": owners[account],
+                        "available": holds.available(current, books.held.get(account, {}).values(), rules.now_ms)})
     target = balances.get(operation.target)
     if operation.kind == "transfer" and target is None:
         raise AccountNotFound(f"account {operation.target} does not exist")

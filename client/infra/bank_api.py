@@ -41,6 +41,23 @@ class BankApi:
     def transfer(self, origin, target, amount, key=None, token=None):
         return self._send("POST", f"/transfer/{origin}/{target}/{amount}", key, token)
 
+    def place_hold(self, origin, target, amount, expires_in=None, key=None, token=None):
+        query = "" if expires_in is None else f"?expires_in={expires_in}"
+        return self._send("POST", f"/holds/{origin}/{target}/{amount}{query}", key, token)
+
+    def capture(self, hold_id, amount=None, key=None, token=None):
+        """Capture the hold, whole (amount None) or that amount of it."""
+        return self._send("POST", f"/holds/{hold_id}/capture" + ("" if amount is None else f"/{amount}"), key, token)
+
+    def release(self, hold_id, key=None, token=None):
+        return self._send("POST", f"/holds/{hold_id}/release", key, token)
+
+    def hold(self, hold_id, token=None):
+        return self._send("GET", f"/holds/{hold_id}", None, token)
+
+    def holds(self, account, token=None):
+        return self._send("GET", f"/accounts/{account}/holds", None, token)
+
     def balance(self, account, token=None):
         return self._send("GET", f"/balance/{account}", None, token)
 

@@ -13,7 +13,7 @@ from tests.helpers import CLIENT_TOKEN, business_environ, data_environ
 # The tests that hold the bank to bounds in seconds under faults and load: `make test` runs them one after another on
 # one pytest-xdist worker (--dist loadgroup) while the other worker takes everything else.
 TIMED_FILES = ("test_faults.py", "test_batcher.py", "test_etcd_bank.py", "test_soak.py", "test_partitions.py",
-               "test_data_server_crash.py", "test_statement_faults.py")
+               "test_data_server_crash.py", "test_statement_faults.py", "test_hold_expiry.py")
 
 
 def pytest_collection_modifyitems(items):

@@ -1,6 +1,7 @@
 """The client's checker finds the violations it exists to find, and none in a correct bank."""
 import io
 import threading
+import time
 
 import pytest
 
@@ -8,8 +9,12 @@ from client.__main__ import verdict
 from client.check import BankCheck
 from client.check_report import percentile
 from client.clients import CheckClients
+from client.hold_check import hold_id_of
 from client.infra.bank_api import Reply
 from shared.money import format_cents, parse_cents
+from shared.timestamps import rfc3339
+
+FAKE_SECOND_MS = 20         # a hold's second on the fake bank: its holds expire within a check's run
 
 CLIENTS = CheckClients({"ann": "token-ann", "bob": "token-bob"}, ("mallory", "token-mallory"), "token-ops")
 NAMES = {token: name for name, token in {**CLIENTS.clients, CLIENTS.adversary[0]: CLIENTS.adversary[1]}.items()}
@@ -22,6 +27,8 @@ class FakeBank:
         self.balances, self.flaw, self.calls = {}, flaw, 0
         self.owners = {}            # account -> the client whose deposit created it
         self.entries = {}           # account -> its history, oldest first
+        self.holds = {}             # hold id -> {"origin", "target", "cents", "expires_at", "state", ...}
+        self.answered = {}          # (client, key) -> the first answer to a hold operation
         self.mutex = threading.Lock()
 
     def _reply(self, status, **body):
@@ -36,12 +43,95 @@ class FakeBank:
     def _may_debit(self, account, token):
         return self.flaw == "theft" or self.owners.get(account) == NAMES.get(token)
 
-    def _record(self, account, kind, cents, key, token, counterparty=None):
+    def _record(self, account, kind, cents, key, token, counterparty=None, operation=None):
         entries = self.entries.setdefault(account, [])
         entries.append({"seq": len(entries) + 1, "kind": kind, "amount": format_cents(cents),
                         "balance": format_cents(self.balances[account]), "counterparty": counterparty,
-                        "operation": f"{NAMES[token]}:{key}", "idempotency_key": key,
+                        "operation": operation or f"{NAMES[token]}:{key}", "idempotency_key": key,
                         "at": "2026-12-01T00:00:00.000Z"})
+
+    def _available(self, account):
+        self._expire_due()
+        return self.balances[account] - sum(hold["cents"] for hold in self.holds.values()
+                                            if hold["origin"] == account and hold["state"] == "held")
+
+    def _expire_due(self):
+        now = int(time.time() * 1000)
+        for hold_id, hold in self.holds.items():
+            if hold["state"] == "held" and hold["expires_at"] <= now and self.flaw != "never_expire":
+                hold.update(state="expired", closed_at=now)
+                self._record(hold["origin"], "hold_expiry", hold["cents"], None, None, hold["target"],
+                             f"expiry-{hold_id}")
+
+    def _hold_body(self, hold_id, **more):
+        hold = self.holds[hold_id]
+        body = {"id": hold_id, "origin": hold["origin"], "target": hold["target"],
+                "amount": format_cents(hold["cents"]), "state": hold["state"],
+                "expires_at": rfc3339(hold["expires_at"]),
+                "closed_at": None if hold["closed_at"] is None else rfc3339(hold["closed_at"]), **more}
+        if hold["state"] == "captured":
+            body["captured"] = format_cents(hold["captured"])
+        return body
+
+    def place_hold(self, origin, target, amount, expires_in=None, key=None, token=None):
+        with self.mutex:
+            client, cents = NAMES[token], parse_cents(amount)
+            if (client, key) in self.answered:
+                return self.answered[client, key]
+            if self.owners.get(origin) != client or target not in self.balances:
+                return self._unknown()
+            if self._available(origin) < cents:
+                return self._reply(422, error="insufficient_funds")
+            hold_id, now = hold_id_of(client, key), int(time.time() * 1000)
+            self.holds[hold_id] = {"origin": origin, "target": target, "cents": cents, "state": "held",
+                                   "expires_at": now + expires_in * FAKE_SECOND_MS, "closed_at": None,
+                                   "captured": 0, "parties": (client, self.owners[target])}
+            self._record(origin, "hold", cents, key, token, target)
+            answer = self.answered[client, key] = self._reply(201, **self._hold_body(hold_id))
+            return answer
+
+    def capture(self, hold_id, amount=None, key=None, token=None):
+        return self._close(hold_id, "capture", amount, key, token)
+
+    def release(self, hold_id, key=None, token=None):
+        return self._close(hold_id, "release", None, key, token)
+
+    def _close(self, hold_id, kind, amount, key, token):
+        with self.mutex:
+            client = NAMES[token]
+            if (client, key) in self.answered:
+                return self.answered[client, key]
+            hold = self.holds.get(hold_id)
+            if hold is None or client not in hold["parties"]:
+                return self._reply(404, error="hold_not_found")
+            self._expire_due()
+            if hold["state"] != "held" and not (self.flaw == "capture_twice" and hold["state"] == "captured"):
+                return self._reply(409, error="hold_closed")
+            if kind == "capture" and client != hold["parties"][1]:
+                return self._reply(403, error="forbidden")
+            origin, target, now = hold["origin"], hold["target"], int(time.time() * 1000)
+            if kind == "release":
+                hold.update(state="released", closed_at=now)
+                self._record(origin, "hold_release", hold["cents"], key, token, target)
+            else:
+                captured = hold["cents"] if amount is None else parse_cents(amount)
+                hold.update(state="captured", closed_at=now, captured=captured)
+                self.balances[origin] -= captured
+                self.balances[target] += captured
+                self._record(origin, "capture_out", captured, key, token, target)
+                if captured < hold["cents"]:
+                    self._record(origin, "hold_release", hold["cents"] - captured, key, token, target)
+                self._record(target, "capture_in", captured, key, token, origin)
+            answer = self.answered[client, key] = self._reply(200, **self._hold_body(
+                hold_id, **({"target_balance": format_cents(self.balances[target])} if kind == "capture" else {})))
+            return answer
+
+    def hold(self, hold_id, token=None):
+        with self.mutex:
+            self._expire_due()
+            if hold_id not in self.holds:
+                return self._reply(404, error="hold_not_found")
+            return self._reply(200, **self._hold_body(hold_id))
 
     def history(self, account, limit=100, cursor=None, token=None):
         with self.mutex:
@@ -85,7 +175,7 @@ class FakeBank:
             if account not in self.balances or not self._may_debit(account, token):
                 return self._unknown()
             new = self.balances[account] - parse_cents(amount)
-            if new < 0 and self.flaw != "overdraw":
+            if self._available(account) < parse_cents(amount) and self.flaw != "overdraw":
                 return self._reply(422, error="insufficient_funds")
             self.balances[account] = new
             self._record(account, "withdrawal", parse_cents(amount), key, token)
@@ -96,7 +186,7 @@ class FakeBank:
             if not self._may_debit(origin, token):
                 return self._unknown()
             cents = parse_cents(amount)
-            if self.balances[origin] < cents:
+            if self._available(origin) < cents:
                 return self._reply(422, error="insufficient_funds")
             self.balances[origin] -= cents
             self.balances[target] += cents
@@ -109,7 +199,8 @@ class FakeBank:
         with self.mutex:
             if not self._may_read(account, token):
                 return self._unknown()
-            return self._reply(200, balance=format_cents(self.balances[account]))
+            return self._reply(200, balance=format_cents(self.balances[account]),
+                               available=format_cents(self._available(account)))
 
     def account(self, account, token=None):
         with self.mutex:
@@ -120,7 +211,8 @@ class FakeBank:
 
 
 def run_check(bank, **options):
-    return BankCheck([bank], CLIENTS, workers=4, accounts=3, operations=300, seed=3, out=io.StringIO(), **options).run()
+    return BankCheck([bank], CLIENTS, workers=4, accounts=3, operations=300, seed=3, out=io.StringIO(),
+                     settle_seconds=1, **options).run()
 
 
 def test_a_correct_bank_has_no_violation():
@@ -147,9 +239,20 @@ def test_a_correct_bank_has_every_write_once_in_its_statements():
     report = run_check(FakeBank())
     written = [e for e in report.events if e.key is not None and e.outcome == "ok"]
     in_statements = sum(len(entries) for entries in report.statements.values())
-    # Each account's opening deposit, the adversary's own included, and each acknowledged write.
-    assert in_statements == 4 + sum(2 if e.kind == "transfer" else 1 for e in written)
-    assert report.thefts and all((e.status, e.error) == (404, "account_not_found") for e in report.thefts)
+    # Each account's opening deposit, the adversary's own included, each acknowledged write and each expiry.
+    entries = {"transfer": 2, "capture": 2, "hold": 1, "release": 1}
+    assert in_statements == 4 + sum(entries.get(e.kind, 1) + (e.kind == "capture" and e.captured_cents < e.held_cents)
+                                    for e in written) + sum(1 for h in report.holds.values() if h["state"] == "expired")
+    assert {"captured", "released", "expired"} <= {hold["state"] for hold in report.holds.values()}
+    assert report.thefts and all((e.status, e.error) in ((404, "account_not_found"), (404, "hold_not_found"))
+                                 for e in report.thefts)
+
+
+@pytest.mark.parametrize("flaw, found", [("capture_twice", "captures of it were acknowledged"),
+                                         ("never_expire", "still not closed")])
+def test_a_hold_captured_twice_or_never_expired_by_the_bank_is_a_violation(flaw, found):
+    report = run_check(FakeBank(flaw))
+    assert any(found in violation for violation in report.violations), report.violations[:5]
 
 
 @pytest.mark.parametrize("flaw, found", [("theft", "was answered 200 and applied"), ("leak", "was answered 200")])
@@ -212,7 +315,7 @@ class SilentServer:
         self.calls += 1
         return Reply(None, {"error": "no_answer"}, 3.0, "silent")
 
-    deposit = withdraw = transfer = balance = history = account = _no_answer
+    deposit = withdraw = transfer = balance = history = account = place_hold = capture = release = hold = _no_answer
 
 
 def test_a_server_that_does_not_answer_is_passed_over_and_the_rest_serve_everything():
