@@ -20,6 +20,7 @@ from bench.chart import CLIENTS, chart
 from bench.cluster_phase import cluster_lines, cluster_targets, measure_cluster
 from bench.edge_phase import edge_lines, measure_edge
 from bench.etcd_phase import etcd_lines, etcd_targets, measure_etcd_tier
+from bench.holds_phase import holds_lines, holds_targets, measure_holds
 from bench.ownership_phase import measure_ownership, ownership_lines, ownership_targets
 from bench.peer_phase import measure_peer, peer_lines, peer_targets
 from bench.stack import SECONDS, Stack, checked_out, run_wrk, seed_accounts, verdict
@@ -221,7 +222,8 @@ def machine():
             f"Python {platform.python_version()}")
 
 
-def write_results(operations, scale, sizes, compaction, comparison, edge, etcd, peer, history, cluster, owners):
+def write_results(operations, scale, sizes, compaction, comparison, edge, etcd, peer, history, cluster, owners,
+                  holds):
     RESULTS.mkdir(parents=True, exist_ok=True)
     baseline = {r["clients"]: r["ops_per_s"] for r in operations if r["mode"] == "baseline"}
     for result in operations:
@@ -230,7 +232,7 @@ def write_results(operations, scale, sizes, compaction, comparison, edge, etcd, 
     (RESULTS / "latest.json").write_text(json.dumps(
         {"when": when, "machine": machine(), "seconds": SECONDS, "operations": operations, "scale": scale,
          "sizes": sizes, "compaction": compaction, "before_after": comparison, "edge": edge, "etcd": etcd,
-         "peer": peer, "history": history, "cluster": cluster},
+         "peer": peer, "history": history, "cluster": cluster, "owners": owners, "holds": holds},
         indent=2))
     settings = example_settings()
     lines = [f"# Benchmark, {when}", "", f"Machine: {machine()}. Each figure: wrk for {SECONDS:.0f} s; the "
@@ -279,10 +281,11 @@ def write_results(operations, scale, sizes, compaction, comparison, edge, etcd, 
     lines += edge_lines(edge)
     lines += cluster_lines(cluster)
     lines += ownership_lines(owners)
+    lines += holds_lines(holds)
     lines += etcd_lines(etcd, operations)
     lines += peer_lines(peer, operations)
     reached = (targets(operations, sizes) + etcd_targets(etcd, operations) + peer_targets(peer, operations)
-               + cluster_targets(cluster) + ownership_targets(owners))
+               + cluster_targets(cluster) + ownership_targets(owners) + holds_targets(holds))
     lines += ["", "## Targets", ""] + [f"- {line}" for line in reached]
     (RESULTS / "latest.md").write_text("\n".join(lines) + "\n")
     chart(operations, RESULTS / "throughput.png", peer)
@@ -338,7 +341,9 @@ def main():
         edge = measure_edge(workdir)
         cluster = measure_cluster(workdir)
         owners = measure_ownership(workdir)
-    write_results(operations, scale, sizes, compaction, comparison, edge, etcd, peer, history, cluster, owners)
+        holds = measure_holds(workdir)
+    write_results(operations, scale, sizes, compaction, comparison, edge, etcd, peer, history, cluster, owners,
+                  holds)
     print((RESULTS / "latest.md").read_text())
     return 0
 

@@ -1,12 +1,14 @@
-"""python -m client tour | check | demo | history | accounts | open — exercise and verify the running bank, print a
-statement or the client's own accounts, or open an account."""
+"""python -m client tour | check | demo | history | accounts | open | holds — exercise and verify the running bank,
+print a statement or the client's own accounts, open an account, or place, capture, release and list holds."""
 import argparse
 import sys
 from pathlib import Path
 from typing import NamedTuple
 
+from client.answers import failed
 from client.check import BankCheck
 from client.clients import DEFAULT_ADVERSARY, CheckClients
+from client.holds_command import add_holds_command, run_holds
 from client.infra.bank_api import STORE_HOLDS_ALL, BankApi, wait_for_statement_store, wait_until_healthy
 from client.tour import Tour
 from shared.settings import client_tokens_by_name, exit_on_settings_error, load_client_settings
@@ -44,6 +46,7 @@ def main(argv=None):
     listing.add_argument("--cursor", default=None, help="the next page's cursor that an earlier page printed")
     opening = commands.add_parser("open", help="open an account of the client's, with a zero balance")
     opening.add_argument("account", help="the account id")
+    add_holds_command(commands)
     for name, workers, accounts, operations in (("check", 16, 5, 2000), ("demo", 8, 4, 400)):
         command = commands.add_parser(name, help="concurrent bank workload and checker" if name == "check"
                                       else "the tour, then a short check")
@@ -70,6 +73,8 @@ def main(argv=None):
         return print_accounts(apis[0], args.limit, args.cursor)
     if args.command == "open":
         return open_account(apis[0], args.account)
+    if args.command == "holds":
+        return run_holds(apis[0], args)
     try:
         named = settings.client_tokens if args.clients is None else client_tokens_by_name(args.clients, "--clients")
         clients = CheckClients.from_tokens(named, args.operator_token, args.adversary)
@@ -102,7 +107,7 @@ def print_statement(api, account, limit, cursor):
     """Print a page of account's statement; 0 if the bank gave it, 1 with its error if not."""
     reply = api.history(account, limit, cursor)
     if reply.status != 200:
-        return _failed(reply)
+        return failed(reply)
     print(f"statement of {account}, newest first")
     print(f"{'seq':>6}  {'at (UTC)':<24}  {'kind':<12}  {'amount':>14}  {'balance':>14}  {'counterparty':<14}  key")
     for entry in reply.body["entries"]:
@@ -119,7 +124,7 @@ def print_accounts(api, limit, cursor):
     """Print a page of the client's own accounts; 0 if the bank gave it, 1 with its error if not."""
     reply = api.accounts(limit, cursor)
     if reply.status != 200:
-        return _failed(reply)
+        return failed(reply)
     print(f"{'account':<64}  {'balance':>14}")
     for listed in reply.body["accounts"]:
         print(f"{listed['account']:<64}  {listed['balance']:>14}")
@@ -134,14 +139,9 @@ def open_account(api, account):
     """Open account for the client; 0 if the bank opened it, 1 with its error if not."""
     reply = api.open(account)
     if reply.status != 201:
-        return _failed(reply)
+        return failed(reply)
     print(f"opened {reply.body['account']} for {reply.body['owner']}: balance {reply.body['balance']}")
     return 0
-
-
-def _failed(reply):
-    print(f"client: {reply.status or 'no answer'} {reply.error}: {reply.body.get('message', '')}", file=sys.stderr)
-    return 1
 
 
 def verdict(command, tour, report):

@@ -1,4 +1,5 @@
 """The feature tour: every feature of the bank exercised against the running servers, one PASS/FAIL line each."""
+import time
 import uuid
 
 from shared.money import format_cents, parse_cents
@@ -54,7 +55,40 @@ class Tour:
         self._check("no money created or lost", sum(totals) == 15050 - 2050 - 1000,
                     f"sum {format_cents(sum(totals))}")
         self._whose(run_id, alice, bob, first, other)
+        self._holds(alice, bob, first, other)
         return self.failures == 0
+
+    def _holds(self, alice, bob, first, other):
+        """A hold sets money aside; its target's owner captures it once, in part; another is released; a third
+        expires by itself."""
+        thief = self._clients.adversary[1]
+        placed = first.place_hold(alice, bob, "40.00", 60)
+        self._expect("a hold sets money aside: the balance stays, what is available falls", placed, 201,
+                     state="held", amount="40.00", balance="90.01", available="50.01")
+        hold = placed.body.get("id", "0" * 32)
+        self._expect("... every server shows it", other.balance(alice), 200, balance="90.01", available="50.01")
+        self._expect("... a withdrawal spends only what is available", first.withdraw(alice, "50.02"), 422,
+                     error="insufficient_funds")
+        self._expect("... no one else may take it: answered as an unknown hold",
+                     other.capture(hold, token=thief), 404, error="hold_not_found")
+        self._expect("the target's owner captures part of it; the rest comes back", other.capture(hold, "15.00"), 200,
+                     state="captured", captured="15.00", target_balance="45.00")
+        self._expect("... once: a hold is captured, released or expired, for good", first.capture(hold), 409,
+                     error="hold_closed")
+        self._expect("... and the origin has what is left", other.balance(alice), 200, balance="75.01",
+                     available="75.01")
+        second = first.place_hold(alice, bob, "10.00", 60).body.get("id", "0" * 32)
+        self._expect("a hold released gives it all back", other.release(second), 200, state="released")
+        third = first.place_hold(alice, bob, "1.00", 1).body.get("id", "0" * 32)
+        deadline = time.monotonic() + 10
+        while (seen := other.hold(third)).body.get("closed_at") is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self._expect("a hold not captured in time expires, and the bank closes it itself", seen, 200,
+                     state="expired")
+        kinds = [e.get("kind") for e in first.history(alice, 8).body.get("entries", [])]
+        self._check("the statement shows each hold, capture, release and expiry",
+                    kinds[:7] == ["hold_expiry", "hold", "hold_release", "hold", "hold_release", "capture_out",
+                                  "hold"], f"{kinds}")
 
     def _whose(self, run_id, alice, bob, first, other):
         """Only an account's owner takes money out or reads it; anyone pays in; an operator reads and moves nothing."""

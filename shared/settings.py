@@ -148,6 +148,11 @@ def load_business_settings(environ=None):
     if both:
         # A keyed request's operation id is "name:key": one name must not stand for a client and an operator.
         raise SettingsError(f"CLIENT_TOKENS: {', '.join(both)} also named in OPERATOR_TOKENS")
+    hold_default_seconds = _positive_int(env, "HOLD_DEFAULT_SECONDS", "3600")
+    hold_max_seconds = _positive_int(env, "HOLD_MAX_SECONDS", "2592000")
+    if hold_default_seconds > hold_max_seconds:
+        raise SettingsError(f"HOLD_DEFAULT_SECONDS: {hold_default_seconds} is past HOLD_MAX_SECONDS "
+                            f"({hold_max_seconds})")
     return BusinessSettings(
         business_id=business_id,
         data_urls=data_urls,
@@ -161,8 +166,8 @@ def load_business_settings(environ=None):
         queue_limit=_positive_int(env, "QUEUE_LIMIT", "256"),
         batch_limit=_positive_int(env, "BATCH_LIMIT", "64", maximum=100),
         holds_per_account=_positive_int(env, "HOLDS_PER_ACCOUNT", "20", maximum=100),
-        hold_default_seconds=_positive_int(env, "HOLD_DEFAULT_SECONDS", "3600"),
-        hold_max_seconds=_positive_int(env, "HOLD_MAX_SECONDS", "2592000"),
+        hold_default_seconds=hold_default_seconds,
+        hold_max_seconds=hold_max_seconds,
         max_body_bytes=_positive_int(env, "MAX_BODY_BYTES", "65536"),
         log_level=_choice(env, "LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
         log_summary_seconds=_seconds(env, "LOG_SUMMARY_SECONDS", "10"),

@@ -55,6 +55,24 @@ BUSINESS_CASES = [
     *[("GET", f"/accounts?{query}", CLIENT, {}, {400}) for query in
       [f"limit={LONG}", "limit=0", "limit=101", "limit=-1", f"cursor={LONG}", "cursor=%FF", "cursor=YWZ0ZXI6Li4vYQ",
        "cursor=YmVmb3JlOjU"]],
+    *[("POST", f"/holds/alice/bob/1.00?expires_in={seconds}", CLIENT, {}, {400}) for seconds in
+      [LONG, "-1", "0", "1.5", "1e3", "%EF%BC%91", "", "2592001"]],
+    *[("POST", f"/holds/alice/bob/{amount}", CLIENT, {}, {400}) for amount in ["-0.00", "0", "1e3", LONG]],
+    ("POST", "/holds/alice/alice/1.00", CLIENT, {}, {400}),
+    ("POST", "/holds/alice/nobody/1.00", CLIENT, {}, {404}),
+    ("POST", "/holds/alice/bob/1000.00", CLIENT, {}, {404, 422}),
+    ("POST", "/holds/alice/bob/1.00", bearer(OPERATOR_TOKEN), {}, {403}),
+    ("POST", "/holds/alice/bob/1.00", bearer("other-client-token"), {}, {404}),
+    *[("POST", f"/holds/{hold}/{action}", CLIENT, {}, {400}) for hold in
+      [LONG, "0" * 31, "0" * 33, "G" * 32, "%C3%BC" * 16] for action in ["capture", "release"]],
+    ("POST", f"/holds/..%2F{'0' * 32}/release", CLIENT, {}, {404}),
+    *[("POST", f"/holds/{'0' * 32}/{action}", CLIENT, {}, {404}) for action in ["capture", "release"]],
+    *[("POST", f"/holds/{'0' * 32}/capture/{amount}", CLIENT, {}, {400}) for amount in ["0", "-1", LONG]],
+    ("GET", f"/holds/{'0' * 32}", CLIENT, {}, {404}),
+    ("GET", f"/holds/{LONG}", CLIENT, {}, {400}),
+    ("DELETE", f"/holds/{'0' * 32}", CLIENT, {}, {405}),
+    ("GET", "/accounts/alice/holds", bearer("other-client-token"), {}, {404}),
+    ("GET", f"/accounts/{'a' * 65}/holds", CLIENT, {}, {400}),
 ]
 
 
@@ -120,6 +138,26 @@ DATA_CASES = [
         [{"account": "acc", "kind": {"x": 1}, "amount": "1.00", "balance": "1.00", "operation": "o"}],
         [{"account": "acc", "kind": "deposit", "amount": 1.0, "balance": 1.0, "operation": "o"}],
         {"acc": []}, [[[[]]]]]],
+    *[("POST", "/commit/b1", DATA, {"json": {"writes": [{"account": "acc", "amount": "100.00", "token": 1}],
+                                              "holds": holds}}, {400}) for holds in [
+        [{"id": "0" * 32, "origin": "acc", "target": "acc", "amount": "1.00", "expires_at_ms": 1, "state": "held",
+          "captured": "0.00", "closed_at_ms": None, "origin_owner": "t"}],
+        [{"id": "0" * 32, "origin": "other", "target": "b", "amount": "1.00", "expires_at_ms": 1, "state": "held",
+          "captured": "0.00", "closed_at_ms": None, "origin_owner": "t"}],
+        [{"id": "0" * 32, "origin": "acc", "target": "b", "amount": "0.00", "expires_at_ms": 1, "state": "held",
+          "captured": "0.00", "closed_at_ms": None, "origin_owner": "t"}],
+        [{"id": "0" * 32, "origin": "acc", "target": "b", "amount": "1.00", "expires_at_ms": 1, "state": "held",
+          "captured": "0.00", "closed_at_ms": 5, "origin_owner": "t"}],
+        [{"id": "0" * 32, "origin": "acc", "target": "b", "amount": "1.00", "expires_at_ms": 1,
+          "state": "captured", "captured": "2.00", "closed_at_ms": 5, "origin_owner": "t"}],
+        [{"id": "x", "origin": "acc", "target": "b", "amount": "1.00", "expires_at_ms": 1.5, "state": "gone",
+          "captured": "0.00", "closed_at_ms": None, "origin_owner": "t"}],
+        {"holds": 1}, [[]], ["0" * 32]]],
+    ("GET", f"/getHold/b1/{LONG}", DATA, {}, {400}),
+    ("GET", f"/getHold/b1/{'0' * 32}", DATA, {}, {404}),
+    ("GET", f"/getHold/b2/{'0' * 32}", DATA, {}, {403}),
+    *[("GET", f"/dueHolds/b1?limit={limit}", DATA, {}, {400}) for limit in ["0", "201", "-1", LONG, "x"]],
+    ("GET", "/dueHolds/b2", DATA, {}, {403}),
 ]
 
 
