@@ -65,7 +65,7 @@ BUSINESS_CASES = [
     ("POST", "/holds/alice/bob/1.00", bearer("other-client-token"), {}, {404}),
     *[("POST", f"/holds/{hold}/{action}", CLIENT, {}, {400}) for hold in
       [LONG, "0" * 31, "0" * 33, "G" * 32, "%C3%BC" * 16] for action in ["capture", "release"]],
-    ("POST", f"/holds/..%2F{'0' * 32}/release", CLIENT, {}, {404}),
+    ("POST", f"/holds/..%2F{'0' * 32}/release", CLIENT, {}, {400}),
     *[("POST", f"/holds/{'0' * 32}/{action}", CLIENT, {}, {404}) for action in ["capture", "release"]],
     *[("POST", f"/holds/{'0' * 32}/capture/{amount}", CLIENT, {}, {400}) for amount in ["0", "-1", LONG]],
     ("GET", f"/holds/{'0' * 32}", CLIENT, {}, {404}),
