@@ -359,6 +359,7 @@ class BankCheck:
                                                report.final[account], touching[account], report.holds)
         if len(report.statements) == len(self._accounts):
             violations += transfer_halves_violations(report.statements, report.events)
+            violations += hold_check.closing_violations(report.statements, report.events, report.holds)
         return violations
 
     def _show_progress(self, started):

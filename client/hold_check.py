@@ -19,8 +19,11 @@ from datetime import datetime
 
 from shared.money import format_cents, parse_cents
 
-HOLD_SECONDS = (1, 4)           # each hold expires this many seconds after it is placed, at random
+HOLD_SECONDS = (1, 2)           # each hold expires this many seconds after it is placed, at random
 SETTLE_SECONDS = 30             # the bank closes every hold within this of its expiry, or it is a violation
+# A placement of unknown outcome may still land this long after its last answer (a lease's life, and a business
+# server sending its commit again): until then its hold's absence settles nothing.
+UNKNOWN_GRACE_SECONDS = 15
 HOLD_KINDS = ("hold", "capture", "release")
 
 
@@ -58,12 +61,17 @@ def settle(apis, servers, events, read_token, say, wait_seconds, rng=None):
               and not event.theft}
     found, violations = {}, []
     deadline = time.monotonic() + wait_seconds
-    waiting = set(placed)
-    while waiting and time.monotonic() < deadline:
+    waiting, absent = set(placed), set()     # absent: unknown placements read as none, their grace still running
+    while waiting and (time.monotonic() < deadline or absent):
+        absent = set()
         for hold_id in sorted(waiting):
             reply = apis[rng.choice(servers.available())].hold(hold_id, read_token)
-            if reply.status == 404:
+            event = placed[hold_id]
+            if reply.status == 404 and (event.outcome == "ok" or
+                                        time.monotonic() - event.finished_at > UNKNOWN_GRACE_SECONDS):
                 found[hold_id] = None
+            elif reply.status == 404:
+                absent.add(hold_id)
             elif reply.status == 200 and reply.body["closed_at"] is not None:
                 found[hold_id] = reply.body
         waiting -= set(found)
@@ -132,6 +140,28 @@ def expected_entries(event, account):
         return [("capture_in", captured, origin)]
     rest = [("hold_release", hold_cents - captured, target)] if captured < hold_cents else []
     return [("capture_out", captured, target), *rest]
+
+
+def closing_violations(statements, events, held):
+    """Each closed hold closed exactly once in its origin's statement, as its state says: by one capture or release
+    that applied (its key there), or by one hold_expiry; none by the adversary's."""
+    closers = {}
+    for event in events:
+        if event.kind in ("capture", "release"):
+            closers.setdefault(event.hold_id, []).append(event)
+    kinds = {"captured": "capture", "released": "release", "expired": "expiry"}
+    violations = []
+    for hold_id, hold in held.items():
+        if hold is None or hold["state"] not in kinds or hold["origin"] not in statements:
+            continue
+        entries = statements[hold["origin"]]
+        keys = {entry["idempotency_key"] for entry in entries}
+        closed_by = [event.kind for event in closers.get(hold_id, []) if event.key in keys]
+        closed_by += ["expiry" for entry in entries if entry["kind"] == "hold_expiry"
+                      and entry["operation"] == f"expiry-{hold_id}"]
+        if closed_by != [kinds[hold["state"]]]:
+            violations.append(f"hold {hold_id}: {hold['state']}, but closed in its origin's statement by {closed_by}")
+    return violations
 
 
 def expiry_violations(account, entries, held):

@@ -20,6 +20,7 @@ from data.store import (
     HistoryMismatch,
     HistoryUnavailable,
     HoldConflict,
+    HoldsExceedBalance,
     HoldsFull,
     LockHeld,
     NotLockHolder,
@@ -62,6 +63,7 @@ STORE_REFUSALS = {
     HistoryMismatch: Refusal(409, "history_mismatch", "{error}; nothing was applied"),
     UnknownHold: Refusal(404, "hold_not_found", "{error}"),
     HoldConflict: Refusal(409, "hold_conflict", "{error}; nothing was applied"),
+    HoldsExceedBalance: Refusal(409, "holds_exceed_balance", "{error}; nothing was applied"),
     HoldsFull: Refusal(503, "holds_full", "the bank holds as many holds as it may; nothing was applied, try again "
                                           "later"),
     HistoryUnavailable: Refusal(503, "history_unavailable", "{error}"),
@@ -90,6 +92,8 @@ def store_refusal(error):
     if isinstance(error, LockHeld):
         details = {"account": error.account, "holder": error.holder,
                    "retry_after_ms": max(1, round(error.remaining * 1000))}
+    elif isinstance(error, HoldConflict):
+        details = {"hold": error.hold_id}
     elif isinstance(error, NotLockHolder):
         FENCING_REFUSALS.inc()
         current_app.extensions["bank.activity"].refused(error.business, error.account, error.token)

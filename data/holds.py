@@ -8,7 +8,7 @@ placed over another of its id, never closed twice, never changed once closed. A 
    "expires_at": Unix ms, "state": held | captured | released | expired, "captured": cents moved (0 unless
    captured), "closed_at": Unix ms or None while held, "origin_owner": client, "target_owner": client or None}
 """
-from data.store import HoldConflict
+from data.store import HoldConflict, HoldsExceedBalance
 from shared.money import format_cents
 
 HELD = "held"
@@ -31,11 +31,33 @@ def check_change(before, after):
         raise HoldConflict(after["id"], f"it is {before['state']} already")
     if after["state"] == HELD or any(before[name] != after[name] for name in FIXED):
         raise HoldConflict(after["id"], "it is held already, as placed")
+    check_closing(after)
+
+
+def check_closing(closed):
+    """HoldConflict unless a closed hold is expired once its expiry is reached, or captured or released before it."""
+    if (closed["state"] == "expired") != (closed["closed_at"] >= closed["expires_at"]):
+        raise HoldConflict(closed["id"], f"it cannot be {closed['state']} at {closed['closed_at']}")
 
 
 def held_cents(holds):
     """What the held ones of holds set aside, together."""
     return sum(hold["cents"] for hold in holds if hold["state"] == HELD)
+
+
+def still_held(held, changes, account):
+    """account's held holds once changes apply, as a tuple; held: its held holds before them."""
+    after = {hold["id"]: hold for hold in held}
+    after.update({hold["id"]: hold for hold in changes if hold["origin"] == account})
+    return tuple(hold for hold in after.values() if hold["state"] == HELD)
+
+
+def require_cover(amounts, held_before, changes):
+    """HoldsExceedBalance unless each written balance ({account: cents}) covers what its held holds set aside
+    once changes apply; held_before: {account: its held holds before}."""
+    for account, cents in amounts.items():
+        if cents < held_cents(still_held(held_before.get(account, ()), changes, account)):
+            raise HoldsExceedBalance(account)
 
 
 def wire(hold):

@@ -232,7 +232,8 @@ def _hold(item, writes):
                                              "another account as target, an amount, expires_at_ms, a state ("
                                              f"{', '.join(holds.STATES)}), the amount captured, closed_at_ms (null "
                                              "while held) and the owners of its accounts")
-    if not (isinstance(item, dict) and is_hold_id(item.get("id")) and item.get("origin") in writes
+    if not (isinstance(item, dict) and is_hold_id(item.get("id")) and is_account_id(item.get("origin"))
+            and item["origin"] in writes
             and is_account_id(item.get("target")) and item["target"] != item["origin"]
             and item.get("state") in holds.STATES and _is_time(item.get("expires_at_ms"))
             and (item.get("closed_at_ms") is None) == (item["state"] == holds.HELD)

@@ -140,7 +140,8 @@ class Store(Protocol):
         [history entry]} (data/history.py), each account's checked against its writes; they are numbered and
         recorded with the commit (a written account without any gets an adjustment), a replay records none.
         holds: each hold as it is to be, its origin among the writes: placed (HoldConflict if its id is taken) or
-        closed (HoldConflict unless it is held, as placed); HoldsFull if more would be held than the store may hold.
+        closed (HoldConflict unless it is held, as placed); HoldsFull if more would be held than the store may hold;
+        HoldsExceedBalance if a written balance would be below what its held holds set aside.
         A closed hold is kept, to be read by its id, as long as a keyed operation record.
         """
 
@@ -231,6 +232,14 @@ class HoldConflict(StoreError):
     def __init__(self, hold_id, why):
         super().__init__(f"hold {hold_id} cannot be so: {why}")
         self.hold_id = hold_id
+
+
+class HoldsExceedBalance(StoreError):
+    """A commit would leave an account's balance below what its held holds set aside: nothing was applied."""
+
+    def __init__(self, account):
+        super().__init__(f"account {account} would hold less than its held holds set aside")
+        self.account = account
 
 
 class HoldsFull(StoreError):

@@ -3,6 +3,7 @@
 python -m lab.experiment NETWORK_JSON SCHEDULE FOLDER: `python -m lab` runs it under `ip netns exec` in the client
 host once the network is up (and takes the network down after). It writes FOLDER/run.json.
 """
+import collections
 import json
 import subprocess
 import sys
@@ -231,6 +232,8 @@ def run(network, schedule, folder):
     return {"schedule": schedule, "windows": windows, "violations": report.violations,
             "unknown": len(report.unknown), "sent": len(report.events),
             "operations": sum(1 for e in report.events if e.outcome == "ok"),
+            "holds": dict(collections.Counter(hold["state"] if hold else "never placed"
+                                              for hold in report.holds.values())),
             "accounts": sorted(report.written), "ended_at": report.ended_at,
             "events": [{"started_at": e.finished_at - e.seconds, "finished_at": e.finished_at, "outcome": e.outcome,
                         "kind": e.kind, "accounts": list(e.accounts), "failures": e.failures}

@@ -70,7 +70,9 @@ def figures(run):
 def markdown(run, rows):
     lines = [f"# Partition lab: schedule `{run['schedule']}`", "",
              f"Checker: {run['operations']} acknowledged operations of {run['sent']} sent, "
-             f"{len(run['violations'])} violations, {run['unknown']} unknown outcomes"
+             f"{len(run['violations'])} violations, {run['unknown']} unknown outcomes, "
+             f"{sum(run.get('holds', {}).values())} holds settled ("
+             + ", ".join(f"{state} {count}" for state, count in sorted(run.get("holds", {}).items())) + ")"
              + (": " + "; ".join(run["violations"]) if run["violations"] else "."), "",
              "| fault | writes before, /s | during, share | from 5 s in, share | first success, s | longest stall, s "
              "| full rate after heal, s | 503s by code | fencing refusals | stale holder's late write |",

@@ -187,6 +187,9 @@ class BankService:
 
     def _close_hold(self, kind, hold_id, amount_cents, caller, idempotency_key):
         hold = self._read_hold(hold_id)
+        if not (caller.operator or caller.name in (hold.origin_owner, hold.target_owner)):
+            # Refused before it queues: a stranger's try answers as an unknown hold's, whatever the bank's state.
+            raise HoldNotFound(f"hold {hold_id} does not exist")
         outcome = self._queues.submit(Operation(kind, hold.origin, amount_cents, hold.target,
                                                 self._operation_id(caller, idempotency_key), idempotency_key,
                                                 caller.name, caller.operator, hold=hold_id))

@@ -34,6 +34,8 @@ class HoldExpiry:
                                              hold=hold.id))
             except BankError as refusal:
                 log.warning("hold expiry: %s not closed now: %s", hold.id, refusal.code)
+            except Exception:   # a bug in a lock cycle: the expiry of every other hold must go on
+                log.exception("hold expiry: %s failed", hold.id)
         return len(due)
 
     def run(self, stopped):

@@ -24,6 +24,9 @@ from business.application.ports import Hold
 
 KINDS = ("hold", "capture", "release", "expire")
 MAX_BALANCE_CENTS = 10 ** 18
+# Due holds one lock cycle closes at most, soonest first (the rest count as expired meanwhile, and the next cycles
+# close them): a commit's holds and entries, and its etcd transaction, stay within their bounds.
+EXPIRIES_PER_BATCH = 20
 
 
 class HoldRules(NamedTuple):
@@ -56,14 +59,16 @@ def as_seen(hold, now_ms):
     return hold
 
 
-def expire_due(books, account, rules):
-    """Close account's held holds past their expiry; their entries."""
+def expire_due(books, rules):
+    """Close the leased accounts' held holds past their expiry, soonest first, at most EXPIRIES_PER_BATCH; their
+    entries."""
+    due = sorted((hold for held in books.held.values() for hold in held.values()
+                  if hold.expires_at_ms <= rules.now_ms), key=lambda hold: (hold.expires_at_ms, hold.id))
     entries = []
-    for hold in sorted(books.held.get(account, {}).values(), key=lambda hold: (hold.expires_at_ms, hold.id)):
-        if hold.expires_at_ms <= rules.now_ms:
-            _close(books, hold._replace(state="expired", closed_at_ms=rules.now_ms))
-            entries.append(_entry(hold.origin, "hold_expiry", hold.amount_cents, books.balances[hold.origin],
-                                  hold.target, f"expiry-{hold.id}", None))
+    for hold in due[:EXPIRIES_PER_BATCH]:
+        _close(books, hold._replace(state="expired", closed_at_ms=rules.now_ms))
+        entries.append(_entry(hold.origin, "hold_expiry", hold.amount_cents, books.balances[hold.origin],
+                              hold.target, f"expiry-{hold.id}", None))
     return entries
 
 
@@ -75,6 +80,8 @@ def apply(operation, books, rules):
         # Its origin's due holds were closed as the batch began: nothing is left for it to do.
         return {"expired": operation.hold not in books.held.get(operation.account, {})}, []
     hold = books.held.get(operation.account, {}).get(operation.hold)
+    if hold is not None and as_seen(hold, rules.now_ms).state != "held":
+        hold = None         # past its expiry, not yet closed: a later cycle closes it
     origin_owner, target_owner = books.owners[operation.account], books.owners[operation.target]
     party = operation.client in (origin_owner, target_owner) and not operation.operator
     if operation.kind == "release":
@@ -99,8 +106,9 @@ def _place(operation, books, rules):
     if books.balances[target] is None:
         raise AccountNotFound(f"account {target} does not exist")
     held = books.held.setdefault(origin, {})
-    if len(held) >= rules.per_account:
-        raise TooManyHolds(f"account {origin} has {len(held)} holds held, the most one account may")
+    holding = sum(1 for hold in held.values() if as_seen(hold, rules.now_ms).state == "held")
+    if holding >= rules.per_account:
+        raise TooManyHolds(f"account {origin} has {holding} holds held, the most one account may")
     if available(books.balances[origin], held.values(), rules.now_ms) < amount:
         raise InsufficientFunds(f"account {origin} has not enough funds available")
     hold = Hold(hold_id_of(operation.operation_id), origin, target, amount,

@@ -101,8 +101,7 @@ def apply_batch(operations, leases, rules):
     for lease in leases.values():
         earlier.update(lease.recorded)
     outcomes, records, entries = [], [], []
-    for account in leases:
-        entries += holds.expire_due(books, account, rules)
+    entries += holds.expire_due(books, rules)
     for operation in operations:
         first = earlier.get(operation.operation_id) if operation.keyed else None
         creates = operation.kind in ("deposit", "open") and balances[operation.account] is None

@@ -62,6 +62,15 @@ class HoldMissing(Exception):
     """No hold of that id is kept."""
 
 
+class HoldIdTaken(Exception):
+    """The data tier keeps a hold of that id already (an Idempotency-Key used again for a new hold once its record
+    had expired), or not as the commit found it: nothing was applied."""
+
+    def __init__(self, hold_id):
+        super().__init__(f"hold {hold_id} is taken")
+        self.hold_id = hold_id
+
+
 class LeaseLost(Exception):
     """A lease of the commit expired or was taken over: nothing was applied."""
 

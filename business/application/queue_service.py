@@ -15,7 +15,7 @@ import time
 from typing import NamedTuple
 
 from business.application import holds
-from business.application.errors import AccountNotFound, BankError, ServiceUnavailable
+from business.application.errors import AccountNotFound, BankError, IdempotencyConflict, ServiceUnavailable
 from business.application.operations import Outcome, apply_batch, may_see
 from business.application.ports import (
     AccountLocked,
@@ -25,6 +25,7 @@ from business.application.ports import (
     DataTierFull,
     DataUnavailable,
     HistoryBehind,
+    HoldIdTaken,
     HoldsAtCap,
     IdempotencyStoreFull,
     LeasedWrite,
@@ -219,6 +220,19 @@ class QueueService(OperationQueue):
                 results = self._apply_and_commit(batch, leases, lambda going=going: hand_over(set(going)))
             except BankError as error:
                 return _fill(outcomes, going, error)
+            except HoldIdTaken as taken:
+                placing = [i for i in going if operations[i].kind == "hold"
+                           and holds.hold_id_of(operations[i].operation_id) == taken.hold_id]
+                if not placing:
+                    return _fill(outcomes, going, ServiceUnavailable("account_busy", "a hold changed hands before the "
+                                                                                     "write; nothing was applied"))
+                # The bank keeps a hold of this key's already: that one request is refused, the rest go again.
+                outcomes[placing[0]] = IdempotencyConflict("this Idempotency-Key was used for an earlier hold, which "
+                                                           "the bank still keeps")
+                going.remove(placing[0])
+                if not going:
+                    return outcomes
+                continue
             for i, outcome in zip(going, results):
                 outcomes[i] = outcome
             return outcomes
@@ -242,6 +256,9 @@ class QueueService(OperationQueue):
         except DataTierFull as full:
             self._release_all(leases.values())
             raise _no_room(full) from None
+        except HoldIdTaken:
+            self._release_all(leases.values())
+            raise
         except (DataUnavailable, DataRefused) as error:
             log.warning("commit on %s: %s", sorted(leases), error)
             raise ServiceUnavailable("data_unavailable", "the data server did not confirm the write; retry with "

@@ -10,6 +10,7 @@ from business.application.ports import (
     DataStoreFull,
     DataUnavailable,
     HistoryBehind,
+    HoldIdTaken,
     HoldMissing,
     HoldsAtCap,
     IdempotencyStoreFull,
@@ -30,6 +31,7 @@ DATA_REFUSALS = {
     (404, "account_not_found"): lambda payload, headers: AccountMissing(payload.get("message")),
     (404, "hold_not_found"): lambda payload, headers: HoldMissing(payload.get("message")),
     (409, "not_lock_holder"): lambda payload, headers: LeaseLost(payload.get("message")),
+    (409, "hold_conflict"): lambda payload, headers: HoldIdTaken(payload.get("hold")),
     (409, "operation_conflict"): lambda payload, headers: OperationConflict(payload.get("message")),
     (423, "locked"): _locked,
     (503, "idempotency_store_full"): lambda payload, headers: IdempotencyStoreFull(

@@ -43,11 +43,11 @@ class HoldTable:
         if closed:
             self._closed.require_room(closed, self._wall_clock())
 
-    def held_cents_after(self, account, changes):
-        """What account's held holds set aside once changes apply."""
-        after = dict(self._held_of.get(account, {}))
-        after.update({hold["id"]: hold for hold in changes if hold["origin"] == account})
-        return holds.held_cents(after.values())
+    def stamp(self, changes):
+        """The changes as the journal records them: a closed hold with when this data server closed it (Unix s),
+        which its keeping runs from."""
+        at = int(self._wall_clock())
+        return [hold if hold["state"] == holds.HELD else {**hold, "at": at} for hold in changes]
 
     def apply(self, changes):
         """Record changes: as a commit or a snapshot's holds record has them."""
@@ -61,7 +61,7 @@ class HoldTable:
             of_origin.pop(hold["id"], None)
             if not of_origin:
                 self._held_of.pop(hold["origin"], None)
-            self._closed.add({**hold, "at": hold["closed_at"] // 1000})
+            self._closed.add({"at": hold["closed_at"] // 1000, **hold})
 
     def due(self, now_ms, limit):
         """Up to limit held holds expired by now_ms, soonest first, as [DueHold]."""
@@ -70,5 +70,5 @@ class HoldTable:
                 for hold in heapq.nsmallest(limit, due, key=lambda hold: (hold["expires_at"], hold["id"]))]
 
     def copy(self):
-        """Every hold, held and closed (closed in the order they closed), for a snapshot."""
-        return [*self._held.values(), *({name: hold[name] for name in holds.FIELDS} for hold in self._closed.values())]
+        """Every hold, held and closed (closed in the order they closed, with when), for a snapshot."""
+        return [*self._held.values(), *self._closed.values()]

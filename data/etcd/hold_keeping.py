@@ -21,8 +21,8 @@ def _as_placed(hold):
 
 
 class HoldKeeping:
-    def __init__(self, gateway, keys, records, settings):
-        self._etcd, self._keys, self._records = gateway, keys, records
+    def __init__(self, gateway, keys, records, settings, wall_clock):
+        self._etcd, self._keys, self._records, self._wall_clock = gateway, keys, records, wall_clock
         self._open_limit = settings.open_holds_limit
 
     def ranges(self, accounts):
@@ -55,8 +55,10 @@ class HoldKeeping:
                            compare(self._keys.closed_hold(hold["id"]), "VERSION", "EQUAL", 0)]
                 success += [put(held_key, _value(hold)), put(by_id, _value(hold)), put(expiry, hold["origin"])]
             else:
+                holds.check_closing(hold)
                 checks.append(compare(held_key, "VALUE", "EQUAL", _value(_as_placed(hold))))
-                lease = self._records.span_lease(True, hold["closed_at"] // 1000)
+                # Kept from when this data server closed it, as an operation record is from when it is made.
+                lease = self._records.span_lease(True, int(self._wall_clock()))
                 success += [delete(held_key), delete(by_id), delete(expiry),
                             put(self._keys.closed_hold(hold["id"]), _value(hold), lease)]
         return checks, success

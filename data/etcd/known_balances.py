@@ -11,6 +11,7 @@ class KnownBalance(NamedTuple):
     token: int                  # the lock it was read under
     value: str | None           # the account's a/ value as read under that lock; None: no such account yet
     forget_at: float            # time.monotonic() by which the lock's lease has ended
+    holds: tuple = ()           # its held holds as read (or written) under that lock: only the holder changes them
 
 
 class KnownBalances:

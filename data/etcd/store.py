@@ -34,6 +34,7 @@ import math
 import time
 
 from data import history
+from data import holds as holds_module
 from data.etcd.account_values import account_state, amount_value, cents_and_owner, owners_after
 from data.etcd.claims import Claim, give_back_late, held_by
 from data.etcd.gateway import (
@@ -71,6 +72,7 @@ from data.store import (
     HistoryPage,
     HistoryUnavailable,
     HoldConflict,
+    HoldsExceedBalance,
     HoldsFull,
     LeaseView,
     LockGrant,
@@ -101,7 +103,7 @@ class EtcdStore:
         self._groups = GroupedTxns(self._etcd, self._keys.quota())
         self._lines = EtcdLines(self._etcd, self._groups, self._keys, self._local, settings.lock_waiters, self._ttl)
         self._history = HistoryKeeping(self._etcd, self._keys, self._records, settings, wall_clock)
-        self._holds = HoldKeeping(self._etcd, self._keys, self._records, settings)
+        self._holds = HoldKeeping(self._etcd, self._keys, self._records, settings, wall_clock)
 
     # ---- the contract (data/store.py) --------------------------------------------------------------------
 
@@ -160,8 +162,9 @@ class EtcdStore:
         # of the locks alone.
         puts = len(accounts) * (2 if call is not None and token == taken_at else 1)
         responses = answer["responses"][puts:puts + len(reads)]
-        self._known.remember({account: KnownBalance(token, self._value(responses[i]), until)
-                        for i, account in enumerate(accounts)})
+        self._known.remember({account: KnownBalance(token, self._value(responses[i]), until,
+                                                    self._holds.held(responses[len(accounts) + i]))
+                              for i, account in enumerate(accounts)})
         grants = [Grant(account, token, *cents_and_owner(self._value(responses[i])),
                         self._holds.held(responses[len(accounts) + i])) for i, account in enumerate(accounts)]
         return LocksGrant(grants, self._ttl, self._records.recorded(responses[2 * len(accounts):], lookup))
@@ -213,20 +216,27 @@ class EtcdStore:
         # Numbered from the balances read under the lock; read again once, if another data server wrote since.
         for fresh in (False, True):
             try:
-                prior = self._prior_balances(business, writes, operations, fresh)
-                return self._commit_once(business, writes, operations, held, release, entries, holds, prior, fresh)
+                prior, held_before = self._prior_balances(business, writes, operations, fresh)
+                return self._commit_once(business, writes, operations, held, release, entries, holds, prior,
+                                         held_before, fresh)
             except _BalanceMoved:
                 continue
         # Twice a balance other than the one just read: someone else writes under this lock.
         account, write = next(iter(writes.items()))
         raise NotLockHolder(business, account, write.token)
 
-    def _commit_once(self, business, writes, operations, held, release, entries, holds, prior, fresh):
+    def _commit_once(self, business, writes, operations, held, release, entries, holds, prior, held_before, fresh):
         """The commit as one transaction, numbered from prior ({account: a/ value or None}, read just now if fresh,
-        else when this process took the lock): its outcome; _BalanceMoved if a balance is no longer that one."""
+        else when this process took the lock; held_before: {account: its held holds}, read with them): its outcome;
+        _BalanceMoved if a balance is no longer that one."""
         amounts = {account: write.cents for account, write in writes.items()}
         # No balance is ever below zero: a commit that would leave one is a bug upstream, and applies nothing.
         assert all(cents >= 0 for cents in amounts.values()), f"a commit would leave a negative balance: {amounts}"
+        try:
+            holds_module.require_cover(amounts, held_before, holds)
+        except HoldsExceedBalance:
+            self._records.raise_if_recorded(operations)
+            raise
         states = {account: account_state(value) for account, value in prior.items()}
         try:
             recorded = history.numbered(amounts, entries, states, operations[0]["id"] if operations else None,
@@ -273,7 +283,8 @@ class EtcdStore:
                 forget_at = time.monotonic() + self._lock_leases.life
                 self._known.remember({
                     account: KnownBalance(write.token, amount_value(write.cents, seqs[account], owners[account]),
-                                          forget_at)
+                                          forget_at, holds_module.still_held(held_before.get(account, ()), holds,
+                                                                             account))
                     for account, write in writes.items()})
             return CommitOutcome(False, [op["result"] for op in operations], recorded)
         self._records.raise_if_found(answer.get("responses", []), operations)
@@ -357,7 +368,8 @@ class EtcdStore:
             raise NotLockHolder(business, account, token)
         until = time.monotonic() + self._lock_leases.life
         self._local.granted([account], token, until)
-        self._known.remember({account: KnownBalance(token, self._value(answer["responses"][1]), until)})
+        self._known.remember({account: KnownBalance(token, self._value(answer["responses"][1]), until,
+                                                    self._holds.held(answer["responses"][2]))})
         cents, owner = cents_and_owner(self._value(answer["responses"][1]))
         return LockGrant(token, self._ttl, cents, self._records.recorded(answer["responses"][3:], lookup), owner,
                          self._holds.held(answer["responses"][2]))
@@ -383,30 +395,32 @@ class EtcdStore:
     # ---- balances and history ----------------------------------------------------------------------------
 
     def _prior_balances(self, business, writes, operations, fresh):
-        """{account: a/ value or None} of the written accounts as they are under the caller's locks: as this process
-        read them when it took a lock (unless fresh), else read now. CommittedBefore if the locks are gone because
-        this very commit was applied before."""
-        prior, unread = {}, []
+        """({account: a/ value or None}, {account: its held holds}) of the written accounts as they are under the
+        caller's locks: as this process read them when it took a lock (unless fresh), else read now.
+        CommittedBefore if the locks are gone because this very commit was applied before."""
+        prior, held_before, unread = {}, {}, []
         for account, write in writes.items():
             known = None if fresh else self._known.get(account)
             if known is not None and known.token == write.token:
-                prior[account] = known.value
+                prior[account], held_before[account] = known.value, known.holds
             else:
                 unread.append(account)
         if not unread:
-            return prior
+            return prior, held_before
         tokens = {account: write.token for account, write in writes.items()}
         op_ids = [op["id"] for op in operations]
         answer = self._etcd.txn([c for a in unread for c in self._holder(business, a, tokens[a])],
-                                [get(self._keys.amount(a)) for a in unread], self._records.ranges(op_ids), resend=True)
+                                [get(self._keys.amount(a)) for a in unread] + self._holds.ranges(unread),
+                                self._records.ranges(op_ids), resend=True)
         if not answer.get("succeeded"):
             self._records.raise_if_found(answer.get("responses", []), operations)
             # The lock that was lost, or (gone and back between the two looks) the first asked about.
             account = next((a for a in unread if not self._is_holder(business, a, tokens[a])), unread[0])
             raise NotLockHolder(business, account, tokens[account])
-        for account, response in zip(unread, answer["responses"]):
-            prior[account] = self._value(response)
-        return prior
+        for index, account in enumerate(unread):
+            prior[account] = self._value(answer["responses"][index])
+            held_before[account] = self._holds.held(answer["responses"][len(unread) + index])
+        return prior, held_before
 
     @staticmethod
     def _value(response):

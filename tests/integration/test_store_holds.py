@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from data.factory import create_store
-from data.store import DueHold, HoldConflict, HoldsFull, NotLockHolder, UnknownHold, Write
+from data.store import DueHold, HoldConflict, HoldsExceedBalance, HoldsFull, NotLockHolder, UnknownHold, Write
 from shared.settings import load_data_settings
 from tests.helpers import store_environ
 
@@ -37,7 +37,7 @@ def commit(bank, writes, holds, entries=None):
     try:
         return bank.commit("b1", {account: Write(cents, tokens[account]) for account, cents in writes.items()},
                            unlock=True, entries=entries, holds=holds)
-    except (HoldConflict, HoldsFull):
+    except (HoldConflict, HoldsFull, HoldsExceedBalance):
         for account, token in tokens.items():
             bank.unlock("b1", account, token)
         raise
@@ -115,3 +115,28 @@ def test_holds_past_the_cap_are_refused_and_nothing_applied(bank):
     with pytest.raises(HoldsFull):
         commit(bank, {"payer": 900}, [a_hold()])
     assert bank.read("b1", "payer").cents == 1000 and len(bank.read("b1", "payer").holds) == 3
+
+
+def test_no_write_leaves_a_balance_below_what_its_held_holds_set_aside(bank):
+    commit(bank, {"payer": 1000, "payee": 0}, [])
+    with pytest.raises(HoldsExceedBalance):
+        commit(bank, {"payer": 1000}, [a_hold(cents=1001)])
+    hold = a_hold(cents=600)
+    commit(bank, {"payer": 1000}, [hold])
+    for cents, holds in ((599, []), (1000, [a_hold(cents=401)]), (799, [closed(a_hold(), "released")])):
+        with pytest.raises((HoldsExceedBalance, HoldConflict)):
+            commit(bank, {"payer": cents}, holds)
+    commit(bank, {"payer": 600}, [])
+    commit(bank, {"payer": 100, "payee": 500}, [closed(hold, "captured", 500)])
+    assert bank.read("b1", "payer").cents == 100 and bank.read("b1", "payer").holds == ()
+
+
+def test_a_hold_expires_only_once_its_expiry_is_reached_and_is_captured_or_released_only_before(bank):
+    commit(bank, {"payer": 1000, "payee": 0}, [])
+    due, later = a_hold(expires_at=int(time.time() * 1000) - 10), a_hold()
+    commit(bank, {"payer": 1000}, [due, later])
+    for wrong in (closed(later, "expired"), closed(due, "released"), closed(due, "captured", 300)):
+        with pytest.raises(HoldConflict):
+            commit(bank, {"payer": 1000}, [wrong])
+    commit(bank, {"payer": 1000}, [closed(due, "expired")])
+    assert bank.read("b1", "payer").holds == (later,)

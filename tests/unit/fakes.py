@@ -15,6 +15,7 @@ from business.application.ports import (
     HistoryEntry,
     HistoryPage,
     HistoryRepository,
+    HoldIdTaken,
     HoldMissing,
     HoldRepository,
     IdempotencyStoreFull,
@@ -180,6 +181,8 @@ class FakeAmounts(AmountRepository):
         for hold in holds:
             # As the data server: a hold is placed once and closed once, as placed, its origin written.
             before = server.holds.get(hold.id)
+            if before is not None and hold.state == "held":
+                raise HoldIdTaken(hold.id)
             assert hold.origin in writes and (before is None) == (hold.state == "held"), hold
             assert before is None or (before.state == "held" and before.amount_cents == hold.amount_cents), hold
         numbered = self._numbered(writes, entries)

@@ -105,7 +105,10 @@ class FakeBank:
             if hold is None or client not in hold["parties"]:
                 return self._reply(404, error="hold_not_found")
             self._expire_due()
-            if hold["state"] != "held" and not (self.flaw == "capture_twice" and hold["state"] == "captured"):
+            # close_twice_unanswered: a hold closed already is closed again, and the answer lost.
+            again = self.flaw == "close_twice_unanswered" and hold["state"] != "held"
+            if hold["state"] != "held" and not (self.flaw == "capture_twice" and hold["state"] == "captured") \
+                    and not again:
                 return self._reply(409, error="hold_closed")
             if kind == "capture" and client != hold["parties"][1]:
                 return self._reply(403, error="forbidden")
@@ -124,6 +127,8 @@ class FakeBank:
                 self._record(target, "capture_in", captured, key, token, origin)
             answer = self.answered[client, key] = self._reply(200, **self._hold_body(
                 hold_id, **({"target_balance": format_cents(self.balances[target])} if kind == "capture" else {})))
+            if again:
+                answer = self.answered[client, key] = self._reply(None, error="no_answer")
             return answer
 
     def hold(self, hold_id, token=None):
@@ -249,7 +254,8 @@ def test_a_correct_bank_has_every_write_once_in_its_statements():
 
 
 @pytest.mark.parametrize("flaw, found", [("capture_twice", "captures of it were acknowledged"),
-                                         ("never_expire", "still not closed")])
+                                         ("never_expire", "still not closed"),
+                                         ("close_twice_unanswered", "closed in its origin's statement by")])
 def test_a_hold_captured_twice_or_never_expired_by_the_bank_is_a_violation(flaw, found):
     report = run_check(FakeBank(flaw))
     assert any(found in violation for violation in report.violations), report.violations[:5]

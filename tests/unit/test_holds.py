@@ -8,6 +8,7 @@ from business.application.errors import (
     HoldClosed,
     HoldExceeded,
     HoldNotFound,
+    IdempotencyConflict,
     InsufficientFunds,
     InvalidRequest,
     TooManyHolds,
@@ -131,3 +132,33 @@ def test_a_keyed_hold_sent_again_is_the_first_and_sets_aside_once(harness):
     captured = harness.bank.capture(first.hold.id, None, PAYEE, "key-2")
     assert harness.bank.capture(first.hold.id, None, PAYEE, "key-2") == captured.__class__(
         captured.hold, None, None, 300, True)
+
+
+def test_a_key_used_again_for_a_new_hold_after_its_record_expired_is_refused_while_the_bank_keeps_the_hold(harness):
+    first = harness.bank.place_hold("a", "b", 300, 60, CLIENT, "key-1")
+    harness.server.operations.clear()       # the key's record past DATA_OPERATION_RETENTION; the hold still kept
+    with pytest.raises(IdempotencyConflict):
+        harness.bank.place_hold("a", "b", 300, 60, CLIENT, "key-1")
+    assert harness.server.holds == {first.hold.id: first.hold}
+    assert harness.bank.balance("a", CLIENT).available_cents == 700
+    assert harness.server.leases == {}
+
+
+def test_a_lock_cycle_closes_at_most_its_share_of_due_holds_and_the_rest_count_as_expired(harness):
+    from business.application import holds
+    from business.application.ports import Hold
+    now_ms = int(harness.wall_seconds * 1000)
+    for account in ("c", "d"):
+        harness.server.accounts[account], harness.server.owners[account] = 100_000, "c"
+        for number in range(holds.EXPIRIES_PER_BATCH // 2 + 2):
+            hold = Hold(f"{account}{number:031x}", account, "b", 10, now_ms - 1000 + number, "held", 0, None, "c", "p")
+            harness.server.holds[hold.id] = hold
+    harness.bank.transfer("c", "d", 1, CLIENT)
+    still_held = [hold for hold in harness.server.holds.values() if hold.state == "held"]
+    assert len(still_held) == 4 and {hold.expires_at_ms for hold in still_held} == {now_ms - 990, now_ms - 989}
+    assert harness.bank.balance("c", CLIENT).available_cents == harness.server.accounts["c"] == 99_999
+    with pytest.raises(HoldClosed):
+        harness.bank.release(still_held[0].id, CLIENT)
+    assert ("transfer_out", 1, 99_999) in kinds(harness, "c")
+    assert [hold.origin for hold in harness.server.holds.values() if hold.state == "held"] == ["d", "d"], (
+        "the next cycle on c closed c's")
