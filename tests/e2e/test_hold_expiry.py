@@ -43,6 +43,9 @@ def test_a_hold_expires_once_and_on_time_across_a_kill_9_of_the_data_server(star
 
     system.data.signal(signal.SIGKILL)
     system.data.process.wait(10)
+    # While it is down the bank says so, and applies nothing.
+    down = requests.post(f"{bank[2]}/deposit/payer-1/1.00", headers=PAYER, timeout=10)
+    assert (down.status_code, down.json()["error"]) == (503, "data_unavailable")
     wait_until(lambda: time.time() * 1000 > iso_ms(down_through["expires_at"]) + 500, 10, "the clock stood still")
     system.data.start()
     assert time.time() * 1000 < iso_ms(back_before["expires_at"]) - 1000, "the data server came back too late"
