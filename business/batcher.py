@@ -95,7 +95,7 @@ def main():
     threading.Thread(target=_stop_when_the_master_goes, daemon=True).start()
     path = os.environ[SOCKET_ENV]
     queue = bootstrap.queue_service(settings, current_request_id)
-    bootstrap.hold_expiry(settings, queue, current_request_id).start()
+    bootstrap.hold_expiry(settings, queue, current_request_id).start()      # ends with the batcher
     Batcher(queue, listen(path)).serve_forever()
 
 

@@ -135,6 +135,13 @@ def when_ready(server):
     _supervisor.start()
 
 
+def post_worker_init(worker):
+    """Gunicorn's hook, in each worker once its app is loaded: a worker without a batcher expires holds itself."""
+    expiry = worker.wsgi.extensions.get("bank.hold_expiry")
+    if expiry is not None:
+        expiry.start()
+
+
 def on_exit(server):
     """Gunicorn's hook, after the workers stopped: stop the batcher."""
     if _supervisor is not None:

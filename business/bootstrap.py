@@ -30,7 +30,8 @@ def queue_service(settings, request_id_source, client=None):
 
 
 def hold_expiry(settings, queue, request_id_source):
-    """The bank's own expiry of the holds past theirs, into queue: run by each business server's batcher."""
+    """The bank's own expiry of the holds past theirs, into queue: run by each business server's batcher, or by
+    each worker of a server without one."""
     client = data_client(settings, request_id_source)
     return HoldExpiry(queue, HttpHoldRepository(client, HttpAmountRepository(client)))
 
@@ -47,14 +48,15 @@ def batcher_socket():
 
 
 def bank_service(settings, request_id_source=lambda: None, batcher_socket=None):
-    """The BankService; its operations go to the server's batcher at batcher_socket, or if None to this
-    process's own lock cycles."""
+    """(the BankService, None) if its operations go to the server's batcher at batcher_socket; (the BankService,
+    the HoldExpiry of this process's own queue, not started) if None: they go to this process's own lock cycles."""
     client = data_client(settings, request_id_source)
     if batcher_socket:
-        queues = BatcherQueue(batcher_socket, batcher_reply_timeout(settings), request_id_source)
+        queues, expiry = BatcherQueue(batcher_socket, batcher_reply_timeout(settings), request_id_source), None
     else:
         queues = queue_service(settings, request_id_source, client)
+        expiry = hold_expiry(settings, queues, request_id_source)
     return BankService(queues, HttpHistoryRepository(client), HttpAccountRepository(client), settings.max_amount_cents,
                        settings.client_tokens.values(),
                        hold_store=HttpHoldRepository(client, HttpAmountRepository(client)),
-                       hold_limits=HoldLimits(settings.hold_default_seconds, settings.hold_max_seconds))
+                       hold_limits=HoldLimits(settings.hold_default_seconds, settings.hold_max_seconds)), expiry

@@ -259,7 +259,10 @@ def create_app(settings=None):
     configure_tokens(app, {**{token: Caller(name) for token, name in settings.client_tokens.items()},
                            **{token: Caller(name, operator=True) for token, name in settings.operator_tokens.items()}})
     register_metrics_route(app, settings.operator_tokens)
-    app.extensions["bank.service"] = bootstrap.bank_service(settings, _current_request_id, bootstrap.batcher_socket())
+    # Without a batcher (a test's app; a server whose batcher socket path is too long) this process runs its own
+    # expiry of holds, once gunicorn's worker is up (business/batcher_supervisor.py's post_worker_init).
+    app.extensions["bank.service"], app.extensions["bank.hold_expiry"] = bootstrap.bank_service(
+        settings, _current_request_id, bootstrap.batcher_socket())
 
     @app.get("/health")
     def health():

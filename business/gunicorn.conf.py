@@ -1,6 +1,6 @@
 """Gunicorn settings of a business server: stateless, so several workers, each with threads, and the batcher
 they hand their operations to (started by when_ready, stopped by on_exit)."""
-from business.batcher_supervisor import on_exit, when_ready  # noqa: F401 (hooks gunicorn calls)
+from business.batcher_supervisor import on_exit, post_worker_init, when_ready  # noqa: F401 (hooks gunicorn calls)
 from shared.gunicorn_hooks import child_exit, prepare_server, worker_exit  # noqa: F401 (hooks gunicorn calls)
 from shared.settings import bind_setting, exit_on_settings_error, load_business_settings, positive_int_setting
 

@@ -142,7 +142,7 @@ class Store(Protocol):
         holds: each hold as it is to be, its origin among the writes: placed (HoldConflict if its id is taken) or
         closed (HoldConflict unless it is held, as placed); HoldsFull if more would be held than the store may hold;
         HoldsExceedBalance if a written balance would be below what its held holds set aside.
-        A closed hold is kept, to be read by its id, as long as a keyed operation record.
+        A closed hold is kept, to be read by its id, DATA_HOLD_RETENTION.
         """
 
     def hold(self, hold_id) -> dict:

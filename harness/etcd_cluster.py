@@ -68,7 +68,7 @@ class EtcdCluster:
                    # A member back from a partition asks before it calls an election: no needless leader change.
                    "--pre-vote",
                    # A bank commit writes, records and releases up to 100 accounts in one transaction.
-                   "--max-txn-ops", "1024",
+                   "--max-txn-ops", "4096",
                    # Old revisions are dropped and the database has a stated size, so the quota is never a surprise.
                    "--auto-compaction-mode", "revision", "--auto-compaction-retention", "10000",
                    "--quota-backend-bytes", str(self.quota_bytes)]

@@ -38,6 +38,7 @@ class DataSettings:
     statements_tls: object  # TlsFiles: the CA, and the client certificate of PostgreSQL's user bank; or None
     history_backlog_limit: int  # history entries etcd holds at most, waiting for the relay: past it, 503
     open_holds_limit: int       # holds held at once in the whole bank at most: past it, 503 holds_full
+    hold_retention: float       # seconds a closed hold stays readable by its id (its entries are kept for good)
     max_body_bytes: int
     log_level: str
     log_summary_seconds: float
@@ -127,6 +128,7 @@ def load_data_settings(environ=None):
         statements_tls=_tls_files(env, "STATEMENTS_TLS") if statements_patroni else None,
         history_backlog_limit=_positive_int(env, "DATA_HISTORY_BACKLOG_LIMIT", "100000"),
         open_holds_limit=_positive_int(env, "DATA_OPEN_HOLDS_LIMIT", "100000"),
+        hold_retention=_positive_int(env, "DATA_HOLD_RETENTION", "86400"),
         max_body_bytes=_positive_int(env, "MAX_BODY_BYTES", "1048576"),
         log_level=_choice(env, "LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
         log_summary_seconds=_seconds(env, "LOG_SUMMARY_SECONDS", "10"),

@@ -20,6 +20,7 @@ LOOKS_IN_A_ROW = 10             # looks without a pause while each finds a full 
 class HoldExpiry:
     def __init__(self, queue, hold_store, new_operation_id=lambda: uuid.uuid4().hex):
         self._queue, self._holds, self._new_operation_id = queue, hold_store, new_operation_id
+        self._stopped = threading.Event()
 
     def close_due(self):
         """Close the holds due now, up to DUE_PER_LOOK of them; how many were asked to close."""
@@ -38,15 +39,16 @@ class HoldExpiry:
                 log.exception("hold expiry: %s failed", hold.id)
         return len(due)
 
-    def run(self, stopped):
-        """Close due holds until the Event stopped is set."""
-        while not stopped.wait(EXPIRY_PAUSE_SECONDS):
+    def run(self):
+        """Close due holds until stopped."""
+        while not self._stopped.wait(EXPIRY_PAUSE_SECONDS):
             for _ in range(LOOKS_IN_A_ROW):
-                if self.close_due() < DUE_PER_LOOK or stopped.is_set():
+                if self.close_due() < DUE_PER_LOOK or self._stopped.is_set():
                     break
 
     def start(self):
-        """Run in a daemon thread (it ends with its process); the Event that stops it."""
-        stopped = threading.Event()
-        threading.Thread(target=self.run, args=(stopped,), name="hold-expiry", daemon=True).start()
-        return stopped
+        """Run in a daemon thread, which ends with its process or at stop()."""
+        threading.Thread(target=self.run, name="hold-expiry", daemon=True).start()
+
+    def stop(self):
+        self._stopped.set()

@@ -1,5 +1,5 @@
-"""The embedded store's holds (data/holds.py): the held ones by id and by origin, the closed ones kept as long as a
-keyed operation record, at most as many as those."""
+"""The embedded store's holds (data/holds.py): the held ones by id and by origin, the closed ones kept
+DATA_HOLD_RETENTION, at most DATA_OPERATION_LIMIT of them."""
 import heapq
 
 from data import holds
@@ -13,7 +13,7 @@ class HoldTable:
         self._open_limit = settings.open_holds_limit
         self._held = {}                 # hold id -> hold, each held one
         self._held_of = {}              # origin -> {hold id: hold}, its held ones
-        self._closed = RecordTable("closed hold", settings.operation_retention, settings.operation_limit)
+        self._closed = RecordTable("closed hold", settings.hold_retention, settings.operation_limit)
 
     def held_of(self, account):
         return tuple(self._held_of.get(account, {}).values())

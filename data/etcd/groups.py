@@ -11,7 +11,7 @@ import time
 from data.etcd.gateway import nested, put
 from data.store import StoreUnavailable
 
-MOST_OPERATIONS = 512       # of the transaction sent (etcd runs with --max-txn-ops 1024)
+MOST_OPERATIONS = 512       # of the transaction sent (etcd runs with --max-txn-ops 4096)
 
 
 class NotSent(StoreUnavailable):

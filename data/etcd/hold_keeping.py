@@ -2,8 +2,9 @@
 
 A held hold is three keys, written and deleted together: k/a/{origin}/{id} (read with the origin's lock, so a lease
 comes with its account's holds), k/i/{id} (found by id; the cap counts them) and k/x/{expiry}/{id} (found when
-due). A closed one is k/c/{id}, under the keyed records' lease. Placing holds only while no k/i/ or k/c/ key has its
-id; closing holds only while k/a/ holds it exactly as placed: a hold is closed once, whichever data server asks.
+due). A closed one is k/c/{id}, under a lease of DATA_HOLD_RETENTION (records.py's span leases). Placing holds
+only while no k/i/ or k/c/ key has its id; closing holds only while k/a/ holds it exactly as placed: a hold is
+closed once, whichever data server asks.
 """
 import json
 
@@ -58,7 +59,7 @@ class HoldKeeping:
                 holds.check_closing(hold)
                 checks.append(compare(held_key, "VALUE", "EQUAL", _value(_as_placed(hold))))
                 # Kept from when this data server closed it, as an operation record is from when it is made.
-                lease = self._records.span_lease(True, int(self._wall_clock()))
+                lease = self._records.span_lease("holds", int(self._wall_clock()))
                 success += [delete(held_key), delete(by_id), delete(expiry),
                             put(self._keys.closed_hold(hold["id"]), _value(hold), lease)]
         return checks, success

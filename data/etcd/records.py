@@ -33,7 +33,7 @@ class _Count(NamedTuple):
 
 
 class _Span(NamedTuple):
-    kind: object                # True: keyed records, False: retry records, "history": history entries
+    kind: object                # True: keyed records, False: retry records, "history": history entries, "holds"
     span: int                   # the made-at time in whole RECORD_LEASE_SPAN_SECONDS
 
 
@@ -44,7 +44,7 @@ class EtcdRecords:
         self._etcd, self._keys, self._wall_clock = gateway, keys, wall_clock
         # Seconds each kind lives: keyed and retry operation records, history entries.
         self._retention = {True: settings.operation_retention, False: settings.retry_record_retention,
-                           "history": settings.history_retention}
+                           "history": settings.history_retention, "holds": settings.hold_retention}
         self._limit = {True: settings.operation_limit, False: settings.retry_record_limit}
         self._leases = {}                   # _Span -> etcd lease id
         self._counted = {}                  # keyed -> _Count

@@ -5,11 +5,13 @@ an operator releases it; past its expiry it is expired everywhere; a stranger ge
 import threading
 import time
 import uuid
+from types import SimpleNamespace
 
 import pytest
 
+from business.batcher_supervisor import post_worker_init
 from shared.money import parse_cents
-from tests.helpers import MALLORY_TOKEN, OPERATOR_TOKEN, OTHER_CLIENT_TOKEN, bearer
+from tests.helpers import MALLORY_TOKEN, OPERATOR_TOKEN, OTHER_CLIENT_TOKEN, bearer, wait_until
 
 PAYEE, STRANGER, OPERATOR = bearer(OTHER_CLIENT_TOKEN), bearer(MALLORY_TOKEN), bearer(OPERATOR_TOKEN)
 
@@ -151,3 +153,18 @@ def test_an_account_holds_at_most_its_cap_and_a_withdrawal_spends_only_what_is_a
     assert bank.post("/withdrawal/payer/2.01", headers=client_headers).json["error"] == "insufficient_funds"
     assert bank.post("/transfer/payer/payee/2.00", headers=client_headers).status_code == 200
     assert money(bank, "payer", client_headers) == ("8.00", "0.00")
+
+
+def test_a_server_without_a_batcher_expires_holds_in_each_worker(bank, client_headers):
+    """A business server whose batcher could not start (its socket path too long) batches in each worker, and each
+    worker closes due holds itself once gunicorn has it up."""
+    expiry = bank.application.extensions["bank.hold_expiry"]
+    post_worker_init(SimpleNamespace(wsgi=bank.application))
+    try:
+        hold = bank.post("/holds/payer/payee/3.00?expires_in=1", headers=client_headers).json
+        closed = wait_until(lambda: bank.get(f"/holds/{hold['id']}", headers=client_headers).json["closed_at"], 10,
+                            "the worker's own expiry never closed the hold")
+        assert closed >= hold["expires_at"]
+        assert statement(bank, "payer", client_headers)[-1] == ("hold_expiry", "3.00", "10.00")
+    finally:
+        expiry.stop()

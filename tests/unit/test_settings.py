@@ -54,7 +54,7 @@ def test_settings_are_frozen():
     ("OPERATOR_TOKENS", ""), ("OPERATOR_TOKENS", "ops:short"), ("DATA_COMPACT_MIN_BYTES", "0"),
     ("DATA_RETRY_RECORD_RETENTION", "x"), ("LOG_SUMMARY_SECONDS", "0"), ("DATA_HISTORY_RETENTION", "-5"),
     ("DATA_HISTORY_RETENTION", "a day"), ("DATA_HISTORY_BACKLOG_LIMIT", "0"), ("STATEMENTS_PATRONI", "ftp://x"),
-    ("STATEMENTS_PATRONI", "http://127.0.0.1:8008"), ("DATA_OPEN_HOLDS_LIMIT", "0"),
+    ("STATEMENTS_PATRONI", "http://127.0.0.1:8008"), ("DATA_OPEN_HOLDS_LIMIT", "0"), ("DATA_HOLD_RETENTION", "-1"),
 ])
 def test_a_bad_data_setting_names_its_variable(name, value):
     with pytest.raises(SettingsError, match=f"^{name}:"):
