@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from client import hold_check
 from client.check_report import print_report
+from client.check_rules import READS, changes_of, observed_balances, seen_violations, theft_violations
 from client.statements import StatementUnavailable, read_statement, statement_violations, transfer_halves_violations
 from shared.failover import PassOver
 from shared.money import format_cents, parse_signed_cents
@@ -32,7 +33,6 @@ KIND_WEIGHTS = {"deposit": 25, "withdrawal": 20, "transfer": 30, "balance": 15, 
                 "capture": 6, "release": 3}
 # What the adversary tries on an account of another client: every debit and every read; and on a hold, to take it.
 THEFTS = ("withdrawal", "transfer", "balance", "history", "account", "capture", "release")
-READS = ("balance", "history", "account")
 
 
 @dataclass
@@ -268,7 +268,7 @@ class BankCheck:
                 event.failures.append((time.monotonic(), reply.status, reply.error))
             if reply.status in (200, 201):
                 event.outcome = "ok"
-                event.balances = {} if event.theft else _observed_balances(event, reply.body)
+                event.balances = {} if event.theft else observed_balances(event, reply.body)
                 self._held(event, reply.body)
                 break
             if reply.status is not None and 400 <= reply.status < 500:
@@ -316,8 +316,8 @@ class BankCheck:
         slack = collections.Counter()
         total_expected, total_slack = sum(report.opening.values()), 0
         for event in report.events:
-            violations += _seen_violations(event) + _theft_violations(event)
-            effects = _effects(event)
+            violations += seen_violations(event) + theft_violations(event)
+            effects = changes_of(event)
             if event.outcome == "ok":
                 for account, delta in effects.items():
                     expected[account] += delta
@@ -376,7 +376,7 @@ class BankCheck:
                 fraction = done / max(1, self._operations)
                 budget = f"{done}/{self._operations} operations, {elapsed:.0f} s"
             unknown = sum(1 for event in events if event.outcome == "unknown")
-            seen = sum(len(_seen_violations(event)) for event in events)
+            seen = sum(len(seen_violations(event)) for event in events)
             line = (f"[{'#' * int(fraction * 30):<30}] {budget}, {done / max(elapsed, 1e-9):.0f} op/s, "
                     f"{unknown} unknown, {seen} violations so far")
             print(f"\r{line}" if interactive else line, end="" if interactive else "\n", file=self._out, flush=True)
@@ -385,56 +385,3 @@ class BankCheck:
 
     def _say(self, text):
         print(text, file=self._out, flush=True)
-
-
-def _seen_violations(event):
-    """What is wrong in one answer by itself: a negative balance, or available, a server error other than 503; an
-    acknowledged hold whose id is not its key's, a capture of more than it asked."""
-    violations = [f"negative balance {format_cents(cents)} of {account} seen in {event.kind}"
-                  for account, cents in event.balances.items() if cents < 0]
-    if event.available_cents is not None and event.available_cents < 0:
-        violations.append(f"negative available {format_cents(event.available_cents)} of {event.accounts[0]}")
-    if event.kind == "capture" and event.outcome == "ok" and not event.theft and not (
-            0 < event.captured_cents == (event.amount_cents or event.held_cents)):
-        violations.append(f"capture of hold {event.hold_id} asked {format_cents(event.amount_cents)} of "
-                          f"{format_cents(event.held_cents)}, moved {format_cents(event.captured_cents)}")
-    if event.status is not None and event.status >= 500 and event.status != 503:
-        violations.append(f"server error {event.status} on {event.kind} {event.accounts}")
-    return violations
-
-
-def _theft_violations(event):
-    """What is wrong in the answer to one of the adversary's tries: anything but what an unknown account (or hold)
-    gets (a 503 or no answer under a fault settles nothing; the statements show whether a debit applied)."""
-    unknown = "hold_not_found" if event.kind in ("capture", "release") else "account_not_found"
-    if not event.theft or event.status is None or event.status >= 500 or (event.status, event.error) == (404, unknown):
-        return []
-    what = f"{event.client}'s {event.kind} of {event.hold_id or event.accounts[0]}"
-    if event.outcome == "ok":
-        return [f"theft: {what} was answered 200" + (" and applied" if event.kind not in READS else "")]
-    return [f"theft: {what} was answered {event.status} {event.error}, not as an unknown account"]
-
-
-def _effects(event):
-    """{account: change in cents} that event has if it was applied."""
-    if event.kind == "deposit":
-        return {event.accounts[0]: event.amount_cents}
-    if event.kind == "withdrawal":
-        return {event.accounts[0]: -event.amount_cents}
-    if event.kind == "transfer":
-        return {event.accounts[0]: -event.amount_cents, event.accounts[1]: event.amount_cents}
-    if event.kind == "capture" and not event.theft:
-        moved = event.captured_cents or event.amount_cents or event.held_cents
-        return {event.accounts[0]: -moved, event.accounts[1]: moved}
-    return {}
-
-
-def _observed_balances(event, body):
-    """The balances an answer showed: none of an account the sender does not own (a payment into it)."""
-    if "available" in body:
-        event.available_cents = parse_signed_cents(body["available"])
-    shown = {"balance": 0} if event.kind != "transfer" else {"origin_balance": 0, "target_balance": 1}
-    if event.kind == "capture":
-        shown["target_balance"] = 1
-    return {event.accounts[position]: parse_signed_cents(body[field]) for field, position in shown.items()
-            if field in body}
