@@ -32,8 +32,11 @@ def queue_service(settings, request_id_source, client=None):
 def hold_expiry(settings, queue, request_id_source):
     """The bank's own expiry of the holds past theirs, into queue: run by each business server's batcher, or by
     each worker of a server without one."""
-    client = data_client(settings, request_id_source)
-    return HoldExpiry(queue, HttpHoldRepository(client, HttpAmountRepository(client)))
+    return HoldExpiry(queue, _hold_store(data_client(settings, request_id_source)))
+
+
+def _hold_store(client):
+    return HttpHoldRepository(client, HttpAmountRepository(client))
 
 
 def batcher_reply_timeout(settings):
@@ -58,5 +61,5 @@ def bank_service(settings, request_id_source=lambda: None, batcher_socket=None):
         expiry = hold_expiry(settings, queues, request_id_source)
     return BankService(queues, HttpHistoryRepository(client), HttpAccountRepository(client), settings.max_amount_cents,
                        settings.client_tokens.values(),
-                       hold_store=HttpHoldRepository(client, HttpAmountRepository(client)),
+                       hold_store=_hold_store(client),
                        hold_limits=HoldLimits(settings.hold_default_seconds, settings.hold_max_seconds)), expiry

@@ -11,13 +11,13 @@ must close every one by itself — and must be exactly what the acknowledged ans
   at or after its expiry, no capture or release acknowledged;
 - every statement shows each expired hold's hold_expiry once, on its origin, and no other.
 """
-import hashlib
 import random
 import threading
 import time
-from datetime import datetime
 
 from shared.money import format_cents, parse_cents
+from shared.timestamps import unix_ms
+from shared.validation import operation_reference
 
 HOLD_SECONDS = (1, 2)           # each hold expires this many seconds after it is placed, at random
 SETTLE_SECONDS = 30             # the bank closes every hold within this of its expiry, or it is a violation
@@ -28,12 +28,8 @@ HOLD_KINDS = ("hold", "capture", "release")
 
 
 def hold_id_of(client, key):
-    return hashlib.sha256(f"{client}:{key}".encode()).hexdigest()[:32]
-
-
-def iso_ms(text):
-    """Unix ms of the bank's RFC 3339 time."""
-    return round(datetime.fromisoformat(text).timestamp() * 1000)
+    """The id of the hold a client's request under key places: its keyed operation's reference."""
+    return operation_reference(f"{client}:{key}")
 
 
 class PlacedHolds:
@@ -95,7 +91,7 @@ def _hold_violations(hold_id, placing, hold, closers):
         return [f"hold {hold_id}: acknowledged, but the bank has no such hold"] if placing.outcome == "ok" else []
     if (hold["origin"], hold["target"], parse_cents(hold["amount"])) != (*placing.accounts, placing.amount_cents):
         return [f"hold {hold_id}: is {hold['origin']} -> {hold['target']} {hold['amount']}, not as placed"]
-    state, closed_at, expires_at = hold["state"], iso_ms(hold["closed_at"]), iso_ms(hold["expires_at"])
+    state, closed_at, expires_at = hold["state"], unix_ms(hold["closed_at"]), unix_ms(hold["expires_at"])
     acknowledged = [event for event in closers if event.outcome == "ok"]
     sent = [event for event in closers if event.outcome != "refused"]
     kinds = {"captured": "capture", "released": "release"}

@@ -1,4 +1,5 @@
 """Checks of identifiers that cross the wire between client, business and data servers."""
+import hashlib
 import re
 
 _ACCOUNT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}", re.ASCII)
@@ -16,6 +17,12 @@ def is_opaque_key(text, max_length=128):
     return isinstance(text, str) and len(text) <= max_length and _OPAQUE_KEY.fullmatch(text) is not None
 
 
+def operation_reference(operation_id):
+    """An operation's reference, 32 hex digits that name neither client nor key: what a client's statement shows
+    for it, and the id of the hold it places."""
+    return hashlib.sha256(operation_id.encode()).hexdigest()[:32]
+
+
 def is_hold_id(text):
-    """A hold's id: 32 lower-case hex digits."""
+    """A hold's id (an operation_reference): 32 lower-case hex digits."""
     return isinstance(text, str) and _HOLD_ID.fullmatch(text) is not None

@@ -7,7 +7,6 @@ with another's), or an operator, who reads any account and moves no money."""
 import base64
 import binascii
 import dataclasses
-import hashlib
 import time
 import uuid
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from business.application.ports import (
     Hold,
     HoldMissing,
 )
-from shared.validation import is_account_id
+from shared.validation import is_account_id, operation_reference
 
 MAX_STATEMENT_ENTRIES = 100
 DEFAULT_STATEMENT_ENTRIES = 20
@@ -168,10 +167,7 @@ class BankService:
 
     def hold(self, hold_id, caller):
         """The hold as it is now: either account's owner's, or an operator's, to read."""
-        hold = self._read_hold(hold_id)
-        if not (caller.operator or caller.name in (hold.origin_owner, hold.target_owner)):
-            raise HoldNotFound(f"hold {hold_id} does not exist")
-        return holds.as_seen(hold, self._now_ms())
+        return holds.as_seen(self._read_hold(hold_id, caller), self._now_ms())
 
     def held_holds(self, account, caller):
         """The account's holds still held, soonest expiring first: its owner's, or an operator's, to read."""
@@ -186,20 +182,22 @@ class BankService:
                       key=lambda hold: (hold.expires_at_ms, hold.id))
 
     def _close_hold(self, kind, hold_id, amount_cents, caller, idempotency_key):
-        hold = self._read_hold(hold_id)
-        if not (caller.operator or caller.name in (hold.origin_owner, hold.target_owner)):
-            # Refused before it queues: a stranger's try answers as an unknown hold's, whatever the bank's state.
-            raise HoldNotFound(f"hold {hold_id} does not exist")
+        hold = self._read_hold(hold_id, caller)
         outcome = self._queues.submit(Operation(kind, hold.origin, amount_cents, hold.target,
                                                 self._operation_id(caller, idempotency_key), idempotency_key,
                                                 caller.name, caller.operator, hold=hold_id))
         return self._hold_receipt(outcome)
 
-    def _read_hold(self, hold_id):
+    def _read_hold(self, hold_id, caller):
+        """The hold, if caller is one of its parties (the owners it was placed between) or an operator; to anyone
+        else HoldNotFound, as for no such hold, before anything is queued, whatever the bank's state."""
         try:
-            return self._data_call(lambda: self._holds.get(hold_id))
+            hold = self._data_call(lambda: self._holds.get(hold_id))
         except HoldMissing:
-            raise HoldNotFound(f"hold {hold_id} does not exist") from None
+            hold = None
+        if hold is None or not (caller.operator or caller.name in (hold.origin_owner, hold.target_owner)):
+            raise HoldNotFound(f"hold {hold_id} does not exist")
+        return hold
 
     @staticmethod
     def _data_call(read):
@@ -296,7 +294,7 @@ def _as_seen_by(caller, entry):
     if caller.operator:
         return entry
     own = entry.idempotency_key is not None and entry.operation == _keyed_id(caller.name, entry.idempotency_key)
-    reference = None if entry.operation is None else hashlib.sha256(entry.operation.encode()).hexdigest()[:32]
+    reference = None if entry.operation is None else operation_reference(entry.operation)
     return dataclasses.replace(entry, operation=reference, idempotency_key=entry.idempotency_key if own else None)
 
 

@@ -7,7 +7,6 @@ origin's owner places one; the target may be anyone's. Past its expiry a hold co
 read, and the first lock cycle on its origin from then on closes it (the bank's expiry, hold_expiry.py, sees that
 one comes). No I/O here: operations.py applies a batch, this module its holds.
 """
-import hashlib
 from typing import NamedTuple
 
 from business.application.errors import (
@@ -21,6 +20,7 @@ from business.application.errors import (
     TooManyHolds,
 )
 from business.application.ports import Hold
+from shared.validation import operation_reference
 
 KINDS = ("hold", "capture", "release", "expire")
 MAX_BALANCE_CENTS = 10 ** 18
@@ -42,14 +42,14 @@ class Books(NamedTuple):
     changes: dict                   # hold id -> Hold as the batch leaves it: placed or closed
 
 
-def hold_id_of(operation_id):
-    """A hold's id: its placing operation's reference, as a client's statement shows it (bank_service.py)."""
-    return hashlib.sha256(operation_id.encode()).hexdigest()[:32]
-
-
 def available(balance_cents, holds, now_ms):
     """What of a balance is not set aside by the held ones of holds still before their expiry."""
     return balance_cents - sum(hold.amount_cents for hold in holds if as_seen(hold, now_ms).state == "held")
+
+
+def spendable(books, account, rules):
+    """What of account's balance in books its held holds do not set aside at rules.now_ms."""
+    return available(books.balances[account], books.held.get(account, {}).values(), rules.now_ms)
 
 
 def as_seen(hold, now_ms):
@@ -109,9 +109,10 @@ def _place(operation, books, rules):
     holding = sum(1 for hold in held.values() if as_seen(hold, rules.now_ms).state == "held")
     if holding >= rules.per_account:
         raise TooManyHolds(f"account {origin} has {holding} holds held, the most one account may")
-    if available(books.balances[origin], held.values(), rules.now_ms) < amount:
+    if spendable(books, origin, rules) < amount:
         raise InsufficientFunds(f"account {origin} has not enough funds available")
-    hold = Hold(hold_id_of(operation.operation_id), origin, target, amount,
+    # Its id is its placing operation's reference: a keyed retry places none anew, and its statement entry names it.
+    hold = Hold(operation_reference(operation.operation_id), origin, target, amount,
                 rules.now_ms + operation.expires_in * 1000, "held", 0, None, operation.client, books.owners[target])
     held[hold.id] = books.changes[hold.id] = hold
     entry = _entry(origin, "hold", amount, books.balances[origin], target, operation.operation_id, operation.key)
@@ -155,8 +156,7 @@ def _result(hold, books, rules):
     """What an operation on a hold answers (and records): the hold, and its origin's balance and what of it is
     available (operations.py leaves those out for a caller who may not see them)."""
     return {"hold": hold._asdict(), "balance": books.balances[hold.origin],
-            "available": available(books.balances[hold.origin], books.held.get(hold.origin, {}).values(),
-                                   rules.now_ms)}
+            "available": spendable(books, hold.origin, rules)}
 
 
 def _entry(account, kind, cents, balance, counterparty, operation_id, key):

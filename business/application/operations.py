@@ -113,7 +113,7 @@ def apply_batch(operations, leases, rules):
                 result, hold_entries = holds.apply(operation, books, rules)
                 outcome = Outcome(result)
             else:
-                outcome = _apply_one(operation, balances, owners, books, rules)
+                outcome = _apply_one(operation, books, rules)
         except BankError as refusal:
             outcome = refusal
         if isinstance(outcome, Outcome) and first is None and (creates or operation.kind == "give"):
@@ -198,9 +198,10 @@ def _replay(first, operation):
     return Outcome(first["result"], replayed=True)
 
 
-def _apply_one(operation, balances, owners, books, rules):
-    """Apply one operation to balances (owners: {account: owner}; books: the batch's holds.Books) and return its
-    Outcome; raise the BankError that refuses it."""
+def _apply_one(operation, books, rules):
+    """Apply one operation to the batch's holds.Books (its balances, owners and held holds) and return its Outcome;
+    raise the BankError that refuses it."""
+    balances, owners = books.balances, books.owners
     account, amount = operation.account, operation.amount_cents
     current = balances[account]
     if operation.operator and operation.kind not in ("balance", "give"):
@@ -232,12 +233,12 @@ def _apply_one(operation, balances, owners, books, rules):
         raise AccountNotFound(f"account {account} does not exist")
     if operation.kind == "balance":
         return Outcome({"balance": current, "owner": owners[account],
-                        "available": holds.available(current, books.held.get(account, {}).values(), rules.now_ms)})
+                        "available": holds.spendable(books, account, rules)})
     target = balances.get(operation.target)
     if operation.kind == "transfer" and target is None:
         raise AccountNotFound(f"account {operation.target} does not exist")
     # A debit spends only what the account's held holds do not set aside.
-    if holds.available(current, books.held.get(account, {}).values(), rules.now_ms) < amount:
+    if holds.spendable(books, account, rules) < amount:
         raise InsufficientFunds(f"account {account} has not enough funds available")
     if operation.kind == "withdrawal":
         balances[account] = current - amount

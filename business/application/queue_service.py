@@ -34,6 +34,7 @@ from business.application.ports import (
     OperationQueue,
     QueueObserver,
 )
+from shared.validation import operation_reference
 
 log = logging.getLogger("bank.business")
 
@@ -222,7 +223,7 @@ class QueueService(OperationQueue):
                 return _fill(outcomes, going, error)
             except HoldIdTaken as taken:
                 placing = [i for i in going if operations[i].kind == "hold"
-                           and holds.hold_id_of(operations[i].operation_id) == taken.hold_id]
+                           and operation_reference(operations[i].operation_id) == taken.hold_id]
                 if not placing:
                     return _fill(outcomes, going, ServiceUnavailable("account_busy", "a hold changed hands before the "
                                                                                      "write; nothing was applied"))

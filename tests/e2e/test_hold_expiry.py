@@ -1,12 +1,12 @@
 """The bank's own expiry of holds, on real servers (three business servers, each with its batcher's expiry): a hold
 expires once and on time across a kill -9 of the data server, whether the data server is back before the expiry
 or down through it, and the bank goes on serving every account afterwards."""
-import datetime
 import signal
 import time
 
 import requests
 
+from shared.timestamps import unix_ms
 from tests.helpers import CLIENT_TOKEN, OTHER_CLIENT_TOKEN, bearer, wait_until
 
 PAYER, PAYEE = bearer(CLIENT_TOKEN), bearer(OTHER_CLIENT_TOKEN)
@@ -26,11 +26,6 @@ def call(method, url, headers, attempts=40):
     raise AssertionError(f"{method} {url}: no answer but 503 or none")
 
 
-def iso_ms(text):
-    """Unix ms of the bank's RFC 3339 time."""
-    return round(datetime.datetime.fromisoformat(text).timestamp() * 1000)
-
-
 def test_a_hold_expires_once_and_on_time_across_a_kill_9_of_the_data_server(start_system):
     system = start_system()
     bank = [server.url for server in system.businesses]
@@ -46,16 +41,16 @@ def test_a_hold_expires_once_and_on_time_across_a_kill_9_of_the_data_server(star
     # While it is down the bank says so, and applies nothing.
     down = requests.post(f"{bank[2]}/deposit/payer-1/1.00", headers=PAYER, timeout=10)
     assert (down.status_code, down.json()["error"]) == (503, "data_unavailable")
-    wait_until(lambda: time.time() * 1000 > iso_ms(down_through["expires_at"]) + 500, 10, "the clock stood still")
+    wait_until(lambda: time.time() * 1000 > unix_ms(down_through["expires_at"]) + 500, 10, "the clock stood still")
     system.data.start()
-    assert time.time() * 1000 < iso_ms(back_before["expires_at"]) - 1000, "the data server came back too late"
+    assert time.time() * 1000 < unix_ms(back_before["expires_at"]) - 1000, "the data server came back too late"
 
     for hold, account, bank_url in ((down_through, "payer-2", bank[2]), (back_before, "payer-1", bank[0])):
         wait_until(lambda url=f"{bank_url}/holds/{hold['id']}": call("GET", url, PAYER).json()["closed_at"], 15,
                    f"{hold['id']} never closed")
         closed = call("GET", f"{bank_url}/holds/{hold['id']}", PAYER).json()
         assert closed["state"] == "expired"
-        closed_at, expires_at = iso_ms(closed["closed_at"]), iso_ms(hold["expires_at"])
+        closed_at, expires_at = unix_ms(closed["closed_at"]), unix_ms(hold["expires_at"])
         assert closed_at >= expires_at
         if hold is back_before:
             assert closed_at <= expires_at + ON_TIME_MS, f"closed {closed_at - expires_at} ms after its expiry"
