@@ -1,6 +1,7 @@
 """The embedded store's holds (data/holds.py): the held ones by id and by origin, the closed ones kept
 DATA_HOLD_RETENTION, at most DATA_OPERATION_LIMIT of them."""
-import heapq
+import bisect
+import itertools
 
 from data import holds
 from data.embedded.records import RecordTable
@@ -13,6 +14,9 @@ class HoldTable:
         self._open_limit = settings.open_holds_limit
         self._held = {}                 # hold id -> hold, each held one
         self._held_of = {}              # origin -> {hold id: hold}, its held ones
+        # (expires_at, hold id) of each held one, in order: the business servers ask for the due ones a few times a
+        # second, and are answered from its head, under the store's mutex, however many are held.
+        self._by_expiry = []
         self._closed = RecordTable("closed hold", settings.hold_retention, settings.operation_limit)
 
     def held_of(self, account):
@@ -55,8 +59,10 @@ class HoldTable:
             if hold["state"] == holds.HELD:
                 self._held[hold["id"]] = hold
                 self._held_of.setdefault(hold["origin"], {})[hold["id"]] = hold
+                bisect.insort(self._by_expiry, (hold["expires_at"], hold["id"]))
                 continue
-            self._held.pop(hold["id"], None)
+            if self._held.pop(hold["id"], None) is not None:
+                self._by_expiry.pop(bisect.bisect_left(self._by_expiry, (hold["expires_at"], hold["id"])))
             of_origin = self._held_of.get(hold["origin"], {})
             of_origin.pop(hold["id"], None)
             if not of_origin:
@@ -65,9 +71,9 @@ class HoldTable:
 
     def due(self, now_ms, limit):
         """Up to limit held holds expired by now_ms, soonest first, as [DueHold]."""
-        due = (hold for hold in self._held.values() if hold["expires_at"] <= now_ms)
-        return [DueHold(hold["id"], hold["origin"], hold["expires_at"])
-                for hold in heapq.nsmallest(limit, due, key=lambda hold: (hold["expires_at"], hold["id"]))]
+        due = itertools.takewhile(lambda expiry: expiry[0] <= now_ms, self._by_expiry)
+        return [DueHold(hold_id, self._held[hold_id]["origin"], expires_at)
+                for expires_at, hold_id in itertools.islice(due, limit)]
 
     def copy(self):
         """Every hold, held and closed (closed in the order they closed, with when), for a snapshot."""
