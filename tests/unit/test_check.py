@@ -270,7 +270,10 @@ def test_a_theft_applied_or_a_read_of_anothers_account_answered_is_a_violation(f
 
 
 def test_a_negative_balance_is_a_violation():
-    report = run_check(FakeBank("overdraw"))
+    # One worker: the seeded workload takes an account below zero in the same order every run (35 times here), where
+    # four workers' interleavings sometimes never did once the workload also held money.
+    report = BankCheck([FakeBank("overdraw")], CLIENTS, workers=1, accounts=3, operations=300, seed=3,
+                       out=io.StringIO(), settle_seconds=1).run()
     assert any("negative balance" in violation for violation in report.violations)
 
 
